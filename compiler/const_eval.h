@@ -1,0 +1,30 @@
+// A small evaluator for compile-time constants: the integer shape arithmetic
+// that exporters emit (Shape -> Gather -> Concat -> Reshape, Range, ...), and
+// scalar float math on Constants. Not a runtime: inputs are small tensors.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "compiler/ir.h"
+#include "compiler/status.h"
+
+namespace amp {
+
+// Largest constant (in elements) that inference and folding will compute.
+inline constexpr int64_t kMaxFoldElements = 1 << 16;
+
+// Evaluates `node` given constant `inputs` (null for omitted optional inputs)
+// and the inferred `output_types` (which must have static shapes). Returns
+// nullopt for ops the evaluator does not know.
+StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(
+    const Node& node, const std::vector<const Tensor*>& inputs,
+    const std::vector<TensorType>& output_types);
+
+// The tensor a Constant node holds (value, value_float(s) or value_int(s)).
+StatusOr<Tensor> ConstantNodeValue(const Node& node);
+
+// True for the ops EvaluateNode knows.
+bool CanEvaluate(const std::string& op_type);
+
+}  // namespace amp

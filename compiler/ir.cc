@@ -1,0 +1,272 @@
+#include "compiler/ir.h"
+
+#include <algorithm>
+#include <queue>
+#include <unordered_set>
+
+namespace amp {
+
+// ---------------- Value / Attribute / Node ----------------
+
+bool Value::is_graph_output() const {
+  const auto& outs = graph_->outputs();
+  return std::find(outs.begin(), outs.end(), this) != outs.end();
+}
+
+Attribute Attribute::Int(int64_t v) {
+  Attribute a;
+  a.kind = Kind::kInt;
+  a.i = v;
+  return a;
+}
+Attribute Attribute::Float(float v) {
+  Attribute a;
+  a.kind = Kind::kFloat;
+  a.f = v;
+  return a;
+}
+Attribute Attribute::String(std::string v) {
+  Attribute a;
+  a.kind = Kind::kString;
+  a.s = std::move(v);
+  return a;
+}
+Attribute Attribute::Ints(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute Attribute::Floats(std::vector<float> v) {
+  Attribute a;
+  a.kind = Kind::kFloats;
+  a.floats = std::move(v);
+  return a;
+}
+Attribute Attribute::FromTensor(Tensor v) {
+  Attribute a;
+  a.kind = Kind::kTensor;
+  a.t = std::move(v);
+  return a;
+}
+
+std::string Node::Describe() const {
+  if (!name_.empty()) return StrCat("node '", name_, "' (", op_type_, ")");
+  int index = 0;
+  for (const Node* n : graph_->nodes()) {
+    if (n == this) break;
+    ++index;
+  }
+  std::string out = outputs_.empty() ? "" : StrCat(" -> '", outputs_[0]->name(), "'");
+  return StrCat("node #", index, " (", op_type_, out, ")");
+}
+
+void Node::SetInput(size_t i, Value* v) {
+  AMP_CHECK(i < inputs_.size());
+  if (inputs_[i] != nullptr) graph_->RemoveUse(inputs_[i], Use{this, static_cast<int>(i)});
+  inputs_[i] = v;
+  if (v != nullptr) v->uses_.push_back(Use{this, static_cast<int>(i)});
+}
+
+void Node::AddInput(Value* v) {
+  inputs_.push_back(nullptr);
+  SetInput(inputs_.size() - 1, v);
+}
+
+const Attribute* Node::FindAttr(const std::string& n) const {
+  auto it = attrs_.find(n);
+  return it == attrs_.end() ? nullptr : &it->second;
+}
+int64_t Node::GetInt(const std::string& n, int64_t def) const {
+  const Attribute* a = FindAttr(n);
+  return a && a->kind == Attribute::Kind::kInt ? a->i : def;
+}
+float Node::GetFloat(const std::string& n, float def) const {
+  const Attribute* a = FindAttr(n);
+  return a && a->kind == Attribute::Kind::kFloat ? a->f : def;
+}
+std::string Node::GetString(const std::string& n, const std::string& def) const {
+  const Attribute* a = FindAttr(n);
+  return a && a->kind == Attribute::Kind::kString ? a->s : def;
+}
+std::vector<int64_t> Node::GetInts(const std::string& n, std::vector<int64_t> def) const {
+  const Attribute* a = FindAttr(n);
+  return a && a->kind == Attribute::Kind::kInts ? a->ints : def;
+}
+
+// ---------------- Graph ----------------
+
+Value* Graph::FindValue(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+std::vector<Value*> Graph::initializers() const { return initializer_order_; }
+
+std::vector<Node*> Graph::nodes() const {
+  std::vector<Node*> out;
+  out.reserve(nodes_.size());
+  for (const auto& n : nodes_) out.push_back(n.get());
+  return out;
+}
+
+std::string Graph::UniqueName(const std::string& hint) {
+  std::string base = hint.empty() ? "v" : hint;
+  if (!by_name_.count(base)) return base;
+  int& k = name_counters_[base];
+  std::string candidate;
+  do {
+    candidate = StrCat(base, "_", ++k);
+  } while (by_name_.count(candidate));
+  return candidate;
+}
+
+StatusOr<Value*> Graph::CreateValue(const std::string& name) {
+  if (name.empty()) return InvalidArgument("a value needs a non-empty name");
+  if (by_name_.count(name)) return InvalidArgument("value '", name, "' is defined more than once");
+  values_.push_back(std::unique_ptr<Value>(new Value(this, name)));
+  Value* v = values_.back().get();
+  v->self_ = std::prev(values_.end());
+  by_name_[name] = v;
+  return v;
+}
+
+Value* Graph::AddInput(const std::string& name, TensorType type) {
+  Value* v = *CreateValue(UniqueName(name));
+  v->is_input_ = true;
+  v->type_ = std::move(type);
+  inputs_.push_back(v);
+  return v;
+}
+
+Value* Graph::AddInitializer(const std::string& name, Tensor t) {
+  Value* v = *CreateValue(UniqueName(name));
+  SetInitializerData(v, std::move(t));
+  return v;
+}
+
+void Graph::SetInitializerData(Value* v, Tensor t) {
+  if (!v->initializer_) initializer_order_.push_back(v);
+  v->type_.dtype = t.dtype();
+  v->type_.shape = ShapeFromDims(t.dims());
+  v->initializer_ = std::make_unique<Tensor>(std::move(t));
+}
+
+Node* Graph::AddNode(const std::string& op_type, const std::vector<Value*>& inputs,
+                     const std::vector<std::string>& output_names, const std::string& domain) {
+  std::vector<Value*> outs;
+  for (const auto& n : output_names) outs.push_back(*CreateValue(UniqueName(n)));
+  return AddNodeWithOutputs(op_type, domain, inputs, outs);
+}
+
+Node* Graph::AddNodeWithOutputs(const std::string& op_type, const std::string& domain,
+                                const std::vector<Value*>& inputs,
+                                const std::vector<Value*>& outputs) {
+  nodes_.push_back(std::unique_ptr<Node>(new Node(this, op_type, domain)));
+  Node* node = nodes_.back().get();
+  node->self_ = std::prev(nodes_.end());
+  for (Value* in : inputs) node->AddInput(in);
+  for (Value* out : outputs) {
+    AMP_CHECK(out->producer_ == nullptr && !out->is_input_ && !out->initializer_);
+    out->producer_ = node;
+    out->producer_index_ = static_cast<int>(node->outputs_.size());
+    node->outputs_.push_back(out);
+  }
+  return node;
+}
+
+void Graph::MoveBefore(Node* node, Node* before) {
+  nodes_.splice(before->self_, nodes_, node->self_);
+}
+
+void Graph::RemoveUse(Value* v, Use u) {
+  auto it = std::find(v->uses_.begin(), v->uses_.end(), u);
+  AMP_CHECK(it != v->uses_.end());
+  v->uses_.erase(it);
+}
+
+void Graph::ReplaceAllUsesWith(Value* from, Value* to) {
+  AMP_CHECK(from != to);
+  std::vector<Use> uses = from->uses_;
+  for (const Use& u : uses) u.node->SetInput(u.index, to);
+  for (auto& out : outputs_)
+    if (out == from) out = to;
+}
+
+void Graph::EraseValue(Value* v) {
+  AMP_CHECK(v->uses_.empty());
+  by_name_.erase(v->name_);
+  if (v->initializer_) std::erase(initializer_order_, v);
+  values_.erase(v->self_);
+}
+
+void Graph::EraseNode(Node* node) {
+  for (Value* out : node->outputs_) {
+    AMP_CHECK(out->uses_.empty() && !out->is_graph_output());
+  }
+  for (size_t i = 0; i < node->inputs_.size(); ++i) node->SetInput(i, nullptr);
+  for (Value* out : node->outputs_) EraseValue(out);
+  nodes_.erase(node->self_);
+}
+
+void Graph::EraseInitializer(Value* v) {
+  AMP_CHECK(v->initializer_ && v->uses_.empty() && !v->is_graph_output() && !v->is_input_);
+  EraseValue(v);
+}
+
+void Graph::ReplaceWithConstant(Node* node, Tensor t) {
+  AMP_CHECK(node->num_outputs() == 1);
+  for (size_t i = 0; i < node->inputs_.size(); ++i) node->SetInput(i, nullptr);
+  node->inputs_.clear();
+  node->op_type_ = "Constant";
+  node->domain_.clear();
+  node->attrs_.clear();
+  Value* out = node->outputs_[0];
+  out->type_.dtype = t.dtype();
+  out->type_.shape = ShapeFromDims(t.dims());
+  node->attrs_["value"] = Attribute::FromTensor(std::move(t));
+}
+
+Status Graph::TopologicalSort() {
+  // Kahn's algorithm with a queue seeded in current order keeps the order stable.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> order = nodes();
+  std::unordered_map<Node*, size_t> position;
+  for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
+  auto cmp = [&](Node* a, Node* b) { return position[a] > position[b]; };
+  std::priority_queue<Node*, std::vector<Node*>, decltype(cmp)> ready(cmp);
+  for (Node* n : order) {
+    int deps = 0;
+    for (Value* in : n->inputs_)
+      if (in && in->producer_) ++deps;
+    pending[n] = deps;
+    if (deps == 0) ready.push(n);
+  }
+  std::vector<Node*> sorted;
+  sorted.reserve(order.size());
+  while (!ready.empty()) {
+    Node* n = ready.top();
+    ready.pop();
+    sorted.push_back(n);
+    for (Value* out : n->outputs_)
+      for (const Use& u : out->uses_)
+        if (--pending[u.node] == 0) ready.push(u.node);
+  }
+  if (sorted.size() != order.size()) {
+    for (Node* n : order)
+      if (pending[n] > 0) return InvalidArgument("the graph has a cycle through ", n->Describe());
+  }
+  for (Node* n : sorted) nodes_.splice(nodes_.end(), nodes_, n->self_);
+  return Status::Ok();
+}
+
+int64_t Model::OpsetVersion(const std::string& domain) const {
+  for (const auto& o : opsets) {
+    bool want_default = domain.empty() || domain == "ai.onnx";
+    bool is_default = o.domain.empty() || o.domain == "ai.onnx";
+    if (want_default ? is_default : o.domain == domain) return o.version;
+  }
+  return 0;
+}
+
+}  // namespace amp

@@ -1,0 +1,220 @@
+// The amp IR: a Model owns one Graph of Nodes connected by Values.
+//
+// * A Value is defined exactly once: as a graph input, an initializer (constant
+//   data owned by the graph) or the output of one node. It knows its producer
+//   and every use (node, input slot), and carries a TensorType.
+// * A Node has an op type, a domain, attributes, and ordered inputs/outputs;
+//   an omitted optional input is a null Value*.
+// * Graph owns its nodes and values; the mutation API below keeps producer and
+//   use links consistent, so passes never edit the links by hand.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "compiler/shape.h"
+#include "compiler/status.h"
+#include "compiler/tensor.h"
+
+namespace amp {
+
+class Graph;
+class Node;
+
+struct Use {
+  Node* node;
+  int index;  // input slot
+  bool operator==(const Use&) const = default;
+};
+
+class Value {
+ public:
+  const std::string& name() const { return name_; }
+  const TensorType& type() const { return type_; }
+  TensorType& mutable_type() { return type_; }
+  void set_type(TensorType t) { type_ = std::move(t); }
+  DType dtype() const { return type_.dtype; }
+
+  Node* producer() const { return producer_; }
+  int producer_index() const { return producer_index_; }
+  const std::vector<Use>& uses() const { return uses_; }
+  bool is_graph_input() const { return is_input_; }
+  bool is_graph_output() const;
+  bool has_initializer() const { return initializer_ != nullptr; }
+  const Tensor* initializer() const { return initializer_.get(); }
+  Graph* graph() const { return graph_; }
+
+ private:
+  friend class Graph;
+  friend class Node;
+  Value(Graph* g, std::string name) : graph_(g), name_(std::move(name)) {}
+  Graph* graph_;
+  std::string name_;
+  TensorType type_;
+  Node* producer_ = nullptr;
+  int producer_index_ = -1;
+  std::vector<Use> uses_;
+  bool is_input_ = false;
+  std::unique_ptr<Tensor> initializer_;
+  std::list<std::unique_ptr<Value>>::iterator self_;
+};
+
+struct Attribute {
+  enum class Kind { kFloat, kInt, kString, kTensor, kFloats, kInts, kStrings };
+  Kind kind = Kind::kInt;
+  float f = 0;
+  int64_t i = 0;
+  std::string s;
+  Tensor t;
+  std::vector<float> floats;
+  std::vector<int64_t> ints;
+  std::vector<std::string> strings;
+
+  static Attribute Int(int64_t v);
+  static Attribute Float(float v);
+  static Attribute String(std::string v);
+  static Attribute Ints(std::vector<int64_t> v);
+  static Attribute Floats(std::vector<float> v);
+  static Attribute FromTensor(Tensor v);
+};
+
+class Node {
+ public:
+  const std::string& op_type() const { return op_type_; }
+  const std::string& domain() const { return domain_; }
+  const std::string& name() const { return name_; }
+  void set_name(std::string n) { name_ = std::move(n); }
+  // "node 'name' (Op)" or "node #3 (Op)" for messages.
+  std::string Describe() const;
+
+  const std::vector<Value*>& inputs() const { return inputs_; }
+  const std::vector<Value*>& outputs() const { return outputs_; }
+  Value* input(size_t i) const { return i < inputs_.size() ? inputs_[i] : nullptr; }
+  Value* output(size_t i) const { return outputs_[i]; }
+  size_t num_inputs() const { return inputs_.size(); }
+  size_t num_outputs() const { return outputs_.size(); }
+  // Rewires input slot i (nullptr omits it), keeping use lists consistent.
+  void SetInput(size_t i, Value* v);
+  void AddInput(Value* v);
+
+  const std::map<std::string, Attribute>& attributes() const { return attrs_; }
+  bool HasAttr(const std::string& n) const { return attrs_.count(n) != 0; }
+  const Attribute* FindAttr(const std::string& n) const;
+  int64_t GetInt(const std::string& n, int64_t def) const;
+  float GetFloat(const std::string& n, float def) const;
+  std::string GetString(const std::string& n, const std::string& def) const;
+  std::vector<int64_t> GetInts(const std::string& n, std::vector<int64_t> def = {}) const;
+  void SetAttr(const std::string& n, Attribute a) { attrs_[n] = std::move(a); }
+  void EraseAttr(const std::string& n) { attrs_.erase(n); }
+
+  Graph* graph() const { return graph_; }
+
+ private:
+  friend class Graph;
+  Node(Graph* g, std::string op_type, std::string domain)
+      : graph_(g), op_type_(std::move(op_type)), domain_(std::move(domain)) {}
+  Graph* graph_;
+  std::string op_type_;
+  std::string domain_;
+  std::string name_;
+  std::vector<Value*> inputs_;
+  std::vector<Value*> outputs_;
+  std::map<std::string, Attribute> attrs_;
+  std::list<std::unique_ptr<Node>>::iterator self_;
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  std::string name;
+  std::string doc_string;
+
+  // ---- lookup ----
+  Value* FindValue(const std::string& name) const;
+  const std::vector<Value*>& inputs() const { return inputs_; }
+  const std::vector<Value*>& outputs() const { return outputs_; }
+  // Values with constant data, in insertion order.
+  std::vector<Value*> initializers() const;
+  size_t num_nodes() const { return nodes_.size(); }
+  // Nodes in their stored order (a topological order after TopologicalSort).
+  std::vector<Node*> nodes() const;
+
+  // ---- creation ----
+  // A fresh name "<hint>", or "<hint>_<k>" if taken.
+  std::string UniqueName(const std::string& hint);
+  // Creates a value named exactly `name`; error if the name is taken.
+  StatusOr<Value*> CreateValue(const std::string& name);
+  Value* AddInput(const std::string& name, TensorType type);
+  Value* AddInitializer(const std::string& name, Tensor t);
+  void AddOutput(Value* v) { outputs_.push_back(v); }
+  void SetOutput(size_t i, Value* v) { outputs_[i] = v; }
+  // Appends a node whose outputs are new values named from `output_names`
+  // (made unique). Inputs may be null (omitted optional).
+  Node* AddNode(const std::string& op_type, const std::vector<Value*>& inputs,
+                const std::vector<std::string>& output_names, const std::string& domain = "");
+  // Creates a node with outputs that are existing, not-yet-defined values
+  // (used by the importer, where names are fixed by the file).
+  Node* AddNodeWithOutputs(const std::string& op_type, const std::string& domain,
+                           const std::vector<Value*>& inputs, const std::vector<Value*>& outputs);
+  // Moves `node` to just before `before` in the node order.
+  void MoveBefore(Node* node, Node* before);
+
+  // ---- mutation ----
+  // Every use of `from` (node inputs and graph outputs) now reads `to`.
+  void ReplaceAllUsesWith(Value* from, Value* to);
+  // Erases a node whose outputs have no uses and are not graph outputs; its
+  // output values are erased too.
+  void EraseNode(Node* node);
+  // Turns `v` (a node output) into an initializer holding `t`: the producer
+  // loses that output slot's meaning, so call only before erasing it.
+  void SetInitializerData(Value* v, Tensor t);
+  void EraseInitializer(Value* v);  // v must have no uses and not be an output
+  // Turns a single-output node into a Constant holding `t`, keeping its
+  // output value (name and uses); its inputs are released.
+  void ReplaceWithConstant(Node* node, Tensor t);
+
+  // Reorders nodes topologically (stable: keeps the current order where it
+  // can). Error naming a node on the cycle if there is one.
+  Status TopologicalSort();
+
+ private:
+  std::list<std::unique_ptr<Node>> nodes_;
+  std::list<std::unique_ptr<Value>> values_;
+  std::unordered_map<std::string, Value*> by_name_;
+  std::vector<Value*> inputs_;
+  std::vector<Value*> outputs_;
+  std::vector<Value*> initializer_order_;
+  std::unordered_map<std::string, int> name_counters_;
+  friend class Node;
+  void EraseValue(Value* v);
+  void RemoveUse(Value* v, Use u);
+};
+
+struct OpsetImport {
+  std::string domain;
+  int64_t version;
+};
+
+struct Model {
+  int64_t ir_version = 8;
+  std::vector<OpsetImport> opsets;
+  std::string producer_name;
+  std::string producer_version;
+  std::string doc_string;
+  std::map<std::string, std::string> metadata;
+  std::string directory;  // folder the model was read from (external data root)
+  std::unique_ptr<Graph> graph = std::make_unique<Graph>();
+
+  // Opset version of `domain` ("" and "ai.onnx" are the default domain); 0 if absent.
+  int64_t OpsetVersion(const std::string& domain) const;
+};
+
+}  // namespace amp

@@ -1,0 +1,57 @@
+#include "compiler/loader.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "compiler/onnx_import.h"
+#include "compiler/shape_inference.h"
+#include "compiler/text.h"
+#include "compiler/verifier.h"
+
+namespace amp {
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+Status Finish(Model& m) {
+  AMP_RETURN_IF_ERROR(InferShapes(m));
+  return VerifyModel(m);
+}
+
+}  // namespace
+
+StatusOr<Model> ReadModel(const std::string& path) {
+  bool text = EndsWith(path, ".onnxtxt") || EndsWith(path, ".txt");
+  if (!text) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) return NotFound("cannot open '", path, "'");
+    char first = 0;
+    f.get(first);
+    text = first == '<';
+  }
+  if (!text) return ImportModelFile(path);
+  std::ifstream f(path);
+  if (!f) return NotFound("cannot open '", path, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto m = ParseModelText(ss.str());
+  if (!m.ok()) return m.status().WithContext(StrCat("'", path, "'"));
+  return m;
+}
+
+StatusOr<Model> LoadModel(const std::string& path) {
+  AMP_ASSIGN_OR_RETURN(Model m, ReadModel(path));
+  AMP_RETURN_IF_ERROR(Finish(m).WithContext(StrCat("'", path, "'")));
+  return m;
+}
+
+StatusOr<Model> LoadModelText(const std::string& text) {
+  AMP_ASSIGN_OR_RETURN(Model m, ParseModelText(text));
+  AMP_RETURN_IF_ERROR(Finish(m));
+  return m;
+}
+
+}  // namespace amp

@@ -1,0 +1,20 @@
+// Reading a model the way every tool does: binary .onnx or ONNX text
+// (by extension .onnxtxt/.txt, or content starting with '<'), then shape
+// inference and the verifier.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir.h"
+#include "compiler/status.h"
+
+namespace amp {
+
+// Parses without inference (for tools that want to show the raw import).
+StatusOr<Model> ReadModel(const std::string& path);
+// ReadModel + InferShapes + VerifyModel.
+StatusOr<Model> LoadModel(const std::string& path);
+// Same for ONNX text held in memory.
+StatusOr<Model> LoadModelText(const std::string& text);
+
+}  // namespace amp

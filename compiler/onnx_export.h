@@ -1,0 +1,29 @@
+// amp IR -> ONNX ModelProto / .onnx file.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir.h"
+#include "compiler/status.h"
+
+namespace onnx {
+class ModelProto;
+}
+
+namespace amp {
+
+struct ExportOptions {
+  // Write value_info for every intermediate value whose type is known, so that
+  // viewers (and the precision report) see the precision of each edge.
+  bool value_info = true;
+  // Tensors of at least this many bytes go to "<file>.data" beside the model;
+  // 0 keeps everything inline. Files over 2 GiB need it.
+  size_t external_data_threshold = 0;
+};
+
+StatusOr<onnx::ModelProto> ExportModelProto(const Model& model, const ExportOptions& options = {});
+// Writes atomically (temporary file + rename).
+Status SaveModelFile(const Model& model, const std::string& path,
+                     const ExportOptions& options = {});
+
+}  // namespace amp

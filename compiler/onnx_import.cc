@@ -1,0 +1,453 @@
+#include "compiler/onnx_import.h"
+
+#include <google/protobuf/io/coded_stream.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <unordered_map>
+
+#include "onnx/onnx_pb.h"
+
+namespace amp {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Protobuf refuses to parse messages nested deeper than this; a model's own
+// structure needs about 6 levels, so ~30 levels of subgraphs fit.
+constexpr int kProtoRecursionLimit = 100;
+constexpr size_t kMaxProtoBytes = size_t{2} << 30;  // protobuf's own 2 GiB ceiling
+
+class Importer {
+ public:
+  Importer(const onnx::ModelProto& proto, std::string directory)
+      : proto_(proto), directory_(std::move(directory)) {}
+
+  StatusOr<Model> Run();
+
+ private:
+  Status ImportOpsets(Model& m);
+  Status ImportGraph(const onnx::GraphProto& g, Graph& graph);
+  StatusOr<TensorType> ImportType(const onnx::TypeProto& t, const std::string& what);
+  StatusOr<Tensor> ImportTensor(const onnx::TensorProto& t, const std::string& what);
+  StatusOr<Tensor> ImportExternal(const onnx::TensorProto& t, DType dtype,
+                                  std::vector<int64_t> dims, size_t nbytes,
+                                  const std::string& what);
+  StatusOr<Attribute> ImportAttribute(const onnx::AttributeProto& a, const std::string& where);
+
+  const onnx::ModelProto& proto_;
+  std::string directory_;
+  std::unordered_map<std::string, std::shared_ptr<MappedFile>> mapped_;
+};
+
+StatusOr<Model> Importer::Run() {
+  Model m;
+  if (!proto_.has_graph()) return InvalidArgument("the model has no graph (not an ONNX model?)");
+  m.ir_version = proto_.ir_version();
+  if (m.ir_version < kMinIrVersion || m.ir_version > kMaxIrVersion)
+    return InvalidArgument("unsupported ONNX IR version ", m.ir_version, " (amp reads ",
+                           kMinIrVersion, " to ", kMaxIrVersion,
+                           "); re-export the model with opset 13 or newer");
+  AMP_RETURN_IF_ERROR(ImportOpsets(m));
+  if (proto_.functions_size() > 0)
+    return Unimplemented("model-local functions are not supported (the model defines '",
+                         proto_.functions(0).name(), "'); export without them (inline them)");
+  if (proto_.training_info_size() > 0)
+    return Unimplemented(
+        "the model already has training_info; amp imports inference or "
+        "training-mode forward models");
+  m.producer_name = proto_.producer_name();
+  m.producer_version = proto_.producer_version();
+  m.doc_string = proto_.doc_string();
+  for (const auto& p : proto_.metadata_props()) m.metadata[p.key()] = p.value();
+  m.directory = directory_;
+  AMP_RETURN_IF_ERROR(ImportGraph(proto_.graph(), *m.graph));
+  return m;
+}
+
+Status Importer::ImportOpsets(Model& m) {
+  bool has_default = false;
+  for (const auto& o : proto_.opset_import()) {
+    bool is_default = o.domain().empty() || o.domain() == "ai.onnx";
+    for (const auto& seen : m.opsets) {
+      bool seen_default = seen.domain.empty() || seen.domain == "ai.onnx";
+      if (seen.domain == o.domain() || (is_default && seen_default))
+        return InvalidArgument("opset_import lists domain '", o.domain(), "' twice");
+    }
+    if (is_default) {
+      has_default = true;
+      if (o.version() < kMinOpset || o.version() > kMaxOpset)
+        return Unimplemented("unsupported opset ", o.version(),
+                             " for the default ONNX domain (amp ", "supports ", kMinOpset, " to ",
+                             kMaxOpset, "); re-export with opset 17");
+    }
+    m.opsets.push_back({o.domain(), o.version()});
+  }
+  if (!has_default) {
+    if (proto_.opset_import_size() == 0)
+      return InvalidArgument("the model has no opset_import (not an ONNX model?)");
+    return InvalidArgument("the model imports no opset of the default ONNX domain");
+  }
+  return Status::Ok();
+}
+
+StatusOr<TensorType> Importer::ImportType(const onnx::TypeProto& t, const std::string& what) {
+  if (!t.has_tensor_type())
+    return Unimplemented(what,
+                         " is not a tensor (sequence, map, optional and sparse types are "
+                         "not supported)");
+  const auto& tt = t.tensor_type();
+  if (!IsSupportedDType(tt.elem_type()))
+    return Unimplemented(what, " has element type ", tt.elem_type(),
+                         ", which amp does not support");
+  TensorType type;
+  type.dtype = static_cast<DType>(tt.elem_type());
+  if (tt.has_shape()) {
+    Shape shape;
+    for (const auto& d : tt.shape().dim()) {
+      if (d.has_dim_value()) {
+        if (d.dim_value() < 0) return InvalidArgument(what, " has a negative dim ", d.dim_value());
+        if (d.dim_value() > kMaxDim)
+          return InvalidArgument(what, " has dim ", d.dim_value(),
+                                 ", larger than amp accepts (2^40)");
+        shape.push_back(Dim(d.dim_value()));
+      } else if (d.has_dim_param() && !d.dim_param().empty()) {
+        shape.push_back(Dim::Symbol(d.dim_param()));
+      } else {
+        shape.push_back(Dim());
+      }
+    }
+    type.shape = std::move(shape);
+  }
+  return type;
+}
+
+template <typename Field>
+void CopyTyped(const Field& field, Tensor& t) {
+  for (int i = 0; i < field.size(); ++i) t.SetDouble(i, static_cast<double>(field.Get(i)));
+}
+
+StatusOr<Tensor> Importer::ImportTensor(const onnx::TensorProto& t, const std::string& what) {
+  if (!IsSupportedDType(t.data_type()))
+    return Unimplemented(what, " has element type ", t.data_type(), ", which amp does not support");
+  DType dtype = static_cast<DType>(t.data_type());
+  std::vector<int64_t> dims(t.dims().begin(), t.dims().end());
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0) return InvalidArgument(what, " has a negative dim ", d);
+    if (d > kMaxDim || (d != 0 && n > (int64_t{1} << 40) / d))
+      return InvalidArgument(what, " has dims whose product is larger than amp accepts (2^40)");
+    n *= d;
+  }
+  size_t nbytes = static_cast<size_t>(n) * DTypeSize(dtype);
+  if (t.has_data_location() && t.data_location() == onnx::TensorProto::EXTERNAL)
+    return ImportExternal(t, dtype, std::move(dims), nbytes, what);
+
+  if (t.has_raw_data()) {
+    if (t.raw_data().size() != nbytes)
+      return InvalidArgument(
+          what, " has ", t.raw_data().size(), " bytes of raw data but its shape ",
+          ShapeToString(ShapeFromDims(dims)), " of ", DTypeName(dtype), " needs ", nbytes);
+    Tensor out(dtype, std::move(dims));
+    if (nbytes) std::memcpy(out.mutable_data(), t.raw_data().data(), nbytes);
+    return out;
+  }
+  // Typed fields. ONNX stores float16/bfloat16/int8..uint16/bool in int32_data
+  // (float16 and bfloat16 as their bit patterns).
+  int64_t count = 0;
+  switch (dtype) {
+    case DType::kFloat32:
+      count = t.float_data_size();
+      break;
+    case DType::kFloat64:
+      count = t.double_data_size();
+      break;
+    case DType::kInt64:
+      count = t.int64_data_size();
+      break;
+    case DType::kUInt32:
+    case DType::kUInt64:
+      count = t.uint64_data_size();
+      break;
+    default:
+      count = t.int32_data_size();
+      break;
+  }
+  if (count != n)
+    return InvalidArgument(what, " holds ", count, " values but its shape ",
+                           ShapeToString(ShapeFromDims(dims)), " needs ", n);
+  Tensor out(dtype, std::move(dims));
+  switch (dtype) {
+    case DType::kFloat32:
+      CopyTyped(t.float_data(), out);
+      break;
+    case DType::kFloat64:
+      CopyTyped(t.double_data(), out);
+      break;
+    case DType::kInt64:
+      if (n) std::memcpy(out.mutable_data(), t.int64_data().data(), nbytes);
+      break;
+    case DType::kUInt32:
+    case DType::kUInt64:
+      CopyTyped(t.uint64_data(), out);
+      break;
+    case DType::kFloat16:
+    case DType::kBFloat16: {
+      uint8_t* p = out.mutable_data();
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t bits = static_cast<uint16_t>(t.int32_data(static_cast<int>(i)));
+        std::memcpy(p + 2 * i, &bits, 2);
+      }
+      break;
+    }
+    default:
+      CopyTyped(t.int32_data(), out);
+      break;
+  }
+  return out;
+}
+
+StatusOr<Tensor> Importer::ImportExternal(const onnx::TensorProto& t, DType dtype,
+                                          std::vector<int64_t> dims, size_t nbytes,
+                                          const std::string& what) {
+  std::string location;
+  int64_t offset = 0;
+  int64_t length = -1;
+  for (const auto& kv : t.external_data()) {
+    try {
+      if (kv.key() == "location")
+        location = kv.value();
+      else if (kv.key() == "offset")
+        offset = std::stoll(kv.value());
+      else if (kv.key() == "length")
+        length = std::stoll(kv.value());
+    } catch (const std::exception&) {
+      return InvalidArgument(what, ": external data ", kv.key(), " '", kv.value(),
+                             "' is not a number");
+    }
+  }
+  if (location.empty()) return InvalidArgument(what, " is external data without a location");
+  if (directory_.empty())
+    return InvalidArgument(what, " refers to external data '", location,
+                           "', but the model was not read from a file");
+  fs::path loc(location);
+  if (loc.is_absolute())
+    return InvalidArgument(what, ": external data location '", location,
+                           "' is an absolute path; it must be relative to the model's folder");
+  std::error_code ec;
+  fs::path root = fs::weakly_canonical(fs::path(directory_), ec);
+  fs::path full = fs::weakly_canonical(fs::path(directory_) / loc, ec);
+  if (ec) return InvalidArgument(what, ": cannot resolve external data location '", location, "'");
+  auto rel = full.lexically_relative(root);
+  if (rel.empty() || *rel.begin() == "..")
+    return InvalidArgument(what, ": external data location '", location,
+                           "' is outside the model's folder");
+  if (offset < 0) return InvalidArgument(what, ": external data offset ", offset, " is negative");
+  if (length >= 0 && static_cast<size_t>(length) != nbytes)
+    return InvalidArgument(what, ": external data length ", length, " does not match its shape (",
+                           nbytes, " bytes)");
+  auto it = mapped_.find(full.string());
+  if (it == mapped_.end()) {
+    auto file = MappedFile::Open(full.string());
+    if (!file.ok())
+      return NotFound(what, ": external data file '", location, "' cannot be read (",
+                      file.status().message(), ")");
+    it = mapped_.emplace(full.string(), *file).first;
+  }
+  const auto& file = it->second;
+  if (static_cast<size_t>(offset) > file->size() || nbytes > file->size() - offset)
+    return InvalidArgument(what, ": external data file '", location, "' has ", file->size(),
+                           " bytes, fewer than offset ", offset, " + length ", nbytes);
+  return Tensor(dtype, std::move(dims), file, static_cast<size_t>(offset));
+}
+
+StatusOr<Attribute> Importer::ImportAttribute(const onnx::AttributeProto& a,
+                                              const std::string& where) {
+  std::string what = StrCat(where, " attribute '", a.name(), "'");
+  if (!a.ref_attr_name().empty())
+    return Unimplemented(what, " refers to a function attribute, which amp does not support");
+  using AP = onnx::AttributeProto;
+  AP::AttributeType type = a.type();
+  if (type == AP::UNDEFINED) {  // very old writers omit the type: infer from what is set
+    if (a.has_f())
+      type = AP::FLOAT;
+    else if (a.has_i())
+      type = AP::INT;
+    else if (a.has_s())
+      type = AP::STRING;
+    else if (a.has_t())
+      type = AP::TENSOR;
+    else if (a.has_g())
+      type = AP::GRAPH;
+    else if (a.ints_size())
+      type = AP::INTS;
+    else if (a.floats_size())
+      type = AP::FLOATS;
+    else if (a.strings_size())
+      type = AP::STRINGS;
+  }
+  switch (type) {
+    case AP::FLOAT:
+      return Attribute::Float(a.f());
+    case AP::INT:
+      return Attribute::Int(a.i());
+    case AP::STRING:
+      return Attribute::String(a.s());
+    case AP::INTS:
+      return Attribute::Ints({a.ints().begin(), a.ints().end()});
+    case AP::FLOATS:
+      return Attribute::Floats({a.floats().begin(), a.floats().end()});
+    case AP::STRINGS: {
+      Attribute out;
+      out.kind = Attribute::Kind::kStrings;
+      out.strings.assign(a.strings().begin(), a.strings().end());
+      return out;
+    }
+    case AP::TENSOR: {
+      AMP_ASSIGN_OR_RETURN(Tensor t, ImportTensor(a.t(), what));
+      return Attribute::FromTensor(std::move(t));
+    }
+    case AP::GRAPH:
+    case AP::GRAPHS:
+      return Unimplemented(what, " is a subgraph; control flow (If, Loop, Scan) is not supported");
+    default:
+      return Unimplemented(what, " has attribute type ", static_cast<int>(type),
+                           ", which amp does not support");
+  }
+}
+
+Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
+  graph.name = g.name();
+  graph.doc_string = g.doc_string();
+  if (g.sparse_initializer_size() > 0)
+    return Unimplemented("sparse initializers are not supported");
+
+  // Initializers first: a graph input with the same name (IR < 4 style) is the
+  // same value, not a second definition.
+  std::unordered_map<std::string, const onnx::TensorProto*> init_by_name;
+  for (const auto& t : g.initializer()) {
+    if (t.name().empty()) return InvalidArgument("an initializer has no name");
+    if (!init_by_name.emplace(t.name(), &t).second)
+      return InvalidArgument("initializer '", t.name(), "' is defined more than once");
+    AMP_ASSIGN_OR_RETURN(Tensor tensor, ImportTensor(t, StrCat("initializer '", t.name(), "'")));
+    AMP_ASSIGN_OR_RETURN(Value * v, graph.CreateValue(t.name()));
+    graph.SetInitializerData(v, std::move(tensor));
+  }
+  for (const auto& in : g.input()) {
+    if (init_by_name.count(in.name())) continue;
+    if (in.name().empty()) return InvalidArgument("a graph input has no name");
+    if (graph.FindValue(in.name()))
+      return InvalidArgument("graph input '", in.name(), "' is declared more than once");
+    AMP_ASSIGN_OR_RETURN(TensorType type,
+                         ImportType(in.type(), StrCat("graph input '", in.name(), "'")));
+    graph.AddInput(in.name(), std::move(type));
+  }
+  // Declared value types (value_info) are applied after the nodes exist.
+  // Create every node output before wiring inputs, so nodes may come in any
+  // order; TopologicalSort then orders them and finds cycles.
+  std::vector<Node*> nodes;
+  for (int k = 0; k < g.node_size(); ++k) {
+    const auto& np = g.node(k);
+    std::string where = np.name().empty() ? StrCat("node #", k, " (", np.op_type(), ")")
+                                          : StrCat("node '", np.name(), "' (", np.op_type(), ")");
+    if (np.op_type().empty()) return InvalidArgument(where, " has no op_type");
+    std::vector<Value*> outs;
+    for (const auto& o : np.output()) {
+      if (o.empty()) {  // omitted optional output: give it a private name
+        AMP_ASSIGN_OR_RETURN(Value * v, graph.CreateValue(graph.UniqueName(StrCat("unused_", k))));
+        outs.push_back(v);
+        continue;
+      }
+      if (Value* existing = graph.FindValue(o)) {
+        std::string first = existing->is_graph_input()    ? "a graph input"
+                            : existing->has_initializer() ? "an initializer"
+                                                          : "another node's output";
+        return InvalidArgument(where, " defines '", o, "', which is already defined as ", first);
+      }
+      AMP_ASSIGN_OR_RETURN(Value * v, graph.CreateValue(o));
+      outs.push_back(v);
+    }
+    Node* node = graph.AddNodeWithOutputs(np.op_type(), np.domain() == "ai.onnx" ? "" : np.domain(),
+                                          {}, outs);
+    node->set_name(np.name());
+    for (const auto& a : np.attribute()) {
+      if (a.name().empty()) return InvalidArgument(where, " has an attribute with no name");
+      if (node->HasAttr(a.name()))
+        return InvalidArgument(where, " has attribute '", a.name(), "' twice");
+      AMP_ASSIGN_OR_RETURN(Attribute attr, ImportAttribute(a, where));
+      node->SetAttr(a.name(), std::move(attr));
+    }
+    nodes.push_back(node);
+  }
+  for (int k = 0; k < g.node_size(); ++k) {
+    for (const auto& in : g.node(k).input()) {
+      if (in.empty()) {
+        nodes[k]->AddInput(nullptr);
+        continue;
+      }
+      Value* v = graph.FindValue(in);
+      if (!v)
+        return InvalidArgument(nodes[k]->Describe(), " reads '", in,
+                               "', which no node, input or initializer defines");
+      nodes[k]->AddInput(v);
+    }
+  }
+  for (const auto& out : g.output()) {
+    Value* v = graph.FindValue(out.name());
+    if (!v)
+      return InvalidArgument("graph output '", out.name(),
+                             "' is not defined by any node, input or initializer");
+    for (Value* seen : graph.outputs())
+      if (seen == v) return InvalidArgument("graph output '", out.name(), "' is listed twice");
+    AMP_ASSIGN_OR_RETURN(TensorType type,
+                         ImportType(out.type(), StrCat("graph output '", out.name(), "'")));
+    if (!v->has_initializer() && !v->is_graph_input()) v->set_type(std::move(type));
+    graph.AddOutput(v);
+  }
+  for (const auto& vi : g.value_info()) {
+    Value* v = graph.FindValue(vi.name());
+    if (!v || v->has_initializer() || v->is_graph_input()) continue;  // stale or redundant
+    AMP_ASSIGN_OR_RETURN(TensorType type,
+                         ImportType(vi.type(), StrCat("value_info '", vi.name(), "'")));
+    v->set_type(std::move(type));
+  }
+  return graph.TopologicalSort();
+}
+
+}  // namespace
+
+StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory) {
+  Importer importer(proto, directory);
+  return importer.Run();
+}
+
+StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory) {
+  if (size == 0) return InvalidArgument("the file is empty");
+  if (size >= kMaxProtoBytes)
+    return InvalidArgument("the file is ", size, " bytes; an ONNX protobuf must be under 2 GiB ",
+                           "(store large weights as external data)");
+  google::protobuf::io::CodedInputStream stream(static_cast<const uint8_t*>(data),
+                                                static_cast<int>(size));
+  stream.SetRecursionLimit(kProtoRecursionLimit);
+  onnx::ModelProto proto;
+  if (!proto.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage())
+    return InvalidArgument(
+        "not a valid ONNX model: the protobuf cannot be parsed (the file is "
+        "truncated or corrupt, or nests subgraphs deeper than ",
+        kProtoRecursionLimit, " levels)");
+  return ImportModelProto(proto, directory);
+}
+
+StatusOr<Model> ImportModelFile(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return InvalidArgument("'", path, "' is a folder, not a file");
+  AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  auto model = ImportModelBytes(file->data(), file->size(), dir.string());
+  if (!model.ok()) return model.status().WithContext(StrCat("'", path, "'"));
+  return model;
+}
+
+}  // namespace amp

@@ -1,0 +1,32 @@
+// ONNX ModelProto -> amp IR.
+//
+// Accepts IR versions 7..11 and default-domain opsets 13..kMaxOpset from both
+// PyTorch exporters. Only the structure is imported here; types and shapes of
+// intermediate values come from InferShapes (shape_inference.h). Every
+// malformed input is an error Status naming the problem, never a crash.
+#pragma once
+
+#include <string>
+
+#include "compiler/ir.h"
+#include "compiler/status.h"
+
+namespace onnx {
+class ModelProto;
+}
+
+namespace amp {
+
+inline constexpr int64_t kMinOpset = 13;
+inline constexpr int64_t kMaxOpset = 25;
+inline constexpr int64_t kMinIrVersion = 7;
+inline constexpr int64_t kMaxIrVersion = 11;
+
+// Reads a binary .onnx file. External data is resolved relative to the file's
+// folder and must stay inside it.
+StatusOr<Model> ImportModelFile(const std::string& path);
+// Parses serialized bytes; `directory` is the external-data root ("" = none allowed).
+StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory);
+StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory);
+
+}  // namespace amp

@@ -1,0 +1,156 @@
+#include "compiler/shape_inference.h"
+
+#include <deque>
+#include <unordered_map>
+
+#include "compiler/const_eval.h"
+#include "compiler/op_registry.h"
+
+namespace amp {
+namespace {
+
+class Driver {
+ public:
+  Driver(const Model& model, bool check_only) : model_(model), check_only_(check_only) {}
+
+  Status Run() {
+    const Graph& g = *model_.graph;
+    for (Value* v : g.initializers()) constants_[v] = v->initializer();
+    for (Node* n : g.nodes()) AMP_RETURN_IF_ERROR(InferNode(*n));
+    return Status::Ok();
+  }
+
+ private:
+  Status InferNode(Node& node) {
+    const OpSchema* schema = FindOpSchema(node.domain(), node.op_type());
+    if (!schema) {
+      if (!node.domain().empty())
+        return Unimplemented(node.Describe(), ": op '", node.op_type(), "' of domain '",
+                             node.domain(),
+                             "' is not supported (amp supports the default ONNX domain)");
+      return Unimplemented(node.Describe(), ": op '", node.op_type(),
+                           "' is not supported by amp; see `amp-compile --list-ops` for the ops it "
+                           "supports");
+    }
+    int n_in = static_cast<int>(node.num_inputs());
+    int n_out = static_cast<int>(node.num_outputs());
+    if (n_in < schema->min_inputs || (schema->max_inputs >= 0 && n_in > schema->max_inputs))
+      return InvalidArgument(
+          node.Describe(), " has ", n_in, " inputs; ", node.op_type(), " takes ",
+          schema->min_inputs,
+          schema->max_inputs < 0 ? " or more" : StrCat(" to ", schema->max_inputs));
+    if (n_out < schema->min_outputs || (schema->max_outputs >= 0 && n_out > schema->max_outputs))
+      return InvalidArgument(
+          node.Describe(), " has ", n_out, " outputs; ", node.op_type(), " gives ",
+          schema->min_outputs,
+          schema->max_outputs < 0 ? " or more" : StrCat(" to ", schema->max_outputs));
+    for (int i = 0; i < schema->min_inputs; ++i)
+      if (!node.input(i))
+        return InvalidArgument(node.Describe(), ": required input ", i, " is missing");
+    for (int i = 0; i < n_in; ++i) {
+      Value* in = node.input(i);
+      if (in && in->dtype() == DType::kUndefined)
+        return InvalidArgument(node.Describe(), ": input '", in->name(), "' has no known type");
+    }
+
+    InferenceContext ctx(node, model_.OpsetVersion(node.domain()));
+    for (Value* in : node.inputs()) {
+      auto c = in ? constants_.find(in) : constants_.end();
+      ctx.constants_.push_back(c == constants_.end() ? nullptr : c->second);
+      auto s = in ? shape_values_.find(in) : shape_values_.end();
+      ctx.shape_values_.push_back(s == shape_values_.end() ? nullptr : &s->second);
+    }
+    AMP_RETURN_IF_ERROR(schema->infer(ctx));
+
+    std::vector<TensorType> inferred(node.num_outputs());
+    for (size_t i = 0; i < node.num_outputs(); ++i) {
+      if (!ctx.outputs_[i])
+        return Internal(node.Describe(), ": inference set no type for output ", i);
+      AMP_ASSIGN_OR_RETURN(inferred[i], Merge(node, *node.output(i), *ctx.outputs_[i]));
+    }
+    if (!check_only_)
+      for (size_t i = 0; i < node.num_outputs(); ++i) node.output(i)->set_type(inferred[i]);
+
+    // Propagate shape data and constants.
+    for (size_t i = 0; i < node.num_outputs(); ++i) {
+      Value* out = node.output(i);
+      if (ctx.output_constants_[i]) {
+        constants_[out] = Keep(std::move(*ctx.output_constants_[i]));
+      } else if (ctx.output_shape_values_[i]) {
+        const auto& dims = *ctx.output_shape_values_[i];
+        shape_values_[out] = dims;
+        bool all_static = true;
+        for (const Dim& d : dims) all_static &= d.is_static();
+        if (all_static && IsInteger(inferred[i].dtype) && inferred[i].has_static_shape()) {
+          Tensor t(inferred[i].dtype, *StaticDims(*inferred[i].shape));
+          if (t.num_elements() == static_cast<int64_t>(dims.size())) {
+            for (size_t k = 0; k < dims.size(); ++k)
+              t.SetDouble(k, static_cast<double>(dims[k].value()));
+            constants_[out] = Keep(std::move(t));
+          }
+        }
+      }
+    }
+    bool all_const = node.num_outputs() == 1 && !constants_.count(node.output(0));
+    for (size_t i = 0; i < node.num_inputs() && all_const; ++i)
+      all_const = !node.input(i) || ctx.constants_[i] != nullptr;
+    if (all_const && CanEvaluate(node.op_type())) {
+      AMP_ASSIGN_OR_RETURN(auto result, EvaluateNode(node, ctx.constants_, inferred));
+      if (result) {
+        const Tensor& t = (*result)[0];
+        if (IsInteger(t.dtype()) && t.dims().size() <= 1) {
+          std::vector<Dim> dims;
+          for (int64_t k = 0; k < t.num_elements(); ++k) dims.push_back(Dim(t.GetInt(k)));
+          shape_values_[node.output(0)] = dims;
+        }
+        constants_[node.output(0)] = Keep(std::move((*result)[0]));
+      }
+    }
+    return Status::Ok();
+  }
+
+  // Combines what the op says with what was recorded before.
+  StatusOr<TensorType> Merge(const Node& node, const Value& out, const TensorType& inferred) {
+    const TensorType& recorded = out.type();
+    auto mismatch = [&]() {
+      return InvalidArgument(node.Describe(), ": output '", out.name(), "' is recorded as ",
+                             recorded.ToString(), " but the op gives ", inferred.ToString());
+    };
+    if (recorded.dtype != DType::kUndefined && recorded.dtype != inferred.dtype) return mismatch();
+    TensorType merged = inferred;
+    if (!recorded.shape) return merged;
+    if (!inferred.shape) {
+      if (check_only_) return merged;
+      merged.shape = recorded.shape;
+      return merged;
+    }
+    if (recorded.shape->size() != inferred.shape->size()) return mismatch();
+    for (size_t k = 0; k < inferred.shape->size(); ++k) {
+      const Dim& r = (*recorded.shape)[k];
+      Dim& m = (*merged.shape)[k];
+      if (r.is_static() && m.is_static() && r.value() != m.value()) return mismatch();
+      if (!check_only_ && !m.is_static() && (r.is_static() || (m.is_unknown() && r.is_symbolic())))
+        m = r;
+    }
+    return merged;
+  }
+
+  const Tensor* Keep(Tensor t) {
+    owned_.push_back(std::move(t));
+    return &owned_.back();
+  }
+
+  const Model& model_;
+  bool check_only_;
+  std::unordered_map<const Value*, const Tensor*> constants_;
+  std::unordered_map<const Value*, std::vector<Dim>> shape_values_;
+  std::deque<Tensor> owned_;
+};
+
+}  // namespace
+
+Status InferShapes(Model& model) { return Driver(model, /*check_only=*/false).Run(); }
+
+Status CheckTypes(const Model& model) { return Driver(model, /*check_only=*/true).Run(); }
+
+}  // namespace amp

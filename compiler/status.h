@@ -1,0 +1,136 @@
+// Status and StatusOr: the error type that flows through the compiler and the
+// runtime. Library code never exits or aborts on bad input; it returns a Status
+// whose message names the problem (and the node, where there is one). The CLI
+// maps it to one line on stderr and exit code 1.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+
+namespace amp {
+
+enum class StatusCode {
+  kOk = 0,
+  kInvalidArgument,  // malformed model or flag
+  kUnimplemented,    // valid ONNX that amp does not support (yet)
+  kNotFound,         // a file or name that does not exist
+  kIoError,          // the file system failed
+  kInternal,         // an amp bug
+};
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return Status(); }
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+  // Prefixes context ("while importing node 'x': ") to an error; no-op on OK.
+  Status WithContext(const std::string& context) const {
+    if (ok()) return *this;
+    return Status(code_, context + ": " + message_);
+  }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+namespace internal {
+inline void AppendAll(std::ostringstream&) {}
+template <typename T, typename... Rest>
+void AppendAll(std::ostringstream& os, const T& first, const Rest&... rest) {
+  os << first;
+  AppendAll(os, rest...);
+}
+}  // namespace internal
+
+template <typename... Args>
+std::string StrCat(const Args&... args) {
+  std::ostringstream os;
+  internal::AppendAll(os, args...);
+  return os.str();
+}
+
+template <typename... Args>
+Status InvalidArgument(const Args&... args) {
+  return Status(StatusCode::kInvalidArgument, StrCat(args...));
+}
+template <typename... Args>
+Status Unimplemented(const Args&... args) {
+  return Status(StatusCode::kUnimplemented, StrCat(args...));
+}
+template <typename... Args>
+Status NotFound(const Args&... args) {
+  return Status(StatusCode::kNotFound, StrCat(args...));
+}
+template <typename... Args>
+Status IoError(const Args&... args) {
+  return Status(StatusCode::kIoError, StrCat(args...));
+}
+template <typename... Args>
+Status Internal(const Args&... args) {
+  return Status(StatusCode::kInternal, StrCat(args...));
+}
+
+// A value or the Status that explains why there is none.
+template <typename T>
+class [[nodiscard]] StatusOr {
+ public:
+  StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  StatusOr(Status status) : status_(std::move(status)) {
+    if (status_.ok()) status_ = Internal("StatusOr constructed from an OK status without a value");
+  }
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+  T& value() & { return *value_; }
+  const T& value() const& { return *value_; }
+  T&& value() && { return std::move(*value_); }
+  T& operator*() & { return *value_; }
+  const T& operator*() const& { return *value_; }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+
+ private:
+  Status status_;
+  std::optional<T> value_;
+};
+
+// Internal invariant: a broken one is an amp bug, reported with file and line.
+[[noreturn]] inline void CheckFailed(const char* file, int line, const char* cond) {
+  std::fprintf(stderr, "amp internal error: %s:%d: check failed: %s\n", file, line, cond);
+  std::abort();
+}
+
+}  // namespace amp
+
+#define AMP_CONCAT_INNER(a, b) a##b
+#define AMP_CONCAT(a, b) AMP_CONCAT_INNER(a, b)
+
+// Returns the Status from the enclosing function if `expr` failed.
+#define AMP_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::amp::Status amp_status_ = (expr);        \
+    if (!amp_status_.ok()) return amp_status_; \
+  } while (0)
+
+#define AMP_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp.ok()) return tmp.status();             \
+  lhs = std::move(tmp).value()
+
+// `AMP_ASSIGN_OR_RETURN(auto x, MaybeX());`
+#define AMP_ASSIGN_OR_RETURN(lhs, expr) \
+  AMP_ASSIGN_OR_RETURN_IMPL(AMP_CONCAT(amp_statusor_, __LINE__), lhs, expr)
+
+#define AMP_CHECK(cond)                                         \
+  do {                                                          \
+    if (!(cond)) ::amp::CheckFailed(__FILE__, __LINE__, #cond); \
+  } while (0)

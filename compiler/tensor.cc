@@ -1,0 +1,248 @@
+#include "compiler/tensor.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cmath>
+
+namespace amp {
+namespace {
+
+class OwnedBuffer : public Buffer {
+ public:
+  explicit OwnedBuffer(size_t n) : bytes_(n) {}
+  OwnedBuffer(const uint8_t* p, size_t n) : bytes_(p, p + n) {}
+  const uint8_t* data() const override { return bytes_.data(); }
+  size_t size() const override { return bytes_.size(); }
+  uint8_t* mutable_data() { return bytes_.data(); }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+int64_t Product(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    AMP_CHECK(d >= 0);
+    n *= d;
+  }
+  return n;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NotFound("cannot open '", path, "': ", std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return InvalidArgument("'", path, "' is not a regular file");
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  const uint8_t* data = nullptr;
+  if (size > 0) {
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return IoError("cannot map '", path, "': ", std::strerror(errno));
+    }
+    data = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return std::shared_ptr<MappedFile>(new MappedFile(data, size));
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> dims)
+    : dtype_(dtype), dims_(std::move(dims)), num_elements_(Product(dims_)) {
+  buffer_ = std::make_shared<OwnedBuffer>(nbytes());
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> dims, std::shared_ptr<const Buffer> buffer,
+               size_t offset)
+    : dtype_(dtype),
+      dims_(std::move(dims)),
+      num_elements_(Product(dims_)),
+      buffer_(std::move(buffer)),
+      offset_(offset),
+      external_(dynamic_cast<const MappedFile*>(buffer_.get()) != nullptr) {
+  AMP_CHECK(offset_ + nbytes() <= buffer_->size());
+}
+
+const uint8_t* Tensor::data() const { return buffer_ ? buffer_->data() + offset_ : nullptr; }
+
+uint8_t* Tensor::mutable_data() {
+  auto* owned = dynamic_cast<OwnedBuffer*>(const_cast<Buffer*>(buffer_.get()));
+  if (owned == nullptr || buffer_.use_count() > 1 || offset_ != 0) {
+    auto copy = std::make_shared<OwnedBuffer>(data(), nbytes());
+    owned = copy.get();
+    buffer_ = std::move(copy);
+    offset_ = 0;
+    external_ = false;
+  }
+  return owned->mutable_data();
+}
+
+double Tensor::GetDouble(int64_t i) const {
+  AMP_CHECK(i >= 0 && i < num_elements_);
+  const uint8_t* p = data() + i * DTypeSize(dtype_);
+  auto load = [p]<typename T>(T) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+  };
+  switch (dtype_) {
+    case DType::kFloat32:
+      return load(float{});
+    case DType::kFloat64:
+      return load(double{});
+    case DType::kFloat16:
+      return HalfToFloat(load(uint16_t{}));
+    case DType::kBFloat16:
+      return BFloat16ToFloat(load(uint16_t{}));
+    case DType::kBool:
+    case DType::kUInt8:
+      return load(uint8_t{});
+    case DType::kInt8:
+      return load(int8_t{});
+    case DType::kUInt16:
+      return load(uint16_t{});
+    case DType::kInt16:
+      return load(int16_t{});
+    case DType::kInt32:
+      return load(int32_t{});
+    case DType::kInt64:
+      return static_cast<double>(load(int64_t{}));
+    case DType::kUInt32:
+      return load(uint32_t{});
+    case DType::kUInt64:
+      return static_cast<double>(load(uint64_t{}));
+    default:
+      AMP_CHECK(false && "GetDouble on a non-numeric tensor");
+  }
+}
+
+int64_t Tensor::GetInt(int64_t i) const {
+  if (dtype_ == DType::kInt64) return as<int64_t>()[i];
+  if (dtype_ == DType::kUInt64) return static_cast<int64_t>(as<uint64_t>()[i]);
+  double v = GetDouble(i);
+  if (!(v > -9.2e18 && v < 9.2e18)) return 0;  // NaN/inf/huge: no defined integer value
+  return static_cast<int64_t>(v);
+}
+
+void Tensor::SetDouble(int64_t i, double v) {
+  AMP_CHECK(i >= 0 && i < num_elements_);
+  uint8_t* p = mutable_data() + i * DTypeSize(dtype_);
+  auto store = [p]<typename T>(T x) { std::memcpy(p, &x, sizeof(T)); };
+  auto to_int = [](double x) -> int64_t {
+    if (!(x > -9.2e18 && x < 9.2e18)) return 0;
+    return static_cast<int64_t>(x);
+  };
+  switch (dtype_) {
+    case DType::kFloat32:
+      store(static_cast<float>(v));
+      break;
+    case DType::kFloat64:
+      store(v);
+      break;
+    case DType::kFloat16:
+      store(FloatToHalf(static_cast<float>(v)));
+      break;
+    case DType::kBFloat16:
+      store(FloatToBFloat16(static_cast<float>(v)));
+      break;
+    case DType::kBool:
+      store(static_cast<uint8_t>(v != 0));
+      break;
+    case DType::kUInt8:
+      store(static_cast<uint8_t>(to_int(v)));
+      break;
+    case DType::kInt8:
+      store(static_cast<int8_t>(to_int(v)));
+      break;
+    case DType::kUInt16:
+      store(static_cast<uint16_t>(to_int(v)));
+      break;
+    case DType::kInt16:
+      store(static_cast<int16_t>(to_int(v)));
+      break;
+    case DType::kInt32:
+      store(static_cast<int32_t>(to_int(v)));
+      break;
+    case DType::kInt64:
+      store(to_int(v));
+      break;
+    case DType::kUInt32:
+      store(static_cast<uint32_t>(to_int(v)));
+      break;
+    case DType::kUInt64:
+      store(static_cast<uint64_t>(to_int(v)));
+      break;
+    default:
+      AMP_CHECK(false && "SetDouble on a non-numeric tensor");
+  }
+}
+
+float HalfToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        man <<= 1;
+        ++e;
+      } while ((man & 0x400) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | man << 13;  // inf or NaN (payload kept)
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  return std::bit_cast<float>(bits);
+}
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  uint32_t abs = x & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7e00 | static_cast<uint16_t>((abs >> 13) & 0x3ff);  // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: inf
+  if (abs < 0x38800000u) {                       // below the smallest normal half
+    if (abs < 0x33000000u) return sign;          // < 2^-25 rounds to zero
+    uint32_t e = abs >> 23;
+    uint32_t man = (abs & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - e;  // subnormal half has 2^-24 ulp
+    uint32_t q = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1);
+    uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1))) ++q;
+    return sign | static_cast<uint16_t>(q);
+  }
+  uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // round to nearest even on bit 13
+  return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
+}
+
+float BFloat16ToFloat(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+
+uint16_t FloatToBFloat16(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  uint32_t rounded = x + 0x7fff + ((x >> 16) & 1);
+  return static_cast<uint16_t>(rounded >> 16);
+}
+
+}  // namespace amp

@@ -1,0 +1,93 @@
+// Tensor: constant data (an initializer, a Constant's value, a folded result).
+// Storage is either owned bytes or a read-only window into a memory-mapped
+// external-data file; both are shared, so copying a Tensor is cheap.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "compiler/dtype.h"
+#include "compiler/shape.h"
+#include "compiler/status.h"
+
+namespace amp {
+
+// A read-only byte range that keeps its backing store alive.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual const uint8_t* data() const = 0;
+  virtual size_t size() const = 0;
+};
+
+// A whole file mapped read-only into memory.
+class MappedFile : public Buffer {
+ public:
+  static StatusOr<std::shared_ptr<MappedFile>> Open(const std::string& path);
+  ~MappedFile() override;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  MappedFile(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  const uint8_t* data_;
+  size_t size_;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Owned storage, zero-filled; `dims` must be valid (non-negative, product fits).
+  Tensor(DType dtype, std::vector<int64_t> dims);
+  // A view of [offset, offset + bytes) of `buffer`.
+  Tensor(DType dtype, std::vector<int64_t> dims, std::shared_ptr<const Buffer> buffer,
+         size_t offset);
+
+  template <typename T>
+  static Tensor FromVector(DType dtype, std::vector<int64_t> dims, const std::vector<T>& values) {
+    Tensor t(dtype, std::move(dims));
+    AMP_CHECK(values.size() * sizeof(T) == t.nbytes());
+    if (!values.empty()) std::memcpy(t.mutable_data(), values.data(), t.nbytes());
+    return t;
+  }
+
+  DType dtype() const { return dtype_; }
+  const std::vector<int64_t>& dims() const { return dims_; }
+  int64_t num_elements() const { return num_elements_; }
+  size_t nbytes() const { return num_elements_ * DTypeSize(dtype_); }
+  const uint8_t* data() const;
+  // Copies shared storage first (copy on write).
+  uint8_t* mutable_data();
+  bool is_external() const { return external_; }
+
+  template <typename T>
+  std::span<const T> as() const {
+    return {reinterpret_cast<const T*>(data()), static_cast<size_t>(num_elements_)};
+  }
+  // Element i converted to double / int64 (integer, bool and float types).
+  double GetDouble(int64_t i) const;
+  int64_t GetInt(int64_t i) const;
+  void SetDouble(int64_t i, double v);
+
+ private:
+  DType dtype_ = DType::kUndefined;
+  std::vector<int64_t> dims_;
+  int64_t num_elements_ = 0;
+  std::shared_ptr<const Buffer> buffer_;
+  size_t offset_ = 0;
+  bool external_ = false;
+};
+
+// IEEE half and bfloat16 <-> float, round to nearest even.
+float HalfToFloat(uint16_t h);
+uint16_t FloatToHalf(float f);
+float BFloat16ToFloat(uint16_t h);
+uint16_t FloatToBFloat16(float f);
+
+}  // namespace amp

@@ -1,0 +1,61 @@
+#include "compiler/verifier.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "compiler/shape_inference.h"
+
+namespace amp {
+
+Status VerifyModel(const Model& model) {
+  const Graph& g = *model.graph;
+  std::unordered_set<const Value*> defined;
+  auto define = [&](const Value* v, const std::string& how) -> Status {
+    if (!defined.insert(v).second)
+      return InvalidArgument("value '", v->name(), "' is defined more than once (", how, ")");
+    return Status::Ok();
+  };
+  for (const Value* v : g.inputs()) {
+    if (v->has_initializer())
+      return InvalidArgument("graph input '", v->name(), "' also has initializer data");
+    AMP_RETURN_IF_ERROR(define(v, "graph input"));
+  }
+  for (const Value* v : g.initializers()) AMP_RETURN_IF_ERROR(define(v, "initializer"));
+  for (const Node* n : g.nodes()) {
+    for (size_t i = 0; i < n->num_inputs(); ++i) {
+      const Value* in = n->input(i);
+      if (!in) continue;
+      if (in->graph() != &g)
+        return InvalidArgument(n->Describe(), " reads '", in->name(), "' from another graph");
+      if (!defined.count(in))
+        return InvalidArgument(n->Describe(), " reads '", in->name(),
+                               in->producer()
+                                   ? "' before the node that defines it (not in topological order)"
+                                   : "', which nothing defines");
+      const auto& uses = in->uses();
+      if (std::find(uses.begin(), uses.end(), Use{const_cast<Node*>(n), static_cast<int>(i)}) ==
+          uses.end())
+        return Internal(n->Describe(), ": use list of '", in->name(), "' misses input ", i);
+    }
+    for (size_t i = 0; i < n->num_outputs(); ++i) {
+      const Value* out = n->output(i);
+      if (out->producer() != n || out->producer_index() != static_cast<int>(i))
+        return Internal(n->Describe(), ": output '", out->name(), "' has a wrong producer link");
+      AMP_RETURN_IF_ERROR(define(out, StrCat("output of ", n->Describe())));
+    }
+  }
+  for (const Node* n : g.nodes())
+    for (const Value* out : n->outputs())
+      for (const Use& u : out->uses())
+        if (u.node->input(u.index) != out)
+          return Internal("use list of '", out->name(), "' names a slot that reads something else");
+  for (const Value* v : g.outputs()) {
+    if (!defined.count(v)) return InvalidArgument("graph output '", v->name(), "' is not defined");
+  }
+  for (const Value* v : g.inputs())
+    if (v->dtype() == DType::kUndefined)
+      return InvalidArgument("graph input '", v->name(), "' has no element type");
+  return CheckTypes(model);
+}
+
+}  // namespace amp

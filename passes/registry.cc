@@ -1,0 +1,41 @@
+#include "passes/registry.h"
+
+#include "passes/dce.h"
+#include "passes/fold_shapes.h"
+#include "passes/infer_shapes.h"
+
+namespace amp {
+
+StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options) {
+  if (name == DeadCodeElimination::kName) return std::unique_ptr<Pass>(new DeadCodeElimination());
+  if (name == FoldShapes::kName) return std::unique_ptr<Pass>(new FoldShapes());
+  if (name == InferShapesPass::kName) return std::unique_ptr<Pass>(new InferShapesPass());
+  if (name == BindDims::kName) return std::unique_ptr<Pass>(new BindDims(options.dim_bindings));
+  std::string known;
+  for (const auto& n : RegisteredPassNames()) known += (known.empty() ? "" : ", ") + n;
+  return InvalidArgument("unknown pass '", name, "' (known passes: ", known, ")");
+}
+
+std::vector<std::string> RegisteredPassNames() {
+  return {std::string(BindDims::kName), std::string(DeadCodeElimination::kName),
+          std::string(FoldShapes::kName), std::string(InferShapesPass::kName)};
+}
+
+StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {
+  PassPipeline pipeline;
+  size_t start = 0;
+  while (start <= names.size()) {
+    size_t comma = names.find(',', start);
+    std::string name =
+        names.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!name.empty()) {
+      AMP_ASSIGN_OR_RETURN(auto pass, CreatePass(name, options));
+      pipeline.Add(std::move(pass));
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return pipeline;
+}
+
+}  // namespace amp

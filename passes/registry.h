@@ -1,0 +1,23 @@
+// The one explicit list of passes (no static self-registration, which linkers
+// drop). Tools build pipelines from pass names through it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "passes/pass.h"
+
+namespace amp {
+
+struct PassOptions {
+  std::map<std::string, int64_t> dim_bindings;  // for bind-dims
+};
+
+StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);
+std::vector<std::string> RegisteredPassNames();
+// "a,b,c" -> pipeline; an unknown name is an error listing the known ones.
+StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options);
+
+}  // namespace amp

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything amp needs to build and test, from Debian packages and
+# pinned PyPI test tools. Idempotent: a second run on a ready machine only
+# checks and returns.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+debs=(cmake ninja-build g++ pkg-config
+      libprotobuf-dev protobuf-compiler libonnx-dev
+      libcli11-dev googletest libgtest-dev llvm-15-tools nlohmann-json3-dev
+      libopenblas-dev clang-format)
+
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py=${PYTHON:-python3}
+if ! "$py" - "$here/requirements-test.txt" <<'PYEOF' 2>/dev/null
+import sys, importlib.metadata as md
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if not line: continue
+    name, ver = line.split('==')
+    if md.version(name) != ver: sys.exit(1)
+PYEOF
+then
+  echo "setup: installing Python test tools from requirements-test.txt"
+  "$py" -m pip install -q --disable-pip-version-check -r "$here/requirements-test.txt"
+fi
+echo "setup: ready"
