@@ -11,11 +11,16 @@ namespace {
 
 class Driver {
  public:
-  Driver(const Model& model, bool check_only) : model_(model), check_only_(check_only) {}
+  enum class Mode { kInfer, kCheck, kConstants };
+  Driver(const Model& model, Mode mode)
+      : model_(model), check_only_(mode != Mode::kInfer), mode_(mode) {}
+
+  const std::unordered_map<const Value*, const Tensor*>& constants() const { return constants_; }
 
   Status Run() {
     const Graph& g = *model_.graph;
-    for (Value* v : g.initializers()) constants_[v] = v->initializer();
+    for (Value* v : g.initializers())
+      if (mode_ != Mode::kConstants || !IsFloat(v->dtype())) constants_[v] = v->initializer();
     for (Node* n : g.nodes()) AMP_RETURN_IF_ERROR(InferNode(*n));
     return Status::Ok();
   }
@@ -142,6 +147,7 @@ class Driver {
 
   const Model& model_;
   bool check_only_;
+  Mode mode_;
   std::unordered_map<const Value*, const Tensor*> constants_;
   std::unordered_map<const Value*, std::vector<Dim>> shape_values_;
   std::deque<Tensor> owned_;
@@ -149,8 +155,17 @@ class Driver {
 
 }  // namespace
 
-Status InferShapes(Model& model) { return Driver(model, /*check_only=*/false).Run(); }
+Status InferShapes(Model& model) { return Driver(model, Driver::Mode::kInfer).Run(); }
 
-Status CheckTypes(const Model& model) { return Driver(model, /*check_only=*/true).Run(); }
+Status CheckTypes(const Model& model) { return Driver(model, Driver::Mode::kCheck).Run(); }
+
+StatusOr<std::unordered_map<const Value*, Tensor>> CompileTimeConstants(const Model& model) {
+  Driver driver(model, Driver::Mode::kConstants);
+  AMP_RETURN_IF_ERROR(driver.Run());
+  std::unordered_map<const Value*, Tensor> out;
+  for (const auto& [v, t] : driver.constants())
+    if (!v->has_initializer()) out.emplace(v, *t);
+  return out;
+}
 
 }  // namespace amp

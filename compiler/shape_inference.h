@@ -5,6 +5,8 @@
 // full output shapes.
 #pragma once
 
+#include <unordered_map>
+
 #include "compiler/ir.h"
 #include "compiler/status.h"
 
@@ -19,5 +21,11 @@ Status InferShapes(Model& model);
 // types equal, ranks and static dims compatible). Changes nothing. The
 // verifier runs it.
 Status CheckTypes(const Model& model);
+
+// The node outputs whose data is known at compile time without reading any
+// float initializer (float initializers are trainable parameters): results
+// of Constant nodes, integer initializers, static shape data, and what the
+// constant evaluator computes from those. Changes nothing.
+StatusOr<std::unordered_map<const Value*, Tensor>> CompileTimeConstants(const Model& model);
 
 }  // namespace amp

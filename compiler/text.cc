@@ -46,8 +46,9 @@ std::string FormatTensorValues(const Tensor& t) {
 }
 
 std::string FormatTensor(const Tensor& t) {
-  return StrCat(DTypeName(t.dtype()), ShapeToString(ShapeFromDims(t.dims())), " ",
-                FormatTensorValues(t));
+  // A scalar literal is written without dims ("int64 {0}"): that is what the parser reads.
+  std::string dims = t.dims().empty() ? "" : ShapeToString(ShapeFromDims(t.dims()));
+  return StrCat(DTypeName(t.dtype()), dims, " ", FormatTensorValues(t));
 }
 
 std::string Quote(const std::string& s) {
@@ -91,7 +92,9 @@ std::string FormatAttribute(const Attribute& a) {
 std::string FormatValueDecl(const Value* v) {
   const TensorType& t = v->type();
   std::string s(DTypeName(t.dtype));
-  if (t.shape) s += ShapeToString(*t.shape);
+  // The parser reads "float x" as a scalar, so rank 0 prints without "[]" (and
+  // an unknown rank, rare after inference, reads back as a scalar).
+  if (t.shape && !t.shape->empty()) s += ShapeToString(*t.shape);
   return s + " " + v->name();
 }
 

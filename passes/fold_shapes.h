@@ -1,7 +1,8 @@
-// fold-shapes: evaluates compile-time computations and replaces each result
-// by a Constant node: Shape and Size of statically shaped values, and every
-// op the constant evaluator knows whose inputs are all compile-time (Constant
-// outputs, integer initializers, earlier results). This is what turns the
+// fold-shapes: replaces every node whose result is known at compile time by
+// a Constant node holding it (see CompileTimeConstants): static shape data
+// (a Shape, or the static dims gathered out of a partly symbolic one), and
+// every op the constant evaluator knows whose inputs are all compile-time
+// (Constant outputs, integer initializers, earlier results). This turns the
 // exporters' Shape -> Gather -> Concat -> Reshape chains into constants once
 // the batch size is known (see bind-dims).
 //

@@ -67,24 +67,27 @@ int main(int argc, char** argv) {
     if (opt_level != "O0")
       return amp::Unimplemented("--opt-level ", opt_level,
                                 " (mixed precision) is not implemented yet; use --opt-level O0");
-    AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
-    std::fprintf(stderr, "amp-compile: imported %s: %s\n", input.c_str(), Summary(model).c_str());
     amp::PassOptions options;
     AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
+    // Progress is reported only once everything succeeded, so that a failure
+    // prints exactly one line.
+    std::string report;
+    AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
+    report += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
     std::string passes = options.dim_bindings.empty() ? "" : "bind-dims,fold-shapes,dce";
     AMP_ASSIGN_OR_RETURN(amp::PassPipeline pipeline, amp::BuildPipeline(passes, options));
     AMP_ASSIGN_OR_RETURN(bool changed, pipeline.Run(model));
-    if (changed)
-      std::fprintf(stderr, "amp-compile: after %s: %s\n", passes.c_str(), Summary(model).c_str());
-    std::fprintf(stderr, "amp-compile: %s: no precision change (all %zu nodes keep their types)\n",
-                 opt_level.c_str(), model.graph->num_nodes());
-    if (print_ir) std::cout << amp::PrintModel(model);
+    if (changed) report += amp::StrCat("amp-compile: after ", passes, ": ", Summary(model), "\n");
+    report += amp::StrCat("amp-compile: ", opt_level, ": no precision change (all ",
+                          model.graph->num_nodes(), " nodes keep their types)\n");
     if (!output.empty()) {
       amp::ExportOptions eo;
       eo.external_data_threshold = external_threshold;
       AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output, eo));
-      std::fprintf(stderr, "amp-compile: wrote %s\n", output.c_str());
+      report += amp::StrCat("amp-compile: wrote ", output, "\n");
     }
+    std::fputs(report.c_str(), stderr);
+    if (print_ir) std::cout << amp::PrintModel(model);
     return amp::Status::Ok();
   });
 }

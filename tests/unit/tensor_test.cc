@@ -1,0 +1,106 @@
+// fp16 / bf16 conversion against known bit patterns: exact values, rounding
+// ties to even, overflow to inf, subnormals, NaN.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <limits>
+
+#include "compiler/tensor.h"
+
+namespace amp {
+namespace {
+
+TEST(HalfTest, ExactValues) {
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);  // largest finite half
+  EXPECT_EQ(FloatToHalf(0.0f), 0x0000);
+  EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);
+  EXPECT_EQ(FloatToHalf(6.103515625e-05f), 0x0400);  // smallest normal 2^-14
+  EXPECT_EQ(HalfToFloat(0x3555), 0.333251953125f);
+  EXPECT_EQ(HalfToFloat(0x7bff), 65504.0f);
+}
+
+TEST(HalfTest, RoundsToNearestEven) {
+  // 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties go to the even mantissa (1).
+  EXPECT_EQ(FloatToHalf(1.0f + 0.00048828125f), 0x3c00);
+  // 1 + 3 * 2^-11 is halfway between 1 + 2^-10 (odd) and 1 + 2^-9 (even).
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * 0.00048828125f), 0x3c02);
+  // Just above the tie rounds up.
+  EXPECT_EQ(FloatToHalf(std::nextafter(1.0f + 0.00048828125f, 2.0f)), 0x3c01);
+}
+
+TEST(HalfTest, OverflowGoesToInfinity) {
+  EXPECT_EQ(FloatToHalf(65519.0f), 0x7bff);  // below the rounding boundary
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7c00);  // the boundary rounds to inf
+  EXPECT_EQ(FloatToHalf(1e10f), 0x7c00);
+  EXPECT_EQ(FloatToHalf(-1e10f), 0xfc00);
+  EXPECT_EQ(FloatToHalf(std::numeric_limits<float>::infinity()), 0x7c00);
+  EXPECT_TRUE(std::isinf(HalfToFloat(0x7c00)));
+}
+
+TEST(HalfTest, Subnormals) {
+  EXPECT_EQ(FloatToHalf(5.9604644775390625e-08f), 0x0001);  // 2^-24, smallest subnormal
+  EXPECT_EQ(HalfToFloat(0x0001), 5.9604644775390625e-08f);
+  EXPECT_EQ(HalfToFloat(0x03ff), 6.097555160522461e-05f);  // largest subnormal
+  EXPECT_EQ(FloatToHalf(6.097555160522461e-05f), 0x03ff);
+  // 2^-25 is a tie between 0 and 2^-24: rounds to even (0); above it rounds up.
+  EXPECT_EQ(FloatToHalf(2.98023223876953125e-08f), 0x0000);
+  EXPECT_EQ(FloatToHalf(3.0e-08f), 0x0001);
+  // 1.5 * 2^-24 ties between 1 and 2 ulps: goes to 2 (even).
+  EXPECT_EQ(FloatToHalf(8.940696716308594e-08f), 0x0002);
+  EXPECT_EQ(FloatToHalf(1e-10f), 0x0000);
+}
+
+TEST(HalfTest, NaNStaysNaN) {
+  uint16_t h = FloatToHalf(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(h & 0x7c00, 0x7c00);
+  EXPECT_NE(h & 0x03ff, 0);
+  EXPECT_TRUE(std::isnan(HalfToFloat(0x7e00)));
+  // A NaN whose payload lives only in the low bits must not become inf.
+  uint16_t low = FloatToHalf(std::bit_cast<float>(0x7f800001u));
+  EXPECT_NE(low & 0x03ff, 0);
+}
+
+TEST(HalfTest, EveryHalfRoundTrips) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    uint16_t h = static_cast<uint16_t>(bits);
+    float f = HalfToFloat(h);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(FloatToHalf(f), h) << "bits 0x" << std::hex << bits;
+  }
+}
+
+TEST(BFloat16Test, Conversions) {
+  EXPECT_EQ(FloatToBFloat16(1.0f), 0x3f80);
+  EXPECT_EQ(BFloat16ToFloat(0x3f80), 1.0f);
+  EXPECT_EQ(FloatToBFloat16(-2.0f), 0xc000);
+  // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: even is 1.
+  EXPECT_EQ(FloatToBFloat16(1.00390625f), 0x3f80);
+  // 1 + 3 * 2^-8 ties between 0x3f81 (odd) and 0x3f82 (even).
+  EXPECT_EQ(FloatToBFloat16(1.01171875f), 0x3f82);
+  // Largest finite float rounds to inf in bf16 (it is above bf16's max).
+  EXPECT_EQ(FloatToBFloat16(std::numeric_limits<float>::max()), 0x7f80);
+  EXPECT_EQ(FloatToBFloat16(std::numeric_limits<float>::infinity()), 0x7f80);
+  uint16_t nan = FloatToBFloat16(std::bit_cast<float>(0x7f800001u));
+  EXPECT_TRUE(std::isnan(BFloat16ToFloat(nan)));
+  // Subnormals keep their top bits.
+  EXPECT_EQ(FloatToBFloat16(std::bit_cast<float>(0x00010000u)), 0x0001);
+}
+
+TEST(TensorTest, ElementAccessAndCopyOnWrite) {
+  Tensor a = Tensor::FromVector<float>(DType::kFloat32, {2, 2}, {1.5f, -2.0f, 3.25f, 4.0f});
+  Tensor b = a;  // shares storage
+  b.SetDouble(0, 7.0);
+  EXPECT_EQ(a.GetDouble(0), 1.5);  // a unchanged
+  EXPECT_EQ(b.GetDouble(0), 7.0);
+  EXPECT_EQ(b.GetDouble(3), 4.0);
+  Tensor h(DType::kFloat16, {3});
+  h.SetDouble(1, 0.1);
+  EXPECT_NEAR(h.GetDouble(1), 0.1, 1e-4);
+  EXPECT_EQ(h.nbytes(), 6u);
+}
+
+}  // namespace
+}  // namespace amp
