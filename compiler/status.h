@@ -85,9 +85,9 @@ template <typename T>
 class [[nodiscard]] StatusOr {
  public:
   StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
-  StatusOr(Status status) : status_(std::move(status)) {
-    if (status_.ok()) status_ = Internal("StatusOr constructed from an OK status without a value");
-  }
+  StatusOr(Status status)                          // NOLINT: implicit by design
+      : status_(status.ok() ? Internal("StatusOr constructed from an OK status without a value")
+                            : std::move(status)) {}
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
   T& value() & { return *value_; }

@@ -41,8 +41,8 @@ onnx::ModelProto SmallModel() {
   op->set_version(17);
   auto* g = m.mutable_graph();
   g->set_name("g");
-  auto add_vi = [](google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>* list, const std::string& name,
-                   std::vector<int64_t> dims) {
+  auto add_vi = [](google::protobuf::RepeatedPtrField<onnx::ValueInfoProto>* list,
+                   const std::string& name, std::vector<int64_t> dims) {
     auto* vi = list->Add();
     vi->set_name(name);
     auto* tt = vi->mutable_type()->mutable_tensor_type();
@@ -178,7 +178,8 @@ TEST(ImportTest, TensorDataErrors) {
     auto* w = p.mutable_graph()->mutable_initializer(0);
     w->clear_float_data();
     w->set_raw_data(std::string(8, '\0'));  // 2 floats for a [4] tensor
-    ExpectError(Load(p), "initializer 'w' has 8 bytes of raw data but its shape [4] of float needs 16");
+    ExpectError(Load(p),
+                "initializer 'w' has 8 bytes of raw data but its shape [4] of float needs 16");
   }
   {
     auto p = SmallModel();
@@ -201,7 +202,12 @@ TEST(ImportTest, TensorDataErrors) {
   }
   {
     auto p = SmallModel();
-    auto* dim = p.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0);
+    auto* dim = p.mutable_graph()
+                    ->mutable_input(0)
+                    ->mutable_type()
+                    ->mutable_tensor_type()
+                    ->mutable_shape()
+                    ->mutable_dim(0);
     dim->set_dim_value(-3);
     ExpectError(Load(p), "graph input 'x' has a negative dim -3");
   }
@@ -210,8 +216,9 @@ TEST(ImportTest, TensorDataErrors) {
 class ExternalDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("amp_ext_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("amp_ext_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_ / "model");
     std::ofstream(root_ / "model" / "w.bin", std::ios::binary)

@@ -1,8 +1,9 @@
 // The mutation API keeps producer/use links consistent, and the verifier
 // catches what a broken pass would leave behind.
+#include "compiler/ir.h"
+
 #include <gtest/gtest.h>
 
-#include "compiler/ir.h"
 #include "compiler/shape_inference.h"
 #include "compiler/verifier.h"
 
@@ -82,7 +83,8 @@ TEST(IrTest, TopologicalSortOrdersAndFindsCycles) {
   g.MoveBefore(neg, relu);  // consumer first: not topological
   Status st = VerifyModel(m);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("before the node that defines it"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("before the node that defines it"), std::string::npos)
+      << st.message();
   ASSERT_TRUE(g.TopologicalSort().ok());
   EXPECT_EQ(g.nodes()[0], relu);
   EXPECT_TRUE(VerifyModel(m).ok());
@@ -111,8 +113,8 @@ TEST(IrTest, ReplaceWithConstantKeepsTheValue) {
   Model m = Chain();
   Graph& g = *m.graph;
   Value* y = g.FindValue("y");
-  g.ReplaceWithConstant(y->producer(), Tensor::FromVector<float>(DType::kFloat32, {2, 3},
-                                                                  {1, 2, 3, 4, 5, 6}));
+  g.ReplaceWithConstant(y->producer(),
+                        Tensor::FromVector<float>(DType::kFloat32, {2, 3}, {1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(y->producer()->op_type(), "Constant");
   EXPECT_EQ(y->producer()->num_inputs(), 0u);
   EXPECT_TRUE(g.FindValue("x")->uses().empty());

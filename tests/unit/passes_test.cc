@@ -22,7 +22,8 @@ TEST_P(PassesOnModels, EachPassIsIdempotent) {
   PassOptions options;
   options.dim_bindings["batch"] = 4;
   for (const std::string& pass : RegisteredPassNames()) {
-    auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" + GetParam().file);
+    auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
+                       GetParam().file);
     ASSERT_TRUE(m.ok()) << m.status().message();
     auto first = BuildPipeline(pass, options);
     ASSERT_TRUE(first.ok());
@@ -40,14 +41,16 @@ TEST_P(PassesOnModels, EachPassIsIdempotent) {
 TEST_P(PassesOnModels, FoldingAfterBindingLeavesNoShapeOps) {
   PassOptions options;
   options.dim_bindings["batch"] = 4;
-  auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" + GetParam().file);
+  auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
+                     GetParam().file);
   ASSERT_TRUE(m.ok());
   auto p = BuildPipeline("bind-dims,fold-shapes,dce", options);
   ASSERT_TRUE(p.ok());
   ASSERT_TRUE(p->Run(*m).ok());
   for (const Node* n : m->graph->nodes()) {
     EXPECT_NE(n->op_type(), "Shape") << n->Describe();
-    for (const Value* out : n->outputs()) EXPECT_TRUE(out->type().has_static_shape()) << n->Describe();
+    for (const Value* out : n->outputs())
+      EXPECT_TRUE(out->type().has_static_shape()) << n->Describe();
   }
 }
 
@@ -56,7 +59,8 @@ INSTANTIATE_TEST_SUITE_P(Models, PassesOnModels,
                                            Case{"tfm", "model.onnx"},
                                            Case{"tfm", "model.dynamo_eval.onnx"}),
                          [](const auto& info) {
-                           std::string f = info.param.file == "model.onnx" ? "torchscript" : "dynamo";
+                           std::string f =
+                               info.param.file == "model.onnx" ? "torchscript" : "dynamo";
                            return info.param.model + "_" + f;
                          });
 
@@ -100,7 +104,8 @@ main (float[N,3] x) => (float[N,3] y) <int64[2] s = {4, 3}> { y = Reshape (x, s)
   auto p = BuildPipeline("bind-dims", options);
   auto r = p->Run(*m);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("cannot reshape [5,3]"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("cannot reshape [5,3]"), std::string::npos)
+      << r.status().message();
 }
 
 }  // namespace

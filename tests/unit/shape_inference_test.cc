@@ -8,8 +8,10 @@
 namespace amp {
 namespace {
 
-void ExpectError(const std::string& body, const std::string& fragment, const std::string& inputs = "float[2,3] x, float[4,5] y") {
-  std::string text = "<ir_version: 8, opset_import: [\"\" : 17]>\nmain (" + inputs + ") => (float z) {\n" + body + "\n}";
+void ExpectError(const std::string& body, const std::string& fragment,
+                 const std::string& inputs = "float[2,3] x, float[4,5] y") {
+  std::string text = "<ir_version: 8, opset_import: [\"\" : 17]>\nmain (" + inputs +
+                     ") => (float z) {\n" + body + "\n}";
   auto m = LoadModelText(text);
   ASSERT_FALSE(m.ok()) << text;
   EXPECT_NE(m.status().message().find(fragment), std::string::npos) << m.status().message();
@@ -73,14 +75,50 @@ main (float[B,4,8,16] q, float[B,4,8,16] k, float[B,10] logits, int64[B] labels)
 
 TEST(ShapeInferenceTest, SupportedOpsCoverTheTrainingSet) {
   auto ops = SupportedOps();
-  for (const char* op : {"MatMul", "Gemm", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool",
-                         "BatchNormalization", "LayerNormalization", "Relu", "Gelu", "Erf",
-                         "Sigmoid", "Tanh", "LeakyRelu", "Softmax", "LogSoftmax", "Dropout",
-                         "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss", "Add", "Sub",
-                         "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "Neg",
-                         "ReduceMean", "ReduceSum", "Reshape", "Flatten", "Transpose", "Squeeze",
-                         "Unsqueeze", "Concat", "Split", "Slice", "Gather", "Expand", "Where",
-                         "Cast", "Identity"})
+  for (const char* op : {"MatMul",
+                         "Gemm",
+                         "Conv",
+                         "MaxPool",
+                         "AveragePool",
+                         "GlobalAveragePool",
+                         "BatchNormalization",
+                         "LayerNormalization",
+                         "Relu",
+                         "Gelu",
+                         "Erf",
+                         "Sigmoid",
+                         "Tanh",
+                         "LeakyRelu",
+                         "Softmax",
+                         "LogSoftmax",
+                         "Dropout",
+                         "SoftmaxCrossEntropyLoss",
+                         "NegativeLogLikelihoodLoss",
+                         "Add",
+                         "Sub",
+                         "Mul",
+                         "Div",
+                         "Pow",
+                         "Sqrt",
+                         "Reciprocal",
+                         "Exp",
+                         "Log",
+                         "Neg",
+                         "ReduceMean",
+                         "ReduceSum",
+                         "Reshape",
+                         "Flatten",
+                         "Transpose",
+                         "Squeeze",
+                         "Unsqueeze",
+                         "Concat",
+                         "Split",
+                         "Slice",
+                         "Gather",
+                         "Expand",
+                         "Where",
+                         "Cast",
+                         "Identity"})
     EXPECT_TRUE(std::find(ops.begin(), ops.end(), op) != ops.end()) << op;
 }
 

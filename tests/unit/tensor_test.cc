@@ -1,12 +1,12 @@
 // fp16 / bf16 conversion against known bit patterns: exact values, rounding
 // ties to even, overflow to inf, subnormals, NaN.
+#include "compiler/tensor.h"
+
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
 #include <limits>
-
-#include "compiler/tensor.h"
 
 namespace amp {
 namespace {

@@ -1,12 +1,13 @@
 // The printer's output is read back by the ONNX text parser, and printing
 // again gives the same text (a fixed point).
+#include "compiler/text.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "compiler/loader.h"
-#include "compiler/text.h"
 
 namespace amp {
 namespace {
@@ -16,8 +17,10 @@ std::vector<std::string> GoldenParts(const std::string& file) {
   std::vector<std::string> parts(1);
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("# -----", 0) == 0) parts.emplace_back();
-    else parts.back() += line + "\n";
+    if (line.rfind("# -----", 0) == 0)
+      parts.emplace_back();
+    else
+      parts.back() += line + "\n";
   }
   return parts;
 }
@@ -47,7 +50,8 @@ INSTANTIATE_TEST_SUITE_P(Golden, TextRoundTrip,
                          });
 
 TEST(TextTest, ParseErrorsAreStatuses) {
-  auto m = LoadModelText("<ir_version: 8, opset_import: [\"\" : 17]> main (float[2] x) => (float[2] y) { y = Relu(x");
+  auto m = LoadModelText(
+      "<ir_version: 8, opset_import: [\"\" : 17]> main (float[2] x) => (float[2] y) { y = Relu(x");
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("cannot parse ONNX text"), std::string::npos);
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds amp and runs every test: once in a normal build, once under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
+# usage: tools/test.sh            (AMP_SKIP_SANITIZERS=1 skips the second pass)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash tools/setup.sh
+jobs=$(nproc)
+
+run_suite() {  # build-dir, extra cmake args...
+  local dir=$1
+  shift
+  echo "== configure and build: $dir $*"
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "== test: $dir"
+  (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 900)
+}
+
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${AMP_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # Sanitizer builds leave CUDA off: the CUDA code is compiled (and its host
+  # side tested) in the normal build above.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DAMP_SANITIZE=ON -DAMP_ENABLE_CUDA=OFF
+fi
+echo "== all tests passed"
