@@ -175,6 +175,16 @@ Node* Graph::AddNodeWithOutputs(const std::string& op_type, const std::string& d
   return node;
 }
 
+Status Graph::RenameValue(Value* v, const std::string& new_name) {
+  if (v->name_ == new_name) return Status::Ok();
+  if (new_name.empty() || by_name_.count(new_name))
+    return InvalidArgument("cannot rename '", v->name_, "' to '", new_name, "': the name is taken");
+  by_name_.erase(v->name_);
+  v->name_ = new_name;
+  by_name_[new_name] = v;
+  return Status::Ok();
+}
+
 void Graph::MoveBefore(Node* node, Node* before) {
   nodes_.splice(before->self_, nodes_, node->self_);
 }

@@ -114,6 +114,16 @@ class Node {
 
   Graph* graph() const { return graph_; }
 
+  // Compiler-internal notes that one pass leaves for another (for example the
+  // precision a node was painted and the rule that chose it). Printed by the
+  // text printer, never exported to ONNX.
+  std::map<std::string, std::string>& annotations() { return annotations_; }
+  const std::map<std::string, std::string>& annotations() const { return annotations_; }
+  std::string Annotation(const std::string& key) const {
+    auto it = annotations_.find(key);
+    return it == annotations_.end() ? "" : it->second;
+  }
+
  private:
   friend class Graph;
   Node(Graph* g, std::string op_type, std::string domain)
@@ -125,6 +135,7 @@ class Node {
   std::vector<Value*> inputs_;
   std::vector<Value*> outputs_;
   std::map<std::string, Attribute> attrs_;
+  std::map<std::string, std::string> annotations_;
   std::list<std::unique_ptr<Node>>::iterator self_;
 };
 
@@ -164,6 +175,8 @@ class Graph {
   // (used by the importer, where names are fixed by the file).
   Node* AddNodeWithOutputs(const std::string& op_type, const std::string& domain,
                            const std::vector<Value*>& inputs, const std::vector<Value*>& outputs);
+  // Gives `v` a new name; error if the name is taken.
+  Status RenameValue(Value* v, const std::string& new_name);
   // Moves `node` to just before `before` in the node order.
   void MoveBefore(Node* node, Node* before);
 

@@ -1,8 +1,11 @@
 #include "passes/registry.h"
 
 #include "passes/dce.h"
+#include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/infer_shapes.h"
+#include "passes/insert_casts.h"
+#include "passes/paint_precision.h"
 
 namespace amp {
 
@@ -11,14 +14,20 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
   if (name == FoldShapes::kName) return std::unique_ptr<Pass>(new FoldShapes());
   if (name == InferShapesPass::kName) return std::unique_ptr<Pass>(new InferShapesPass());
   if (name == BindDims::kName) return std::unique_ptr<Pass>(new BindDims(options.dim_bindings));
+  if (name == PaintPrecision::kName)
+    return std::unique_ptr<Pass>(new PaintPrecision(options.precision));
+  if (name == InsertCasts::kName) return std::unique_ptr<Pass>(new InsertCasts());
+  if (name == FoldCasts::kName) return std::unique_ptr<Pass>(new FoldCasts());
   std::string known;
   for (const auto& n : RegisteredPassNames()) known += (known.empty() ? "" : ", ") + n;
   return InvalidArgument("unknown pass '", name, "' (known passes: ", known, ")");
 }
 
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(BindDims::kName), std::string(DeadCodeElimination::kName),
-          std::string(FoldShapes::kName), std::string(InferShapesPass::kName)};
+  return {std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
+          std::string(FoldCasts::kName),       std::string(FoldShapes::kName),
+          std::string(InferShapesPass::kName), std::string(InsertCasts::kName),
+          std::string(PaintPrecision::kName)};
 }
 
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {
@@ -36,6 +45,15 @@ StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions
     start = comma + 1;
   }
   return pipeline;
+}
+
+}  // namespace amp
+
+namespace amp {
+
+std::string PipelineForLevel(OptLevel level) {
+  if (level == OptLevel::kO0) return "";
+  return "fold-shapes,dce,paint-precision,insert-casts,fold-casts,dce";
 }
 
 }  // namespace amp

@@ -8,16 +8,20 @@
 #include <vector>
 
 #include "passes/pass.h"
+#include "passes/precision_policy.h"
 
 namespace amp {
 
 struct PassOptions {
   std::map<std::string, int64_t> dim_bindings;  // for bind-dims
+  PrecisionPolicy precision;                    // for paint-precision
 };
 
 StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);
 std::vector<std::string> RegisteredPassNames();
 // "a,b,c" -> pipeline; an unknown name is an error listing the known ones.
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options);
+// The pass list for an optimization level (O0: none).
+std::string PipelineForLevel(OptLevel level);
 
 }  // namespace amp

@@ -1,10 +1,14 @@
 // amp-compile: ONNX model in, compiled ONNX model out.
 //
-//   amp-compile MODEL.onnx -o OUT.onnx [--opt-level O0] [--print-ir]
+//   amp-compile MODEL.onnx -o OUT.onnx [--opt-level O1] [--dtype fp16|bf16]
+//               [--report] [--print-ir] ...
 //
-// O0 imports, infers shapes, verifies and exports with no precision change.
+// O0 imports, infers shapes, verifies and exports with no precision change;
+// O1 (the default) paints the graph with the op lists and inserts casts.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -12,6 +16,7 @@
 #include "compiler/onnx_export.h"
 #include "compiler/op_registry.h"
 #include "compiler/text.h"
+#include "passes/precision_report.h"
 #include "passes/registry.h"
 #include "tools/cli_common.h"
 
@@ -32,14 +37,20 @@ std::string Summary(const amp::Model& m) {
 
 int main(int argc, char** argv) {
   CLI::App app{"amp-compile: mixed-precision training compiler for ONNX models"};
-  std::string input, output, opt_level = "O0";
-  bool print_ir = false, list_ops = false, version = false;
+  std::string input, output, report_json, dot_file;
+  bool print_ir = false, list_ops = false, version = false, report = false;
+  amp::cli::PrecisionFlags precision;
   std::vector<std::string> bind_dims;
   size_t external_threshold = 0;
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
   app.add_option("-o,--output", output, "where to write the compiled model (.onnx)");
-  app.add_option("--opt-level", opt_level, "O0: import, verify and export, no precision change")
-      ->check(CLI::IsMember({"O0", "O1", "O2", "O3"}));
+  precision.Add(app);
+  app.add_flag("--report", report,
+               "print the precision report: per op type, casts, activation bytes, "
+               "and the rule that decided each node");
+  app.add_option("--report-json", report_json, "write the precision report as JSON");
+  app.add_option("--dot", dot_file,
+                 "write a Graphviz picture coloured by precision (and an SVG if dot is installed)");
   app.add_flag("--print-ir", print_ir, "print the IR (ONNX text with types) after compiling");
   app.add_option("--bind-dim", bind_dims,
                  "fix a symbolic dim, e.g. --bind-dim batch=16 (repeatable)");
@@ -64,29 +75,58 @@ int main(int argc, char** argv) {
       return amp::Status::Ok();
     }
     if (input.empty()) return amp::InvalidArgument("no input model given (see --help)");
-    if (opt_level != "O0")
-      return amp::Unimplemented("--opt-level ", opt_level,
-                                " (mixed precision) is not implemented yet; use --opt-level O0");
     amp::PassOptions options;
     AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
+    AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
     // Progress is reported only once everything succeeded, so that a failure
     // prints exactly one line.
-    std::string report;
+    std::string log;
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
-    report += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
+    log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
+    int casts_before = amp::CountCasts(model);
     std::string passes = options.dim_bindings.empty() ? "" : "bind-dims,fold-shapes,dce";
+    std::string level_passes = amp::PipelineForLevel(options.precision.level);
+    if (!level_passes.empty()) passes += (passes.empty() ? "" : ",") + level_passes;
     AMP_ASSIGN_OR_RETURN(amp::PassPipeline pipeline, amp::BuildPipeline(passes, options));
     AMP_ASSIGN_OR_RETURN(bool changed, pipeline.Run(model));
-    if (changed) report += amp::StrCat("amp-compile: after ", passes, ": ", Summary(model), "\n");
-    report += amp::StrCat("amp-compile: ", opt_level, ": no precision change (all ",
-                          model.graph->num_nodes(), " nodes keep their types)\n");
+    if (changed) log += amp::StrCat("amp-compile: after ", passes, ": ", Summary(model), "\n");
+    if (options.precision.level == amp::OptLevel::kO3)
+      log +=
+          "amp-compile: warning: O3 runs everything in half, softmax, norms and losses included; "
+          "use it only to compare against O1/O2\n";
+    // The policy file may have changed dtype and level: report what ran.
+    amp::ReportContext rc{amp::PrecisionName(options.precision.half_type),
+                          amp::OptLevelName(options.precision.level), casts_before};
+    nlohmann::json rep = amp::BuildPrecisionReport(model, rc);
+    const auto& sum = rep["summary"];
+    log += amp::StrCat("amp-compile: ", rc.opt_level, ": ", sum["half"].get<int>(), " nodes in ",
+                       rc.dtype, ", ", sum["fp32"].get<int>(), " in fp32, ",
+                       sum["untouched"].get<int>(), " untouched; ",
+                       sum["casts_inserted"].get<int>(), " casts inserted\n");
+    if (sum["half"].get<int>() == 0)
+      log += "amp-compile: note: nothing was converted to half (see --report for why)\n";
     if (!output.empty()) {
       amp::ExportOptions eo;
       eo.external_data_threshold = external_threshold;
       AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output, eo));
-      report += amp::StrCat("amp-compile: wrote ", output, "\n");
+      log += amp::StrCat("amp-compile: wrote ", output, "\n");
     }
-    std::fputs(report.c_str(), stderr);
+    if (!report_json.empty()) {
+      std::ofstream f(report_json);
+      if (!(f << rep.dump(2) << "\n")) return amp::IoError("cannot write '", report_json, "'");
+    }
+    if (!dot_file.empty()) {
+      std::ofstream f(dot_file);
+      if (!(f << amp::PrecisionDot(model))) return amp::IoError("cannot write '", dot_file, "'");
+      f.close();
+      if (std::system("command -v dot >/dev/null 2>&1") == 0) {
+        std::string cmd = "dot -Tsvg '" + dot_file + "' -o '" + dot_file + ".svg'";
+        if (std::system(cmd.c_str()) == 0)
+          log += amp::StrCat("amp-compile: wrote ", dot_file, ".svg\n");
+      }
+    }
+    std::fputs(log.c_str(), stderr);
+    if (report) std::cout << amp::FormatPrecisionReport(rep);
     if (print_ir) std::cout << amp::PrintModel(model);
     return amp::Status::Ok();
   });

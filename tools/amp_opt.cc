@@ -54,11 +54,13 @@ int main(int argc, char** argv) {
   std::string input, passes, output;
   std::vector<std::string> bind_dims;
   bool split = false;
+  amp::cli::PrecisionFlags precision;
   app.add_option("input", input, "model (.onnx or ONNX text)")->required();
   app.add_option("--passes", passes, "comma-separated pass names, run in order");
   app.add_option("--bind-dim", bind_dims, "NAME=VALUE for bind-dims (repeatable)");
   app.add_flag("--split-input-file", split, "process each '# -----' separated part on its own");
   app.add_option("-o,--output", output, "also write the result as .onnx");
+  precision.Add(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   return amp::cli::RunMain("amp-opt", [&]() -> amp::Status {
     amp::PassOptions options;
     AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
+    AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
     if (!split) return Process(amp::LoadModel(input), passes, options, output);
     std::ifstream f(input);
     if (!f) return amp::NotFound("cannot open '", input, "'");

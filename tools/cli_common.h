@@ -2,6 +2,7 @@
 // the one place where an error Status becomes a message and exit code 1.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "compiler/status.h"
+#include "passes/precision_policy.h"
 
 namespace amp::cli {
 
@@ -34,6 +36,47 @@ inline StatusOr<std::map<std::string, int64_t>> ParseDimBindings(
   }
   return out;
 }
+
+// The precision flags that amp-compile and amp-opt share.
+struct PrecisionFlags {
+  std::string opt_level = "O1";
+  std::string dtype = "fp16";
+  std::vector<std::string> fp32_ops, half_ops;
+  std::string fp32_nodes, policy_file;
+  bool keep_batchnorm_fp32 = false;
+
+  void Add(CLI::App& app) {
+    app.add_option(
+           "--opt-level", opt_level,
+           "O0: no precision change; O1: op lists (default); O2: all half but the fp32 list; "
+           "O3: pure half (for comparison only)")
+        ->check(CLI::IsMember({"O0", "O1", "O2", "O3"}));
+    app.add_option("--dtype", dtype, "half type: fp16 (default) or bf16")
+        ->check(CLI::IsMember({"fp16", "bf16"}));
+    app.add_option("--fp32-ops", fp32_ops, "ops to keep in FP32, e.g. --fp32-ops Add,Mul")
+        ->delimiter(',');
+    app.add_option("--half-ops", half_ops, "ops to run in half, e.g. --half-ops Softmax")
+        ->delimiter(',');
+    app.add_option("--fp32-nodes", fp32_nodes, "keep nodes whose name matches this regex in FP32");
+    app.add_option("--policy", policy_file, "JSON policy file (same fields as the flags)");
+    app.add_flag("--keep-batchnorm-fp32", keep_batchnorm_fp32,
+                 "run BatchNormalization entirely in FP32");
+  }
+
+  // Flags first, then the policy file on top (it names its own fields).
+  StatusOr<PrecisionPolicy> Build() const {
+    PrecisionPolicy p;
+    AMP_ASSIGN_OR_RETURN(p.level, ParseOptLevel(opt_level));
+    AMP_ASSIGN_OR_RETURN(p.half_type, ParseHalfType(dtype));
+    p.fp32_ops.insert(fp32_ops.begin(), fp32_ops.end());
+    p.half_ops.insert(half_ops.begin(), half_ops.end());
+    p.fp32_nodes = fp32_nodes;
+    p.keep_batchnorm_fp32 = keep_batchnorm_fp32;
+    if (!policy_file.empty()) AMP_RETURN_IF_ERROR(p.MergeJsonFile(policy_file));
+    AMP_RETURN_IF_ERROR(p.Validate());
+    return p;
+  }
+};
 
 // Runs `body`; prints "<tool>: error: <message>" and returns 1 on failure.
 inline int RunMain(const char* tool, const std::function<Status()>& body) {
