@@ -190,6 +190,20 @@ std::vector<int> ShapeLikeInputs(const std::string& op) {
   return it == slots.end() ? std::vector<int>{} : it->second;
 }
 
+int FirstHalfOpset(const std::string& op_type, DType half_type) {
+  struct Support {
+    const char* op;
+    int fp16;
+    int bf16;
+  };
+  static const Support kSupport[] = {
+#include "passes/half_support.inc"
+  };
+  for (const Support& s : kSupport)
+    if (op_type == s.op) return half_type == DType::kBFloat16 ? s.bf16 : s.fp16;
+  return 0;
+}
+
 bool KeepsFp32Input(const std::string& op_type, int slot) {
   return op_type == "BatchNormalization" && slot >= 1;
 }

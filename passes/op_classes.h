@@ -34,6 +34,11 @@ const char* OpClassName(OpClass c);
 // and values that only flow into them are shape computations.
 std::vector<int> ShapeLikeInputs(const std::string& op_type);
 
+// The first default-domain opset whose ONNX schema lets `op_type` compute in
+// `half_type` (from passes/half_support.inc, generated from the ONNX specs);
+// 0 when no opset amp supports allows it.
+int FirstHalfOpset(const std::string& op_type, DType half_type);
+
 // Inputs that a half node keeps in FP32 (BatchNormalization's scale, bias,
 // mean and variance from opset 15 on).
 bool KeepsFp32Input(const std::string& op_type, int slot);

@@ -98,6 +98,15 @@ class Painter {
     for (Node* n : model_.graph->nodes()) {
       if (!n->domain().empty()) continue;
       OpClassInfo info = ClassifyOp(n->op_type(), policy_.half_type);
+      // A node decided by an earlier run keeps its decision (the pass is
+      // idempotent) and still informs its neighbours.
+      if (std::string p = n->Annotation("precision"); !p.empty()) {
+        candidates_.push_back(n);
+        info_[n] = info;
+        Set(n, p == "fp32" ? Color::kFp32 : Color::kHalf, n->Annotation("rule"));
+        fixed_.insert(n);
+        continue;
+      }
       if (info.op_class == OpClass::kNone) continue;
       if (shape_nodes_.count(n)) continue;
       bool all_static = n->num_outputs() > 0;
@@ -119,6 +128,7 @@ class Painter {
 
   void Seed() {
     for (Node* n : candidates_) {
+      if (fixed_.count(n)) continue;
       const OpClassInfo& info = info_[n];
       const std::string& op = n->op_type();
       std::vector<std::string> outputs;
@@ -129,6 +139,14 @@ class Painter {
                    "'"));
       } else if (policy_.fp32_ops.count(op)) {
         Set(n, Color::kFp32, StrCat("override: --fp32-ops ", op));
+      } else if (int first = FirstHalfOpset(op, policy_.half_type);
+                 first == 0 || first > model_.OpsetVersion("")) {
+        Set(n, Color::kFp32,
+            first == 0
+                ? StrCat("ONNX's ", op, " does not accept ", DTypeName(policy_.half_type))
+                : StrCat("ONNX's ", op, " accepts ", DTypeName(policy_.half_type), " from opset ",
+                         first, "; the model has opset ", model_.OpsetVersion(""),
+                         " (export with opset ", first, " to run it in half)"));
       } else if (policy_.half_ops.count(op)) {
         Set(n, Color::kHalf, StrCat("override: --half-ops ", op));
       } else if (op == "BatchNormalization" && policy_.keep_batchnorm_fp32) {
@@ -197,7 +215,7 @@ class Painter {
   // A value a half node can read for the price of at most one conversion per
   // step: a half node's output, a parameter, or a constant.
   bool HalfAble(const Value* v) const {
-    if (v->has_initializer() || static_values_.count(v)) return true;
+    if (v->has_initializer() || static_values_.count(v) || IsHalf(v->dtype())) return true;
     return v->producer() && Painted(v->producer(), Color::kHalf);
   }
   bool FromHalfNode(const Value* v) const {
@@ -269,6 +287,7 @@ class Painter {
   const PrecisionPolicy& policy_;
   std::unordered_set<const Value*> static_values_;
   std::unordered_set<const Node*> shape_nodes_;
+  std::unordered_set<const Node*> fixed_;
   std::vector<Node*> candidates_;
   std::unordered_map<Node*, OpClassInfo> info_;
   std::unordered_map<Node*, Color> color_;

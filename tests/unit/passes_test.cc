@@ -38,6 +38,25 @@ TEST_P(PassesOnModels, EachPassIsIdempotent) {
   }
 }
 
+// The whole O1 pipeline, run again on its own output, changes nothing.
+TEST_P(PassesOnModels, O1PipelineIsIdempotent) {
+  PassOptions options;
+  auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
+                     GetParam().file);
+  ASSERT_TRUE(m.ok());
+  auto first = BuildPipeline(PipelineForLevel(OptLevel::kO1), options);
+  ASSERT_TRUE(first.ok());
+  auto changed = first->Run(*m);
+  ASSERT_TRUE(changed.ok()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  std::string once = PrintModel(*m);
+  auto second = BuildPipeline(PipelineForLevel(OptLevel::kO1), options);
+  auto again = second->Run(*m);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(PrintModel(*m), once);
+}
+
 TEST_P(PassesOnModels, FoldingAfterBindingLeavesNoShapeOps) {
   PassOptions options;
   options.dim_bindings["batch"] = 4;

@@ -1,0 +1,145 @@
+"""Mixed precision on every model in models/: the compiled model passes the
+latest onnx checker (full_check) at every level and dtype, and its forward
+output matches the FP32 model's in onnxruntime (which has FP16 CPU kernels)
+within 1e-2 relative error at O1 and O2. The report is consistent with the
+graph: every Cast amp inserted sits on a precision boundary, no two share
+(value, type), and none is on a shape path."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+AMP_COMPILE = os.environ["AMP_COMPILE"]
+MODELS = os.environ["AMP_MODELS"]
+SHAPE_SLOTS = {"Reshape": {1}, "Expand": {1}, "Tile": {1}, "Slice": {1, 2, 3, 4}, "Range": {0, 1, 2},
+               "ConstantOfShape": {0}, "Gather": {1}, "Squeeze": {1}, "Unsqueeze": {1}, "Split": {1},
+               "Pad": {1, 3}, "ReduceMean": {1}, "ReduceSum": {1}}
+
+
+def run(path, x):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def compile_model(src, out, *args):
+    r = subprocess.run([AMP_COMPILE, src, "-o", out, *args], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError(r.stderr)
+    return r
+
+
+class Precision(unittest.TestCase):
+    def models(self):
+        for model in sorted(os.listdir(MODELS)):
+            for fname in ("model.onnx", "model.dynamo_eval.onnx"):
+                path = os.path.join(MODELS, model, fname)
+                if os.path.exists(path):
+                    yield model, fname, path
+
+    def test_checker_accepts_every_level_and_dtype(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for model, fname, src in self.models():
+                for args in (["--opt-level", "O1"], ["--opt-level", "O2"], ["--opt-level", "O3"],
+                             ["--dtype", "bf16"], ["--keep-batchnorm-fp32"]):
+                    with self.subTest(model=model, file=fname, args=args):
+                        out = os.path.join(tmp, "out.onnx")
+                        compile_model(src, out, *args)
+                        onnx.checker.check_model(out, full_check=True)
+
+    def test_forward_matches_fp32(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for model, fname, src in self.models():
+                x = np.load(os.path.join(MODELS, model, "data.npz"))["x0"].astype(np.float32)
+                self.assertGreater(np.abs(x).sum(), 0)
+                ref = run(src, x)
+                for level in ("O1", "O2"):
+                    with self.subTest(model=model, file=fname, level=level):
+                        out = os.path.join(tmp, "out.onnx")
+                        compile_model(src, out, "--opt-level", level)
+                        m = onnx.load(out)
+                        self.assertTrue(any(vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+                                            for vi in m.graph.value_info), "nothing became fp16")
+                        got = run(out, x)
+                        self.assertEqual(got.dtype, np.float32)  # outputs keep their type
+                        rel = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
+                        self.assertLessEqual(rel, 1e-2, f"relative error {rel}")
+
+    def test_casts_are_boundaries_and_never_on_shape_paths(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            for model, fname, src in self.models():
+                with self.subTest(model=model, file=fname):
+                    out = os.path.join(tmp, "out.onnx")
+                    rep = os.path.join(tmp, "report.json")
+                    compile_model(src, out, "--report-json", rep)
+                    report = json.load(open(rep))
+                    precision = {n["output"]: n["precision"] for n in report["nodes"]}
+                    g = onnx.load(out).graph
+                    types = {vi.name: vi.type.tensor_type.elem_type
+                             for vi in list(g.value_info) + list(g.input) + list(g.output)}
+                    types.update({t.name: t.data_type for t in g.initializer})
+                    consumers = {}
+                    for n in g.node:
+                        for i, v in enumerate(n.input):
+                            consumers.setdefault(v, []).append((n, i))
+                    seen = set()
+                    casts = [n for n in g.node if n.op_type == "Cast" and n.name.startswith("amp_cast_")]
+                    self.assertEqual(len(casts), report["summary"]["casts_inserted"])
+                    for c in casts:
+                        src_v, to = c.input[0], c.attribute[0].i
+                        self.assertNotIn((src_v, to), seen, "two casts of one value to one type")
+                        seen.add((src_v, to))
+                        self.assertIn(types[src_v], (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                                                     onnx.TensorProto.BFLOAT16), "cast of non-float data")
+                        self.assertNotEqual(types[src_v], to, "a cast to the same type")
+                        for n, i in consumers.get(c.output[0], []):
+                            self.assertNotIn(i, SHAPE_SLOTS.get(n.op_type, set()), f"cast feeds a shape input of {n.name}")
+
+    def test_transformer_report(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            rep = os.path.join(tmp, "r.json")
+            r = compile_model(os.path.join(MODELS, "tfm", "model.onnx"), os.path.join(tmp, "o.onnx"),
+                              "--report-json", rep, "--report")
+            self.assertIn("precision report (O1, fp16)", r.stdout)
+            ops = {o["op"]: o for o in json.load(open(rep))["ops"]}
+            for op in ("MatMul", "Gemm"):
+                self.assertEqual(ops[op]["fp32"], 0)
+                self.assertGreater(ops[op]["half"], 0)
+            for op in ("Softmax", "LayerNormalization", "ReduceMean"):
+                self.assertEqual(ops[op]["half"], 0)
+                self.assertGreater(ops[op]["fp32"], 0)
+
+    def test_o0_converts_nothing_and_says_so(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            r = compile_model(os.path.join(MODELS, "mlp", "model.onnx"), os.path.join(tmp, "o.onnx"),
+                              "--opt-level", "O0", "--report")
+            self.assertIn("nothing was converted to half", r.stderr)
+            self.assertIn("amp converted nothing to half: --opt-level O0", r.stdout)
+
+    def test_policy_file(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            pol = os.path.join(tmp, "p.json")
+            json.dump({"dtype": "bf16", "fp32_ops": ["Gemm"]}, open(pol, "w"))
+            rep = os.path.join(tmp, "r.json")
+            compile_model(os.path.join(MODELS, "mlp", "model.onnx"), os.path.join(tmp, "o.onnx"),
+                          "--policy", pol, "--report-json", rep)
+            report = json.load(open(rep))
+            self.assertEqual(report["dtype"], "bf16")
+            gemm = [n for n in report["nodes"] if n["op"] == "Gemm"]
+            self.assertTrue(gemm and all(n["precision"] == "fp32" for n in gemm))
+            self.assertTrue(all(n["rule"] == "override: --fp32-ops Gemm" for n in gemm))
+            json.dump({"dtype": "fp8"}, open(pol, "w"))
+            r = subprocess.run([AMP_COMPILE, os.path.join(MODELS, "mlp", "model.onnx"), "--policy", pol],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("unknown dtype 'fp8'", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
