@@ -12,9 +12,9 @@ cmake --build build -j "$(nproc)" --target amp-compile amp-opt
 model=${1:-models/tfm/model.onnx}
 mkdir -p out
 echo
-echo "== amp-compile $model -o out/compiled.onnx --bind-dim batch=4 --print-ir"
-./build/tools/amp-compile "$model" -o out/compiled.onnx --bind-dim batch=4 --print-ir | head -40
-echo "   ... (IR shortened; run the command above for all of it)"
+echo "== amp-compile $model -o out/compiled.onnx --bind-dim batch=4 --report"
+./build/tools/amp-compile "$model" -o out/compiled.onnx --bind-dim batch=4 --report | head -60
+echo "   ... (report shortened; run the command above for all of it)"
 echo
-echo "== wrote out/compiled.onnx ($(stat -c %s out/compiled.onnx) bytes)"
-echo "Training (amp-train) and mixed precision (--opt-level O1) are not built yet: see the issues."
+echo "== wrote out/compiled.onnx ($(stat -c %s out/compiled.onnx) bytes): the model in mixed precision"
+echo "Training (amp-train) is not built yet: see the issues."
