@@ -185,6 +185,14 @@ Status Graph::RenameValue(Value* v, const std::string& new_name) {
   return Status::Ok();
 }
 
+Value* Graph::AddNodeOutput(Node* node, const std::string& name_hint) {
+  Value* v = *CreateValue(UniqueName(name_hint));
+  v->producer_ = node;
+  v->producer_index_ = static_cast<int>(node->outputs_.size());
+  node->outputs_.push_back(v);
+  return v;
+}
+
 void Graph::MoveBefore(Node* node, Node* before) {
   nodes_.splice(before->self_, nodes_, node->self_);
 }

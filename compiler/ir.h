@@ -167,6 +167,7 @@ class Graph {
   Value* AddInitializer(const std::string& name, Tensor t);
   void AddOutput(Value* v) { outputs_.push_back(v); }
   void SetOutput(size_t i, Value* v) { outputs_[i] = v; }
+  void ClearOutputs() { outputs_.clear(); }
   // Appends a node whose outputs are new values named from `output_names`
   // (made unique). Inputs may be null (omitted optional).
   Node* AddNode(const std::string& op_type, const std::vector<Value*>& inputs,
@@ -177,6 +178,9 @@ class Graph {
                            const std::vector<Value*>& inputs, const std::vector<Value*>& outputs);
   // Gives `v` a new name; error if the name is taken.
   Status RenameValue(Value* v, const std::string& new_name);
+  // Appends a new output value to `node` (an optional output it did not
+  // produce before, such as MaxPool's Indices).
+  Value* AddNodeOutput(Node* node, const std::string& name_hint);
   // Moves `node` to just before `before` in the node order.
   void MoveBefore(Node* node, Node* before);
 
@@ -211,6 +215,18 @@ class Graph {
   void RemoveUse(Value* v, Use u);
 };
 
+// What makes a model a training step (empty for a forward model). Values
+// are named, not pointed to, so that passes may rebuild them freely; the
+// verifier checks that every name resolves.
+struct TrainingInfo {
+  std::string loss;                              // the scalar loss value
+  std::vector<std::string> trainable;            // parameters (float initializers)
+  std::map<std::string, std::string> gradients;  // parameter -> its gradient value
+  // State (an initializer) -> the value that replaces it after the step.
+  std::vector<std::pair<std::string, std::string>> updates;
+  bool active() const { return !loss.empty(); }
+};
+
 struct OpsetImport {
   std::string domain;
   int64_t version;
@@ -225,6 +241,7 @@ struct Model {
   std::map<std::string, std::string> metadata;
   std::string directory;  // folder the model was read from (external data root)
   std::unique_ptr<Graph> graph = std::make_unique<Graph>();
+  TrainingInfo training;
 
   // Opset version of `domain` ("" and "ai.onnx" are the default domain); 0 if absent.
   int64_t OpsetVersion(const std::string& domain) const;

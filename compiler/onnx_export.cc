@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "onnx/onnx_pb.h"
 
@@ -129,7 +130,23 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
     op->set_domain(o.domain);
     op->set_version(o.version);
   }
-  for (const auto& [k, v] : model.metadata) {
+  std::map<std::string, std::string> metadata = model.metadata;
+  if (model.training.active()) {
+    std::string json = "{\"loss\": \"" + model.training.loss + "\", \"updates\": [";
+    bool first = true;
+    for (const auto& [state, update] : model.training.updates) {
+      json += StrCat(first ? "" : ", ", "[\"", state, "\", \"", update, "\"]");
+      first = false;
+    }
+    json += "], \"trainable\": [";
+    first = true;
+    for (const auto& p : model.training.trainable) {
+      json += StrCat(first ? "" : ", ", "\"", p, "\"");
+      first = false;
+    }
+    metadata["amp.training"] = json + "]}";
+  }
+  for (const auto& [k, v] : metadata) {
     auto* p = proto.add_metadata_props();
     p->set_key(k);
     p->set_value(v);
@@ -142,6 +159,15 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
     auto* vi = gp->add_input();
     vi->set_name(in->name());
     ExportType(in->type(), vi->mutable_type());
+  }
+  if (model.training.active()) {
+    // Functional form: state in as inputs (initializers give the start).
+    for (const auto& [state, update] : model.training.updates) {
+      const Value* s = g.FindValue(state);
+      auto* vi = gp->add_input();
+      vi->set_name(state);
+      ExportType(s->type(), vi->mutable_type());
+    }
   }
   for (Value* init : g.initializers())
     AMP_RETURN_IF_ERROR(ex.ExportTensor(*init->initializer(), init->name(), gp->add_initializer()));

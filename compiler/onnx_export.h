@@ -21,6 +21,11 @@ struct ExportOptions {
   size_t external_data_threshold = 0;
 };
 
+// A training step (Model::training) is written in its functional form: every
+// piece of state is also a graph input (its initializer is the starting
+// value) and its update a graph output, so that any ONNX runtime can run one
+// step; metadata_props "amp.training" (JSON) maps state to outputs.
+
 StatusOr<onnx::ModelProto> ExportModelProto(const Model& model, const ExportOptions& options = {});
 // Writes atomically (temporary file + rename).
 Status SaveModelFile(const Model& model, const std::string& path,

@@ -1244,6 +1244,7 @@ constexpr std::array kOps = std::to_array<OpSchema>({
     {"Gather", 2, 2, 1, 1, InferGather},
     {"GatherElements", 2, 2, 1, 1, InferGatherElements},
     {"ScatterElements", 3, 3, 1, 1, InferScatterElements},
+    {"ScatterND", 3, 3, 1, 1, InferScatterElements},
     {"Expand", 2, 2, 1, 1, InferExpand},
     {"Tile", 2, 2, 1, 1, InferTile},
     {"Pad", 2, 4, 1, 1, InferPad},

@@ -55,6 +55,29 @@ Status VerifyModel(const Model& model) {
   for (const Value* v : g.inputs())
     if (v->dtype() == DType::kUndefined)
       return InvalidArgument("graph input '", v->name(), "' has no element type");
+  const TrainingInfo& t = model.training;
+  if (t.active()) {
+    const Value* loss = g.FindValue(t.loss);
+    if (!loss) return InvalidArgument("the training loss '", t.loss, "' is not a value");
+    for (const auto& p : t.trainable) {
+      const Value* v = g.FindValue(p);
+      if (!v || !v->has_initializer())
+        return InvalidArgument("trainable parameter '", p, "' is not an initializer");
+    }
+    for (const auto& [param, grad] : t.gradients)
+      if (!g.FindValue(param) || !g.FindValue(grad))
+        return InvalidArgument("gradient '", grad, "' of '", param, "' is not a value");
+    for (const auto& [state, update] : t.updates) {
+      const Value* s = g.FindValue(state);
+      const Value* u = g.FindValue(update);
+      if (!s || !s->has_initializer())
+        return InvalidArgument("training state '", state, "' is not an initializer");
+      if (!u) return InvalidArgument("the update of '", state, "' ('", update, "') is not a value");
+      if (u->dtype() != s->dtype())
+        return InvalidArgument("the update of '", state, "' is ", DTypeName(u->dtype()),
+                               " but the state is ", DTypeName(s->dtype()));
+    }
+  }
   return CheckTypes(model);
 }
 

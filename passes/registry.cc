@@ -1,5 +1,6 @@
 #include "passes/registry.h"
 
+#include "passes/autodiff.h"
 #include "passes/dce.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
@@ -18,6 +19,10 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
     return std::unique_ptr<Pass>(new PaintPrecision(options.precision));
   if (name == InsertCasts::kName) return std::unique_ptr<Pass>(new InsertCasts());
   if (name == FoldCasts::kName) return std::unique_ptr<Pass>(new FoldCasts());
+  if (name == AttachLoss::kName) return std::unique_ptr<Pass>(new AttachLoss(options.loss));
+  if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
+  if (name == AddOptimizer::kName)
+    return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
   std::string known;
   for (const auto& n : RegisteredPassNames()) known += (known.empty() ? "" : ", ") + n;
   return InvalidArgument("unknown pass '", name, "' (known passes: ", known, ")");

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "passes/attach_loss.h"
+#include "passes/optimizer.h"
 #include "passes/pass.h"
 #include "passes/precision_policy.h"
 
@@ -15,6 +17,9 @@ namespace amp {
 struct PassOptions {
   std::map<std::string, int64_t> dim_bindings;  // for bind-dims
   PrecisionPolicy precision;                    // for paint-precision
+  LossOptions loss;                             // for attach-loss
+  std::string freeze;                           // for autodiff: regex of frozen parameters
+  OptimizerOptions optimizer;                   // for optimizer
 };
 
 StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);
@@ -23,5 +28,7 @@ std::vector<std::string> RegisteredPassNames();
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options);
 // The pass list for an optimization level (O0: none).
 std::string PipelineForLevel(OptLevel level);
+// The passes that build a training step (loss, backward, optimizer).
+inline constexpr const char* kTrainingPipeline = "attach-loss,autodiff,optimizer,dce";
 
 }  // namespace amp

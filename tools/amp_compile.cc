@@ -40,11 +40,39 @@ int main(int argc, char** argv) {
   std::string input, output, report_json, dot_file;
   bool print_ir = false, list_ops = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
+  std::string loss_kind, label = "labels", loss_output, freeze, optimizer = "sgd",
+                         emit = "functional";
+  float lr = 0.01f, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8f;
+  std::vector<float> betas = {0.9f, 0.999f};
+  bool nesterov = false;
   std::vector<std::string> bind_dims;
   size_t external_threshold = 0;
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
-  app.add_option("-o,--output", output, "where to write the compiled model (.onnx)");
+  app.add_option("-o,--out", output, "where to write the compiled model (.onnx)");
   precision.Add(app);
+  app.add_option(
+      "--loss", loss_kind,
+      "build a training step with this loss: cross_entropy, mse, bce_with_logits, l1, or model "
+      "(the model's output is already the loss)");
+  app.add_option("--label", label, "name of the label input the loss adds (default: labels)");
+  app.add_option("--output", loss_output,
+                 "the model output the loss applies to (when there are several)");
+  app.add_option("--freeze", freeze, "regex: parameters whose names match are not trained");
+  app.add_option("--optimizer", optimizer, "sgd, adam or adamw (FP32 state)")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  app.add_option("--lr", lr, "learning rate (the step's lr input; this is its recorded default)");
+  app.add_option("--momentum", momentum, "SGD momentum");
+  app.add_option("--dampening", dampening, "SGD dampening");
+  app.add_flag("--nesterov", nesterov, "SGD Nesterov momentum");
+  app.add_option("--weight-decay", weight_decay,
+                 "weight decay (L2 for sgd/adam, decoupled for adamw)");
+  app.add_option("--betas", betas, "Adam betas, e.g. --betas 0.9,0.999")
+      ->delimiter(',')
+      ->expected(2);
+  app.add_option("--eps", eps, "Adam epsilon");
+  app.add_option("--emit", emit,
+                 "training step form: functional (state in as inputs, out as outputs)")
+      ->check(CLI::IsMember({"functional"}));
   app.add_flag("--report", report,
                "print the precision report: per op type, casts, activation bytes, "
                "and the rule that decided each node");
@@ -85,6 +113,15 @@ int main(int argc, char** argv) {
     log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
     int casts_before = amp::CountCasts(model);
     std::string passes = options.dim_bindings.empty() ? "" : "bind-dims,fold-shapes,dce";
+    if (!loss_kind.empty()) {
+      options.loss.kind = loss_kind;
+      options.loss.label = label;
+      options.loss.output = loss_output;
+      options.freeze = freeze;
+      options.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
+                           weight_decay, betas[0], betas[1], eps};
+      passes += std::string(passes.empty() ? "" : ",") + amp::kTrainingPipeline;
+    }
     std::string level_passes = amp::PipelineForLevel(options.precision.level);
     if (!level_passes.empty()) passes += (passes.empty() ? "" : ",") + level_passes;
     AMP_ASSIGN_OR_RETURN(amp::PassPipeline pipeline, amp::BuildPipeline(passes, options));

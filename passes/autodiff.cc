@@ -1,0 +1,121 @@
+#include "passes/autodiff.h"
+
+#include <regex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "compiler/shape_inference.h"
+#include "passes/grad_rules.h"
+
+namespace amp {
+
+StatusOr<bool> Autodiff::Run(Model& model) {
+  Graph& g = *model.graph;
+  TrainingInfo& t = model.training;
+  if (!t.active()) return InvalidArgument("autodiff needs a loss: run attach-loss first (--loss)");
+  if (!t.gradients.empty() || !t.updates.empty()) return false;  // already differentiated
+  Value* loss = g.FindValue(t.loss);
+  if (!loss->type().shape || !loss->type().shape->empty())
+    return InvalidArgument("the loss '", loss->name(), "' must be a scalar, not ",
+                           loss->type().ToString());
+
+  std::optional<std::regex> freeze;
+  if (!freeze_.empty()) {
+    try {
+      freeze.emplace(freeze_, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      return InvalidArgument("--freeze '", freeze_,
+                             "' is not a valid regular expression: ", e.what());
+    }
+  }
+  // Running statistics are state, not parameters.
+  std::unordered_set<const Value*> statistics;
+  for (Node* n : g.nodes())
+    if (n->op_type() == "BatchNormalization")
+      for (size_t i = 3; i < n->num_inputs(); ++i) statistics.insert(n->input(i));
+  std::vector<Value*> params;
+  for (Value* v : g.initializers())
+    if (v->dtype() == DType::kFloat32 && !statistics.count(v) && !v->uses().empty() &&
+        !(freeze && std::regex_search(v->name(), *freeze)))
+      params.push_back(v);
+
+  // Values that depend on a parameter (forward) ...
+  std::unordered_set<const Value*> depends(params.begin(), params.end());
+  std::vector<Node*> order = g.nodes();
+  for (Node* n : order) {
+    bool any = false;
+    for (size_t i = 0; i < n->num_inputs(); ++i)
+      any |=
+          n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiableInput(n->op_type(), i);
+    if (any)
+      for (Value* out : n->outputs())
+        if (IsFloat(out->dtype())) depends.insert(out);
+  }
+  if (!depends.count(loss))
+    return InvalidArgument("the loss does not depend on any trainable parameter");
+
+  // ... and the reverse sweep from the loss.
+  std::unordered_map<const Value*, std::vector<Value*>> contributions;
+  Tensor one(loss->dtype(), {});
+  one.SetDouble(0, 1.0);
+  Node* seed = g.AddNode("Constant", {}, {loss->name() + "_grad"});
+  seed->SetAttr("value", Attribute::FromTensor(one));
+  contributions[loss].push_back(seed->output(0));
+
+  auto total = [&](const Value* v) -> Value* {
+    auto it = contributions.find(v);
+    if (it == contributions.end() || it->second.empty()) return nullptr;
+    if (it->second.size() == 1) return it->second[0];
+    Node* sum = g.AddNode("Sum", it->second, {v->name() + "_grad_sum"});
+    it->second = {sum->output(0)};
+    return sum->output(0);
+  };
+
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* n = *it;
+    std::vector<Value*> gy;
+    bool any_grad = false;
+    for (Value* out : n->outputs()) {
+      gy.push_back(depends.count(out) ? total(out) : nullptr);
+      any_grad |= gy.back() != nullptr;
+    }
+    if (!any_grad) continue;
+    std::vector<bool> wanted;
+    bool any_wanted = false;
+    for (size_t i = 0; i < n->num_inputs(); ++i) {
+      bool w =
+          n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiableInput(n->op_type(), i);
+      wanted.push_back(w);
+      any_wanted |= w;
+    }
+    if (!any_wanted) continue;
+    GradFn rule = FindGradRule(n->op_type());
+    if (!rule)
+      return Unimplemented(n->Describe(),
+                           " is on the path from a trainable parameter to the loss, but amp has no "
+                           "gradient for ",
+                           n->op_type(),
+                           " (freeze the parameters before it with "
+                           "--freeze, or file an issue)");
+    GradBuilder b(model, *n, gy, wanted);
+    AMP_RETURN_IF_ERROR(rule(b));
+    for (size_t i = 0; i < n->num_inputs(); ++i)
+      if (wanted[i] && i < b.dx.size() && b.dx[i]) contributions[n->input(i)].push_back(b.dx[i]);
+  }
+  // Each gradient becomes a graph output named <param>_grad (the optimizer
+  // replaces these outputs by the updated state).
+  t.trainable.clear();
+  for (Value* p : params) {
+    Value* grad = total(p);
+    if (!grad) continue;  // does not reach the loss (PyTorch leaves .grad None)
+    Node* id = g.AddNode("Identity", {grad}, {p->name() + "_grad"});
+    g.AddOutput(id->output(0));
+    t.trainable.push_back(p->name());
+    t.gradients[p->name()] = id->output(0)->name();
+  }
+  AMP_RETURN_IF_ERROR(g.TopologicalSort());
+  AMP_RETURN_IF_ERROR(InferShapes(model));
+  return true;
+}
+
+}  // namespace amp

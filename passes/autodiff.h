@@ -1,0 +1,27 @@
+// autodiff: reverse-mode gradients of the training loss (attach-loss) with
+// respect to every trainable parameter: every float initializer except those
+// matched by --freeze and BatchNormalization's running statistics. Built on
+// the IR from each op's rule (grad_rules.cc), pruned to what reaches a
+// parameter, summing gradients where a value fans out, reducing gradients of
+// broadcast inputs, and reusing forward values. A node on a parameter's path
+// whose op has no rule is an error naming the node and the op.
+#pragma once
+
+#include <string>
+
+#include "passes/pass.h"
+
+namespace amp {
+
+class Autodiff : public Pass {
+ public:
+  static constexpr std::string_view kName = "autodiff";
+  explicit Autodiff(std::string freeze_regex = "") : freeze_(std::move(freeze_regex)) {}
+  std::string_view name() const override { return kName; }
+  StatusOr<bool> Run(Model& model) override;
+
+ private:
+  std::string freeze_;
+};
+
+}  // namespace amp

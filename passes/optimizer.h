@@ -1,0 +1,39 @@
+// optimizer: adds the parameter update to the training step, with PyTorch's
+// formulas and hyperparameters, on FP32 state: SGD (momentum, dampening,
+// nesterov, weight decay), Adam (L2 weight decay) and AdamW (decoupled),
+// both with bias correction by step. The learning rate is a graph input
+// (`lr`, a float scalar) so that a schedule can change it every step. Every
+// piece of state (parameters, moments, the step count, BatchNorm running
+// statistics) is an initializer with an update value, recorded in
+// Model::training.updates; the step's outputs are the loss and the updates.
+#pragma once
+
+#include <string>
+
+#include "passes/pass.h"
+
+namespace amp {
+
+struct OptimizerOptions {
+  std::string kind = "sgd";  // sgd, adam, adamw
+  float lr = 0.01f;          // recorded as the default of the lr input
+  float momentum = 0.0f;
+  float dampening = 0.0f;
+  bool nesterov = false;
+  float weight_decay = 0.0f;
+  float beta1 = 0.9f, beta2 = 0.999f;
+  float eps = 1e-8f;
+};
+
+class AddOptimizer : public Pass {
+ public:
+  static constexpr std::string_view kName = "optimizer";
+  explicit AddOptimizer(OptimizerOptions options) : options_(std::move(options)) {}
+  std::string_view name() const override { return kName; }
+  StatusOr<bool> Run(Model& model) override;
+
+ private:
+  OptimizerOptions options_;
+};
+
+}  // namespace amp
