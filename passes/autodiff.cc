@@ -35,8 +35,8 @@ StatusOr<bool> Autodiff::Run(Model& model) {
       for (size_t i = 3; i < n->num_inputs(); ++i) statistics.insert(n->input(i));
   std::vector<Value*> params;
   for (Value* v : g.initializers())
-    if (v->dtype() == DType::kFloat32 && !statistics.count(v) && !v->uses().empty() &&
-        !(freeze && std::regex_search(v->name(), *freeze)))
+    if ((v->dtype() == DType::kFloat32 || v->dtype() == DType::kFloat64) && !statistics.count(v) &&
+        !v->uses().empty() && !(freeze && std::regex_search(v->name(), *freeze)))
       params.push_back(v);
 
   // Values that depend on a parameter (forward) ...

@@ -139,7 +139,7 @@ Status Dropout(G& b) {
   Value* mask = b.node().num_outputs() > 1
                     ? b.y(1)
                     : b.graph().AddNodeOutput(&b.node(), b.y(0)->name() + "_mask");
-  Value* keep = b.Op("Sub", {b.Scalar(1.0), b.x(1)});
+  Value* keep = b.Op("Sub", {b.Scalar(1.0, b.x(1)->dtype()), b.x(1)});
   Node* m = b.Make("Cast", {mask});
   m->SetAttr("to", Attribute::Int(static_cast<int64_t>(b.y(0)->dtype())));
   b.dx[0] = b.Op("Div", {b.Op("Mul", {b.dy(0), m->output(0)}), keep});
@@ -178,7 +178,7 @@ Status Gemm(G& b) {
   if (b.wants(0)) b.dx[0] = ta ? gemm(b.x(1), dy, tb, true) : gemm(dy, b.x(1), false, !tb);
   if (b.wants(1)) b.dx[1] = tb ? gemm(dy, b.x(0), true, ta) : gemm(b.x(0), dy, !ta, false);
   if (b.node().num_inputs() > 2 && b.wants(2)) {
-    Value* g = beta == 1.0f ? dy : b.Op("Mul", {dy, b.Scalar(beta)});
+    Value* g = beta == 1.0f ? dy : b.Op("Mul", {dy, b.Scalar(beta, b.y(0)->dtype())});
     AMP_ASSIGN_OR_RETURN(b.dx[2], b.ReduceTo(g, ShapeOrDie(b.y(0)), b.x(2)));
   }
   return Status::Ok();
@@ -274,7 +274,8 @@ Value* NormalizeBackward(G& b, Value* x, Value* dxhat, const std::vector<int64_t
   Value* mean = b.Reduce("ReduceMean", x, axes, true);
   Value* xc = b.Op("Sub", {x, mean});
   Value* var = b.Reduce("ReduceMean", b.Op("Mul", {xc, xc}), axes, true);
-  Value* invstd = b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps)})})});
+  Value* invstd =
+      b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps, x->dtype())})})});
   Value* xhat = b.Op("Mul", {xc, invstd});
   *xhat_out = xhat;
   Value* m1 = b.Reduce("ReduceMean", dxhat, axes, true);

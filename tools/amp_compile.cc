@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--eps", eps, "Adam epsilon");
   app.add_option("--emit", emit,
                  "training step form: functional (state in as inputs, out as outputs)")
-      ->check(CLI::IsMember({"functional"}));
+      ->check(CLI::IsMember({"functional", "gradients"}));
   app.add_flag("--report", report,
                "print the precision report: per op type, casts, activation bytes, "
                "and the rule that decided each node");
@@ -120,7 +120,9 @@ int main(int argc, char** argv) {
       options.freeze = freeze;
       options.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
                            weight_decay, betas[0], betas[1], eps};
-      passes += std::string(passes.empty() ? "" : ",") + amp::kTrainingPipeline;
+      passes += std::string(passes.empty() ? "" : ",") +
+      passes += std::string(passes.empty() ? "" : ",") +
+                (emit == "gradients" ? "attach-loss,autodiff,dce" : amp::kTrainingPipeline);
     }
     std::string level_passes = amp::PipelineForLevel(options.precision.level);
     if (!level_passes.empty()) passes += (passes.empty() ? "" : ",") + level_passes;

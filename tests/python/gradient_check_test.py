@@ -1,0 +1,172 @@
+"""Every gradient rule against central finite differences. Each case is a
+tiny model (ONNX text) whose parameters are initializers; amp-compile
+--emit gradients builds loss and gradients, onnxruntime runs them, and the
+same loss is differentiated numerically. Float64 where onnxruntime's CPU
+kernels take it (relative error <= 1e-6); float32 with larger steps where
+they do not (relative error <= 2e-2)."""
+import os
+import subprocess
+import tempfile
+import unittest
+import zlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper, parser
+
+AMP_COMPILE = os.environ["AMP_COMPILE"]
+
+
+def make_session(model_bytes):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+# name: (dtype, body, inputs {name: shape}, params {name: shape}, loss, extra args)
+D, F = "double", "float"
+CASES = {
+    "gemm": (D, "y = Gemm <transB = 1, alpha = 0.5, beta = 2.0> (x, w, b)", {"x": [3, 4]}, {"w": [5, 4], "b": [5]}, "mse"),
+    "gemm_transA": (D, "y = Gemm <transA = 1> (x, w, b)", {"x": [4, 3]}, {"w": [4, 5], "b": [1, 5]}, "mse"),
+    "matmul_batched": (D, "y = MatMul (x, w)", {"x": [2, 3, 4]}, {"w": [4, 5]}, "mse"),
+    "matmul_both": (D, "y = MatMul (w1, w)", {}, {"w1": [2, 3, 4], "w": [2, 4, 5]}, "mse"),
+    "add_broadcast": (D, "y = Add (x, b)", {"x": [3, 4]}, {"b": [1, 4]}, "mse"),
+    "sub_mul_div": (D, "s = Sub (x, a)\n m = Mul (s, b)\n y = Div (m, c)", {"x": [3, 4]},
+                    {"a": [4], "b": [3, 1], "c": [1, 4]}, "mse"),
+    "relu_tanh_sigmoid": (D, "r = Relu (w)\n t = Tanh (r)\n y = Sigmoid (t)", {}, {"w": [3, 4]}, "mse"),
+    "exp_log_sqrt_recip": (D, "e = Exp (w)\n l = Log (e)\n s = Sqrt (e)\n r = Reciprocal (s)\n y = Add (l, r)", {}, {"w": [6]}, "mse"),
+    # onnxruntime has no float64 Erf or OneHot: these run in float32.
+    "erf_neg_leaky": (F, "e = Erf (w)\n n = Neg (e)\n y = LeakyRelu <alpha = 0.1> (n)", {}, {"w": [6]}, "mse"),
+    "gelu": (F, "y = Gelu (w)", {}, {"w": [6]}, "mse", 20),
+    "pow": (D, "p = Constant <value = double {3.0}> ()\n y = Pow (w, p)", {}, {"w": [6]}, "mse"),
+    "softmax": (D, "y = Softmax <axis = -1> (w)", {}, {"w": [3, 5]}, "mse"),
+    "logsoftmax": (D, "y = LogSoftmax <axis = 1> (w)", {}, {"w": [3, 5]}, "mse"),
+    "layernorm": (D, "y = LayerNormalization <axis = -1> (x, g, b)", {"x": [3, 6]}, {"g": [6], "b": [6]}, "mse"),
+    "layernorm_input": (D, "y = LayerNormalization <axis = 1> (w, g)", {}, {"w": [2, 3, 4], "g": [3, 4]}, "mse"),
+    "reduce_mean_sum": (D, "m = ReduceMean <axes = [1], keepdims = 0> (w)\n y = ReduceSum (m, ax)", {}, {"w": [3, 4, 2]},
+                        "mse_scalar_free"),
+    "reshape_transpose": (D, "t = Transpose <perm = [1, 0, 2]> (w)\n y = Reshape (t, shp)", {}, {"w": [2, 3, 4]}, "mse"),
+    "flatten_squeeze": (D, "f = Flatten <axis = 1> (w)\n u = Unsqueeze (f, ax0)\n y = Squeeze (u, ax0)", {}, {"w": [2, 3, 2]}, "mse"),
+    "concat_split": (D, "c = Concat <axis = 1> (w, v)\n a, b = Split <axis = 1> (c, sp)\n y = Mul (a, b)", {},
+                     {"w": [2, 3], "v": [2, 3]}, "mse"),
+    "gather": (D, "y = Gather <axis = 0> (w, idx)", {}, {"w": [5, 3]}, "mse"),
+    "where_expand": (D, "c = Greater (x, zero)\n e = Expand (w, shp2)\n y = Where (c, e, v)", {"x": [3, 4]},
+                     {"w": [1, 4], "v": [3, 1]}, "mse"),
+    "cross_entropy": (F, "y = Identity (w)", {}, {"w": [4, 5]}, "cross_entropy"),
+    "batchnorm_training": (D, "y, rm, rv = BatchNormalization <training_mode = 1> (x, s, b, m, v)", {"x": [4, 3, 2, 2]},
+                           {"s": [3], "b": [3]}, "mse_bn"),
+    "conv": (F, "y = Conv <strides = [2, 2], pads = [1, 0, 1, 1], dilations = [1, 2]> (x, w, b)", {"x": [2, 3, 7, 8]},
+             {"w": [4, 3, 3, 2], "b": [4]}, "mse"),
+    "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
+    "maxpool_gap": (F, "p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (w)\n y = GlobalAveragePool (p)", {}, {"w": [2, 3, 4, 4]}, "mse"),
+}
+
+CONSTANTS = {
+    "shp": ("int64", [2], [3, 8]), "ax0": ("int64", [1], [0]), "ax": ("int64", [1], [0]),
+    "sp": ("int64", [2], [3, 3]), "idx": ("int64", [4], [4, 0, 4, 2]), "shp2": ("int64", [2], [3, 4]),
+}
+
+
+def build(name, case):
+    dtype, body, inputs, params = case[:4]
+    opset = case[5] if len(case) > 5 else 17
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    npdt = np.float64 if dtype == D else np.float32
+    inits, decls = [], []
+    values = {}
+    for p, shape in params.items():
+        values[p] = rng.uniform(-1.5, 1.5, shape).astype(npdt)
+        if name == "exp_log_sqrt_recip":
+            values[p] = rng.uniform(0.2, 1.5, shape).astype(npdt)
+        if name == "pow":
+            values[p] = rng.uniform(0.5, 1.5, shape).astype(npdt)
+        if name == "maxpool_gap":  # distinct values 0.1 apart: a step of 1e-2 never changes the max
+            values[p] = (rng.permutation(int(np.prod(shape))) * 0.1 - 4.0).reshape(shape).astype(npdt)
+    used = {c: v for c, v in CONSTANTS.items() if c in body}
+    if name == "batchnorm_training":
+        values_stats = {"m": np.zeros(3, npdt), "v": np.ones(3, npdt)}
+    in_decl = ", ".join(f"{dtype}[{','.join(map(str, s))}] {n}" for n, s in inputs.items())
+    text = f'<ir_version: 8, opset_import: ["" : {opset}]>\nmain ({in_decl}) => ({dtype}[?] y)\n{{\n'
+    if "zero" in body:
+        text += f"  zero = Constant <value = {dtype} {{0.0}}> ()\n"
+    for c, (t, shape, vals) in used.items():
+        text += f"  {c} = Constant <value = {t}[{shape[0]}] {{{', '.join(map(str, vals))}}}> ()\n"
+    text += "  " + body + "\n}\n"
+    model = parser.parse_model(text)
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.DOUBLE if dtype == D else onnx.TensorProto.FLOAT, None))
+    for p, v in values.items():
+        model.graph.initializer.append(numpy_helper.from_array(v, p))
+    if name == "batchnorm_training":
+        for p, v in values_stats.items():
+            model.graph.initializer.append(numpy_helper.from_array(v, p))
+        model.graph.output.extend([onnx.helper.make_tensor_value_info(n, onnx.TensorProto.DOUBLE, None) for n in ("rm", "rv")])
+    feeds = {n: rng.uniform(-1, 1, s).astype(npdt) for n, s in inputs.items()}
+    return model, values, feeds, npdt
+
+
+class GradientCheck(unittest.TestCase):
+    def check(self, name, case):
+        model, params, feeds, npdt = build(name, case)
+        loss = case[4]
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out = os.path.join(tmp, "m.onnx"), os.path.join(tmp, "g.onnx")
+            onnx.save(model, src)
+            args = ["--emit", "gradients", "--opt-level", "O0"]
+            if loss == "cross_entropy":
+                args += ["--loss", "cross_entropy"]
+            elif loss == "mse_bn":
+                args += ["--loss", "mse", "--output", "y"]
+            else:
+                args += ["--loss", "mse"]
+            r = subprocess.run([AMP_COMPILE, src, "-o", out, *args], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            g = onnx.load(out)
+            label_info = [i for i in g.graph.input if i.name == "labels"][0]
+            sess = make_session(g.SerializeToString())
+            rng = np.random.default_rng(1)
+            y_shape = None
+            fwd = make_session(model.SerializeToString())
+            y0 = fwd.run(["y"], {**feeds})[0]
+            if label_info.type.tensor_type.elem_type == onnx.TensorProto.INT64:
+                labels = rng.integers(0, y0.shape[1], y0.shape[0]).astype(np.int64)
+            else:
+                labels = rng.uniform(-1, 1, y0.shape).astype(npdt)
+            base = {**feeds, "labels": labels}
+            names = [o.name for o in sess.get_outputs()]
+            results = dict(zip(names, sess.run(None, base)))
+
+            def loss_at(p_name, value):
+                # Override one initializer: rebuild the gradient model's initializer.
+                m2 = onnx.load(out)
+                for t in m2.graph.initializer:
+                    if t.name == p_name:
+                        t.CopyFrom(numpy_helper.from_array(value, p_name))
+                s2 = make_session(m2.SerializeToString())
+                return float(s2.run(["loss"], base)[0])
+
+            eps = 1e-6 if npdt == np.float64 else 1e-2
+            tol = 1e-6 if npdt == np.float64 else 2e-2
+            for p, value in params.items():
+                grad = results[p + "_grad"]
+                self.assertEqual(grad.shape, value.shape)
+                numeric = np.zeros_like(value, dtype=np.float64)
+                flat = value.reshape(-1)
+                for i in range(flat.size):
+                    plus, minus = flat.copy(), flat.copy()
+                    plus[i] += eps
+                    minus[i] -= eps
+                    numeric.reshape(-1)[i] = (loss_at(p, plus.reshape(value.shape)) -
+                                              loss_at(p, minus.reshape(value.shape))) / (2 * eps)
+                self.assertGreater(np.abs(numeric).max(), 0, f"{name}/{p}: zero gradient, a vacuous check")
+                err = np.abs(grad - numeric).max() / np.abs(numeric).max()
+                self.assertLessEqual(err, tol, f"{name}/{p}: analytic vs numeric relative error {err}")
+
+
+for _name, _case in CASES.items():
+    setattr(GradientCheck, f"test_{_name}", lambda self, n=_name, c=_case: self.check(n, c))
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
