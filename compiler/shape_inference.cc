@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "compiler/const_eval.h"
 #include "compiler/op_registry.h"
@@ -19,8 +20,13 @@ class Driver {
 
   Status Run() {
     const Graph& g = *model_.graph;
+    // In constants mode float initializers (parameters) and training state
+    // (updated every step, whatever its type) are not compile-time values.
+    std::unordered_set<std::string> state;
+    for (const auto& [name, update] : model_.training.updates) state.insert(name);
     for (Value* v : g.initializers())
-      if (mode_ != Mode::kConstants || !IsFloat(v->dtype())) constants_[v] = v->initializer();
+      if (mode_ != Mode::kConstants || (!IsFloat(v->dtype()) && !state.count(v->name())))
+        constants_[v] = v->initializer();
     for (Node* n : g.nodes()) AMP_RETURN_IF_ERROR(InferNode(*n));
     return Status::Ok();
   }

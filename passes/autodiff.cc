@@ -13,7 +13,7 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   Graph& g = *model.graph;
   TrainingInfo& t = model.training;
   if (!t.active()) return InvalidArgument("autodiff needs a loss: run attach-loss first (--loss)");
-  if (!t.gradients.empty() || !t.updates.empty()) return false;  // already differentiated
+  if (!t.gradients.empty() || t.has_optimizer) return false;  // already differentiated
   Value* loss = g.FindValue(t.loss);
   if (!loss->type().shape || !loss->type().shape->empty())
     return InvalidArgument("the loss '", loss->name(), "' must be a scalar, not ",
@@ -61,6 +61,7 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   Node* seed = g.AddNode("Constant", {}, {loss->name() + "_grad"});
   seed->SetAttr("value", Attribute::FromTensor(one));
   contributions[loss].push_back(seed->output(0));
+  t.grad_seed = seed->output(0)->name();
 
   auto total = [&](const Value* v) -> Value* {
     auto it = contributions.find(v);

@@ -36,7 +36,9 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   TrainingInfo& t = model.training;
   if (!t.active() || t.gradients.empty())
     return InvalidArgument("the optimizer needs gradients: run attach-loss and autodiff first");
-  if (!t.updates.empty()) return false;
+  if (t.has_optimizer) return false;
+  t.has_optimizer = true;
+  size_t first_own_update = t.updates.size();  // loss scaling's come before
   const OptimizerOptions& o = options_;
   if (o.kind != "sgd" && o.kind != "adam" && o.kind != "adamw")
     return InvalidArgument("unknown optimizer '", o.kind, "' (sgd, adam or adamw)");
@@ -139,6 +141,17 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
                    name + ".next");
     }
     t.updates.push_back({name, p_new->name()});
+  }
+  // A skipped step (non-finite gradients under loss scaling) leaves the
+  // parameters, moments and step count as they were.
+  if (!t.skip_step.empty()) {
+    Value* skip = g.FindValue(t.skip_step);
+    for (size_t i = first_own_update; i < t.updates.size(); ++i) {
+      auto& [state, update] = t.updates[i];
+      Value* kept =
+          b.Op("Where", {skip, g.FindValue(state), g.FindValue(update)}, state + ".kept_or_next");
+      update = kept->name();
+    }
   }
   // The update runs on FP32 master weights whatever precision the gradients
   // arrive in: paint-precision keeps this decision.

@@ -6,6 +6,7 @@
 #include "passes/fold_shapes.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
+#include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
 
 namespace amp {
@@ -21,6 +22,7 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
   if (name == FoldCasts::kName) return std::unique_ptr<Pass>(new FoldCasts());
   if (name == AttachLoss::kName) return std::unique_ptr<Pass>(new AttachLoss(options.loss));
   if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
+  if (name == LossScaling::kName) return std::unique_ptr<Pass>(new LossScaling(options.loss_scale));
   if (name == AddOptimizer::kName)
     return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
   std::string known;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "passes/attach_loss.h"
+#include "passes/loss_scaling.h"
 #include "passes/optimizer.h"
 #include "passes/pass.h"
 #include "passes/precision_policy.h"
@@ -20,6 +21,7 @@ struct PassOptions {
   LossOptions loss;                             // for attach-loss
   std::string freeze;                           // for autodiff: regex of frozen parameters
   OptimizerOptions optimizer;                   // for optimizer
+  LossScaleOptions loss_scale;                  // for loss-scaling
 };
 
 StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);

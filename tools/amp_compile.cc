@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   float lr = 0.01f, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8f;
   std::vector<float> betas = {0.9f, 0.999f};
   bool nesterov = false;
+  std::string loss_scale = "auto";
+  amp::LossScaleOptions ls;
   std::vector<std::string> bind_dims;
   size_t external_threshold = 0;
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
@@ -70,6 +72,17 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->expected(2);
   app.add_option("--eps", eps, "Adam epsilon");
+  app.add_option(
+      "--loss-scale", loss_scale,
+      "dynamic, a number (static scale) or none; default: dynamic when the step runs in half, "
+      "none in FP32 (O0)");
+  app.add_option("--init-scale", ls.init_scale, "initial dynamic loss scale (65536)");
+  app.add_option("--growth-factor", ls.growth_factor, "scale growth after a clean run (2)");
+  app.add_option("--backoff-factor", ls.backoff_factor, "scale backoff on overflow (0.5)");
+  app.add_option("--growth-interval", ls.growth_interval,
+                 "clean steps before the scale grows (2000)");
+  app.add_option("--min-scale", ls.min_scale, "lower clamp of the dynamic scale (0: none)");
+  app.add_option("--max-scale", ls.max_scale, "upper clamp of the dynamic scale (0: none)");
   app.add_option("--emit", emit,
                  "training step form: functional (state in as inputs, out as outputs)")
       ->check(CLI::IsMember({"functional", "gradients"}));
@@ -120,9 +133,25 @@ int main(int argc, char** argv) {
       options.freeze = freeze;
       options.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
                            weight_decay, betas[0], betas[1], eps};
-      passes += std::string(passes.empty() ? "" : ",") +
-      passes += std::string(passes.empty() ? "" : ",") +
-                (emit == "gradients" ? "attach-loss,autodiff,dce" : amp::kTrainingPipeline);
+      bool scaled = loss_scale == "dynamic" ||
+                    (loss_scale == "auto" && options.precision.level != amp::OptLevel::kO0);
+      if (loss_scale != "auto" && loss_scale != "dynamic" && loss_scale != "none") {
+        try {
+          size_t used = 0;
+          ls.init_scale = std::stof(loss_scale, &used);
+          if (used != loss_scale.size()) throw std::invalid_argument("trailing");
+        } catch (const std::exception&) {
+          return amp::InvalidArgument("--loss-scale expects dynamic, none or a number, got '",
+                                      loss_scale, "'");
+        }
+        ls.dynamic = false;
+        scaled = true;
+      }
+      options.loss_scale = ls;
+      std::string training = emit == "gradients" ? "attach-loss,autodiff,dce"
+                             : scaled            ? "attach-loss,autodiff,loss-scaling,optimizer,dce"
+                                                 : amp::kTrainingPipeline;
+      passes += std::string(passes.empty() ? "" : ",") + training;
     }
     std::string level_passes = amp::PipelineForLevel(options.precision.level);
     if (!level_passes.empty()) passes += (passes.empty() ? "" : ",") + level_passes;
