@@ -224,6 +224,9 @@ struct TrainingInfo {
   std::map<std::string, std::string> gradients;  // parameter -> its gradient value
   // State (an initializer) -> the value that replaces it after the step.
   std::vector<std::pair<std::string, std::string>> updates;
+  // The model's own outputs before the loss was attached, with their types:
+  // the forward graph of the exported training model.
+  std::vector<std::pair<std::string, DType>> forward_outputs;
   std::string grad_seed;  // the Constant 1.0 autodiff starts from (loss scaling rescales it)
   std::string skip_step;  // bool scalar: true skips the optimizer update (non-finite gradients)
   bool has_optimizer = false;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <unordered_set>
 
 #include "onnx/onnx_pb.h"
 
@@ -119,6 +120,78 @@ Status ExportAttribute(const std::string& name, const Attribute& a, Exporter& ex
   return Status::Ok();
 }
 
+// Writes `nodes` with the given interface into `gp`. Values in `cast_back`
+// are graph outputs computed in another type than the model declared: they
+// are written under a suffixed name and a Cast restores name and type.
+Status WriteGraph(const Graph& g, const std::vector<const Node*>& nodes,
+                  const std::vector<const Value*>& inputs, const std::vector<const Value*>& outputs,
+                  const std::map<const Value*, DType>& declared, bool with_initializers,
+                  const ExportOptions& options, Exporter& ex, onnx::GraphProto* gp) {
+  gp->set_name(g.name.empty() ? "main" : g.name);
+  if (!g.doc_string.empty()) gp->set_doc_string(g.doc_string);
+  std::map<const Value*, std::string> renamed;
+  for (const auto& [v, dtype] : declared)
+    if (v->dtype() != dtype) renamed[v] = v->name() + "_computed";
+  auto name_of = [&](const Value* v) {
+    auto it = renamed.find(v);
+    return it == renamed.end() ? v->name() : it->second;
+  };
+  std::unordered_set<const Value*> outs(outputs.begin(), outputs.end());
+  for (const Value* in : inputs) {
+    auto* vi = gp->add_input();
+    vi->set_name(in->name());
+    ExportType(in->type(), vi->mutable_type());
+  }
+  if (with_initializers)
+    for (Value* init : g.initializers())
+      AMP_RETURN_IF_ERROR(
+          ex.ExportTensor(*init->initializer(), init->name(), gp->add_initializer()));
+  for (const Node* n : nodes) {
+    auto* np = gp->add_node();
+    np->set_op_type(n->op_type());
+    if (!n->domain().empty()) np->set_domain(n->domain());
+    if (!n->name().empty()) np->set_name(n->name());
+    for (Value* in : n->inputs()) np->add_input(in ? name_of(in) : "");
+    for (Value* out : n->outputs()) {
+      // A private name for an omitted optional output stays omitted.
+      bool unused = out->uses().empty() && !outs.count(out) && out->name().rfind("unused_", 0) == 0;
+      np->add_output(unused ? "" : name_of(out));
+    }
+    for (const auto& [name, attr] : n->attributes())
+      AMP_RETURN_IF_ERROR(ExportAttribute(name, attr, ex, np->add_attribute()));
+    if (options.value_info) {
+      for (Value* out : n->outputs()) {
+        if ((outs.count(out) && !renamed.count(out)) || out->dtype() == DType::kUndefined ||
+            out->uses().empty())
+          continue;
+        auto* vi = gp->add_value_info();
+        vi->set_name(name_of(out));
+        ExportType(out->type(), vi->mutable_type());
+      }
+    }
+  }
+  for (const auto& [v, new_name] : renamed) {
+    auto* np = gp->add_node();
+    np->set_op_type("Cast");
+    np->add_input(new_name);
+    np->add_output(v->name());
+    auto* a = np->add_attribute();
+    a->set_name("to");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(static_cast<int64_t>(declared.at(v)));
+  }
+  for (const Value* out : outputs) {
+    auto* vi = gp->add_output();
+    vi->set_name(out->name());
+    if (out->dtype() == DType::kUndefined)
+      return InvalidArgument("graph output '", out->name(), "' has no known element type");
+    TensorType type = out->type();
+    if (auto it = declared.find(out); it != declared.end()) type.dtype = it->second;
+    ExportType(type, vi->mutable_type());
+  }
+  return Status::Ok();
+}
+
 StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& options, Exporter& ex) {
   onnx::ModelProto proto;
   proto.set_ir_version(model.ir_version);
@@ -152,55 +225,66 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
     p->set_value(v);
   }
   const Graph& g = *model.graph;
-  auto* gp = proto.mutable_graph();
-  gp->set_name(g.name.empty() ? "main" : g.name);
-  if (!g.doc_string.empty()) gp->set_doc_string(g.doc_string);
-  for (Value* in : g.inputs()) {
-    auto* vi = gp->add_input();
-    vi->set_name(in->name());
-    ExportType(in->type(), vi->mutable_type());
-  }
-  if (model.training.active()) {
+  const TrainingInfo& t = model.training;
+  if (!t.active() || t.updates.empty() || options.training_form == TrainingForm::kFunctional) {
+    std::vector<const Value*> inputs(g.inputs().begin(), g.inputs().end());
     // Functional form: state in as inputs (initializers give the start).
-    for (const auto& [state, update] : model.training.updates) {
-      const Value* s = g.FindValue(state);
-      auto* vi = gp->add_input();
-      vi->set_name(state);
-      ExportType(s->type(), vi->mutable_type());
-    }
-  }
-  for (Value* init : g.initializers())
-    AMP_RETURN_IF_ERROR(ex.ExportTensor(*init->initializer(), init->name(), gp->add_initializer()));
-  for (Node* n : g.nodes()) {
-    auto* np = gp->add_node();
-    np->set_op_type(n->op_type());
-    if (!n->domain().empty()) np->set_domain(n->domain());
-    if (!n->name().empty()) np->set_name(n->name());
-    for (Value* in : n->inputs()) np->add_input(in ? in->name() : "");
-    for (Value* out : n->outputs()) {
-      // A private name for an omitted optional output stays omitted.
-      bool unused =
-          out->uses().empty() && !out->is_graph_output() && out->name().rfind("unused_", 0) == 0;
-      np->add_output(unused ? "" : out->name());
-    }
-    for (const auto& [name, attr] : n->attributes())
-      AMP_RETURN_IF_ERROR(ExportAttribute(name, attr, ex, np->add_attribute()));
-    if (options.value_info) {
-      for (Value* out : n->outputs()) {
-        if (out->is_graph_output() || out->dtype() == DType::kUndefined || out->uses().empty())
-          continue;
-        auto* vi = gp->add_value_info();
-        vi->set_name(out->name());
-        ExportType(out->type(), vi->mutable_type());
+    for (const auto& [state, update] : t.updates) inputs.push_back(g.FindValue(state));
+    std::vector<const Value*> outputs(g.outputs().begin(), g.outputs().end());
+    std::vector<Node*> node_list = g.nodes();
+    std::vector<const Node*> nodes(node_list.begin(), node_list.end());
+    AMP_RETURN_IF_ERROR(
+        WriteGraph(g, nodes, inputs, outputs, {}, true, options, ex, proto.mutable_graph()));
+  } else {
+    // ONNX's training representation: the main graph is the forward model
+    // (what computes the original outputs), training_info[0].algorithm is the
+    // step, and update_binding says which output replaces which initializer.
+    std::vector<const Value*> fwd_outputs;
+    std::map<const Value*, DType> original;
+    for (const auto& [name, dtype] : t.forward_outputs) {
+      if (const Value* v = g.FindValue(name)) {
+        fwd_outputs.push_back(v);
+        original[v] = dtype;
       }
     }
-  }
-  for (Value* out : g.outputs()) {
-    auto* vi = gp->add_output();
-    vi->set_name(out->name());
-    if (out->dtype() == DType::kUndefined)
-      return InvalidArgument("graph output '", out->name(), "' has no known element type");
-    ExportType(out->type(), vi->mutable_type());
+    if (fwd_outputs.empty())
+      return InvalidArgument("the training step has no forward output left to export");
+    std::unordered_set<const Node*> needed;
+    std::vector<const Node*> work;
+    for (const Value* v : fwd_outputs)
+      if (v->producer() && needed.insert(v->producer()).second) work.push_back(v->producer());
+    while (!work.empty()) {
+      const Node* n = work.back();
+      work.pop_back();
+      for (const Value* in : n->inputs())
+        if (in && in->producer() && needed.insert(in->producer()).second)
+          work.push_back(in->producer());
+    }
+    std::vector<const Node*> fwd_nodes;
+    std::unordered_set<const Value*> read;
+    for (const Node* n : g.nodes()) {
+      if (!needed.count(n)) continue;
+      fwd_nodes.push_back(n);
+      for (const Value* in : n->inputs()) read.insert(in);
+    }
+    std::vector<const Value*> fwd_inputs;
+    for (const Value* in : g.inputs())
+      if (read.count(in)) fwd_inputs.push_back(in);
+    AMP_RETURN_IF_ERROR(WriteGraph(g, fwd_nodes, fwd_inputs, fwd_outputs, original, true, options,
+                                   ex, proto.mutable_graph()));
+    auto* ti = proto.add_training_info();
+    std::vector<const Value*> step_inputs(g.inputs().begin(), g.inputs().end());
+    std::vector<const Value*> step_outputs(g.outputs().begin(), g.outputs().end());
+    std::vector<Node*> node_list = g.nodes();
+    std::vector<const Node*> all(node_list.begin(), node_list.end());
+    AMP_RETURN_IF_ERROR(WriteGraph(g, all, step_inputs, step_outputs, {}, false, options, ex,
+                                   ti->mutable_algorithm()));
+    ti->mutable_algorithm()->set_name("training_step");
+    for (const auto& [state, update] : t.updates) {
+      auto* kv = ti->add_update_binding();
+      kv->set_key(state);
+      kv->set_value(update);
+    }
   }
   AMP_RETURN_IF_ERROR(ex.Finish());
   return proto;

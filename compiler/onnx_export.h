@@ -12,7 +12,13 @@ class ModelProto;
 
 namespace amp {
 
+enum class TrainingForm {
+  kTrainingInfo,  // main graph = forward model, training_info = the step (ONNX's own form)
+  kFunctional,    // one graph: state in as inputs, updated state out as outputs
+};
+
 struct ExportOptions {
+  TrainingForm training_form = TrainingForm::kTrainingInfo;
   // Write value_info for every intermediate value whose type is known, so that
   // viewers (and the precision report) see the precision of each edge.
   bool value_info = true;
@@ -21,10 +27,12 @@ struct ExportOptions {
   size_t external_data_threshold = 0;
 };
 
-// A training step (Model::training) is written in its functional form: every
-// piece of state is also a graph input (its initializer is the starting
+// A training step (Model::training) is written in ONNX's training form by
+// default: the main graph is the forward model and training_info holds the
+// step, with an update_binding per piece of state. The functional form makes
+// every piece of state also a graph input (its initializer is the starting
 // value) and its update a graph output, so that any ONNX runtime can run one
-// step; metadata_props "amp.training" (JSON) maps state to outputs.
+// step. Both carry metadata_props "amp.training" (JSON: loss, state -> update).
 
 StatusOr<onnx::ModelProto> ExportModelProto(const Model& model, const ExportOptions& options = {});
 // Writes atomically (temporary file + rename).

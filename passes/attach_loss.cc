@@ -100,6 +100,8 @@ StatusOr<bool> AttachLoss::Run(Model& model) {
     }
   }
   // The step's outputs: the loss first (the optimizer adds state updates).
+  for (const Value* v : g.outputs())
+    model.training.forward_outputs.push_back({v->name(), v->dtype()});
   g.ClearOutputs();
   g.AddOutput(loss);
   model.training.loss = loss->name();

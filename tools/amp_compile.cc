@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   bool print_ir = false, list_ops = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
   std::string loss_kind, label = "labels", loss_output, freeze, optimizer = "sgd",
-                         emit = "functional";
+                         emit = "training_info";
   float lr = 0.01f, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8f;
   std::vector<float> betas = {0.9f, 0.999f};
   bool nesterov = false;
@@ -83,9 +83,12 @@ int main(int argc, char** argv) {
                  "clean steps before the scale grows (2000)");
   app.add_option("--min-scale", ls.min_scale, "lower clamp of the dynamic scale (0: none)");
   app.add_option("--max-scale", ls.max_scale, "upper clamp of the dynamic scale (0: none)");
-  app.add_option("--emit", emit,
-                 "training step form: functional (state in as inputs, out as outputs)")
-      ->check(CLI::IsMember({"functional", "gradients"}));
+  app.add_option(
+         "--emit", emit,
+         "with --loss: training_info (default: the forward model with the step in ONNX's "
+         "training_info), functional (one graph, state in as inputs and out as outputs, runnable "
+         "by any ONNX runtime) or gradients (loss and <param>_grad outputs, no optimizer)")
+      ->check(CLI::IsMember({"training_info", "functional", "gradients"}));
   app.add_flag("--report", report,
                "print the precision report: per op type, casts, activation bytes, "
                "and the rule that decided each node");
@@ -176,6 +179,8 @@ int main(int argc, char** argv) {
     if (!output.empty()) {
       amp::ExportOptions eo;
       eo.external_data_threshold = external_threshold;
+      if (emit == "functional" || emit == "gradients")
+        eo.training_form = amp::TrainingForm::kFunctional;
       AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output, eo));
       log += amp::StrCat("amp-compile: wrote ", output, "\n");
     }

@@ -24,7 +24,8 @@ MODELS = os.environ["AMP_MODELS"]
 
 
 def compile_step(src, out, *args):
-    r = subprocess.run([AMP_COMPILE, src, "-o", out, "--loss", "cross_entropy", "--opt-level", "O0", *args],
+    emit = [] if "--emit" in args else ["--emit", "functional"]
+    r = subprocess.run([AMP_COMPILE, src, "-o", out, "--loss", "cross_entropy", "--opt-level", "O0", *emit, *args],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise AssertionError(r.stderr)
@@ -81,7 +82,7 @@ class MixedPrecision(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "step.onnx")
             r = subprocess.run([AMP_COMPILE, os.path.join(MODELS, model, "model.onnx"), "-o", out, "--loss",
-                                "cross_entropy", "--optimizer", "adam", "--lr", "1e-3"],
+                                "cross_entropy", "--optimizer", "adam", "--lr", "1e-3", "--emit", "functional"],
                                capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             onnx.checker.check_model(out, full_check=True)
@@ -131,6 +132,52 @@ class LossScaling(unittest.TestCase):
     # CPU provider runs some FP16 ops in FP32 and drops the cast pairs around
     # them, so whether an FP16 overflow happens depends on which values are
     # requested. amp's CPU runtime (exact FP16 rounding) is the place for it.
+
+
+class TrainingInfoForm(unittest.TestCase):
+    """The default output: ONNX's training representation. The main graph is
+    the forward model (runnable as is, outputs in their declared types), and
+    training_info[0] holds the step with an update_binding for every piece of
+    state, each binding an initializer of the main graph to an output of the
+    step."""
+
+    def test_every_model(self):
+        for model in sorted(os.listdir(MODELS)):
+            for fname in ("model.onnx", "model.dynamo_eval.onnx"):
+                src = os.path.join(MODELS, model, fname)
+                if not os.path.exists(src):
+                    continue
+                with self.subTest(model=model, file=fname), tempfile.TemporaryDirectory() as tmp:
+                    out = os.path.join(tmp, "step.onnx")
+                    r = subprocess.run([AMP_COMPILE, src, "--loss", "cross_entropy", "--label", "labels",
+                                        "--optimizer", "adam", "--lr", "1e-3", "-o", out],
+                                       capture_output=True, text=True, timeout=120)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    onnx.checker.check_model(out, full_check=True)
+                    m = onnx.load(out)
+                    self.assertEqual(len(m.training_info), 1)
+                    ti = m.training_info[0]
+                    inits = {t.name for t in m.graph.initializer}
+                    step_outputs = {o.name for o in ti.algorithm.output}
+                    self.assertGreater(len(ti.update_binding), 0)
+                    for kv in ti.update_binding:
+                        self.assertIn(kv.key, inits)
+                        self.assertIn(kv.value, step_outputs)
+                    trainable = json.loads({p.key: p.value for p in m.metadata_props}["amp.training"])["trainable"]
+                    bound = {kv.key for kv in ti.update_binding}
+                    self.assertTrue(set(trainable) <= bound)
+                    self.assertIn("loss_scale", bound)
+                    orig = onnx.load(src)
+                    self.assertEqual([o.type.tensor_type.elem_type for o in m.graph.output],
+                                     [o.type.tensor_type.elem_type for o in orig.graph.output])
+                    x = np.load(os.path.join(MODELS, model, "data.npz"))["x0"]
+                    so = ort.SessionOptions()
+                    so.log_severity_level = 3
+                    ref = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+                    got = ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
+                    a = got.run(None, {got.get_inputs()[0].name: x})[0]
+                    b = ref.run(None, {ref.get_inputs()[0].name: x})[0]
+                    self.assertLessEqual(np.max(np.abs(a - b)) / np.max(np.abs(b)), 1e-2)
 
 
 def add_trajectory_tests():
