@@ -591,6 +591,83 @@ Status Split(G& b) {
   return Status::Ok();
 }
 
+// A constant int64 tensor input (initializer or Constant), or null.
+const Tensor* ConstInput(const Value* v) {
+  if (!v) return nullptr;
+  if (v->has_initializer()) return v->initializer();
+  if (v->producer() && v->producer()->op_type() == "Constant") {
+    const Attribute* a = v->producer()->FindAttr("value");
+    if (a && a->kind == Attribute::Kind::kTensor) return &a->t;
+  }
+  return nullptr;
+}
+
+Status Slice(G& b) {  // dX = dY padded back to X's shape (steps of 1)
+  const Node& n = b.node();
+  auto dims = StaticDims(ShapeOrDie(b.x(0)));
+  const Tensor* starts = ConstInput(b.x(1));
+  const Tensor* ends = ConstInput(b.x(2));
+  const Tensor* axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : nullptr;
+  const Tensor* steps = n.num_inputs() > 4 ? ConstInput(b.x(4)) : nullptr;
+  if (!dims || !starts || !ends || (n.num_inputs() > 3 && n.input(3) && !axes) ||
+      (n.num_inputs() > 4 && n.input(4) && !steps))
+    return Unimplemented(
+        n.Describe(),
+        ": Slice's gradient needs a static input shape and constant starts, ends, axes");
+  int64_t rank = static_cast<int64_t>(dims->size());
+  std::vector<int64_t> pads(2 * rank, 0);
+  for (int64_t k = 0; k < starts->num_elements(); ++k) {
+    if (steps && steps->GetInt(k) != 1)
+      return Unimplemented(n.Describe(), ": Slice's gradient supports step 1 only");
+    int64_t a = axes ? axes->GetInt(k) : k;
+    if (a < 0) a += rank;
+    int64_t d = (*dims)[a];
+    int64_t s = starts->GetInt(k), e = ends->GetInt(k);
+    if (s < 0) s += d;
+    if (e < 0) e += d;
+    s = std::clamp<int64_t>(s, 0, d);
+    e = std::clamp<int64_t>(e, s, d);
+    pads[a] = s;
+    pads[a + rank] = d - e;
+  }
+  b.dx.assign(n.num_inputs(), nullptr);
+  b.dx[0] = b.Op("Pad", {b.dy(0), b.Ints(pads)});
+  return Status::Ok();
+}
+
+Status AveragePool(G& b) {  // a grouped ConvTranspose with a constant 1/(kh*kw) kernel
+  const Node& n = b.node();
+  const Shape& xs = ShapeOrDie(b.x(0));
+  const Shape& ys = ShapeOrDie(b.y(0));
+  auto k = n.GetInts("kernel_shape");
+  auto s = n.GetInts("strides", {1, 1}), p = n.GetInts("pads", {0, 0, 0, 0});
+  bool padded = std::any_of(p.begin(), p.end(), [](int64_t v) { return v != 0; });
+  if (xs.size() != 4 || k.size() != 2 || n.GetInt("ceil_mode", 0) != 0 ||
+      n.GetString("auto_pad", "NOTSET") != "NOTSET" ||
+      (padded && n.GetInt("count_include_pad", 0) == 0) || !xs[1].is_static() ||
+      !xs[2].is_static() || !xs[3].is_static() || !ys[2].is_static() || !ys[3].is_static())
+    return Unimplemented(
+        n.Describe(),
+        ": AveragePool's gradient supports 2-D pools with static shapes, no ceil_mode, "
+        "and padding only with count_include_pad=1");
+  int64_t c = xs[1].value();
+  Tensor w(b.x(0)->dtype(), {c, 1, k[0], k[1]});
+  for (int64_t i = 0; i < w.num_elements(); ++i)
+    w.SetDouble(i, 1.0 / static_cast<double>(k[0] * k[1]));
+  Node* wc = b.Make("Constant", {});
+  wc->SetAttr("value", Attribute::FromTensor(w));
+  Node* ct = b.Make("ConvTranspose", {b.dy(0), wc->output(0)});
+  ct->SetAttr("group", Attribute::Int(c));
+  ct->SetAttr("strides", Attribute::Ints(s));
+  ct->SetAttr("pads", Attribute::Ints(p));
+  ct->SetAttr("kernel_shape", Attribute::Ints(k));
+  std::vector<int64_t> outpad = {xs[2].value() - (s[0] * (ys[2].value() - 1) + k[0] - p[0] - p[2]),
+                                 xs[3].value() - (s[1] * (ys[3].value() - 1) + k[1] - p[1] - p[3])};
+  if (outpad[0] || outpad[1]) ct->SetAttr("output_padding", Attribute::Ints(outpad));
+  b.dx = {ct->output(0)};
+  return Status::Ok();
+}
+
 const std::map<std::string, GradFn>& Rules() {
   static const std::map<std::string, GradFn> rules = {
       {"Add", Elementwise},
@@ -634,6 +711,8 @@ const std::map<std::string, GradFn>& Rules() {
       {"Expand", Expand},
       {"Cast", Cast},
       {"Split", Split},
+      {"Slice", Slice},
+      {"AveragePool", AveragePool},
   };
   return rules;
 }
@@ -649,7 +728,7 @@ bool IsNonDifferentiableInput(const std::string& op, size_t i) {
   if (op == "BatchNormalization") return i >= 3;  // running statistics
   if (op == "Reshape" || op == "Expand" || op == "Squeeze" || op == "Unsqueeze" || op == "Gather" ||
       op == "SoftmaxCrossEntropyLoss" || op == "ReduceSum" || op == "ReduceMean" || op == "Split" ||
-      op == "Dropout" || op == "Pow")
+      op == "Dropout" || op == "Pow" || op == "Slice")
     return i >= 1;
   if (op == "Where") return i == 0;
   return false;

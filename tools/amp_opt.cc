@@ -55,12 +55,22 @@ int main(int argc, char** argv) {
   std::vector<std::string> bind_dims;
   bool split = false;
   amp::cli::PrecisionFlags precision;
+  amp::PassOptions training;  // options of attach-loss, autodiff, loss-scaling and optimizer
   app.add_option("input", input, "model (.onnx or ONNX text)")->required();
   app.add_option("--passes", passes, "comma-separated pass names, run in order");
   app.add_option("--bind-dim", bind_dims, "NAME=VALUE for bind-dims (repeatable)");
   app.add_flag("--split-input-file", split, "process each '# -----' separated part on its own");
   app.add_option("-o,--output", output, "also write the result as .onnx");
   precision.Add(app);
+  app.add_option("--loss", training.loss.kind,
+                 "attach-loss: cross_entropy, mse, bce_with_logits, l1, model");
+  app.add_option("--label", training.loss.label, "attach-loss: label input name");
+  app.add_option("--freeze", training.freeze, "autodiff: regex of frozen parameters");
+  app.add_option("--optimizer", training.optimizer.kind, "optimizer: sgd, adam or adamw");
+  app.add_option("--momentum", training.optimizer.momentum, "optimizer: SGD momentum");
+  app.add_option("--weight-decay", training.optimizer.weight_decay, "optimizer: weight decay");
+  app.add_option("--growth-interval", training.loss_scale.growth_interval,
+                 "loss-scaling: growth interval");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +81,10 @@ int main(int argc, char** argv) {
     amp::PassOptions options;
     AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
     AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
+    options.loss = training.loss;
+    options.freeze = training.freeze;
+    options.optimizer = training.optimizer;
+    options.loss_scale = training.loss_scale;
     if (!split) return Process(amp::LoadModel(input), passes, options, output);
     std::ifstream f(input);
     if (!f) return amp::NotFound("cannot open '", input, "'");

@@ -60,12 +60,18 @@ CASES = {
     "conv": (F, "y = Conv <strides = [2, 2], pads = [1, 0, 1, 1], dilations = [1, 2]> (x, w, b)", {"x": [2, 3, 7, 8]},
              {"w": [4, 3, 3, 2], "b": [4]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
+    "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
+    "avgpool": (F, "y = AveragePool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 1], count_include_pad = 1> (w)",
+                {}, {"w": [2, 3, 6, 5]}, "mse"),
+    "identity_dropout_cast": (F, "i = Identity (w)\n d = Dropout (i)\n c = Cast <to = 11> (d)\n y = Cast <to = 1> (c)", {},
+                              {"w": [3, 4]}, "mse"),
     "maxpool_gap": (F, "p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (w)\n y = GlobalAveragePool (p)", {}, {"w": [2, 3, 4, 4]}, "mse"),
 }
 
 CONSTANTS = {
     "shp": ("int64", [2], [3, 8]), "ax0": ("int64", [1], [0]), "ax": ("int64", [1], [0]),
-    "sp": ("int64", [2], [3, 3]), "idx": ("int64", [4], [4, 0, 4, 2]), "shp2": ("int64", [2], [3, 4]),
+    "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
+    "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]), "shp2": ("int64", [2], [3, 4]),
 }
 
 
