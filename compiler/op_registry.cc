@@ -1133,6 +1133,26 @@ Status InferNonZero(Ctx& c) {
   return Status::Ok();
 }
 
+// RNN, GRU, LSTM: Y [seq, dirs, batch, hidden], Y_h and Y_c [dirs, batch, hidden].
+Status InferRecurrent(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  int64_t hidden = c.node().GetInt("hidden_size", -1);
+  if (hidden <= 0) return c.Error("hidden_size is required");
+  std::string direction = c.node().GetString("direction", "forward");
+  Dim dirs(direction == "bidirectional" ? 2 : 1);
+  if (c.node().GetInt("layout", 0) != 0) return c.Error("layout=1 is not supported");
+  const auto& x = c.input_shape(0);
+  Dim seq, batch;
+  if (x && x->size() == 3) {
+    seq = (*x)[0];
+    batch = (*x)[1];
+  }
+  if (c.num_outputs() > 0) c.SetOutput(0, c.input_dtype(0), Shape{seq, dirs, batch, Dim(hidden)});
+  for (size_t i = 1; i < c.num_outputs(); ++i)
+    c.SetOutput(i, c.input_dtype(0), Shape{dirs, batch, Dim(hidden)});
+  return Status::Ok();
+}
+
 // ---------------- the table ----------------
 
 constexpr int kVariadic = -1;
@@ -1202,6 +1222,9 @@ constexpr std::array kOps = std::to_array<OpSchema>({
     {"MatMul", 2, 2, 1, 1, InferMatMul},
     {"Gemm", 2, 3, 1, 1, InferGemm},
     {"Einsum", 1, kVariadic, 1, 1, InferEinsum},
+    {"RNN", 3, 6, 0, 2, InferRecurrent},
+    {"GRU", 3, 6, 0, 2, InferRecurrent},
+    {"LSTM", 3, 8, 0, 3, InferRecurrent},
     // convolution and pooling
     {"Conv", 2, 3, 1, 1, InferConv},
     {"ConvTranspose", 2, 3, 1, 1, InferConvTranspose},

@@ -253,6 +253,41 @@ Status SoftmaxCrossEntropy(G& b) {
   return Status::Ok();
 }
 
+Status NegativeLogLikelihood(G& b) {  // dX = -onehot(labels) * dL (/ N for mean)
+  const Node& n = b.node();
+  if (n.num_inputs() > 2 && n.input(2))
+    return Unimplemented(n.Describe(), ": class weights are not supported in the gradient");
+  if (n.HasAttr("ignore_index"))
+    return Unimplemented(n.Describe(), ": ignore_index is not supported in the gradient");
+  const Shape& xs = ShapeOrDie(b.x(0));
+  if (xs.size() < 2 || !xs[1].is_static())
+    return InvalidArgument(n.Describe(),
+                           ": the number of classes (dim 1 of the input) must be static");
+  DType t = b.x(0)->dtype();
+  Node* dc = b.Make("Constant", {});
+  dc->SetAttr("value", Attribute::FromTensor(
+                           Tensor::FromVector<int64_t>(DType::kInt64, {}, {xs[1].value()})));
+  Tensor values(t, {2});
+  values.SetDouble(0, 0.0);
+  values.SetDouble(1, -1.0);
+  Node* vc = b.Make("Constant", {});
+  vc->SetAttr("value", Attribute::FromTensor(values));
+  Node* oh = b.Make("OneHot", {b.x(1), dc->output(0), vc->output(0)});
+  oh->SetAttr("axis", Attribute::Int(1));
+  std::string reduction = n.GetString("reduction", "mean");
+  Value* scale = b.dy(0);
+  if (reduction == "mean") {
+    Node* count = b.Make("Cast", {b.Op("Size", {b.x(1)})});
+    count->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
+    scale = b.Op("Div", {b.dy(0), count->output(0)});
+  } else if (reduction == "none") {
+    scale = b.Op("Unsqueeze", {b.dy(0), b.Ints({1})});
+  }
+  b.dx.assign(n.num_inputs(), nullptr);
+  b.dx[0] = b.Op("Mul", {oh->output(0), scale});
+  return Status::Ok();
+}
+
 Status Softmax(G& b) {  // Softmax and LogSoftmax (opset 13: one axis)
   int64_t axis = b.node().GetInt("axis", -1);
   Value* dy = b.dy(0);
@@ -336,8 +371,7 @@ Status Conv(G& b) {
   const Shape& ws = ShapeOrDie(b.x(1));
   const Shape& ys = ShapeOrDie(b.y(0));
   if (xs.size() != 4) return Unimplemented(n.Describe(), ": only 2-D convolutions have a gradient");
-  if (n.GetInt("group", 1) != 1)
-    return Unimplemented(n.Describe(), ": grouped convolutions have no gradient yet");
+  int64_t group = n.GetInt("group", 1);
   if (n.GetString("auto_pad", "NOTSET") != "NOTSET")
     return Unimplemented(n.Describe(), ": auto_pad has no gradient yet; export with explicit pads");
   auto s = n.GetInts("strides", {1, 1}), d = n.GetInts("dilations", {1, 1}),
@@ -351,7 +385,9 @@ Status Conv(G& b) {
     std::vector<int64_t> outpad = {
         xs[2].value() - (s[0] * (ys[2].value() - 1) + (kh - 1) * d[0] + 1 - p[0] - p[2]),
         xs[3].value() - (s[1] * (ys[3].value() - 1) + (kw - 1) * d[1] + 1 - p[1] - p[3])};
+    // ConvTranspose reads Conv's [O, C/g, kh, kw] weight as its own layout.
     Node* ct = b.Make("ConvTranspose", {b.dy(0), b.x(1)});
+    if (group != 1) ct->SetAttr("group", Attribute::Int(group));
     ct->SetAttr("strides", Attribute::Ints(s));
     ct->SetAttr("dilations", Attribute::Ints(d));
     ct->SetAttr("pads", Attribute::Ints(p));
@@ -362,18 +398,39 @@ Status Conv(G& b) {
   if (b.wants(1)) {
     // dW[o,c,i,j] = sum_{n,h,w} X[n,c,h*s+i*d,w*s+j*d] dY[n,o,h,w]: a Conv of
     // X^T (C,N,H,W) with dY^T (O,N,Ho,Wo) as kernel, strides and dilations swapped.
-    Value* xt = b.Transpose(b.x(0), {1, 0, 2, 3});
-    Value* dyt = b.Transpose(b.dy(0), {1, 0, 2, 3});
-    Node* c = b.Make("Conv", {xt, dyt});
-    c->SetAttr("strides", Attribute::Ints(d));
-    c->SetAttr("dilations", Attribute::Ints(s));
-    c->SetAttr("pads", Attribute::Ints(p));
-    Value* r = c->output(0);
     int64_t full_h = (xs[2].value() + p[0] + p[2] - s[0] * (ys[2].value() - 1) - 1) / d[0] + 1;
     int64_t full_w = (xs[3].value() + p[1] + p[3] - s[1] * (ys[3].value() - 1) - 1) / d[1] + 1;
-    if (full_h != kh || full_w != kw)
-      r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
-    b.dx[1] = b.Transpose(r, {1, 0, 2, 3});
+    auto weight_grad = [&](Value* x, Value* dy) {
+      Value* xt = b.Transpose(x, {1, 0, 2, 3});
+      Value* dyt = b.Transpose(dy, {1, 0, 2, 3});
+      Node* c = b.Make("Conv", {xt, dyt});
+      c->SetAttr("strides", Attribute::Ints(d));
+      c->SetAttr("dilations", Attribute::Ints(s));
+      c->SetAttr("pads", Attribute::Ints(p));
+      Value* r = c->output(0);
+      if (full_h != kh || full_w != kw)
+        r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
+      return b.Transpose(r, {1, 0, 2, 3});
+    };
+    if (group == 1) {
+      b.dx[1] = weight_grad(b.x(0), b.dy(0));
+    } else {
+      // Each group's weights see only its own input and output channels.
+      Node* xs_split = b.Make("Split", {b.x(0)}, static_cast<int>(group));
+      xs_split->SetAttr("axis", Attribute::Int(1));
+      Node* dy_split = b.Make("Split", {b.dy(0)}, static_cast<int>(group));
+      dy_split->SetAttr("axis", Attribute::Int(1));
+      if (b.opset() >= 18) {
+        xs_split->SetAttr("num_outputs", Attribute::Int(group));
+        dy_split->SetAttr("num_outputs", Attribute::Int(group));
+      }
+      std::vector<Value*> parts;
+      for (int64_t k = 0; k < group; ++k)
+        parts.push_back(weight_grad(xs_split->output(k), dy_split->output(k)));
+      Node* cat = b.Make("Concat", parts);
+      cat->SetAttr("axis", Attribute::Int(0));
+      b.dx[1] = cat->output(0);
+    }
   }
   if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", b.dy(0), {0, 2, 3}, false);
   return Status::Ok();
@@ -685,6 +742,7 @@ const std::map<std::string, GradFn>& Rules() {
       {"Gemm", Gemm},
       {"MatMul", MatMul},
       {"SoftmaxCrossEntropyLoss", SoftmaxCrossEntropy},
+      {"NegativeLogLikelihoodLoss", NegativeLogLikelihood},
       {"Softmax", Softmax},
       {"LogSoftmax", Softmax},
       {"BatchNormalization", BatchNorm},
@@ -727,8 +785,8 @@ GradFn FindGradRule(const std::string& op_type) {
 bool IsNonDifferentiableInput(const std::string& op, size_t i) {
   if (op == "BatchNormalization") return i >= 3;  // running statistics
   if (op == "Reshape" || op == "Expand" || op == "Squeeze" || op == "Unsqueeze" || op == "Gather" ||
-      op == "SoftmaxCrossEntropyLoss" || op == "ReduceSum" || op == "ReduceMean" || op == "Split" ||
-      op == "Dropout" || op == "Pow" || op == "Slice")
+      op == "SoftmaxCrossEntropyLoss" || op == "NegativeLogLikelihoodLoss" || op == "ReduceSum" ||
+      op == "ReduceMean" || op == "Split" || op == "Dropout" || op == "Pow" || op == "Slice")
     return i >= 1;
   if (op == "Where") return i == 0;
   return false;

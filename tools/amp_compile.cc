@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
       "build a training step with this loss: cross_entropy, mse, bce_with_logits, l1, or model "
       "(the model's output is already the loss)");
   app.add_option("--label", label, "name of the label input the loss adds (default: labels)");
+  std::string label_dtype = "int64";
+  app.add_option("--label-dtype", label_dtype,
+                 "cross_entropy class indices: int64 (default) or int32")
+      ->check(CLI::IsMember({"int64", "int32"}));
   app.add_option("--output", loss_output,
                  "the model output the loss applies to (when there are several)");
   app.add_option("--freeze", freeze, "regex: parameters whose names match are not trained");
@@ -132,6 +136,7 @@ int main(int argc, char** argv) {
     if (!loss_kind.empty()) {
       options.loss.kind = loss_kind;
       options.loss.label = label;
+      options.loss.label_type = label_dtype == "int32" ? amp::DType::kInt32 : amp::DType::kInt64;
       options.loss.output = loss_output;
       options.freeze = freeze;
       options.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,

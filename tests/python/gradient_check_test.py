@@ -4,6 +4,7 @@ tiny model (ONNX text) whose parameters are initializers; amp-compile
 same loss is differentiated numerically. Float64 where onnxruntime's CPU
 kernels take it (relative error <= 1e-6); float32 with larger steps where
 they do not (relative error <= 2e-2)."""
+import json
 import os
 import subprocess
 import tempfile
@@ -59,6 +60,10 @@ CASES = {
                            {"s": [3], "b": [3]}, "mse_bn"),
     "conv": (F, "y = Conv <strides = [2, 2], pads = [1, 0, 1, 1], dilations = [1, 2]> (x, w, b)", {"x": [2, 3, 7, 8]},
              {"w": [4, 3, 3, 2], "b": [4]}, "mse"),
+    "conv_grouped": (F, "y = Conv <group = 2, strides = [2, 1], pads = [1, 1, 0, 1]> (x, w, b)", {"x": [2, 4, 6, 5]},
+                     {"w": [6, 2, 3, 3], "b": [6]}, "mse"),
+    "conv_depthwise_input": (F, "y = Conv <group = 3, pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 3, 5, 5], "k": [3, 1, 3, 3]}, "mse"),
+    "nll": (F, "l = LogSoftmax <axis = 1> (w)\n y = NegativeLogLikelihoodLoss (l, labels)", {}, {"w": [4, 5]}, "nll"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     "avgpool": (F, "y = AveragePool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 1], count_include_pad = 1> (w)",
@@ -94,6 +99,8 @@ def build(name, case):
     if name == "batchnorm_training":
         values_stats = {"m": np.zeros(3, npdt), "v": np.ones(3, npdt)}
     in_decl = ", ".join(f"{dtype}[{','.join(map(str, s))}] {n}" for n, s in inputs.items())
+    if case[4] == "nll":
+        in_decl = "int64[4] labels"
     text = f'<ir_version: 8, opset_import: ["" : {opset}]>\nmain ({in_decl}) => ({dtype}[?] y)\n{{\n'
     if "zero" in body:
         text += f"  zero = Constant <value = {dtype} {{0.0}}> ()\n"
@@ -110,6 +117,8 @@ def build(name, case):
             model.graph.initializer.append(numpy_helper.from_array(v, p))
         model.graph.output.extend([onnx.helper.make_tensor_value_info(n, onnx.TensorProto.DOUBLE, None) for n in ("rm", "rv")])
     feeds = {n: rng.uniform(-1, 1, s).astype(npdt) for n, s in inputs.items()}
+    if case[4] == "nll":
+        feeds["labels"] = np.array([0, 3, 1, 4], np.int64)
     return model, values, feeds, npdt
 
 
@@ -123,6 +132,8 @@ class GradientCheck(unittest.TestCase):
             args = ["--emit", "gradients", "--opt-level", "O0"]
             if loss == "cross_entropy":
                 args += ["--loss", "cross_entropy"]
+            elif loss == "nll":  # the model's own NLL loss on labels it reads
+                args += ["--loss", "model"]
             elif loss == "mse_bn":
                 args += ["--loss", "mse", "--output", "y"]
             else:
@@ -130,13 +141,15 @@ class GradientCheck(unittest.TestCase):
             r = subprocess.run([AMP_COMPILE, src, "-o", out, *args], capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             g = onnx.load(out)
+            loss_name = json.loads({p.key: p.value for p in g.metadata_props}["amp.training"])["loss"]
             label_info = [i for i in g.graph.input if i.name == "labels"][0]
             sess = make_session(g.SerializeToString())
             rng = np.random.default_rng(1)
-            y_shape = None
             fwd = make_session(model.SerializeToString())
             y0 = fwd.run(["y"], {**feeds})[0]
-            if label_info.type.tensor_type.elem_type == onnx.TensorProto.INT64:
+            if loss == "nll":
+                labels = feeds["labels"]
+            elif label_info.type.tensor_type.elem_type == onnx.TensorProto.INT64:
                 labels = rng.integers(0, y0.shape[1], y0.shape[0]).astype(np.int64)
             else:
                 labels = rng.uniform(-1, 1, y0.shape).astype(npdt)
@@ -151,7 +164,7 @@ class GradientCheck(unittest.TestCase):
                     if t.name == p_name:
                         t.CopyFrom(numpy_helper.from_array(value, p_name))
                 s2 = make_session(m2.SerializeToString())
-                return float(s2.run(["loss"], base)[0])
+                return float(s2.run([loss_name], base)[0])
 
             eps = 1e-6 if npdt == np.float64 else 1e-2
             tol = 1e-6 if npdt == np.float64 else 2e-2
