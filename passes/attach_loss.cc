@@ -99,6 +99,12 @@ StatusOr<bool> AttachLoss::Run(Model& model) {
       loss = MeanAll(g, per, "loss");
     }
   }
+  int64_t position = 0;
+  for (Node* n : g.nodes()) {
+    if (n->op_type() != "Dropout") continue;
+    if (!n->HasAttr("seed")) n->SetAttr("seed", Attribute::Int(options_.seed + position));
+    ++position;
+  }
   // The step's outputs: the loss first (the optimizer adds state updates).
   for (const Value* v : g.outputs())
     model.training.forward_outputs.push_back({v->name(), v->dtype()});

@@ -17,6 +17,9 @@ struct LossOptions {
   std::string label = "labels";
   std::string output;  // "" = the model's only output
   DType label_type = DType::kInt64;
+  // Dropout in training mode draws from a seeded RNG: each Dropout without a
+  // seed gets seed + its position, so a compiled step's masks are reproducible.
+  int64_t seed = 0;
 };
 
 class AttachLoss : public Pass {

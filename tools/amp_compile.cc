@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
       "(the model's output is already the loss)");
   app.add_option("--label", label, "name of the label input the loss adds (default: labels)");
   std::string label_dtype = "int64";
+  int64_t seed = 0;
+  app.add_option("--seed", seed,
+                 "seed of training-mode Dropout (each node gets seed + its position)");
   app.add_option("--label-dtype", label_dtype,
                  "cross_entropy class indices: int64 (default) or int32")
       ->check(CLI::IsMember({"int64", "int32"}));
@@ -136,6 +139,7 @@ int main(int argc, char** argv) {
     if (!loss_kind.empty()) {
       options.loss.kind = loss_kind;
       options.loss.label = label;
+      options.loss.seed = seed;
       options.loss.label_type = label_dtype == "int32" ? amp::DType::kInt32 : amp::DType::kInt64;
       options.loss.output = loss_output;
       options.freeze = freeze;
