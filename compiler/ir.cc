@@ -145,6 +145,18 @@ Value* Graph::AddInitializer(const std::string& name, Tensor t) {
   return v;
 }
 
+Value* Graph::AddConstant(const std::string& name_hint, Tensor t) {
+  Node* c = AddNode("Constant", {}, {name_hint});
+  c->SetAttr("value", Attribute::FromTensor(std::move(t)));
+  return c->output(0);
+}
+
+Value* Graph::AddScalar(const std::string& name_hint, DType dtype, double v) {
+  Tensor t(dtype, {});
+  t.SetDouble(0, v);
+  return AddConstant(name_hint, std::move(t));
+}
+
 void Graph::SetInitializerData(Value* v, Tensor t) {
   if (!v->initializer_) initializer_order_.push_back(v);
   v->type_.dtype = t.dtype();

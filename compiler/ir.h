@@ -165,6 +165,10 @@ class Graph {
   StatusOr<Value*> CreateValue(const std::string& name);
   Value* AddInput(const std::string& name, TensorType type);
   Value* AddInitializer(const std::string& name, Tensor t);
+  // A Constant node holding `t`; its output is named from `name_hint`.
+  Value* AddConstant(const std::string& name_hint, Tensor t);
+  // A scalar Constant of `dtype` (any numeric type).
+  Value* AddScalar(const std::string& name_hint, DType dtype, double v);
   void AddOutput(Value* v) { outputs_.push_back(v); }
   void SetOutput(size_t i, Value* v) { outputs_[i] = v; }
   void ClearOutputs() { outputs_.clear(); }

@@ -5,14 +5,6 @@
 namespace amp {
 namespace {
 
-Value* ScalarConstant(Graph& g, const std::string& name, DType dtype, double v) {
-  Tensor t(dtype, {});
-  t.SetDouble(0, v);
-  Node* c = g.AddNode("Constant", {}, {name});
-  c->SetAttr("value", Attribute::FromTensor(t));
-  return c->output(0);
-}
-
 // Mean over every element (ReduceMean with no axes keeps nothing).
 Value* MeanAll(Graph& g, Value* x, const std::string& name) {
   Node* r = g.AddNode("ReduceMean", {x}, {name});
@@ -84,7 +76,7 @@ StatusOr<bool> AttachLoss::Run(Model& model) {
       Value* neg_abs =
           g.AddNode("Neg", {g.AddNode("Abs", {out}, {"bce_abs"})->output(0)}, {"bce_nabs"})
               ->output(0);
-      Value* one = ScalarConstant(g, "bce_one", out->dtype(), 1.0);
+      Value* one = g.AddScalar("bce_one", out->dtype(), 1.0);
       Value* softplus =
           g.AddNode("Log",
                     {g.AddNode("Add", {one, g.AddNode("Exp", {neg_abs}, {"bce_exp"})->output(0)},

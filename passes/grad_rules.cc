@@ -214,46 +214,15 @@ Status MatMul(G& b) {
   return Status::Ok();
 }
 
-Status SoftmaxCrossEntropy(G& b) {
-  const Node& n = b.node();
-  if (n.num_inputs() > 2 && n.input(2))
-    return Unimplemented(n.Describe(), ": class weights are not supported in the gradient");
-  if (n.HasAttr("ignore_index"))
-    return Unimplemented(n.Describe(), ": ignore_index is not supported in the gradient");
-  std::string reduction = n.GetString("reduction", "mean");
-  const Shape& logits = ShapeOrDie(b.x(0));
-  if (logits.size() < 2 || !logits[1].is_static())
-    return InvalidArgument(n.Describe(),
-                           ": the number of classes (dim 1 of the logits) must be static");
-  DType t = b.x(0)->dtype();
-  Node* sm = b.Make("Softmax", {b.x(0)});
-  sm->SetAttr("axis", Attribute::Int(1));
-  Tensor depth = Tensor::FromVector<int64_t>(DType::kInt64, {}, {logits[1].value()});
-  Node* dc = b.Make("Constant", {});
-  dc->SetAttr("value", Attribute::FromTensor(depth));
-  Tensor values(t, {2});
-  values.SetDouble(0, 0.0);
-  values.SetDouble(1, 1.0);
-  Node* vc = b.Make("Constant", {});
-  vc->SetAttr("value", Attribute::FromTensor(values));
-  Node* oh = b.Make("OneHot", {b.x(1), dc->output(0), vc->output(0)});
-  oh->SetAttr("axis", Attribute::Int(1));
-  Value* diff = b.Op("Sub", {sm->output(0), oh->output(0)});
-  Value* scale = b.dy(0);
-  if (reduction == "mean") {
-    Node* count = b.Make("Cast", {b.Op("Size", {b.x(1)})});
-    count->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
-    scale = b.Op("Div", {b.dy(0), count->output(0)});
-  } else if (reduction == "none") {
-    Node* u = b.Make("Unsqueeze", {b.dy(0), b.Ints({1})});
-    scale = u->output(0);
-  }
-  b.dx.assign(n.num_inputs(), nullptr);
-  b.dx[0] = b.Op("Mul", {diff, scale});
-  return Status::Ok();
-}
+// What the class-index losses share: checks, a one-hot of the labels with
+// `on` at the label (`off` elsewhere), and the scale of the upstream gradient
+// for the reduction (1/N for mean; per-sample for none).
+struct ClassLoss {
+  Value* one_hot;
+  Value* scale;
+};
 
-Status NegativeLogLikelihood(G& b) {  // dX = -onehot(labels) * dL (/ N for mean)
+StatusOr<ClassLoss> PrepareClassLoss(G& b, double on) {
   const Node& n = b.node();
   if (n.num_inputs() > 2 && n.input(2))
     return Unimplemented(n.Describe(), ": class weights are not supported in the gradient");
@@ -264,15 +233,15 @@ Status NegativeLogLikelihood(G& b) {  // dX = -onehot(labels) * dL (/ N for mean
     return InvalidArgument(n.Describe(),
                            ": the number of classes (dim 1 of the input) must be static");
   DType t = b.x(0)->dtype();
-  Node* dc = b.Make("Constant", {});
-  dc->SetAttr("value", Attribute::FromTensor(
-                           Tensor::FromVector<int64_t>(DType::kInt64, {}, {xs[1].value()})));
+  Node* depth = b.Make("Constant", {});
+  depth->SetAttr("value", Attribute::FromTensor(
+                              Tensor::FromVector<int64_t>(DType::kInt64, {}, {xs[1].value()})));
   Tensor values(t, {2});
   values.SetDouble(0, 0.0);
-  values.SetDouble(1, -1.0);
+  values.SetDouble(1, on);
   Node* vc = b.Make("Constant", {});
   vc->SetAttr("value", Attribute::FromTensor(values));
-  Node* oh = b.Make("OneHot", {b.x(1), dc->output(0), vc->output(0)});
+  Node* oh = b.Make("OneHot", {b.x(1), depth->output(0), vc->output(0)});
   oh->SetAttr("axis", Attribute::Int(1));
   std::string reduction = n.GetString("reduction", "mean");
   Value* scale = b.dy(0);
@@ -283,8 +252,22 @@ Status NegativeLogLikelihood(G& b) {  // dX = -onehot(labels) * dL (/ N for mean
   } else if (reduction == "none") {
     scale = b.Op("Unsqueeze", {b.dy(0), b.Ints({1})});
   }
-  b.dx.assign(n.num_inputs(), nullptr);
-  b.dx[0] = b.Op("Mul", {oh->output(0), scale});
+  return ClassLoss{oh->output(0), scale};
+}
+
+Status SoftmaxCrossEntropy(G& b) {  // dX = (softmax(x) - onehot) * scale
+  AMP_ASSIGN_OR_RETURN(ClassLoss c, PrepareClassLoss(b, 1.0));
+  Node* sm = b.Make("Softmax", {b.x(0)});
+  sm->SetAttr("axis", Attribute::Int(1));
+  b.dx.assign(b.node().num_inputs(), nullptr);
+  b.dx[0] = b.Op("Mul", {b.Op("Sub", {sm->output(0), c.one_hot}), c.scale});
+  return Status::Ok();
+}
+
+Status NegativeLogLikelihood(G& b) {  // dX = -onehot * scale
+  AMP_ASSIGN_OR_RETURN(ClassLoss c, PrepareClassLoss(b, -1.0));
+  b.dx.assign(b.node().num_inputs(), nullptr);
+  b.dx[0] = b.Op("Mul", {c.one_hot, c.scale});
   return Status::Ok();
 }
 

@@ -6,17 +6,6 @@
 #include "compiler/shape_inference.h"
 
 namespace amp {
-namespace {
-
-Value* Scalar(Graph& g, const std::string& name, DType t, double v) {
-  Tensor x(t, {});
-  x.SetDouble(0, v);
-  Node* c = g.AddNode("Constant", {}, {name});
-  c->SetAttr("value", Attribute::FromTensor(x));
-  return c->output(0);
-}
-
-}  // namespace
 
 StatusOr<bool> LossScaling::Run(Model& model) {
   Graph& g = *model.graph;
@@ -41,7 +30,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
     s.SetDouble(0, o.init_scale);
     scale = g.AddInitializer("loss_scale", s);
   } else {
-    scale = Scalar(g, "loss_scale", DType::kFloat32, o.init_scale);
+    scale = g.AddScalar("loss_scale", DType::kFloat32, o.init_scale);
   }
   // Backward starts from S: every gradient is linear in the seed.
   Value* seed = g.FindValue(t.grad_seed);
@@ -50,7 +39,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
   t.grad_seed = scale->name();
 
   Value* inv = g.AddNode("Reciprocal", {scale}, {"loss_scale.inverse"})->output(0);
-  Value* zero = Scalar(g, "loss_scale.zero", DType::kFloat32, 0.0);
+  Value* zero = g.AddScalar("loss_scale.zero", DType::kFloat32, 0.0);
   std::vector<Value*> probes;
   for (auto& [param, grad_name] : t.gradients) {
     Node* expose = g.FindValue(grad_name)->producer();  // Identity exposing the gradient
@@ -70,12 +59,12 @@ StatusOr<bool> LossScaling::Run(Model& model) {
 
   if (o.dynamic) {
     Value* tracker = g.AddInitializer("loss_scale.growth_tracker", Tensor(DType::kInt64, {}));
-    Value* one = Scalar(g, "loss_scale.one", DType::kInt64, 1);
-    Value* zero_i = Scalar(g, "loss_scale.zero_steps", DType::kInt64, 0);
+    Value* one = g.AddScalar("loss_scale.one", DType::kInt64, 1);
+    Value* zero_i = g.AddScalar("loss_scale.zero_steps", DType::kInt64, 0);
     Value* next = g.AddNode("Add", {tracker, one}, {"loss_scale.clean_steps"})->output(0);
     Value* grow =
         g.AddNode("Equal",
-                  {next, Scalar(g, "loss_scale.interval", DType::kInt64, o.growth_interval)},
+                  {next, g.AddScalar("loss_scale.interval", DType::kInt64, o.growth_interval)},
                   {"loss_scale.grow"})
             ->output(0);
     Value* tracker_next =
@@ -85,7 +74,8 @@ StatusOr<bool> LossScaling::Run(Model& model) {
                   {"loss_scale.growth_tracker_next"})
             ->output(0);
     Value* grown =
-        g.AddNode("Mul", {scale, Scalar(g, "loss_scale.growth", DType::kFloat32, o.growth_factor)},
+        g.AddNode("Mul",
+                  {scale, g.AddScalar("loss_scale.growth", DType::kFloat32, o.growth_factor)},
                   {"loss_scale.grown"})
             ->output(0);
     Value* grown_ok =
@@ -95,7 +85,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
             ->output(0);
     Value* backed =
         g.AddNode("Mul",
-                  {scale, Scalar(g, "loss_scale.backoff", DType::kFloat32, o.backoff_factor)},
+                  {scale, g.AddScalar("loss_scale.backoff", DType::kFloat32, o.backoff_factor)},
                   {"loss_scale.backed_off"})
             ->output(0);
     Value* scale_next =
@@ -107,12 +97,14 @@ StatusOr<bool> LossScaling::Run(Model& model) {
             ->output(0);
     if (o.min_scale > 0)
       scale_next =
-          g.AddNode("Max", {scale_next, Scalar(g, "loss_scale.min", DType::kFloat32, o.min_scale)},
+          g.AddNode("Max",
+                    {scale_next, g.AddScalar("loss_scale.min", DType::kFloat32, o.min_scale)},
                     {"loss_scale.clamped_min"})
               ->output(0);
     if (o.max_scale > 0)
       scale_next =
-          g.AddNode("Min", {scale_next, Scalar(g, "loss_scale.max", DType::kFloat32, o.max_scale)},
+          g.AddNode("Min",
+                    {scale_next, g.AddScalar("loss_scale.max", DType::kFloat32, o.max_scale)},
                     {"loss_scale.clamped_max"})
               ->output(0);
     t.updates.push_back({scale->name(), scale_next->name()});

@@ -14,11 +14,7 @@ class Builder {
     return g_.AddNode(op, in, {name})->output(0);
   }
   Value* Scalar(double v, const std::string& name) {
-    Tensor t(DType::kFloat32, {});
-    t.SetDouble(0, v);
-    Node* c = g_.AddNode("Constant", {}, {name});
-    c->SetAttr("value", Attribute::FromTensor(t));
-    return c->output(0);
+    return g_.AddScalar(name, DType::kFloat32, v);
   }
   Value* ZerosLike(const Value* v, const std::string& name) {
     Tensor t(v->dtype(), v->initializer()->dims());
