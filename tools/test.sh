@@ -8,6 +8,10 @@ cd "$root"
 bash tools/setup.sh
 jobs=$(nproc)
 
+echo "== clang-format (every C++ and CUDA file)"
+mapfile -t sources < <(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')
+clang-format --dry-run --Werror "${sources[@]}"
+
 run_suite() {  # build-dir, extra cmake args...
   local dir=$1
   shift

@@ -179,6 +179,21 @@ class Malformed(unittest.TestCase):
         self.expect_error(self.write("if.onnx", small_model(nodes=nodes, inits=[cond])),
                           "node 'branch' (If) attribute 'else_branch' is a subgraph")
 
+    def test_bad_training_options(self):
+        path = self.write("ok.onnx", small_model())
+        self.expect_error(path, "unknown loss 'hinge'", extra=["--loss", "hinge"])
+        self.expect_error(path, "cross_entropy needs logits of rank >= 2", extra=["--loss", "cross_entropy"])
+        self.expect_error(path, "--loss model needs a scalar output", extra=["--loss", "model"])
+        self.expect_error(path, "--output 'nope' is not an output of the model", extra=["--loss", "mse", "--output", "nope"])
+        self.expect_error(path, "--freeze '(' is not a valid regular expression", extra=["--loss", "mse", "--freeze", "("])
+        self.expect_error(path, "the loss does not depend on any trainable parameter",
+                          extra=["--loss", "mse", "--freeze", "."])
+        self.expect_error(path, "optimizer hyperparameters out of range", extra=["--loss", "mse", "--lr", "-1"])
+        self.expect_error(path, "nesterov momentum requires a momentum", extra=["--loss", "mse", "--nesterov"])
+        self.expect_error(path, "--loss-scale expects dynamic, none or a number", extra=["--loss", "mse", "--loss-scale", "big"])
+        self.expect_error(path, "loss scale options out of range",
+                          extra=["--loss", "mse", "--loss-scale", "dynamic", "--backoff-factor", "2"])
+
     def test_bad_flags(self):
         path = self.write("ok.onnx", small_model())
         self.expect_error(path, "--bind-dim expects NAME=VALUE", extra=["--bind-dim", "batch"])
