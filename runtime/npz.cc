@@ -1,0 +1,176 @@
+#include "runtime/npz.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <limits>
+#include <regex>
+
+namespace amp {
+namespace {
+
+uint16_t Le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+uint32_t Le32(const uint8_t* p) {
+  return static_cast<uint32_t>(Le16(p)) | static_cast<uint32_t>(Le16(p + 2)) << 16;
+}
+uint64_t Le64(const uint8_t* p) {
+  return static_cast<uint64_t>(Le32(p)) | static_cast<uint64_t>(Le32(p + 4)) << 32;
+}
+
+std::optional<DType> NpyDType(const std::string& descr) {
+  static const std::map<std::string, DType> types = {
+      {"|b1", DType::kBool},    {"|i1", DType::kInt8},    {"|u1", DType::kUInt8},
+      {"<i2", DType::kInt16},   {"<u2", DType::kUInt16},  {"<i4", DType::kInt32},
+      {"<u4", DType::kUInt32},  {"<i8", DType::kInt64},   {"<u8", DType::kUInt64},
+      {"<f2", DType::kFloat16}, {"<f4", DType::kFloat32}, {"<f8", DType::kFloat64}};
+  auto it = types.find(descr);
+  if (it == types.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace
+
+StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& what) {
+  static const char kMagic[] = "\x93NUMPY";
+  if (size < 10 || std::memcmp(data, kMagic, 6) != 0)
+    return InvalidArgument(what, " is not a .npy array");
+  uint8_t major = data[6];
+  size_t header_len, offset;
+  if (major == 1) {
+    header_len = Le16(data + 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (size < 12) return InvalidArgument(what, ": truncated .npy header");
+    header_len = Le32(data + 8);
+    offset = 12;
+  } else {
+    return Unimplemented(what, ": .npy format version ", int{major}, " is not supported");
+  }
+  if (header_len > size - offset) return InvalidArgument(what, ": truncated .npy header");
+  std::string header(reinterpret_cast<const char*>(data + offset), header_len);
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex(R"('descr':\s*'([^']*)')")))
+    return InvalidArgument(what, ": .npy header has no 'descr'");
+  std::string descr = m[1];
+  if (std::regex_search(header, std::regex(R"('fortran_order':\s*True)")))
+    return Unimplemented(
+        what, ": Fortran-order arrays are not supported (save with np.ascontiguousarray)");
+  if (!std::regex_search(header, m, std::regex(R"('shape':\s*\(([^)]*)\))")))
+    return InvalidArgument(what, ": .npy header has no 'shape'");
+  std::vector<int64_t> dims;
+  std::string shape = m[1];
+  static const std::regex kDigits(R"(\d+)");
+  for (std::sregex_iterator it(shape.begin(), shape.end(), kDigits), end; it != end; ++it) {
+    std::string digits = it->str();
+    if (digits.size() > 13) return InvalidArgument(what, ": dim ", digits, " is too large");
+    dims.push_back(std::stoll(digits));
+  }
+  auto dtype = NpyDType(descr);
+  if (!dtype)
+    return Unimplemented(what, ": element type '", descr,
+                         "' is not supported (use little-endian numbers or bool)");
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d != 0 && n > kMaxDim / d) return InvalidArgument(what, ": the array is too large");
+    n *= d;
+  }
+  size_t nbytes = static_cast<size_t>(n) * DTypeSize(*dtype);
+  size_t begin = offset + header_len;
+  if (nbytes > size - begin)
+    return InvalidArgument(what, " holds ", size - begin, " bytes of data but its shape needs ",
+                           nbytes);
+  Tensor t(*dtype, dims);
+  if (nbytes) std::memcpy(t.mutable_data(), data + begin, nbytes);
+  return t;
+}
+
+StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
+  AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  const uint8_t* base = file->data();
+  size_t size = file->size();
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument("'", path, "' is not a valid .npz archive: ", why);
+  };
+  // End of central directory: within the last 64 KiB + 22 bytes.
+  if (size < 22) return bad("too short");
+  size_t eocd = std::string::npos;
+  size_t lowest = size > 22 + 65535 ? size - 22 - 65535 : 0;
+  for (size_t i = size - 22 + 1; i-- > lowest;) {
+    if (Le32(base + i) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) return bad("no end-of-central-directory record");
+  uint64_t entries = Le16(base + eocd + 10);
+  uint64_t cd_size = Le32(base + eocd + 12);
+  uint64_t cd_offset = Le32(base + eocd + 16);
+  if (cd_offset == 0xffffffff || entries == 0xffff) {  // zip64: locator just before the EOCD
+    if (eocd < 20 || Le32(base + eocd - 20) != 0x07064b50) return bad("zip64 locator missing");
+    uint64_t rec = Le64(base + eocd - 20 + 8);
+    if (rec > size - 56 || Le32(base + rec) != 0x06064b50) return bad("zip64 record missing");
+    entries = Le64(base + rec + 32);
+    cd_size = Le64(base + rec + 40);
+    cd_offset = Le64(base + rec + 48);
+  }
+  if (cd_offset > size || cd_size > size - cd_offset) return bad("central directory out of bounds");
+  std::map<std::string, Tensor> out;
+  size_t p = cd_offset;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (p + 46 > size || Le32(base + p) != 0x02014b50) return bad("corrupt central directory");
+    uint16_t method = Le16(base + p + 10);
+    uint64_t csize = Le32(base + p + 20), usize = Le32(base + p + 24);
+    uint16_t name_len = Le16(base + p + 28), extra_len = Le16(base + p + 30),
+             comment_len = Le16(base + p + 32);
+    uint64_t local = Le32(base + p + 42);
+    if (p + 46 + name_len + extra_len + comment_len > size) return bad("corrupt central directory");
+    std::string name(reinterpret_cast<const char*>(base + p + 46), name_len);
+    // zip64 extra field: the saturated fields, in order usize, csize, offset.
+    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+      uint16_t id = Le16(base + x), len = Le16(base + x + 2);
+      size_t f = x + 4, end = f + len;
+      if (end > p + 46 + name_len + extra_len) return bad("corrupt extra field");
+      if (id == 0x0001) {
+        if (usize == 0xffffffff && f + 8 <= end) usize = Le64(base + f), f += 8;
+        if (csize == 0xffffffff && f + 8 <= end) csize = Le64(base + f), f += 8;
+        if (local == 0xffffffff && f + 8 <= end) local = Le64(base + f), f += 8;
+      }
+      x = end;
+    }
+    p += 46 + name_len + extra_len + comment_len;
+    if (local > size - 30 || Le32(base + local) != 0x04034b50)
+      return bad("corrupt local header of '" + name + "'");
+    uint64_t start = local + 30 + Le16(base + local + 26) + Le16(base + local + 28);
+    if (start > size || csize > size - start)
+      return bad("'" + name + "' extends past the end of the file");
+    if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
+    std::string key = name.substr(0, name.size() - 4);
+    std::string what = "'" + path + "' member '" + name + "'";
+    if (method == 0) {
+      if (csize != usize) return bad("stored member '" + name + "' has inconsistent sizes");
+      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(base + start, csize, what));
+      out.emplace(key, std::move(t));
+    } else if (method == 8) {
+      if (usize > (uint64_t{1} << 36)) return bad("member '" + name + "' is too large");
+      std::vector<uint8_t> buf(usize);
+      z_stream z{};
+      if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return Internal("zlib init failed");
+      z.next_in = const_cast<uint8_t*>(base + start);
+      z.avail_in = static_cast<uInt>(std::min<uint64_t>(csize, std::numeric_limits<uInt>::max()));
+      z.next_out = buf.data();
+      z.avail_out = static_cast<uInt>(std::min<uint64_t>(usize, std::numeric_limits<uInt>::max()));
+      int rc = inflate(&z, Z_FINISH);
+      size_t produced = z.total_out;
+      inflateEnd(&z);
+      if (rc != Z_STREAM_END || produced != usize)
+        return bad("member '" + name + "' does not inflate");
+      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(buf.data(), buf.size(), what));
+      out.emplace(key, std::move(t));
+    } else {
+      return Unimplemented(what, ": compression method ", method, " is not supported");
+    }
+  }
+  return out;
+}
+
+}  // namespace amp

@@ -1,0 +1,20 @@
+// Reading NumPy .npz archives (np.savez and np.savez_compressed): the
+// training data amp-train reads, one array per graph input. Little-endian,
+// C-order arrays of bool, int8..int64, uint8..uint64, float16, float32 and
+// float64. Anything else, and every malformed archive, is an error Status.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "compiler/status.h"
+#include "compiler/tensor.h"
+
+namespace amp {
+
+// Arrays by name (the member name without ".npy", e.g. "x0" or "init/fc.weight").
+StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path);
+// One .npy file's bytes.
+StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& what);
+
+}  // namespace amp
