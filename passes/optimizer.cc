@@ -30,9 +30,9 @@ class Builder {
 StatusOr<bool> AddOptimizer::Run(Model& model) {
   Graph& g = *model.graph;
   TrainingInfo& t = model.training;
+  if (t.has_optimizer) return false;  // already added: nothing to do
   if (!t.active() || t.gradients.empty())
     return InvalidArgument("the optimizer needs gradients: run attach-loss and autodiff first");
-  if (t.has_optimizer) return false;
   t.has_optimizer = true;
   size_t first_own_update = t.updates.size();  // loss scaling's come before
   const OptimizerOptions& o = options_;

@@ -31,9 +31,11 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
 }
 
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
+  return {std::string(AttachLoss::kName),      std::string(Autodiff::kName),
+          std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
           std::string(FoldCasts::kName),       std::string(FoldShapes::kName),
           std::string(InferShapesPass::kName), std::string(InsertCasts::kName),
+          std::string(LossScaling::kName),     std::string(AddOptimizer::kName),
           std::string(PaintPrecision::kName)};
 }
 
