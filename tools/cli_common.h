@@ -57,7 +57,8 @@ struct PrecisionFlags {
         ->delimiter(',');
     app.add_option("--half-ops", half_ops, "ops to run in half, e.g. --half-ops Softmax")
         ->delimiter(',');
-    app.add_option("--fp32-nodes", fp32_nodes, "keep nodes whose name matches this regex in FP32");
+    app.add_option("--fp32-nodes", fp32_nodes,
+                   "keep in FP32 the nodes whose name (or an output name) matches this regex");
     app.add_option("--policy", policy_file, "JSON policy file (same fields as the flags)");
     app.add_flag("--keep-batchnorm-fp32", keep_batchnorm_fp32,
                  "run BatchNormalization entirely in FP32");
