@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <set>
+#include <type_traits>
 
 namespace amp {
 namespace {
@@ -63,6 +64,31 @@ Tensor Relabel(const Tensor& in, DType dtype, const std::vector<int64_t>& dims) 
 int64_t FloorMod(int64_t a, int64_t b) {
   int64_t r = a % b;
   return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+// One binary op on two elements, in int64 or in double.
+template <typename T>
+T ApplyBinary(const std::string& op, T x, T y, bool fmod) {
+  if (op == "Add") return x + y;
+  if (op == "Sub") return x - y;
+  if (op == "Mul") return x * y;
+  if (op == "Div") return x / y;
+  if (op == "Mod") {
+    if constexpr (std::is_integral_v<T>)
+      return fmod ? x % y : FloorMod(x, y);
+    else
+      return std::fmod(x, y);
+  }
+  if (op == "Pow") return static_cast<T>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+  if (op == "Max") return std::max(x, y);
+  if (op == "Min") return std::min(x, y);
+  if (op == "Equal") return x == y;
+  if (op == "Less") return x < y;
+  if (op == "Greater") return x > y;
+  if (op == "LessOrEqual") return x <= y;
+  if (op == "GreaterOrEqual") return x >= y;
+  if (op == "And") return x != 0 && y != 0;
+  return x != 0 || y != 0;  // Or
 }
 
 }  // namespace
@@ -183,75 +209,18 @@ StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(
       Unflatten(i, dims, idx);
       int64_t ia = BroadcastIndex(idx, a.dims()), ib = BroadcastIndex(idx, b.dims());
       if (integer && op != "Pow") {
-        int64_t x = a.GetInt(ia), y = b.GetInt(ib), r;
+        int64_t x = a.GetInt(ia), y = b.GetInt(ib);
         if ((op == "Div" || op == "Mod") && y == 0)
           return InvalidArgument(node.Describe(),
                                  ": integer division by zero in a constant expression");
-        if (op == "Add")
-          r = x + y;
-        else if (op == "Sub")
-          r = x - y;
-        else if (op == "Mul")
-          r = x * y;
-        else if (op == "Div")
-          r = x / y;
-        else if (op == "Mod")
-          r = fmod ? x % y : FloorMod(x, y);
-        else if (op == "Max")
-          r = std::max(x, y);
-        else if (op == "Min")
-          r = std::min(x, y);
-        else if (op == "Equal")
-          r = x == y;
-        else if (op == "Less")
-          r = x < y;
-        else if (op == "Greater")
-          r = x > y;
-        else if (op == "LessOrEqual")
-          r = x <= y;
-        else if (op == "GreaterOrEqual")
-          r = x >= y;
-        else if (op == "And")
-          r = x && y;
-        else
-          r = x || y;
+        int64_t r = ApplyBinary<int64_t>(op, x, y, fmod);
         if (dtype == DType::kInt64)
           std::memcpy(out.mutable_data() + i * 8, &r, 8);
         else
           out.SetDouble(i, static_cast<double>(r));
         continue;
       }
-      double x = a.GetDouble(ia), y = b.GetDouble(ib), r;
-      if (op == "Add")
-        r = x + y;
-      else if (op == "Sub")
-        r = x - y;
-      else if (op == "Mul")
-        r = x * y;
-      else if (op == "Div")
-        r = x / y;
-      else if (op == "Mod")
-        r = std::fmod(x, y);
-      else if (op == "Pow")
-        r = std::pow(x, y);
-      else if (op == "Max")
-        r = std::max(x, y);
-      else if (op == "Min")
-        r = std::min(x, y);
-      else if (op == "Equal")
-        r = x == y;
-      else if (op == "Less")
-        r = x < y;
-      else if (op == "Greater")
-        r = x > y;
-      else if (op == "LessOrEqual")
-        r = x <= y;
-      else if (op == "GreaterOrEqual")
-        r = x >= y;
-      else if (op == "And")
-        r = x != 0 && y != 0;
-      else
-        r = x != 0 || y != 0;
+      double r = ApplyBinary<double>(op, a.GetDouble(ia), b.GetDouble(ib), fmod);
       // Float results are computed in double and rounded once to the output type.
       out.SetDouble(i, r);
     }
