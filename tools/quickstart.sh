@@ -14,8 +14,9 @@ model=${1:-models/tfm/model.onnx}
 mkdir -p out
 echo
 echo "== amp-compile $model -o out/compiled.onnx --bind-dim batch=4 --report"
-./build/tools/amp-compile "$model" -o out/compiled.onnx --bind-dim batch=4 --report | head -60
-echo "   ... (report shortened; run the command above for all of it)"
+./build/tools/amp-compile "$model" -o out/compiled.onnx --bind-dim batch=4 --report > out/report.txt
+head -n 60 out/report.txt
+echo "   ... (report shortened; all of it is in out/report.txt)"
 echo
 echo "== wrote out/compiled.onnx ($(stat -c %s out/compiled.onnx) bytes): the model in mixed precision"
 echo
