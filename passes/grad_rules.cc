@@ -120,17 +120,22 @@ Status Identity(G& b) {
   return Status::Ok();
 }
 
+// The data of an input known at compile time (initializer or Constant), or null.
+const Tensor* ConstInput(const Value* v) {
+  if (!v) return nullptr;
+  if (v->has_initializer()) return v->initializer();
+  if (v->producer() && v->producer()->op_type() == "Constant") {
+    const Attribute* a = v->producer()->FindAttr("value");
+    if (a && a->kind == Attribute::Kind::kTensor) return &a->t;
+  }
+  return nullptr;
+}
+
 Status Dropout(G& b) {
   // Ratio 0 (or inference mode) is the identity; otherwise the mask scales.
-  const Value* ratio = b.node().input(1);
-  bool identity = ratio == nullptr;
-  if (!identity && ratio->producer() && ratio->producer()->op_type() == "Constant") {
-    const Attribute* a = ratio->producer()->FindAttr("value");
-    identity = a && a->kind == Attribute::Kind::kTensor && a->t.num_elements() == 1 &&
-               a->t.GetDouble(0) == 0.0;
-  } else if (!identity && ratio->has_initializer()) {
-    identity = ratio->initializer()->GetDouble(0) == 0.0;
-  }
+  const Tensor* ratio = ConstInput(b.node().input(1));
+  bool identity = b.node().input(1) == nullptr ||
+                  (ratio && ratio->num_elements() == 1 && ratio->GetDouble(0) == 0.0);
   b.dx.assign(b.node().num_inputs(), nullptr);
   if (identity) {
     b.dx[0] = b.dy(0);
@@ -497,12 +502,7 @@ Status Unary(G& b) {
 }
 
 Status Pow(G& b) {
-  const Value* e = b.x(1);
-  const Tensor* c = e->has_initializer() ? e->initializer() : nullptr;
-  if (!c && e->producer() && e->producer()->op_type() == "Constant") {
-    const Attribute* a = e->producer()->FindAttr("value");
-    if (a && a->kind == Attribute::Kind::kTensor) c = &a->t;
-  }
+  const Tensor* c = ConstInput(b.x(1));
   if (!c || c->num_elements() != 1)
     return Unimplemented(b.node().Describe(),
                          ": the gradient of Pow needs a constant scalar exponent");
@@ -520,10 +520,7 @@ Status ReduceMeanSum(G& b) {
   std::vector<int64_t> axes;
   bool axes_input = n.op_type() == "ReduceSum" || b.opset() >= 18;
   if (axes_input && n.num_inputs() > 1 && n.input(1)) {
-    const Value* a = n.input(1);
-    const Tensor* t = a->has_initializer() ? a->initializer() : nullptr;
-    if (!t && a->producer() && a->producer()->op_type() == "Constant")
-      t = &a->producer()->FindAttr("value")->t;
+    const Tensor* t = ConstInput(n.input(1));
     if (!t) return Unimplemented(n.Describe(), ": the gradient needs constant axes");
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
   } else if (!axes_input) {
@@ -629,17 +626,6 @@ Status Split(G& b) {
   b.dx.assign(n.num_inputs(), nullptr);
   b.dx[0] = c->output(0);
   return Status::Ok();
-}
-
-// A constant int64 tensor input (initializer or Constant), or null.
-const Tensor* ConstInput(const Value* v) {
-  if (!v) return nullptr;
-  if (v->has_initializer()) return v->initializer();
-  if (v->producer() && v->producer()->op_type() == "Constant") {
-    const Attribute* a = v->producer()->FindAttr("value");
-    if (a && a->kind == Attribute::Kind::kTensor) return &a->t;
-  }
-  return nullptr;
 }
 
 Status Slice(G& b) {  // dX = dY padded back to X's shape (steps of 1)
