@@ -36,13 +36,10 @@ class Inserter {
     for (Node* n : g_.nodes()) {
       auto want = Target(*n);
       if (!want || n->op_type() == "Cast") continue;
-      auto shape_slots = ShapeLikeInputs(n->op_type());
       for (size_t i = 0; i < n->num_inputs(); ++i) {
         Value* v = n->input(i);
         if (!v || !(v->dtype() == DType::kFloat32 || IsHalf(v->dtype()))) continue;
-        if (std::find(shape_slots.begin(), shape_slots.end(), static_cast<int>(i)) !=
-            shape_slots.end())
-          continue;
+        if (IsShapeLikeInput(n->op_type(), static_cast<int>(i))) continue;
         DType slot_type = (IsHalf(*want) && KeepsFp32Input(n->op_type(), static_cast<int>(i)))
                               ? DType::kFloat32
                               : *want;

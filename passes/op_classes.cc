@@ -1,5 +1,6 @@
 #include "passes/op_classes.h"
 
+#include <algorithm>
 #include <map>
 
 namespace amp {
@@ -203,6 +204,11 @@ int FirstHalfOpset(const std::string& op_type, DType half_type) {
   for (const Support& s : kSupport)
     if (op_type == s.op) return half_type == DType::kBFloat16 ? s.bf16 : s.fp16;
   return 0;
+}
+
+bool IsShapeLikeInput(const std::string& op_type, int slot) {
+  auto slots = ShapeLikeInputs(op_type);
+  return std::find(slots.begin(), slots.end(), slot) != slots.end();
 }
 
 bool KeepsFp32Input(const std::string& op_type, int slot) {

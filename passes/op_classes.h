@@ -33,6 +33,7 @@ const char* OpClassName(OpClass c);
 // Input slots that hold shapes, indices, axes, sizes or scales: never cast,
 // and values that only flow into them are shape computations.
 std::vector<int> ShapeLikeInputs(const std::string& op_type);
+bool IsShapeLikeInput(const std::string& op_type, int slot);
 
 // The first default-domain opset whose ONNX schema lets `op_type` compute in
 // `half_type` (from passes/half_support.inc, generated from the ONNX specs);

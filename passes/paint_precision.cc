@@ -11,11 +11,6 @@ namespace {
 
 enum class Color { kUnset, kHalf, kFp32 };
 
-bool IsShapeLikeSlot(const Node& n, int slot) {
-  auto slots = ShapeLikeInputs(n.op_type());
-  return std::find(slots.begin(), slots.end(), slot) != slots.end();
-}
-
 class Painter {
  public:
   Painter(Model& model, const PrecisionPolicy& policy) : model_(model), policy_(policy) {}
@@ -51,7 +46,9 @@ class Painter {
     std::vector<Value*> out;
     for (size_t i = 0; i < n->num_inputs(); ++i) {
       Value* v = n->input(i);
-      if (!v || v->dtype() != DType::kFloat32 || IsShapeLikeSlot(*n, static_cast<int>(i))) continue;
+      if (!v || v->dtype() != DType::kFloat32 ||
+          IsShapeLikeInput(n->op_type(), static_cast<int>(i)))
+        continue;
       if (KeepsFp32Input(n->op_type(), static_cast<int>(i))) continue;
       out.push_back(v);
     }
@@ -90,7 +87,8 @@ class Painter {
   bool ShapeOnly(const Value* v) const {
     if (v->is_graph_output() || v->uses().empty()) return false;
     for (const Use& u : v->uses())
-      if (!IsShapeLikeSlot(*u.node, u.index) && !shape_nodes_.count(u.node)) return false;
+      if (!IsShapeLikeInput(u.node->op_type(), u.index) && !shape_nodes_.count(u.node))
+        return false;
     return true;
   }
 
@@ -176,7 +174,8 @@ class Painter {
     for (const Value* v : n->outputs()) {
       if (graph_output && v->is_graph_output()) *graph_output = true;
       for (const Use& u : v->uses())
-        if (color_.count(u.node) && !IsShapeLikeSlot(*u.node, u.index)) out.push_back(u.node);
+        if (color_.count(u.node) && !IsShapeLikeInput(u.node->op_type(), u.index))
+          out.push_back(u.node);
     }
     return out;
   }
