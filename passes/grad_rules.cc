@@ -465,6 +465,8 @@ Status Unary(G& b) {
   Value* g = nullptr;
   if (op == "Neg")
     g = b.Op("Neg", {dy});
+  else if (op == "Abs")
+    g = b.Op("Mul", {dy, b.Op("Sign", {x})});
   else if (op == "Exp")
     g = b.Op("Mul", {dy, y});
   else if (op == "Log")
@@ -720,6 +722,7 @@ const std::map<std::string, GradFn>& Rules() {
       {"MaxPool", MaxPool},
       {"GlobalAveragePool", GlobalAveragePool},
       {"Neg", Unary},
+      {"Abs", Unary},
       {"Exp", Unary},
       {"Log", Unary},
       {"Sqrt", Unary},

@@ -70,6 +70,10 @@ CASES = {
                 {}, {"w": [2, 3, 6, 5]}, "mse"),
     "identity_dropout_cast": (F, "i = Identity (w)\n d = Dropout (i)\n c = Cast <to = 11> (d)\n y = Cast <to = 1> (c)", {},
                               {"w": [3, 4]}, "mse"),
+    # Every loss attach-loss offers, on a small linear model.
+    "loss_l1": (D, "y = MatMul (x, w)", {"x": [3, 4]}, {"w": [4, 2]}, "l1"),
+    "loss_bce_with_logits": (D, "y = MatMul (x, w)", {"x": [3, 4]}, {"w": [4, 2]}, "bce_with_logits"),
+    "loss_mse_abs": (D, "a = Abs (w)\n y = Mul (x, a)", {"x": [3, 4]}, {"w": [4]}, "mse"),
     "maxpool_gap": (F, "p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (w)\n y = GlobalAveragePool (p)", {}, {"w": [2, 3, 4, 4]}, "mse"),
 }
 
@@ -136,6 +140,8 @@ class GradientCheck(unittest.TestCase):
                 args += ["--loss", "model"]
             elif loss == "mse_bn":
                 args += ["--loss", "mse", "--output", "y"]
+            elif loss in ("l1", "bce_with_logits"):
+                args += ["--loss", loss]
             else:
                 args += ["--loss", "mse"]
             r = subprocess.run([AMP_COMPILE, src, "-o", out, *args], capture_output=True, text=True, timeout=60)

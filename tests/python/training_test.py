@@ -100,6 +100,39 @@ class MixedPrecision(unittest.TestCase):
         self.assertEqual(scales, exp["scales"])
 
 
+class LossValues(unittest.TestCase):
+    """Each loss attach-loss offers computes PyTorch's formula (checked in NumPy
+    on the mlp's own logits)."""
+
+    def test_losses(self):
+        src = os.path.join(MODELS, "mlp", "model.onnx")
+        x = np.load(os.path.join(MODELS, "mlp", "data.npz"))["x0"]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        logits = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        rng = np.random.default_rng(4)
+        targets = rng.uniform(0, 1, logits.shape).astype(np.float32)
+        classes = rng.integers(0, logits.shape[1], logits.shape[0]).astype(np.int64)
+        z = logits.astype(np.float64)
+        log_softmax = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+        expected = {
+            "cross_entropy": -log_softmax[np.arange(len(classes)), classes].mean(),
+            "mse": ((z - targets) ** 2).mean(),
+            "l1": np.abs(z - targets).mean(),
+            "bce_with_logits": (np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))).mean(),
+        }
+        for kind, value in expected.items():
+            with self.subTest(loss=kind), tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "g.onnx")
+                r = subprocess.run([AMP_COMPILE, src, "-o", out, "--loss", kind, "--opt-level", "O0", "--emit",
+                                    "gradients"], capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                sess = ort.InferenceSession(out, so, providers=["CPUExecutionProvider"])
+                labels = classes if kind == "cross_entropy" else targets
+                loss = sess.run(["loss"], {"input": x, "labels": labels})[0]
+                self.assertAlmostEqual(float(loss), value, delta=1e-5 * max(1.0, abs(value)))
+
+
 class LossScaling(unittest.TestCase):
     def test_inf_skips_exactly_that_step_and_halves_the_scale(self):
         data = np.load(os.path.join(MODELS, "mlp", "data.npz"))
