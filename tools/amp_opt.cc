@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", training.optimizer.weight_decay, "optimizer: weight decay");
   app.add_option("--growth-interval", training.loss_scale.growth_interval,
                  "loss-scaling: growth interval");
+  app.add_option("--init-scale", training.loss_scale.init_scale,
+                 "loss-scaling: initial (or static) scale");
+  bool static_scale = false;
+  app.add_flag("--static-loss-scale", static_scale, "loss-scaling: keep the scale fixed");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,6 +89,7 @@ int main(int argc, char** argv) {
     options.freeze = training.freeze;
     options.optimizer = training.optimizer;
     options.loss_scale = training.loss_scale;
+    options.loss_scale.dynamic = !static_scale;
     if (!split) return Process(amp::LoadModel(input), passes, options, output);
     std::ifstream f(input);
     if (!f) return amp::NotFound("cannot open '", input, "'");

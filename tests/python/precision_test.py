@@ -141,5 +141,32 @@ class Precision(unittest.TestCase):
             self.assertIn("unknown dtype 'fp8'", r.stderr)
 
 
+class PolicyErrors(unittest.TestCase):
+    """Every bad policy (file or flags) is one clear error line, exit 1."""
+
+    def run_bad(self, args, fragment, policy=None):
+        with tempfile.TemporaryDirectory() as tmp:
+            if policy is not None:
+                path = os.path.join(tmp, "p.json")
+                with open(path, "w") as f:
+                    f.write(policy)
+                args = args + ["--policy", path]
+            r = subprocess.run([AMP_COMPILE, os.path.join(MODELS, "mlp", "model.onnx"), *args],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(fragment, r.stderr)
+
+    def test_bad_policies(self):
+        self.run_bad([], "is not valid JSON", policy="{dtype: fp16")
+        self.run_bad([], "must hold a JSON object", policy="[1, 2]")
+        self.run_bad([], "unknown key 'dtypes'", policy='{"dtypes": "bf16"}')
+        self.run_bad([], "a value has the wrong type", policy='{"keep_batchnorm_fp32": "yes"}')
+        self.run_bad([], "unknown opt level 'O7'", policy='{"opt_level": "O7"}')
+        self.run_bad(["--policy", "/nonexistent/p.json"], "cannot open policy file")
+        self.run_bad(["--fp32-nodes", "(("], "is not a valid regular expression")
+        self.run_bad(["--fp32-ops", "Gemm", "--half-ops", "Gemm"], "is in both the fp32 and the half override lists")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
