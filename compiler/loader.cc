@@ -23,7 +23,7 @@ Status Finish(Model& m) {
 
 }  // namespace
 
-StatusOr<Model> ReadModel(const std::string& path) {
+StatusOr<Model> ReadModel(const std::string& path, TrainingInfoMode mode) {
   bool text = EndsWith(path, ".onnxtxt") || EndsWith(path, ".txt");
   if (!text) {
     std::ifstream f(path, std::ios::binary);
@@ -32,7 +32,7 @@ StatusOr<Model> ReadModel(const std::string& path) {
     f.get(first);
     text = first == '<';
   }
-  if (!text) return ImportModelFile(path);
+  if (!text) return ImportModelFile(path, mode);
   std::ifstream f(path);
   if (!f) return NotFound("cannot open '", path, "'");
   std::stringstream ss;
@@ -42,8 +42,8 @@ StatusOr<Model> ReadModel(const std::string& path) {
   return m;
 }
 
-StatusOr<Model> LoadModel(const std::string& path) {
-  AMP_ASSIGN_OR_RETURN(Model m, ReadModel(path));
+StatusOr<Model> LoadModel(const std::string& path, TrainingInfoMode mode) {
+  AMP_ASSIGN_OR_RETURN(Model m, ReadModel(path, mode));
   AMP_RETURN_IF_ERROR(Finish(m).WithContext(StrCat("'", path, "'")));
   return m;
 }

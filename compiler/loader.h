@@ -6,14 +6,17 @@
 #include <string>
 
 #include "compiler/ir.h"
+#include "compiler/onnx_import.h"
 #include "compiler/status.h"
 
 namespace amp {
 
 // Parses without inference (for tools that want to show the raw import).
-StatusOr<Model> ReadModel(const std::string& path);
+StatusOr<Model> ReadModel(const std::string& path,
+                          TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 // ReadModel + InferShapes + VerifyModel.
-StatusOr<Model> LoadModel(const std::string& path);
+StatusOr<Model> LoadModel(const std::string& path,
+                          TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 // Same for ONNX text held in memory.
 StatusOr<Model> LoadModelText(const std::string& text);
 

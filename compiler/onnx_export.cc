@@ -205,7 +205,10 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
   }
   std::map<std::string, std::string> metadata = model.metadata;
   if (model.training.active()) {
-    std::string json = "{\"loss\": \"" + model.training.loss + "\", \"updates\": [";
+    std::string json = "{\"loss\": \"" + model.training.loss + "\", ";
+    if (!model.training.skip_step.empty())
+      json += "\"skip_step\": \"" + model.training.skip_step + "\", ";
+    json += "\"updates\": [";
     bool first = true;
     for (const auto& [state, update] : model.training.updates) {
       json += StrCat(first ? "" : ", ", "[\"", state, "\", \"", update, "\"]");

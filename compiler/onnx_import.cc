@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "onnx/onnx_pb.h"
 
@@ -21,13 +23,14 @@ constexpr size_t kMaxProtoBytes = size_t{2} << 30;  // protobuf's own 2 GiB ceil
 
 class Importer {
  public:
-  Importer(const onnx::ModelProto& proto, std::string directory)
-      : proto_(proto), directory_(std::move(directory)) {}
+  Importer(const onnx::ModelProto& proto, std::string directory, TrainingInfoMode mode)
+      : proto_(proto), directory_(std::move(directory)), mode_(mode) {}
 
   StatusOr<Model> Run();
 
  private:
   Status ImportOpsets(Model& m);
+  Status ImportTrainingInfo(Model& m);
   Status ImportGraph(const onnx::GraphProto& g, Graph& graph);
   StatusOr<TensorType> ImportType(const onnx::TypeProto& t, const std::string& what);
   StatusOr<Tensor> ImportTensor(const onnx::TensorProto& t, const std::string& what);
@@ -38,6 +41,7 @@ class Importer {
 
   const onnx::ModelProto& proto_;
   std::string directory_;
+  TrainingInfoMode mode_;
   std::unordered_map<std::string, std::shared_ptr<MappedFile>> mapped_;
 };
 
@@ -53,17 +57,66 @@ StatusOr<Model> Importer::Run() {
   if (proto_.functions_size() > 0)
     return Unimplemented("model-local functions are not supported (the model defines '",
                          proto_.functions(0).name(), "'); export without them (inline them)");
-  if (proto_.training_info_size() > 0)
+  if (proto_.training_info_size() > 0 && mode_ == TrainingInfoMode::kRefuse)
     return Unimplemented(
         "the model already has training_info; amp imports inference or "
         "training-mode forward models");
+  if (proto_.training_info_size() == 0 && mode_ == TrainingInfoMode::kStep)
+    return InvalidArgument(
+        "the model is not a training step (it has no training_info); compile it with "
+        "`amp-compile MODEL --loss ... --optimizer ...` first");
   m.producer_name = proto_.producer_name();
   m.producer_version = proto_.producer_version();
   m.doc_string = proto_.doc_string();
   for (const auto& p : proto_.metadata_props()) m.metadata[p.key()] = p.value();
   m.directory = directory_;
-  AMP_RETURN_IF_ERROR(ImportGraph(proto_.graph(), *m.graph));
+  if (mode_ == TrainingInfoMode::kStep) {
+    AMP_RETURN_IF_ERROR(ImportTrainingInfo(m));
+  } else {
+    AMP_RETURN_IF_ERROR(ImportGraph(proto_.graph(), *m.graph));
+  }
   return m;
+}
+
+Status Importer::ImportTrainingInfo(Model& m) {
+  const onnx::TrainingInfoProto& ti = proto_.training_info(0);
+  // The step reads the main graph's initializers (ONNX's scoping rule), so
+  // they become the step graph's initializers.
+  onnx::GraphProto step = ti.algorithm();
+  std::unordered_set<std::string> own;
+  for (const auto& t : step.initializer()) own.insert(t.name());
+  for (const auto& t : proto_.graph().initializer())
+    if (!own.count(t.name())) *step.add_initializer() = t;
+  AMP_RETURN_IF_ERROR(ImportGraph(step, *m.graph));
+  TrainingInfo& info = m.training;
+  for (const auto& kv : ti.update_binding()) {
+    const Value* state = m.graph->FindValue(kv.key());
+    if (!state || !state->has_initializer())
+      return InvalidArgument("training_info binds '", kv.key(), "', which is not an initializer");
+    if (!m.graph->FindValue(kv.value()))
+      return InvalidArgument("training_info binds '", kv.key(), "' to '", kv.value(),
+                             "', which the step does not compute");
+    info.updates.emplace_back(kv.key(), kv.value());
+  }
+  // amp's metadata names the loss, the trainable parameters and the skip flag.
+  auto it = m.metadata.find("amp.training");
+  if (it != m.metadata.end()) {
+    nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      return InvalidArgument("metadata 'amp.training' is not valid JSON");
+    info.loss = j.value("loss", "");
+    info.skip_step = j.value("skip_step", "");
+    if (j.contains("trainable") && j["trainable"].is_array())
+      for (const auto& p : j["trainable"])
+        if (p.is_string()) info.trainable.push_back(p.get<std::string>());
+    info.has_optimizer = !info.updates.empty();
+  }
+  if (info.loss.empty() && m.graph->outputs().size() > 0) info.loss = m.graph->outputs()[0]->name();
+  for (const std::string* name : {&info.loss, &info.skip_step})
+    if (!name->empty() && !m.graph->FindValue(*name))
+      return InvalidArgument("metadata 'amp.training' names '", *name,
+                             "', which the step does not compute");
+  return Status::Ok();
 }
 
 Status Importer::ImportOpsets(Model& m) {
@@ -417,12 +470,14 @@ Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
 
 }  // namespace
 
-StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory) {
-  Importer importer(proto, directory);
+StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory,
+                                 TrainingInfoMode mode) {
+  Importer importer(proto, directory, mode);
   return importer.Run();
 }
 
-StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory) {
+StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory,
+                                 TrainingInfoMode mode) {
   if (size == 0) return InvalidArgument("the file is empty");
   if (size >= kMaxProtoBytes)
     return InvalidArgument("the file is ", size, " bytes; an ONNX protobuf must be under 2 GiB ",
@@ -436,16 +491,16 @@ StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::strin
         "not a valid ONNX model: the protobuf cannot be parsed (the file is "
         "truncated or corrupt, or nests subgraphs deeper than ",
         kProtoRecursionLimit, " levels)");
-  return ImportModelProto(proto, directory);
+  return ImportModelProto(proto, directory, mode);
 }
 
-StatusOr<Model> ImportModelFile(const std::string& path) {
+StatusOr<Model> ImportModelFile(const std::string& path, TrainingInfoMode mode) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) return InvalidArgument("'", path, "' is a folder, not a file");
   AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
-  auto model = ImportModelBytes(file->data(), file->size(), dir.string());
+  auto model = ImportModelBytes(file->data(), file->size(), dir.string(), mode);
   if (!model.ok()) return model.status().WithContext(StrCat("'", path, "'"));
   return model;
 }

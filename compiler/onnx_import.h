@@ -22,11 +22,23 @@ inline constexpr int64_t kMaxOpset = 25;
 inline constexpr int64_t kMinIrVersion = 7;
 inline constexpr int64_t kMaxIrVersion = 11;
 
+// What to do with a model that has training_info (a training step written by
+// amp-compile, or any ONNX training model).
+enum class TrainingInfoMode {
+  kRefuse,   // an error: the compiler takes forward models
+  kForward,  // import the main graph (the forward model) and ignore the step
+  kStep,     // import training_info[0]'s algorithm as the graph, with the main
+             // graph's initializers and Model::training from the bindings
+};
+
 // Reads a binary .onnx file. External data is resolved relative to the file's
 // folder and must stay inside it.
-StatusOr<Model> ImportModelFile(const std::string& path);
+StatusOr<Model> ImportModelFile(const std::string& path,
+                                TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 // Parses serialized bytes; `directory` is the external-data root ("" = none allowed).
-StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory);
-StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory);
+StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory,
+                                 TrainingInfoMode mode = TrainingInfoMode::kRefuse);
+StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory,
+                                 TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 
 }  // namespace amp

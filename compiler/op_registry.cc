@@ -1281,9 +1281,40 @@ constexpr std::array kOps = std::to_array<OpSchema>({
     {"NonZero", 1, 1, 1, 1, InferNonZero},
 });
 
+// ai.onnx.preview.training optimizers: R, T, then groups of n tensors (X, G,
+// and V for Momentum, H for Adagrad, V and H for Adam); outputs are the new
+// X, then the new state, each typed like its input.
+Status InferPreviewOptimizer(InferenceContext& ctx) {
+  int groups_in = ctx.node().op_type() == "Adam" ? 4 : 3;
+  int groups_out = groups_in - 1;
+  int64_t rest = static_cast<int64_t>(ctx.num_inputs()) - 2;
+  if (rest <= 0 || rest % groups_in != 0)
+    return ctx.Error("expects R, T and ", groups_in, " groups of tensors");
+  int64_t n = rest / groups_in;
+  if (static_cast<int64_t>(ctx.num_outputs()) != groups_out * n)
+    return ctx.Error("expects ", groups_out * n, " outputs for ", n, " tensors");
+  for (int64_t j = 0; j < groups_out * n; ++j) {
+    size_t from = static_cast<size_t>(j < n ? 2 + j : 2 + n + j);
+    if (!ctx.has_input(from)) return ctx.Error("input ", from, " is missing");
+    ctx.SetOutput(j, ctx.input_dtype(from), ctx.input_shape(from));
+  }
+  return Status::Ok();
+}
+
+const std::vector<OpSchema> kPreviewTrainingOps = {
+    {"Adam", 6, -1, 3, -1, InferPreviewOptimizer},
+    {"Momentum", 5, -1, 2, -1, InferPreviewOptimizer},
+    {"Adagrad", 5, -1, 2, -1, InferPreviewOptimizer},
+};
+
 }  // namespace
 
 const OpSchema* FindOpSchema(const std::string& domain, const std::string& op_type) {
+  if (domain == "ai.onnx.preview.training") {
+    for (const auto& s : kPreviewTrainingOps)
+      if (s.op_type == op_type) return &s;
+    return nullptr;
+  }
   if (!domain.empty() && domain != "ai.onnx") return nullptr;
   for (const auto& s : kOps)
     if (s.op_type == op_type) return &s;

@@ -1,8 +1,12 @@
 #include "runtime/npz.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <regex>
 
@@ -171,6 +175,167 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
     }
   }
   return out;
+}
+
+namespace {
+
+std::string NpyDescr(DType t) {
+  switch (t) {
+    case DType::kBool:
+      return "|b1";
+    case DType::kInt8:
+      return "|i1";
+    case DType::kUInt8:
+      return "|u1";
+    case DType::kInt16:
+      return "<i2";
+    case DType::kUInt16:
+      return "<u2";
+    case DType::kBFloat16:
+      return "<u2";
+    case DType::kInt32:
+      return "<i4";
+    case DType::kUInt32:
+      return "<u4";
+    case DType::kInt64:
+      return "<i8";
+    case DType::kUInt64:
+      return "<u8";
+    case DType::kFloat16:
+      return "<f2";
+    case DType::kFloat32:
+      return "<f4";
+    case DType::kFloat64:
+      return "<f8";
+    default:
+      return "";
+  }
+}
+
+void Put16(std::string& s, uint32_t v) {
+  s.push_back(static_cast<char>(v & 0xff));
+  s.push_back(static_cast<char>((v >> 8) & 0xff));
+}
+void Put32(std::string& s, uint32_t v) {
+  Put16(s, v & 0xffff);
+  Put16(s, v >> 16);
+}
+
+// Writes all of `data` to fd; false on any error (a full disk included).
+bool WriteAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+Status WriteNpz(const std::string& path, const std::map<std::string, Tensor>& arrays) {
+  std::string out;
+  std::string central;
+  uint32_t count = 0;
+  for (const auto& [name, t] : arrays) {
+    std::string descr = NpyDescr(t.dtype());
+    if (descr.empty()) return Unimplemented("cannot write '", name, "': unsupported element type");
+    std::string shape = "(";
+    for (size_t i = 0; i < t.dims().size(); ++i)
+      shape += (i ? ", " : "") + std::to_string(t.dims()[i]);
+    shape += t.dims().size() == 1 ? ",)" : ")";
+    std::string header =
+        "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+    size_t total = 10 + header.size() + 1;
+    header.append((64 - total % 64) % 64, ' ');
+    header += '\n';
+    std::string npy = "\x93NUMPY";
+    npy.push_back(1);
+    npy.push_back(0);
+    Put16(npy, static_cast<uint32_t>(header.size()));
+    npy += header;
+    npy.append(reinterpret_cast<const char*>(t.data()), t.nbytes());
+    if (out.size() + npy.size() > 0xffffffffull)
+      return Unimplemented("'", path, "' would exceed 4 GiB (zip64 writing is not supported)");
+    std::string member = name + ".npy";
+    uint32_t crc = static_cast<uint32_t>(
+        crc32(0, reinterpret_cast<const Bytef*>(npy.data()), static_cast<uInt>(npy.size())));
+    uint32_t offset = static_cast<uint32_t>(out.size());
+    uint32_t size = static_cast<uint32_t>(npy.size());
+    // Local file header.
+    Put32(out, 0x04034b50);
+    Put16(out, 20);
+    Put16(out, 0);
+    Put16(out, 0);  // stored
+    Put16(out, 0);
+    Put16(out, 0x21);  // 1980-01-01
+    Put32(out, crc);
+    Put32(out, size);
+    Put32(out, size);
+    Put16(out, static_cast<uint32_t>(member.size()));
+    Put16(out, 0);
+    out += member;
+    out += npy;
+    // Central directory entry.
+    Put32(central, 0x02014b50);
+    Put16(central, 20);
+    Put16(central, 20);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0x21);
+    Put32(central, crc);
+    Put32(central, size);
+    Put32(central, size);
+    Put16(central, static_cast<uint32_t>(member.size()));
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put16(central, 0);
+    Put32(central, 0);
+    Put32(central, offset);
+    central += member;
+    ++count;
+  }
+  uint32_t cd_offset = static_cast<uint32_t>(out.size());
+  out += central;
+  Put32(out, 0x06054b50);
+  Put16(out, 0);
+  Put16(out, 0);
+  Put16(out, count);
+  Put16(out, count);
+  Put32(out, static_cast<uint32_t>(central.size()));
+  Put32(out, cd_offset);
+  Put16(out, 0);
+
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot write '", tmp, "': ", std::strerror(errno));
+  bool ok = WriteAll(fd, out.data(), out.size()) && ::fsync(fd) == 0;
+  int err = errno;
+  ok = (::close(fd) == 0) && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    return IoError("cannot write '", tmp, "': ", std::strerror(err),
+                   " (the previous file, if any, is intact)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    std::remove(tmp.c_str());
+    return IoError("cannot rename '", tmp, "' to '", path, "': ", std::strerror(e));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
 }
 
 }  // namespace amp

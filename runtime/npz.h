@@ -14,6 +14,11 @@ namespace amp {
 
 // Arrays by name (the member name without ".npy", e.g. "x0" or "init/fc.weight").
 StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path);
+// Writes arrays as an uncompressed .npz (what np.savez writes), atomically:
+// to "<path>.tmp", fsync, rename over `path`, fsync the folder. A crash or a
+// full disk midway leaves any earlier file at `path` intact. bfloat16 arrays
+// are written as uint16 (NumPy has no bfloat16).
+Status WriteNpz(const std::string& path, const std::map<std::string, Tensor>& arrays);
 // One .npy file's bytes.
 StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& what);
 

@@ -1,0 +1,25 @@
+// The CPU kernel families (one file each) and the one explicit table that
+// registry.cc builds from them.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "kernels/cpu/kernel.h"
+
+namespace amp::cpu {
+
+// Keys: "Op" for the default domain, "domain:Op" otherwise.
+using KernelTable = std::map<std::string, KernelFn>;
+
+void RegisterElementwiseKernels(KernelTable& t);  // elementwise.cc
+void RegisterGemmKernels(KernelTable& t);         // gemm.cc
+void RegisterConvKernels(KernelTable& t);         // conv.cc
+void RegisterPoolKernels(KernelTable& t);         // pool.cc
+void RegisterNormKernels(KernelTable& t);         // norm.cc
+void RegisterReduceKernels(KernelTable& t);       // reduce.cc (and Softmax family, ArgMax)
+void RegisterLossKernels(KernelTable& t);         // loss.cc
+void RegisterDataKernels(KernelTable& t);         // data.cc (shape, copy and index ops)
+void RegisterOptimizerKernels(KernelTable& t);    // optimizer.cc (ai.onnx.preview.training)
+
+}  // namespace amp::cpu

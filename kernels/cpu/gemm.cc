@@ -1,0 +1,107 @@
+// GEMM kernels: Gemm and (batched, broadcasting) MatMul. Half inputs are
+// widened to FP32, multiplied by OpenBLAS with FP32 accumulation, and the
+// result rounded once - what a tensor-core GEMM with FP32 accumulation and a
+// half output does.
+#include <algorithm>
+
+#include "kernels/cpu/families.h"
+
+namespace amp::cpu {
+namespace {
+
+// A float32 view of a float tensor: the tensor itself, or a widened copy.
+class FloatView {
+ public:
+  explicit FloatView(const TensorRef& t) {
+    if (t.dtype == DType::kFloat32) {
+      ptr_ = t.as<float>();
+    } else {
+      copy_ = ToFloat(t);
+      ptr_ = copy_.data();
+    }
+  }
+  const float* data() const { return ptr_; }
+
+ private:
+  const float* ptr_;
+  std::vector<float> copy_;
+};
+
+Status GemmKernel(KernelContext& ctx) {
+  const TensorRef& a = ctx.in(0);
+  const TensorRef& b = ctx.in(1);
+  TensorRef& y = ctx.out(0);
+  if (!IsFloat(a.dtype) || a.dtype == DType::kFloat64)
+    return ctx.Error("Gemm runs on float32, float16 and bfloat16");
+  bool ta = ctx.node.GetInt("transA", 0) != 0;
+  bool tb = ctx.node.GetInt("transB", 0) != 0;
+  float alpha = ctx.node.GetFloat("alpha", 1.0f);
+  float beta = ctx.node.GetFloat("beta", 1.0f);
+  int64_t m = y.dims[0], n = y.dims[1];
+  int64_t k = ta ? a.dims[0] : a.dims[1];
+  FloatView fa(a), fb(b);
+  std::vector<float> acc(m * n, 0.f);
+  if (ctx.has_input(2) && beta != 0) {
+    const TensorRef& c = ctx.in(2);
+    std::vector<int64_t> s = BroadcastStrides(c.dims, y.dims);
+    std::vector<float> fc = ToFloat(c);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) acc[i * n + j] = fc[i * s[0] + j * s[1]];
+  } else {
+    beta = 0;
+  }
+  Sgemm(ta, tb, m, n, k, alpha, fa.data(), ta ? m : k, fb.data(), tb ? k : n, beta, acc.data(), n);
+  FromFloat(acc, y);
+  return Status::Ok();
+}
+
+Status MatMulKernel(KernelContext& ctx) {
+  const TensorRef& a = ctx.in(0);
+  const TensorRef& b = ctx.in(1);
+  TensorRef& y = ctx.out(0);
+  if (!IsFloat(a.dtype) || a.dtype == DType::kFloat64)
+    return ctx.Error("MatMul runs on float32, float16 and bfloat16");
+  std::vector<int64_t> ad = a.dims, bd = b.dims;
+  if (ad.size() == 1) ad.insert(ad.begin(), 1);
+  if (bd.size() == 1) bd.push_back(1);
+  int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
+  // Batch dims of the output (the broadcast of both operands' batch dims).
+  std::vector<int64_t> batch_a(ad.begin(), ad.end() - 2), batch_b(bd.begin(), bd.end() - 2);
+  size_t br = std::max(batch_a.size(), batch_b.size());
+  std::vector<int64_t> batch(br, 1);
+  for (size_t i = 0; i < br; ++i) {
+    int64_t da = i + batch_a.size() >= br ? batch_a[i + batch_a.size() - br] : 1;
+    int64_t db = i + batch_b.size() >= br ? batch_b[i + batch_b.size() - br] : 1;
+    batch[i] = std::max(da, db);
+  }
+  std::vector<int64_t> sa = BroadcastStrides(batch_a, batch), sb = BroadcastStrides(batch_b, batch);
+  int64_t nbatch = 1;
+  for (int64_t d : batch) nbatch *= d;
+  FloatView fa(a), fb(b);
+  std::vector<float> acc(nbatch * m * n);
+  std::vector<int64_t> idx(br, 0);
+  for (int64_t bi = 0; bi < nbatch; ++bi) {
+    int64_t oa = 0, ob = 0;
+    for (size_t d = 0; d < br; ++d) {
+      oa += idx[d] * sa[d];
+      ob += idx[d] * sb[d];
+    }
+    Sgemm(false, false, m, n, k, 1.0f, fa.data() + oa * m * k, k, fb.data() + ob * k * n, n, 0.0f,
+          acc.data() + bi * m * n, n);
+    for (int64_t d = static_cast<int64_t>(br) - 1; d >= 0; --d) {
+      if (++idx[d] < batch[d]) break;
+      idx[d] = 0;
+    }
+  }
+  FromFloat(acc, y);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterGemmKernels(KernelTable& t) {
+  t["Gemm"] = GemmKernel;
+  t["MatMul"] = MatMulKernel;
+}
+
+}  // namespace amp::cpu

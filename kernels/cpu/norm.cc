@@ -1,0 +1,173 @@
+// Normalization kernels: BatchNormalization (inference and training mode,
+// with the running-statistics update), LayerNormalization (with its Mean and
+// InvStdDev outputs), InstanceNormalization and GroupNormalization.
+// Statistics are computed in double and kept in FP32.
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "kernels/cpu/families.h"
+
+namespace amp::cpu {
+namespace {
+
+// Normalizes `groups` rows of `n` elements of x in place: (x - mean) * inv_std,
+// writing each row's mean and inv_std.
+void NormalizeRows(std::vector<float>& x, int64_t groups, int64_t n, double epsilon,
+                   std::vector<float>* mean_out, std::vector<float>* inv_out) {
+  for (int64_t g = 0; g < groups; ++g) {
+    float* p = x.data() + g * n;
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += p[i];
+    double mean = n ? s / n : 0;
+    double v = 0;
+    for (int64_t i = 0; i < n; ++i) v += (p[i] - mean) * (p[i] - mean);
+    double var = n ? v / n : 0;
+    double inv = 1.0 / std::sqrt(var + epsilon);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>((p[i] - mean) * inv);
+    if (mean_out) (*mean_out)[g] = static_cast<float>(mean);
+    if (inv_out) (*inv_out)[g] = static_cast<float>(inv);
+  }
+}
+
+Status BatchNormKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  int64_t n = x.dims[0], c = x.dims[1];
+  int64_t spatial = Product(x.dims, 2);
+  double eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  double momentum = ctx.node.GetFloat("momentum", 0.9f);
+  bool training = ctx.node.GetInt("training_mode", 0) != 0;
+  std::vector<float> fx = ToFloat(x), scale = ToFloat(ctx.in(1)), bias = ToFloat(ctx.in(2)),
+                     in_mean = ToFloat(ctx.in(3)), in_var = ToFloat(ctx.in(4));
+  std::vector<float> mean(c), var(c);
+  if (training) {
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0, ss = 0;
+      for (int64_t b = 0; b < n; ++b) {
+        const float* p = fx.data() + (b * c + ch) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) s += p[i];
+      }
+      double cnt = static_cast<double>(n * spatial);
+      double m = s / cnt;
+      for (int64_t b = 0; b < n; ++b) {
+        const float* p = fx.data() + (b * c + ch) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) ss += (p[i] - m) * (p[i] - m);
+      }
+      mean[ch] = static_cast<float>(m);
+      var[ch] = static_cast<float>(ss / cnt);
+    }
+  } else {
+    mean = in_mean;
+    var = in_var;
+  }
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double inv = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
+    for (int64_t b = 0; b < n; ++b) {
+      float* p = fx.data() + (b * c + ch) * spatial;
+      for (int64_t i = 0; i < spatial; ++i)
+        p[i] = static_cast<float>((p[i] - mean[ch]) * inv * scale[ch] + bias[ch]);
+    }
+  }
+  FromFloat(fx, ctx.out(0));
+  if (training) {
+    if (ctx.has_output(1)) {
+      std::vector<float> rm(c);
+      for (int64_t ch = 0; ch < c; ++ch)
+        rm[ch] = static_cast<float>(in_mean[ch] * momentum + mean[ch] * (1 - momentum));
+      FromFloat(rm, ctx.out(1));
+    }
+    if (ctx.has_output(2)) {
+      std::vector<float> rv(c);
+      for (int64_t ch = 0; ch < c; ++ch)
+        rv[ch] = static_cast<float>(in_var[ch] * momentum + var[ch] * (1 - momentum));
+      FromFloat(rv, ctx.out(2));
+    }
+  }
+  return Status::Ok();
+}
+
+Status LayerNormKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
+  double eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  int64_t rows = 1;
+  for (int64_t d = 0; d < axis; ++d) rows *= x.dims[d];
+  int64_t n = Product(x.dims, axis);
+  std::vector<float> fx = ToFloat(x), scale = ToFloat(ctx.in(1));
+  std::vector<float> bias = ctx.has_input(2) ? ToFloat(ctx.in(2)) : std::vector<float>();
+  std::vector<float> mean(rows), inv(rows);
+  NormalizeRows(fx, rows, n, eps, &mean, &inv);
+  // Scale and B broadcast against the normalized dims.
+  std::vector<int64_t> norm_dims(x.dims.begin() + axis, x.dims.end());
+  std::vector<int64_t> ss = BroadcastStrides(ctx.in(1).dims, norm_dims);
+  std::vector<int64_t> bs =
+      ctx.has_input(2) ? BroadcastStrides(ctx.in(2).dims, norm_dims) : std::vector<int64_t>();
+  std::vector<int64_t> ns = Strides(norm_dims);
+  std::vector<int64_t> soff(n), boff(n);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t rem = i, so = 0, bo = 0;
+    for (size_t d = 0; d < norm_dims.size(); ++d) {
+      int64_t id = rem / ns[d];
+      rem %= ns[d];
+      so += id * ss[d];
+      if (!bs.empty()) bo += id * bs[d];
+    }
+    soff[i] = so;
+    boff[i] = bo;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* p = fx.data() + r * n;
+    for (int64_t i = 0; i < n; ++i)
+      p[i] = p[i] * scale[soff[i]] + (bias.empty() ? 0.f : bias[boff[i]]);
+  }
+  FromFloat(fx, ctx.out(0));
+  if (ctx.has_output(1)) FromFloat(mean, ctx.out(1));
+  if (ctx.has_output(2)) FromFloat(inv, ctx.out(2));
+  return Status::Ok();
+}
+
+Status InstanceNormKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  int64_t n = x.dims[0], c = x.dims[1];
+  int64_t spatial = Product(x.dims, 2);
+  double eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  std::vector<float> fx = ToFloat(x), scale = ToFloat(ctx.in(1)), bias = ToFloat(ctx.in(2));
+  NormalizeRows(fx, n * c, spatial, eps, nullptr, nullptr);
+  for (int64_t r = 0; r < n * c; ++r)
+    for (int64_t i = 0; i < spatial; ++i)
+      fx[r * spatial + i] = fx[r * spatial + i] * scale[r % c] + bias[r % c];
+  FromFloat(fx, ctx.out(0));
+  return Status::Ok();
+}
+
+Status GroupNormKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  int64_t n = x.dims[0], c = x.dims[1];
+  int64_t groups = ctx.node.GetInt("num_groups", 1);
+  if (groups <= 0 || c % groups != 0) return ctx.Error("num_groups must divide the channels");
+  int64_t spatial = Product(x.dims, 2);
+  double eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  std::vector<float> fx = ToFloat(x), scale = ToFloat(ctx.in(1)), bias = ToFloat(ctx.in(2));
+  NormalizeRows(fx, n * groups, (c / groups) * spatial, eps, nullptr, nullptr);
+  // Opset 21: scale and bias per channel; opset 18: per group.
+  bool per_channel = static_cast<int64_t>(scale.size()) == c;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      int64_t k = per_channel ? ch : ch / (c / groups);
+      float* p = fx.data() + (b * c + ch) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) p[i] = p[i] * scale[k] + bias[k];
+    }
+  FromFloat(fx, ctx.out(0));
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterNormKernels(KernelTable& t) {
+  t["BatchNormalization"] = BatchNormKernel;
+  t["LayerNormalization"] = LayerNormKernel;
+  t["InstanceNormalization"] = InstanceNormKernel;
+  t["GroupNormalization"] = GroupNormKernel;
+}
+
+}  // namespace amp::cpu

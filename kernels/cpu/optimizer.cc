@@ -1,0 +1,108 @@
+// The optimizer ops of ONNX's ai.onnx.preview.training domain: Adagrad,
+// Momentum and Adam over any number of tensors, as the spec writes them,
+// computed in double. (amp's own compiled steps express their optimizer in
+// standard ops; these let amp run models that use the preview ops.)
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "kernels/cpu/families.h"
+
+namespace amp::cpu {
+namespace {
+
+std::vector<double> ToDouble(const TensorRef& t) {
+  std::vector<double> out(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) out[i] = ReadDouble(t, i);
+  return out;
+}
+
+void Write(const std::vector<double>& v, TensorRef& t) {
+  std::vector<float> f(v.begin(), v.end());
+  if (t.dtype == DType::kFloat64) {
+    std::copy(v.begin(), v.end(), t.as<double>());
+  } else {
+    FromFloat(f, t);
+  }
+}
+
+Status AdagradKernel(KernelContext& ctx) {
+  size_t n = (ctx.inputs.size() - 2) / 3;
+  double r = ReadDouble(ctx.in(0), 0);
+  double t = static_cast<double>(ReadInt(ctx.in(1), 0));
+  double decay = ctx.node.GetFloat("decay_factor", 0.f);
+  double eps = ctx.node.GetFloat("epsilon", 0.f);
+  double norm = ctx.node.GetFloat("norm_coefficient", 0.f);
+  double lr = r / (1 + t * decay);
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<double> x = ToDouble(ctx.in(2 + k)), g = ToDouble(ctx.in(2 + n + k)),
+                        h = ToDouble(ctx.in(2 + 2 * n + k));
+    for (size_t i = 0; i < x.size(); ++i) {
+      double gr = norm * x[i] + g[i];
+      h[i] += gr * gr;
+      x[i] -= lr * gr / (std::sqrt(h[i]) + eps);
+    }
+    Write(x, ctx.out(k));
+    Write(h, ctx.out(n + k));
+  }
+  return Status::Ok();
+}
+
+Status MomentumKernel(KernelContext& ctx) {
+  size_t n = (ctx.inputs.size() - 2) / 3;
+  double r = ReadDouble(ctx.in(0), 0);
+  int64_t t = ReadInt(ctx.in(1), 0);
+  double alpha = ctx.node.GetFloat("alpha", 0.f);
+  double beta = ctx.node.GetFloat("beta", 0.f);
+  double norm = ctx.node.GetFloat("norm_coefficient", 0.f);
+  bool nesterov = ctx.node.GetString("mode", "standard") == "nesterov";
+  double beta_adj = t > 0 ? beta : 1.0;
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<double> x = ToDouble(ctx.in(2 + k)), g = ToDouble(ctx.in(2 + n + k)),
+                        v = ToDouble(ctx.in(2 + 2 * n + k));
+    for (size_t i = 0; i < x.size(); ++i) {
+      double gr = norm * x[i] + g[i];
+      v[i] = alpha * v[i] + beta_adj * gr;
+      x[i] -= nesterov ? r * (gr + alpha * v[i]) : r * v[i];
+    }
+    Write(x, ctx.out(k));
+    Write(v, ctx.out(n + k));
+  }
+  return Status::Ok();
+}
+
+Status AdamKernel(KernelContext& ctx) {
+  size_t n = (ctx.inputs.size() - 2) / 4;
+  double r = ReadDouble(ctx.in(0), 0);
+  double t = static_cast<double>(ReadInt(ctx.in(1), 0));
+  double alpha = ctx.node.GetFloat("alpha", 0.9f);
+  double beta = ctx.node.GetFloat("beta", 0.999f);
+  double eps = ctx.node.GetFloat("epsilon", 1e-6f);
+  double norm = ctx.node.GetFloat("norm_coefficient", 0.f);
+  double norm_post = ctx.node.GetFloat("norm_coefficient_post", 0.f);
+  double lr = t > 0 ? r * std::sqrt(1 - std::pow(beta, t)) / (1 - std::pow(alpha, t)) : r;
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<double> x = ToDouble(ctx.in(2 + k)), g = ToDouble(ctx.in(2 + n + k)),
+                        v = ToDouble(ctx.in(2 + 2 * n + k)), h = ToDouble(ctx.in(2 + 3 * n + k));
+    for (size_t i = 0; i < x.size(); ++i) {
+      double gr = norm * x[i] + g[i];
+      v[i] = alpha * v[i] + (1 - alpha) * gr;
+      h[i] = beta * h[i] + (1 - beta) * gr * gr;
+      x[i] = (1 - norm_post) * (x[i] - lr * v[i] / (std::sqrt(h[i]) + eps));
+    }
+    Write(x, ctx.out(k));
+    Write(v, ctx.out(n + k));
+    Write(h, ctx.out(2 * n + k));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterOptimizerKernels(KernelTable& t) {
+  t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;
+  t["ai.onnx.preview.training:Momentum"] = MomentumKernel;
+  t["ai.onnx.preview.training:Adam"] = AdamKernel;
+}
+
+}  // namespace amp::cpu

@@ -1,0 +1,69 @@
+// The CPU backend: host memory (64-byte aligned) and the kernels of
+// kernels/cpu.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/cpu/kernel.h"
+#include "runtime/backend.h"
+
+namespace amp {
+namespace {
+
+class CpuBackend : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+
+  StatusOr<void*> Allocate(size_t bytes) override {
+    size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) return Internal("cannot allocate ", bytes, " bytes of host memory");
+    std::memset(p, 0, rounded);
+    return p;
+  }
+  void Free(void* p) override { std::free(p); }
+  Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+    return Status::Ok();
+  }
+  Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+    return Status::Ok();
+  }
+  Status CopyOnDevice(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+    return Status::Ok();
+  }
+
+  Status Supports(const Node& node) const override {
+    if (cpu::FindKernel(node.domain(), node.op_type())) return Status::Ok();
+    return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for '",
+                         node.domain().empty() ? "" : node.domain() + ".", node.op_type(), "'");
+  }
+
+  Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
+             const std::vector<TensorRef*>& outputs, uint64_t step) override {
+    cpu::KernelFn fn = cpu::FindKernel(node.domain(), node.op_type());
+    if (!fn) return Supports(node);
+    cpu::KernelContext ctx{node, inputs, outputs, step};
+    return fn(ctx);
+  }
+
+  Status Synchronize() override { return Status::Ok(); }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
+
+StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) {
+  if (device == "cpu") return CreateCpuBackend();
+  if (device == "cuda")
+    return Unimplemented(
+        "--device cuda: this build of amp has no CUDA runtime yet (the CUDA backend is "
+        "work in progress); use --device cpu");
+  return InvalidArgument("unknown device '", device, "' (expected cpu or cuda)");
+}
+
+}  // namespace amp

@@ -1,0 +1,32 @@
+// The static memory plan: every intermediate value of a step gets an offset
+// in one arena, fixed before the first step. Values whose lifetimes (from the
+// node that defines them to the last node that reads them) do not overlap
+// share bytes. Placement is greedy by size (largest first, lowest offset
+// that fits), as TFLite's arena planner does.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "compiler/ir.h"
+
+namespace amp {
+
+struct MemoryPlan {
+  std::unordered_map<const Value*, size_t> offsets;  // arena values -> byte offset
+  size_t arena_bytes = 0;                            // the planned peak: the arena's size
+  size_t unshared_bytes = 0;  // what the same values would take without reuse
+};
+
+// `order`: the nodes in execution order. `in_arena(v)`: whether v's memory
+// comes from the arena (not an input, initializer or other pinned buffer);
+// v's type must have a static shape. Values in `keep` stay live to the end
+// (graph outputs, values read after the step). Offsets are `alignment`-aligned.
+MemoryPlan PlanMemory(const std::vector<const Node*>& order,
+                      const std::function<bool(const Value*)>& in_arena,
+                      const std::unordered_set<const Value*>& keep, size_t alignment = 64);
+
+}  // namespace amp

@@ -1,0 +1,116 @@
+// The executor: runs a model that amp-compile wrote - the training step from
+// its training_info, or its forward graph - on a Backend.
+//
+//   auto s = Session::Open("step.onnx", {.device = "cpu"});
+//   s->SetInput("input", x); s->SetInput("labels", y); s->SetInput("lr", lr);
+//   s->Run();                        // one step: forward, backward, update
+//   float loss = s->Fetch("loss")->GetDouble(0);
+//
+// The first Run after the input shapes change specializes the graph to them
+// (symbolic dims bound, shape computations folded, every shape static),
+// checks that the backend has a kernel for every node, and makes the static
+// memory plan: one arena for all intermediates, allocated once; nothing is
+// allocated inside a step. Parameters and optimizer state live in their own
+// buffers, replaced after each training step by the values the step bound to
+// them (ONNX's update_binding).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "compiler/ir.h"
+#include "compiler/onnx_import.h"
+#include "compiler/status.h"
+#include "runtime/backend.h"
+
+namespace amp {
+
+struct SessionOptions {
+  std::string device = "cpu";
+  // kStep runs the training step; kForward the forward (inference) graph.
+  TrainingInfoMode mode = TrainingInfoMode::kStep;
+  // Values to fetch after Run besides the graph outputs (kept alive to the end).
+  std::vector<std::string> extra_outputs;
+};
+
+struct MemoryReport {
+  size_t arena_bytes = 0;       // planned peak of all intermediates
+  size_t unshared_bytes = 0;    // the same without reuse
+  size_t persistent_bytes = 0;  // parameters, optimizer state, constants
+  size_t input_bytes = 0;
+};
+
+class Session {
+ public:
+  static StatusOr<std::unique_ptr<Session>> Open(const std::string& path,
+                                                 const SessionOptions& options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // The model as loaded (symbolic dims), with Model::training for a step.
+  const Model& model() const { return *base_; }
+  bool is_training() const { return base_->training.active() && !base_->training.updates.empty(); }
+  std::string_view device() const { return backend_->name(); }
+
+  // Binds a graph input for the next Run (copied). Its element type must be
+  // the declared one; its dims fix the symbolic ones.
+  Status SetInput(const std::string& name, const Tensor& value);
+  // Runs the graph once; for a training step, then replaces every piece of
+  // state by its update.
+  Status Run();
+  // A graph output, a value named in extra_outputs, or a piece of state, as a
+  // host tensor.
+  StatusOr<Tensor> Fetch(const std::string& name) const;
+
+  // Parameters, optimizer state, loss scale: the initializers a step updates.
+  std::vector<std::string> StateNames() const;
+  // Initializers by name (state or not), and replacing one's value.
+  StatusOr<Tensor> Initializer(const std::string& name) const;
+  Status SetInitializer(const std::string& name, const Tensor& value);
+
+  int64_t step() const { return step_; }
+  void set_step(int64_t s) { step_ = s; }
+  // The plan of the last specialization (zero before the first Run).
+  const MemoryReport& memory() const { return memory_; }
+
+ private:
+  Session() = default;
+  Status Specialize();
+  Status Copy(const TensorRef& from, TensorRef& to);
+
+  std::string path_;
+  SessionOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> base_;  // as loaded
+  std::unique_ptr<Model> spec_;  // specialized to the bound input shapes
+
+  // Persistent buffers: initializers by name (parameters, state, constants).
+  struct Buffer {
+    TensorRef ref;
+  };
+  std::map<std::string, Buffer> persistent_;
+  // Bound inputs (host copies) and their device buffers.
+  std::map<std::string, Tensor> pending_;
+  std::map<std::string, Buffer> input_buffers_;
+  std::map<std::string, std::vector<int64_t>> spec_shapes_;  // shapes spec_ was made for
+
+  // The specialized program.
+  struct Step {
+    const Node* node;
+    std::vector<const TensorRef*> in;
+    std::vector<TensorRef*> out;
+  };
+  std::vector<Step> program_;
+  std::unordered_map<std::string, TensorRef> refs_;               // every value of spec_ by name
+  std::vector<std::pair<TensorRef*, const TensorRef*>> updates_;  // state <- update
+  std::vector<void*> owned_;                                      // constants of spec_
+  void* arena_ = nullptr;
+  MemoryReport memory_;
+  int64_t step_ = 0;
+};
+
+}  // namespace amp

@@ -1,0 +1,356 @@
+// amp-train: trains a model that amp-compile turned into a training step.
+//
+//   amp-train step.onnx --data train.npz --batch-size 32 --steps 100
+//       --log metrics.jsonl --checkpoint ckpt --save-every 50
+//
+// DATA.npz holds one array per graph input of the step (except the learning
+// rate), named like the input, first axis = samples. Step k takes samples
+// [k*B, (k+1)*B) modulo the sample count (in order, or in a seeded
+// per-epoch shuffle with --shuffle); a last partial batch of an epoch is
+// dropped. Batches depend only on the step number, so --resume continues
+// bit-identically.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "compiler/loader.h"
+#include "compiler/onnx_export.h"
+#include "runtime/checkpoint.h"
+#include "runtime/npz.h"
+#include "runtime/session.h"
+#include "tools/cli_common.h"
+
+namespace amp {
+namespace {
+
+struct Flags {
+  std::string model, data, device = "cpu", log, checkpoint, resume, export_inference;
+  int64_t batch_size = 0, steps = -1, save_every = 0;
+  uint64_t seed = 0;
+  double lr = std::nan("");
+  bool shuffle = false, eval = false, quiet = false;
+};
+
+// Rows [rows[0], ...] of a sample-major array, as one batch.
+Tensor Gather(const Tensor& all, const std::vector<int64_t>& rows) {
+  std::vector<int64_t> dims = all.dims();
+  int64_t per = dims.empty() ? 1 : all.num_elements() / std::max<int64_t>(dims[0], 1);
+  size_t row_bytes = static_cast<size_t>(per) * DTypeSize(all.dtype());
+  dims[0] = static_cast<int64_t>(rows.size());
+  Tensor out(all.dtype(), dims);
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(out.mutable_data() + i * row_bytes, all.data() + rows[i] * row_bytes, row_bytes);
+  return out;
+}
+
+class Batches {
+ public:
+  Batches(int64_t samples, int64_t batch, bool shuffle, uint64_t seed)
+      : samples_(samples), batch_(batch), shuffle_(shuffle), seed_(seed) {}
+  int64_t per_epoch() const { return samples_ / batch_; }
+  // The sample indices of step k's batch.
+  std::vector<int64_t> Rows(int64_t step) {
+    int64_t epoch = step / per_epoch();
+    int64_t first = (step % per_epoch()) * batch_;
+    if (shuffle_ && epoch != cached_epoch_) {
+      order_.resize(samples_);
+      std::iota(order_.begin(), order_.end(), 0);
+      std::mt19937_64 rng(seed_ * 1000003u + static_cast<uint64_t>(epoch));
+      for (int64_t i = samples_ - 1; i > 0; --i) {  // Fisher-Yates, portable
+        int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+        std::swap(order_[i], order_[j]);
+      }
+      cached_epoch_ = epoch;
+    }
+    std::vector<int64_t> rows(batch_);
+    for (int64_t i = 0; i < batch_; ++i) rows[i] = shuffle_ ? order_[first + i] : first + i;
+    return rows;
+  }
+
+ private:
+  int64_t samples_, batch_;
+  bool shuffle_;
+  uint64_t seed_;
+  int64_t cached_epoch_ = -1;
+  std::vector<int64_t> order_;
+};
+
+std::string Bar(int64_t done, int64_t total, int width = 28) {
+  int fill = total > 0 ? static_cast<int>(width * done / total) : width;
+  std::string s = "[";
+  for (int i = 0; i < width; ++i) s += i < fill ? '=' : (i == fill ? '>' : ' ');
+  return s + "]";
+}
+
+// The value of `name` in the step's metadata-derived learning rate.
+StatusOr<double> DefaultLr(const Model& m) {
+  auto it = m.metadata.find("amp.lr");
+  if (it == m.metadata.end())
+    return InvalidArgument("the model records no learning rate; pass --lr");
+  try {
+    return std::stod(it->second);
+  } catch (const std::exception&) {
+    return InvalidArgument("metadata amp.lr '", it->second, "' is not a number; pass --lr");
+  }
+}
+
+// Loss (mean cross-entropy) and accuracy of the forward graph over the data.
+Status Evaluate(const Flags& f, const Session& trained, const std::map<std::string, Tensor>& data,
+                const std::string& label_input, int64_t batch) {
+  SessionOptions so;
+  so.device = f.device;
+  so.mode = TrainingInfoMode::kForward;
+  AMP_ASSIGN_OR_RETURN(auto fwd, Session::Open(f.model, so));
+  for (const std::string& name : trained.StateNames()) {
+    auto t = trained.Fetch(name);
+    if (t.ok() && fwd->Initializer(name).ok()) AMP_RETURN_IF_ERROR(fwd->SetInitializer(name, *t));
+  }
+  const Graph& g = *fwd->model().graph;
+  if (g.outputs().empty()) return InvalidArgument("the forward graph has no output");
+  std::string out_name = g.outputs()[0]->name();
+  auto labels_it = data.find(label_input);
+  int64_t samples = data.at(g.inputs()[0]->name()).dims()[0];
+  double loss_sum = 0;
+  int64_t correct = 0, counted = 0;
+  for (int64_t first = 0; first < samples; first += batch) {
+    std::vector<int64_t> rows;
+    for (int64_t i = first; i < std::min(samples, first + batch); ++i) rows.push_back(i);
+    for (const Value* in : g.inputs()) {
+      auto it = data.find(in->name());
+      if (it == data.end()) return InvalidArgument("--data has no array '", in->name(), "'");
+      AMP_RETURN_IF_ERROR(fwd->SetInput(in->name(), Gather(it->second, rows)));
+    }
+    AMP_RETURN_IF_ERROR(fwd->Run());
+    AMP_ASSIGN_OR_RETURN(Tensor logits, fwd->Fetch(out_name));
+    if (labels_it == data.end() || logits.dims().size() != 2) continue;
+    Tensor labels = Gather(labels_it->second, rows);
+    int64_t c = logits.dims()[1];
+    for (int64_t r = 0; r < logits.dims()[0]; ++r) {
+      double peak = -INFINITY;
+      int64_t arg = 0;
+      for (int64_t k = 0; k < c; ++k)
+        if (logits.GetDouble(r * c + k) > peak) {
+          peak = logits.GetDouble(r * c + k);
+          arg = k;
+        }
+      double s = 0;
+      for (int64_t k = 0; k < c; ++k) s += std::exp(logits.GetDouble(r * c + k) - peak);
+      int64_t y = labels.GetInt(r);
+      if (y < 0 || y >= c) continue;
+      loss_sum += std::log(s) + peak - logits.GetDouble(r * c + y);
+      correct += arg == y;
+      ++counted;
+    }
+  }
+  if (counted == 0) {
+    std::printf("eval: ran %lld samples (no labels to score)\n", static_cast<long long>(samples));
+  } else {
+    std::printf("eval: %lld samples, loss %.6f, accuracy %.4f\n", static_cast<long long>(counted),
+                loss_sum / counted, static_cast<double>(correct) / counted);
+  }
+  return Status::Ok();
+}
+
+Status ExportInference(const Flags& f, const Session& trained) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModel(f.model, TrainingInfoMode::kForward));
+  for (const std::string& name : trained.StateNames()) {
+    Value* v = m.graph->FindValue(name);
+    if (!v || !v->has_initializer()) continue;
+    AMP_ASSIGN_OR_RETURN(Tensor t, trained.Fetch(name));
+    m.graph->SetInitializerData(v, std::move(t));
+  }
+  m.metadata.erase("amp.training");
+  m.metadata.erase("amp.lr");
+  m.training = TrainingInfo{};
+  AMP_RETURN_IF_ERROR(SaveModelFile(m, f.export_inference));
+  std::fprintf(stderr, "amp-train: wrote the trained inference model to %s\n",
+               f.export_inference.c_str());
+  return Status::Ok();
+}
+
+Status Train(const Flags& f) {
+  SessionOptions so;
+  so.device = f.device;
+  AMP_ASSIGN_OR_RETURN(auto session, Session::Open(f.model, so));
+  if (!session->is_training())
+    return InvalidArgument("'", f.model,
+                           "' is not a training step; compile it with amp-compile --loss ... "
+                           "--optimizer ...");
+  const Model& m = session->model();
+  AMP_ASSIGN_OR_RETURN(auto data, ReadNpz(f.data));
+  // The inputs: data arrays, and the learning rate (a scalar input "lr").
+  std::vector<const Value*> data_inputs;
+  std::string lr_input, label_input;
+  std::set<std::string> fwd_inputs;
+  {
+    auto fwd = LoadModel(f.model, TrainingInfoMode::kForward);
+    if (fwd.ok())
+      for (const Value* v : fwd->graph->inputs()) fwd_inputs.insert(v->name());
+  }
+  for (const Value* v : m.graph->inputs()) {
+    if (v->name() == "lr" && IsFloat(v->dtype())) {
+      lr_input = v->name();
+      continue;
+    }
+    auto it = data.find(v->name());
+    if (it == data.end()) {
+      std::string names;
+      for (const auto& [k, t] : data) names += (names.empty() ? "" : ", ") + k;
+      return InvalidArgument("--data '", f.data, "' has no array '", v->name(),
+                             "' for the step's input of that name (it has: ", names, ")");
+    }
+    if (it->second.dims().empty())
+      return InvalidArgument("array '", v->name(), "' is a scalar; its first axis must be samples");
+    data_inputs.push_back(v);
+    if (!fwd_inputs.count(v->name())) label_input = v->name();
+  }
+  if (data_inputs.empty()) return InvalidArgument("the step has no data inputs");
+  int64_t samples = data.at(data_inputs[0]->name()).dims()[0];
+  for (const Value* v : data_inputs)
+    if (data.at(v->name()).dims()[0] != samples)
+      return InvalidArgument("arrays in --data have different sample counts (",
+                             data_inputs[0]->name(), ": ", samples, ", ", v->name(), ": ",
+                             data.at(v->name()).dims()[0], ")");
+  int64_t batch = f.batch_size;
+  if (batch <= 0) {
+    const auto& shape = data_inputs[0]->type().shape;
+    if (shape && !shape->empty() && (*shape)[0].is_static())
+      batch = (*shape)[0].value();
+    else
+      return InvalidArgument("pass --batch-size (the model's batch dim is not fixed)");
+  }
+  if (batch > samples)
+    return InvalidArgument("--batch-size ", batch, " is larger than the ", samples,
+                           " samples in --data");
+  double lr = f.lr;
+  if (std::isnan(lr) && !lr_input.empty()) {
+    AMP_ASSIGN_OR_RETURN(lr, DefaultLr(m));
+  }
+  Batches batches(samples, batch, f.shuffle, f.seed);
+  int64_t steps = f.steps >= 0 ? f.steps : batches.per_epoch();
+  if (!f.resume.empty()) {
+    AMP_ASSIGN_OR_RETURN(auto meta, LoadCheckpoint(*session, f.resume));
+    std::fprintf(stderr, "amp-train: resumed from %s at step %lld\n",
+                 CheckpointPath(f.resume).c_str(), static_cast<long long>(session->step()));
+    (void)meta;
+  }
+  std::FILE* log = nullptr;
+  if (!f.log.empty()) {
+    log = std::fopen(f.log.c_str(), f.resume.empty() ? "w" : "a");
+    if (!log) return IoError("cannot write the log '", f.log, "'");
+  }
+  bool tty = !f.quiet && isatty(fileno(stderr));
+  const std::string& loss_name = m.training.loss;
+  const std::string& skip_name = m.training.skip_step;
+  bool has_scale = session->Initializer("loss_scale").ok();
+  int64_t skipped_total = 0;
+  double last_loss = NAN, total_seconds = 0;
+  int64_t first_step = session->step();
+  auto t_start = std::chrono::steady_clock::now();
+  Status status = Status::Ok();
+  for (int64_t k = first_step; k < first_step + steps; ++k) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<int64_t> rows = batches.Rows(k);
+    for (const Value* v : data_inputs) {
+      status = session->SetInput(v->name(), Gather(data.at(v->name()), rows));
+      if (!status.ok()) break;
+    }
+    if (!status.ok()) break;
+    if (!lr_input.empty()) {
+      Tensor t(m.graph->FindValue(lr_input)->dtype(), {});
+      t.SetDouble(0, lr);
+      AMP_RETURN_IF_ERROR(session->SetInput(lr_input, t));
+    }
+    double scale = 1.0;
+    if (has_scale) scale = session->Fetch("loss_scale")->GetDouble(0);
+    status = session->Run();
+    if (!status.ok()) break;
+    AMP_ASSIGN_OR_RETURN(Tensor loss_t, session->Fetch(loss_name));
+    last_loss = loss_t.GetDouble(0);
+    bool skipped = false;
+    if (!skip_name.empty()) skipped = session->Fetch(skip_name)->GetInt(0) != 0;
+    skipped_total += skipped;
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    total_seconds += seconds;
+    if (log) {
+      std::fprintf(log,
+                   "{\"step\": %lld, \"loss\": %.9g, \"loss_scale\": %.9g, \"skipped\": %s, "
+                   "\"lr\": %.9g, \"seconds\": %.6f}\n",
+                   static_cast<long long>(k), last_loss, scale, skipped ? "true" : "false", lr,
+                   seconds);
+      std::fflush(log);
+    }
+    int64_t done = k - first_step + 1;
+    if (tty) {
+      std::fprintf(stderr, "\r%s %lld/%lld  %.1f steps/s  loss %.4f  scale %g  skipped %lld ",
+                   Bar(done, steps).c_str(), static_cast<long long>(done),
+                   static_cast<long long>(steps), done / std::max(total_seconds, 1e-9), last_loss,
+                   scale, static_cast<long long>(skipped_total));
+    }
+    bool save_now = !f.checkpoint.empty() && ((f.save_every > 0 && (k + 1) % f.save_every == 0) ||
+                                              k + 1 == first_step + steps);
+    if (save_now) {
+      nlohmann::json meta = {{"model", f.model}, {"data", f.data},       {"batch_size", batch},
+                             {"lr", lr},         {"shuffle", f.shuffle}, {"seed", f.seed}};
+      AMP_RETURN_IF_ERROR(SaveCheckpoint(*session, f.checkpoint, meta));
+    }
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  if (log) std::fclose(log);
+  if (!status.ok()) return status.WithContext(StrCat("step ", session->step()));
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const MemoryReport& mem = session->memory();
+  if (steps > 0)
+    std::fprintf(stderr,
+                 "amp-train: %lld steps on %s in %.2f s (%.1f steps/s), final loss %.6f, %lld "
+                 "skipped; memory plan: arena %.2f MiB (%.2f MiB without reuse), state %.2f MiB\n",
+                 static_cast<long long>(steps), std::string(session->device()).c_str(), wall,
+                 steps / std::max(wall, 1e-9), last_loss, static_cast<long long>(skipped_total),
+                 mem.arena_bytes / 1048576.0, mem.unshared_bytes / 1048576.0,
+                 mem.persistent_bytes / 1048576.0);
+  if (f.eval) AMP_RETURN_IF_ERROR(Evaluate(f, *session, data, label_input, batch));
+  if (!f.export_inference.empty()) AMP_RETURN_IF_ERROR(ExportInference(f, *session));
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace amp
+
+int main(int argc, char** argv) {
+  amp::Flags f;
+  CLI::App app{"amp-train: train a model compiled by amp-compile (a training step)", "amp-train"};
+  app.set_version_flag("--version", amp::cli::kVersion);
+  app.add_option("model", f.model, "the training step (.onnx from amp-compile)")->required();
+  app.add_option("--data", f.data, "an .npz with one array per step input (first axis: samples)")
+      ->required();
+  app.add_option("--batch-size", f.batch_size, "samples per step (default: the model's batch dim)");
+  app.add_option("--steps", f.steps, "steps to run (default: one epoch)");
+  app.add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--lr", f.lr, "learning rate (default: the one given to amp-compile)");
+  app.add_option("--log", f.log,
+                 "write one JSON line per step (step, loss, loss_scale, skipped, lr, seconds)");
+  app.add_option("--checkpoint", f.checkpoint, "folder for checkpoints (written atomically)");
+  app.add_option("--save-every", f.save_every, "checkpoint every S steps (and after the last)");
+  app.add_option("--resume", f.resume, "continue from the checkpoint in this folder");
+  app.add_flag("--shuffle", f.shuffle, "a seeded shuffle of the samples every epoch");
+  app.add_option("--seed", f.seed, "seed of --shuffle");
+  app.add_flag("--eval", f.eval,
+               "after training, run the forward graph over --data: loss, accuracy");
+  app.add_option("--export-inference", f.export_inference,
+                 "write the trained weights into the forward (inference) model");
+  app.add_flag("-q,--quiet", f.quiet, "no progress bar");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 1;
+  }
+  return amp::cli::RunMain("amp-train", [&] { return amp::Train(f); });
+}
