@@ -164,6 +164,13 @@ void Graph::SetInitializerData(Value* v, Tensor t) {
   v->initializer_ = std::make_unique<Tensor>(std::move(t));
 }
 
+void Graph::FreezeInput(Value* v, Tensor t) {
+  AMP_CHECK(v->is_input_);
+  inputs_.erase(std::find(inputs_.begin(), inputs_.end(), v));
+  v->is_input_ = false;
+  SetInitializerData(v, std::move(t));
+}
+
 Node* Graph::AddNode(const std::string& op_type, const std::vector<Value*>& inputs,
                      const std::vector<std::string>& output_names, const std::string& domain) {
   std::vector<Value*> outs;

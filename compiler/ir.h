@@ -198,6 +198,9 @@ class Graph {
   // loses that output slot's meaning, so call only before erasing it.
   void SetInitializerData(Value* v, Tensor t);
   void EraseInitializer(Value* v);  // v must have no uses and not be an output
+  // Turns graph input `v` into an initializer holding `t` (a value bound for
+  // good, e.g. a shape that must be known to plan memory).
+  void FreezeInput(Value* v, Tensor t);
   // Turns a single-output node into a Constant holding `t`, keeping its
   // output value (name and uses); its inputs are released.
   void ReplaceWithConstant(Node* node, Tensor t);

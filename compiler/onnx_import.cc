@@ -27,6 +27,9 @@ class Importer {
       : proto_(proto), directory_(std::move(directory)), mode_(mode) {}
 
   StatusOr<Model> Run();
+  StatusOr<Tensor> ImportTensorForTool(const onnx::TensorProto& t, const std::string& what) {
+    return ImportTensor(t, what);
+  }
 
  private:
   Status ImportOpsets(Model& m);
@@ -50,9 +53,9 @@ StatusOr<Model> Importer::Run() {
   if (!proto_.has_graph()) return InvalidArgument("the model has no graph (not an ONNX model?)");
   m.ir_version = proto_.ir_version();
   if (m.ir_version < kMinIrVersion || m.ir_version > kMaxIrVersion)
-    return InvalidArgument("unsupported ONNX IR version ", m.ir_version, " (amp reads ",
-                           kMinIrVersion, " to ", kMaxIrVersion,
-                           "); re-export the model with opset 13 or newer");
+    return Unimplemented("unsupported ONNX IR version ", m.ir_version, " (amp reads ",
+                         kMinIrVersion, " to ", kMaxIrVersion,
+                         "); re-export the model with opset 13 or newer");
   AMP_RETURN_IF_ERROR(ImportOpsets(m));
   if (proto_.functions_size() > 0)
     return Unimplemented("model-local functions are not supported (the model defines '",
@@ -140,7 +143,17 @@ Status Importer::ImportOpsets(Model& m) {
   if (!has_default) {
     if (proto_.opset_import_size() == 0)
       return InvalidArgument("the model has no opset_import (not an ONNX model?)");
-    return InvalidArgument("the model imports no opset of the default ONNX domain");
+    // A model of only other domains' ops (such as ai.onnx.preview.training's
+    // optimizers) needs no default opset.
+    auto uses_default = [](const onnx::GraphProto& g) {
+      for (const auto& n : g.node())
+        if (n.domain().empty() || n.domain() == "ai.onnx") return true;
+      return false;
+    };
+    bool any = uses_default(proto_.graph());
+    for (const auto& ti : proto_.training_info()) any = any || uses_default(ti.algorithm());
+    if (any) return InvalidArgument("the model imports no opset of the default ONNX domain");
+    m.opsets.push_back({"", kMinOpset});
   }
   return Status::Ok();
 }
@@ -492,6 +505,16 @@ StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::strin
         "truncated or corrupt, or nests subgraphs deeper than ",
         kProtoRecursionLimit, " levels)");
   return ImportModelProto(proto, directory, mode);
+}
+
+StatusOr<Tensor> ImportTensorBytes(const void* data, size_t size, const std::string& what) {
+  if (size >= kMaxProtoBytes) return InvalidArgument(what, " is over 2 GiB");
+  onnx::TensorProto t;
+  if (!t.ParseFromArray(data, static_cast<int>(size)))
+    return InvalidArgument(what, " is not a TensorProto (truncated or corrupt)");
+  static const onnx::ModelProto empty;
+  Importer importer(empty, "", TrainingInfoMode::kRefuse);
+  return importer.ImportTensorForTool(t, what);
 }
 
 StatusOr<Model> ImportModelFile(const std::string& path, TrainingInfoMode mode) {

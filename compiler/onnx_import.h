@@ -38,6 +38,8 @@ StatusOr<Model> ImportModelFile(const std::string& path,
 // Parses serialized bytes; `directory` is the external-data root ("" = none allowed).
 StatusOr<Model> ImportModelBytes(const void* data, size_t size, const std::string& directory,
                                  TrainingInfoMode mode = TrainingInfoMode::kRefuse);
+// One serialized TensorProto (an ONNX test's input_0.pb), inline data only.
+StatusOr<Tensor> ImportTensorBytes(const void* data, size_t size, const std::string& what);
 StatusOr<Model> ImportModelProto(const onnx::ModelProto& proto, const std::string& directory,
                                  TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 

@@ -390,8 +390,11 @@ Status InferConvTranspose(Ctx& c) {
     return c.Error("attribute lengths do not match the kernel rank ", n);
   Shape out{(*x)[0], (*w)[1].is_static() ? Dim((*w)[1].value() * group) : Dim()};
   for (size_t i = 0; i < n; ++i) {
+    std::string auto_pad = c.node().GetString("auto_pad", "NOTSET");
     if (!output_shape.empty()) {
       out.push_back(Dim(output_shape[output_shape.size() - n + i]));
+    } else if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && (*x)[i + 2].is_static()) {
+      out.push_back(Dim((*x)[i + 2].value() * strides[i]));  // the spec's SAME rule
     } else if ((*x)[i + 2].is_static()) {
       int64_t v = strides[i] * ((*x)[i + 2].value() - 1) + outpad[i] + (kernel[i] - 1) * dil[i] +
                   1 - pads[i] - pads[i + n];
@@ -1140,7 +1143,8 @@ Status InferRecurrent(Ctx& c) {
   if (hidden <= 0) return c.Error("hidden_size is required");
   std::string direction = c.node().GetString("direction", "forward");
   Dim dirs(direction == "bidirectional" ? 2 : 1);
-  if (c.node().GetInt("layout", 0) != 0) return c.Error("layout=1 is not supported");
+  if (c.node().GetInt("layout", 0) != 0)
+    return Unimplemented(c.node().Describe(), ": layout=1 is not supported");
   const auto& x = c.input_shape(0);
   Dim seq, batch;
   if (x && x->size() == 3) {

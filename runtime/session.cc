@@ -100,6 +100,10 @@ Status Session::Specialize() {
     }
   }
   AMP_ASSIGN_OR_RETURN(Model m, LoadModel(path_, options_.mode));
+  for (const std::string& name : options_.freeze_inputs) {
+    Value* v = m.graph->FindValue(name);
+    if (v && v->is_graph_input()) m.graph->FreezeInput(v, pending_[name]);
+  }
   // Unknown (unnamed) input dims take the bound value directly.
   for (Value* v : m.graph->inputs()) {
     if (!v->type().shape) {
@@ -242,7 +246,9 @@ Status Session::Run() {
       if (spec_shapes_[name] != t.dims()) same = false;
   if (!same) AMP_RETURN_IF_ERROR(Specialize());
   for (const auto& [name, t] : pending_) {
-    TensorRef& r = input_buffers_.at(name).ref;
+    auto buffer = input_buffers_.find(name);
+    if (buffer == input_buffers_.end()) continue;  // frozen into a constant
+    TensorRef& r = buffer->second.ref;
     AMP_RETURN_IF_ERROR(backend_->CopyToDevice(r.data, t.data(), t.nbytes()));
   }
   for (Step& s : program_) {

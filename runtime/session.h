@@ -34,6 +34,10 @@ struct SessionOptions {
   TrainingInfoMode mode = TrainingInfoMode::kStep;
   // Values to fetch after Run besides the graph outputs (kept alive to the end).
   std::vector<std::string> extra_outputs;
+  // Inputs whose bound values become constants of the specialized graph
+  // (integer inputs that decide shapes, such as Reshape's shape in ONNX's
+  // operator tests). Rebinding one to another value needs a new Session.
+  std::vector<std::string> freeze_inputs;
 };
 
 struct MemoryReport {

@@ -76,7 +76,10 @@ Status ConvTransposeKernel(KernelContext& ctx) {
     for (size_t d = 0; d < r; ++d) {
       int64_t total =
           strides[d] * (in[d] - 1) + out_pad[d] + (kernel[d] - 1) * dilations[d] + 1 - out[d];
-      pb[d] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      // The spec's rule, with Python's floor division (total may be negative
+      // when output_shape asks for extra rows at the end).
+      int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+      pb[d] = auto_pad == "SAME_UPPER" ? half : total - half;
     }
   }
   int64_t nin = Product(in), nout = Product(out), nk = Product(kernel);

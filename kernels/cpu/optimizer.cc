@@ -77,7 +77,7 @@ Status AdamKernel(KernelContext& ctx) {
   double t = static_cast<double>(ReadInt(ctx.in(1), 0));
   double alpha = ctx.node.GetFloat("alpha", 0.9f);
   double beta = ctx.node.GetFloat("beta", 0.999f);
-  double eps = ctx.node.GetFloat("epsilon", 1e-6f);
+  double eps = ctx.node.GetFloat("epsilon", 0.f);  // the spec's default
   double norm = ctx.node.GetFloat("norm_coefficient", 0.f);
   double norm_post = ctx.node.GetFloat("norm_coefficient_post", 0.f);
   double lr = t > 0 ? r * std::sqrt(1 - std::pow(beta, t)) / (1 - std::pow(alpha, t)) : r;

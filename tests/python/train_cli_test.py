@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""amp-train on the CPU runtime: the shipped models reproduce PyTorch's
+trajectories (reference.json), a resumed run matches an uninterrupted one
+bit for bit, a checkpoint write killed midway leaves the last good
+checkpoint loadable, overflow skips exactly the step it happens in, and bad
+input gets one clear error line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+AMP_COMPILE = os.environ["AMP_COMPILE"]
+AMP_TRAIN = os.environ["AMP_TRAIN"]
+MODELS = os.environ["AMP_MODELS"]
+
+
+def run(cmd, ok=True, timeout=300):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if ok and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return r
+
+
+def reference(model):
+    with open(os.path.join(MODELS, model, "reference.json")) as f:
+        return json.load(f)
+
+
+def batch_size(model):
+    return str(np.load(os.path.join(MODELS, model, "data.npz"))["x0"].shape[0])
+
+
+def compile_args(model, traj):
+    hp = reference(model)["optimizers"]["sgd" if traj.startswith("sgd") else "adam"]
+    if traj.startswith("sgd"):
+        args = ["--optimizer", "sgd", "--lr", str(hp["lr"]), "--momentum", str(hp["momentum"]),
+                "--dampening", str(hp["dampening"]), "--weight-decay", str(hp["weight_decay"])]
+    else:
+        args = ["--optimizer", "adam", "--lr", str(hp["lr"]),
+                "--betas", f"{hp['betas'][0]},{hp['betas'][1]}", "--eps", str(hp["eps"]),
+                "--weight-decay", str(hp["weight_decay"])]
+    # fp32 trajectories: no precision change; AMP: the default O1 + dynamic scaling.
+    return args + (["--opt-level", "O0"] if traj.endswith("fp32") else [])
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+class TrainCli(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def compile(self, model, traj, name="step.onnx"):
+        out = os.path.join(self.dir, name)
+        run([AMP_COMPILE, os.path.join(MODELS, model, "model.onnx"), "--loss", "cross_entropy",
+             "-o", out, *compile_args(model, traj)])
+        return out
+
+    def train(self, step, model, *extra, ok=True, data=None):
+        data = data or os.path.join(MODELS, model, "train.npz")
+        return run([AMP_TRAIN, step, "--data", data, "--batch-size", batch_size(model), *extra], ok=ok)
+
+    def check_trajectory(self, model, traj, tol):
+        ref = reference(model)
+        step = self.compile(model, traj)
+        log = os.path.join(self.dir, "log.jsonl")
+        self.train(step, model, "--steps", str(ref["steps"]), "--log", log)
+        got = read_log(log)
+        exp = ref["trajectories"][traj]
+        self.assertEqual([g["step"] for g in got], list(range(ref["steps"])))
+        rel = max(abs(g["loss"] - e) / abs(e) for g, e in zip(got, exp["losses"]))
+        self.assertLessEqual(rel, tol, f"{model} {traj}: {[g['loss'] for g in got]} vs {exp['losses']}")
+        self.assertEqual([g["loss_scale"] for g in got], exp["scales"])
+        self.assertFalse(any(g["skipped"] for g in got))
+        return rel
+
+    def test_trajectories(self):
+        worst = {}
+        for model in ("mlp", "cnn", "tfm"):
+            for traj, tol in (("sgd_fp32", 1e-4), ("adam_fp32", 1e-4), ("adam_amp", 2e-3)):
+                with self.subTest(model=model, traj=traj):
+                    worst[f"{model}/{traj}"] = self.check_trajectory(model, traj, tol)
+        print("largest relative loss difference:", json.dumps(worst, indent=1), file=sys.stderr)
+
+    def test_resume_is_bit_identical(self):
+        for model in ("cnn", "tfm"):
+            with self.subTest(model=model):
+                step = self.compile(model, "adam_amp", f"{model}.onnx")
+                full, half = os.path.join(self.dir, f"{model}_full"), os.path.join(self.dir, f"{model}_half")
+                log_full, log_half = os.path.join(self.dir, "full.jsonl"), os.path.join(self.dir, "half.jsonl")
+                self.train(step, model, "--steps", "10", "--checkpoint", full, "--log", log_full,
+                           "--shuffle", "--seed", "7")
+                self.train(step, model, "--steps", "4", "--checkpoint", half, "--log", log_half,
+                           "--shuffle", "--seed", "7")
+                self.train(step, model, "--steps", "6", "--resume", half, "--checkpoint", half,
+                           "--log", log_half, "--shuffle", "--seed", "7")
+                a = np.load(os.path.join(full, "checkpoint.npz"))
+                b = np.load(os.path.join(half, "checkpoint.npz"))
+                self.assertEqual(sorted(a.files), sorted(b.files))
+                for k in a.files:
+                    if k != "__amp__.meta":
+                        self.assertTrue(np.array_equal(a[k], b[k]), f"{model}: {k} differs after resume")
+                self.assertEqual(int(a["__amp__.step"]), 10)
+                self.assertEqual([r["loss"] for r in read_log(log_full)],
+                                 [r["loss"] for r in read_log(log_half)])
+
+    def test_killed_checkpoint_write_leaves_the_last_one_loadable(self):
+        step = self.compile("cnn", "adam_amp")
+        ckpt = os.path.join(self.dir, "ckpt")
+        self.train(step, "cnn", "--steps", "1", "--checkpoint", ckpt)
+        path = os.path.join(ckpt, "checkpoint.npz")
+        kills = 0
+        for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
+            p = subprocess.Popen([AMP_TRAIN, step, "--data", os.path.join(MODELS, "cnn", "train.npz"),
+                                  "--batch-size", batch_size("cnn"), "--steps", "100000", "--quiet",
+                                  "--checkpoint", ckpt, "--save-every", "1"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            kills += 1
+            with np.load(path) as z:  # the last complete checkpoint
+                self.assertIn("__amp__.step", z.files)
+                for k in z.files:
+                    z[k]  # every member reads (CRC checked)
+            self.train(step, "cnn", "--steps", "1", "--resume", ckpt)
+        # A torn temporary file from a killed write is ignored and replaced.
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"PK\x03\x04 torn")
+        self.train(step, "cnn", "--steps", "1", "--resume", ckpt, "--checkpoint", ckpt)
+        self.assertFalse(os.path.exists(path + ".tmp"))
+        self.assertEqual(kills, 6)
+
+    def test_overflow_skips_that_step_and_halves_the_scale(self):
+        step = self.compile("mlp", "adam_amp")
+        d = dict(np.load(os.path.join(MODELS, "mlp", "train.npz")))
+        b = int(batch_size("mlp"))
+        d["input"] = d["input"].copy()
+        d["input"][b:2 * b] *= 1e6  # batch 1 overflows fp16 in the first half-precision GEMM
+        data = os.path.join(self.dir, "overflow.npz")
+        np.savez(data, **d)
+        log = os.path.join(self.dir, "log.jsonl")
+        self.train(step, "mlp", "--steps", "4", "--log", log, data=data)
+        got = read_log(log)
+        self.assertEqual([g["skipped"] for g in got], [False, True, False, False])
+        self.assertEqual([g["loss_scale"] for g in got], [65536.0, 65536.0, 32768.0, 32768.0])
+
+    def test_eval_and_export_inference(self):
+        step = self.compile("cnn", "adam_amp")
+        out = os.path.join(self.dir, "trained.onnx")
+        r = self.train(step, "cnn", "--steps", "12", "--eval", "--export-inference", out)
+        self.assertRegex(r.stdout, r"eval: \d+ samples, loss [0-9.]+, accuracy [0-9.]+")
+        onnx.checker.check_model(out, full_check=True)
+        m = onnx.load(out)
+        self.assertEqual(len(m.training_info), 0)
+        d = np.load(os.path.join(MODELS, "cnn", "data.npz"))
+        sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+        logits = sess.run(None, {sess.get_inputs()[0].name: d["x0"]})[0]
+        self.assertEqual(logits.shape[0], d["x0"].shape[0])
+        self.assertTrue(np.all(np.isfinite(logits)))
+        # The weights are the trained ones, not the initial ones.
+        init = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(step).graph.initializer}
+        trained = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+        changed = [k for k in trained if k in init and trained[k].dtype.kind == "f"
+                   and not np.array_equal(trained[k], init[k])]
+        self.assertTrue(changed)
+
+    def test_progress_bar_only_on_a_terminal(self):
+        step = self.compile("mlp", "sgd_fp32")
+        r = self.train(step, "mlp", "--steps", "3")
+        self.assertNotIn("\r", r.stderr)
+        self.assertIn("3 steps on cpu", r.stderr)
+        self.assertIn("memory plan: arena", r.stderr)
+
+    def test_errors(self):
+        step = self.compile("mlp", "sgd_fp32")
+        d = dict(np.load(os.path.join(MODELS, "mlp", "train.npz")))
+        cases = []
+        bad = os.path.join(self.dir, "nolabels.npz")
+        np.savez(bad, input=d["input"])
+        cases.append(([step, "--data", bad], "has no array 'labels'"))
+        bad = os.path.join(self.dir, "int32.npz")
+        np.savez(bad, input=d["input"], labels=d["labels"].astype(np.int32))
+        cases.append(([step, "--data", bad, "--batch-size", "16"], "input 'labels' is int32; the model expects int64"))
+        train = os.path.join(MODELS, "mlp", "train.npz")
+        cases.append(([step, "--data", train, "--batch-size", "100000"], "larger than"))
+        cases.append(([os.path.join(MODELS, "mlp", "model.onnx"), "--data", train], "not a training step"))
+        cases.append(([step, "--data", train, "--batch-size", "16", "--resume", self.dir], "no checkpoint"))
+        cases.append(([step, "--data", os.path.join(self.dir, "missing.npz")], "missing.npz"))
+        cases.append(([step, "--data", train, "--batch-size", "16", "--device", "cuda"], "cuda"))
+        for args, fragment in cases:
+            with self.subTest(fragment=fragment):
+                r = run([AMP_TRAIN, *args], ok=False)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(fragment, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertTrue(r.stderr.startswith("amp-train: error:"), r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
