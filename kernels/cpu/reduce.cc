@@ -195,6 +195,38 @@ Status ArgKernel(KernelContext& ctx, bool max) {
 Status ArgMaxKernel(KernelContext& ctx) { return ArgKernel(ctx, true); }
 Status ArgMinKernel(KernelContext& ctx) { return ArgKernel(ctx, false); }
 
+// TopK along one axis: values and int64 indices, largest (or smallest)
+// first; ties keep the lower index first, as the spec asks.
+Status TopKKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
+  int64_t k = ReadInt(ctx.in(1), 0);
+  bool largest = ctx.node.GetInt("largest", 1) != 0;
+  AxisSplit s = SplitAt(x.dims, axis);
+  if (k < 0 || k > s.n) return ctx.Error("k=", k, " is outside [0, ", s.n, "]");
+  int64_t* pi = ctx.out(1).as<int64_t>();
+  bool ok = VisitType(x.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.as<T>();
+    T* pv = ctx.out(0).as<T>();
+    std::vector<int64_t> order(s.n);
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        auto at = [&](int64_t j) { return Load(px[(o * s.n + j) * s.inner + i]); };
+        for (int64_t j = 0; j < s.n; ++j) order[j] = j;
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+          return largest ? at(a) > at(b) : at(a) < at(b);
+        });
+        for (int64_t j = 0; j < k; ++j) {
+          pv[(o * k + j) * s.inner + i] = px[(o * s.n + order[j]) * s.inner + i];
+          pi[(o * k + j) * s.inner + i] = order[j];
+        }
+      }
+  });
+  if (!ok) return ctx.Error("unsupported element type");
+  return Status::Ok();
+}
+
 enum class SoftmaxKind { kSoftmax, kLogSoftmax, kHardmax };
 
 Status SoftmaxFamily(KernelContext& ctx, SoftmaxKind kind) {
@@ -282,6 +314,7 @@ void RegisterReduceKernels(KernelTable& t) {
   t["LogSoftmax"] = LogSoftmaxKernel;
   t["Hardmax"] = HardmaxKernel;
   t["CumSum"] = CumSumKernel;
+  t["TopK"] = TopKKernel;
 }
 
 }  // namespace amp::cpu

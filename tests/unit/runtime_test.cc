@@ -1,0 +1,170 @@
+// The runtime's pieces on their own: the memory plan never lets two live
+// values share bytes, half kernels compute in FP32 and round once, and a
+// Session runs a text model and applies its update bindings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "compiler/loader.h"
+#include "compiler/onnx_export.h"
+#include "compiler/shape_inference.h"
+#include "kernels/cpu/kernel.h"
+#include "runtime/memory_plan.h"
+#include "runtime/session.h"
+
+namespace amp {
+namespace {
+
+TEST(MemoryPlanTest, LiveValuesNeverOverlapAndDeadOnesShare) {
+  // A chain with fan-out: a feeds b and d, so a stays live until d.
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[64,64] x) => (float[64,64] y)
+{
+  a = Relu (x)
+  b = Exp (a)
+  c = Neg (b)
+  d = Add (a, c)
+  e = Sigmoid (d)
+  f = Tanh (e)
+  y = Abs (f)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::vector<const Node*> order;
+  for (const Node* n : m->graph->nodes()) order.push_back(n);
+  auto in_arena = [](const Value* v) { return !v->is_graph_input(); };
+  std::unordered_set<const Value*> keep(m->graph->outputs().begin(), m->graph->outputs().end());
+  MemoryPlan plan = PlanMemory(order, in_arena, keep);
+  // Live ranges by position.
+  std::map<const Value*, std::pair<size_t, size_t>> live;
+  for (size_t i = 0; i < order.size(); ++i) {
+    for (const Value* in : order[i]->inputs())
+      if (live.count(in)) live[in].second = i;
+    live[order[i]->output(0)] = {i, keep.count(order[i]->output(0)) ? order.size() : i};
+  }
+  const size_t bytes = 64 * 64 * 4;
+  for (const auto& [v, r] : live)
+    for (const auto& [w, s] : live) {
+      if (v == w || r.first > s.second || s.first > r.second) continue;
+      size_t a = plan.offsets.at(v), b = plan.offsets.at(w);
+      EXPECT_TRUE(a + bytes <= b || b + bytes <= a) << v->name() << " and " << w->name();
+    }
+  EXPECT_EQ(plan.unshared_bytes, 7 * bytes);
+  EXPECT_LE(plan.arena_bytes, 3 * bytes);  // at most three values are live at once
+  EXPECT_GE(plan.arena_bytes, 2 * bytes);
+}
+
+cpu::KernelFn Kernel(const char* op) { return cpu::FindKernel("", op); }
+
+TEST(CpuKernelTest, HalfGemmAccumulatesInFp32AndRoundsOnce) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float16[3,200] a, float16[200,2] b) => (float16[3,2] y)
+{
+  y = MatMul (a, b)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const Node& node = *m->graph->nodes()[0];
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-2.f, 2.f);
+  std::vector<uint16_t> a(600), b(400), y(6, 0xffff);  // poisoned output
+  for (auto& v : a) v = FloatToHalf(dist(rng));
+  for (auto& v : b) v = FloatToHalf(dist(rng));
+  TensorRef ta{DType::kFloat16, {3, 200}, a.data()}, tb{DType::kFloat16, {200, 2}, b.data()},
+      ty{DType::kFloat16, {3, 2}, y.data()};
+  cpu::KernelContext ctx{node, {&ta, &tb}, {&ty}, 0};
+  ASSERT_TRUE(Kernel("MatMul")(ctx).ok());
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) {
+      double ref = 0;  // float64 reference
+      for (int k = 0; k < 200; ++k)
+        ref += double(HalfToFloat(a[i * 200 + k])) * HalfToFloat(b[k * 2 + j]);
+      float got = HalfToFloat(y[i * 2 + j]);
+      // One rounding to fp16 at the end: within half an fp16 ulp (plus FP32
+      // accumulation error, far smaller) of the exact sum.
+      float ulp = std::ldexp(1.0f, std::ilogb(static_cast<float>(ref)) - 10);
+      EXPECT_LE(std::abs(got - ref), 0.5 * ulp + 1e-4 * std::abs(ref)) << i << "," << j;
+    }
+}
+
+TEST(CpuKernelTest, CastRoundsToNearestEvenWithInfNaNAndSubnormals) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[6] x) => (float16[6] y)
+{
+  y = Cast <to = 10> (x)
+}
+)");
+  ASSERT_TRUE(m.ok());
+  std::vector<float> x = {1.0f + 0.00048828125f,      // tie: rounds to even (1.0)
+                          1.0f + 3 * 0.00048828125f,  // tie: rounds up to even
+                          65520.0f,                   // overflows to inf
+                          std::nanf(""),
+                          5.9604645e-08f /* smallest subnormal */,
+                          -0.0f};
+  std::vector<uint16_t> y(6, 0x1234);
+  TensorRef tx{DType::kFloat32, {6}, x.data()}, ty{DType::kFloat16, {6}, y.data()};
+  cpu::KernelContext ctx{*m->graph->nodes()[0], {&tx}, {&ty}, 0};
+  ASSERT_TRUE(Kernel("Cast")(ctx).ok());
+  EXPECT_EQ(y[0], 0x3c00);
+  EXPECT_EQ(y[1], 0x3c02);
+  EXPECT_EQ(y[2], 0x7c00);
+  EXPECT_EQ(y[3] & 0x7c00, 0x7c00);
+  EXPECT_NE(y[3] & 0x03ff, 0);
+  EXPECT_EQ(y[4], 0x0001);
+  EXPECT_EQ(y[5], 0x8000);
+}
+
+TEST(SessionTest, RunsAStepAndAppliesItsUpdates) {
+  // w <- w - 0.5 * x, as a training_info step: after two steps w = 1 - 2*0.5*x.
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[2] x) => (float[2] y)
+<float[2] w = {1.0, 2.0}>
+{
+  y = Mul (x, w)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  Graph& g = *m->graph;
+  Value* half = g.AddScalar("half", DType::kFloat32, 0.5);
+  Node* mul = g.AddNode("Mul", {g.inputs()[0], half}, {"delta"});
+  Node* sub = g.AddNode("Sub", {g.FindValue("w"), mul->output(0)}, {"w_next"});
+  g.AddOutput(sub->output(0));
+  m->training.loss = "y";
+  m->training.updates = {{"w", "w_next"}};
+  m->training.forward_outputs = {{"y", DType::kFloat32}};
+  m->training.trainable = {"w"};
+  ASSERT_TRUE(InferShapes(*m).ok());
+  std::string path = (std::filesystem::temp_directory_path() / "amp_session_test.onnx").string();
+  Status saved = SaveModelFile(*m, path);
+  ASSERT_TRUE(saved.ok()) << saved.message();
+  auto s = Session::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  Tensor x = Tensor::FromVector<float>(DType::kFloat32, {2}, {0.25f, -1.0f});
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE((*s)->SetInput("x", x).ok());
+    ASSERT_TRUE((*s)->Run().ok());
+  }
+  auto w = (*s)->Fetch("w");
+  ASSERT_TRUE(w.ok());
+  EXPECT_FLOAT_EQ(w->as<float>()[0], 1.0f - 2 * 0.5f * 0.25f);
+  EXPECT_FLOAT_EQ(w->as<float>()[1], 2.0f + 2 * 0.5f);
+  EXPECT_EQ((*s)->step(), 2);
+  // y of the last step used the w from before it.
+  auto y = (*s)->Fetch("y");
+  ASSERT_TRUE(y.ok());
+  EXPECT_FLOAT_EQ(y->as<float>()[1], -1.0f * (2.0f + 0.5f));
+  // A wrong input type is refused by name.
+  Status bad = (*s)->SetInput("x", Tensor::FromVector<int64_t>(DType::kInt64, {2}, {1, 2}));
+  EXPECT_NE(bad.message().find("input 'x' is int64"), std::string::npos) << bad.message();
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace amp
