@@ -55,14 +55,23 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
+#ifdef AMP_HAVE_CUDA
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend();  // cuda_backend.cc
+#endif
+
 std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
 
 StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) {
   if (device == "cpu") return CreateCpuBackend();
-  if (device == "cuda")
+  if (device == "cuda") {
+#ifdef AMP_HAVE_CUDA
+    return CreateCudaBackend();
+#else
     return Unimplemented(
-        "--device cuda: this build of amp has no CUDA runtime yet (the CUDA backend is "
-        "work in progress); use --device cpu");
+        "--device cuda: this build of amp has no CUDA support (built without "
+        "the CUDA toolkit); use --device cpu");
+#endif
+  }
   return InvalidArgument("unknown device '", device, "' (expected cpu or cuda)");
 }
 

@@ -246,7 +246,7 @@ Status WriteNpz(const std::string& path, const std::map<std::string, Tensor>& ar
     if (descr.empty()) return Unimplemented("cannot write '", name, "': unsupported element type");
     std::string shape = "(";
     for (size_t i = 0; i < t.dims().size(); ++i)
-      shape += (i ? ", " : "") + std::to_string(t.dims()[i]);
+      shape.append(i ? ", " : "").append(std::to_string(t.dims()[i]));
     shape += t.dims().size() == 1 ? ",)" : ")";
     std::string header =
         "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";

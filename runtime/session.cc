@@ -12,7 +12,10 @@ namespace {
 
 std::string DimsToString(const std::vector<int64_t>& dims) {
   std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s.push_back(',');
+    s.append(std::to_string(dims[i]));
+  }
   return s + "]";
 }
 
@@ -56,7 +59,10 @@ Status Session::SetInput(const std::string& name, const Tensor& value) {
     if (v->name() == name) in = v;
   if (!in) {
     std::string names;
-    for (const Value* v : base_->graph->inputs()) names += (names.empty() ? "" : ", ") + v->name();
+    for (const Value* v : base_->graph->inputs()) {
+      if (!names.empty()) names.append(", ");
+      names.append(v->name());
+    }
     return InvalidArgument("the model has no input '", name, "' (its inputs: ", names, ")");
   }
   if (value.dtype() != in->dtype())
@@ -199,6 +205,10 @@ Status Session::Specialize() {
   auto in_arena = [&](const Value* v) { return !refs_.count(v->name()); };
   MemoryPlan plan = PlanMemory(order, in_arena, keep);
   AMP_ASSIGN_OR_RETURN(arena_, backend_->Allocate(plan.arena_bytes));
+  if (options_.poison) {
+    std::vector<uint8_t> poison(plan.arena_bytes, 0xff);
+    AMP_RETURN_IF_ERROR(backend_->CopyToDevice(arena_, poison.data(), poison.size()));
+  }
   memory_.arena_bytes = plan.arena_bytes;
   memory_.unshared_bytes = plan.unshared_bytes;
   for (const auto& [v, offset] : plan.offsets) {

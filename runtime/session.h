@@ -38,6 +38,9 @@ struct SessionOptions {
   // (integer inputs that decide shapes, such as Reshape's shape in ONNX's
   // operator tests). Rebinding one to another value needs a new Session.
   std::vector<std::string> freeze_inputs;
+  // Fill the arena with 0xff bytes (NaN in every float type) when it is
+  // allocated, so that a kernel that leaves an output unwritten shows (tests).
+  bool poison = false;
 };
 
 struct MemoryReport {

@@ -202,7 +202,10 @@ Status Train(const Flags& f) {
     auto it = data.find(v->name());
     if (it == data.end()) {
       std::string names;
-      for (const auto& [k, t] : data) names += (names.empty() ? "" : ", ") + k;
+      for (const auto& [k, t] : data) {
+        if (!names.empty()) names.append(", ");
+        names.append(k);
+      }
       return InvalidArgument("--data '", f.data, "' has no array '", v->name(),
                              "' for the step's input of that name (it has: ", names, ")");
     }

@@ -1,0 +1,100 @@
+// GEMMs through cuBLASLt: fp16/bf16/fp32 operands, FP32 accumulation (and
+// FP32 scale), row-major as ONNX lays tensors out. cuBLASLt is column-major,
+// so C = op(A) op(B) runs as C^T = op(B)^T op(A)^T on the same memory.
+#include <cublasLt.h>
+
+#include "kernels/cuda/common.cuh"
+
+namespace amp::cuda {
+namespace {
+
+Status Check(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return Internal("cuBLASLt ", what, " failed: ", cublasLtGetStatusString(st));
+  return Status::Ok();
+}
+
+cudaDataType_t DataType(int dtype) {
+  switch (dtype) {
+    case kF16: return CUDA_R_16F;
+    case kBF16: return CUDA_R_16BF;
+    default: return CUDA_R_32F;
+  }
+}
+
+// RAII holders for the descriptors.
+struct Desc {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~Desc() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+Status Layout(cublasLtMatrixLayout_t* l, cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld,
+              int64_t batch, int64_t stride) {
+  AMP_RETURN_IF_ERROR(Check(cublasLtMatrixLayoutCreate(l, t, rows, cols, ld), "layout"));
+  if (batch > 1) {
+    int32_t count = static_cast<int32_t>(batch);
+    AMP_RETURN_IF_ERROR(Check(cublasLtMatrixLayoutSetAttribute(
+                                  *l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)),
+                              "batch count"));
+    AMP_RETURN_IF_ERROR(
+        Check(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                               &stride, sizeof(stride)),
+              "batch stride"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
+            int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
+            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
+            int64_t stride_c, void* stream) {
+  if (m == 0 || n == 0 || batch == 0) return Status::Ok();
+  auto lt = static_cast<cublasLtHandle_t>(handle);
+  cudaDataType_t t = DataType(dtype);
+  Desc d;
+  AMP_RETURN_IF_ERROR(
+      Check(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
+  // The first cuBLASLt operand is B's memory, the second A's.
+  cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  AMP_RETURN_IF_ERROR(Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                           &op_first, sizeof(op_first)),
+                            "transa"));
+  AMP_RETURN_IF_ERROR(Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                           &op_second, sizeof(op_second)),
+                            "transb"));
+  // Column-major views: B row-major [k,n] (or [n,k] transposed) is [n,k] ([k,n]).
+  AMP_RETURN_IF_ERROR(Layout(&d.a, t, trans_b ? k : n, trans_b ? n : k, trans_b ? k : n, batch,
+                             stride_b));
+  AMP_RETURN_IF_ERROR(Layout(&d.b, t, trans_a ? m : k, trans_a ? k : m, trans_a ? m : k, batch,
+                             stride_a));
+  AMP_RETURN_IF_ERROR(Layout(&d.c, t, n, m, n, batch, stride_c));
+  AMP_RETURN_IF_ERROR(Check(cublasLtMatmulPreferenceCreate(&d.pref), "preference"));
+  AMP_RETURN_IF_ERROR(Check(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes, sizeof(workspace_bytes)),
+      "workspace"));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  AMP_RETURN_IF_ERROR(Check(cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref,
+                                                           1, &result, &found),
+                            "heuristic"));
+  if (found == 0)
+    return Internal("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM");
+  return Check(cublasLtMatmul(lt, d.op, &alpha, b, d.a, a, d.b, &beta, c, d.c, c, d.c,
+                              &result.algo, workspace, workspace_bytes,
+                              static_cast<cudaStream_t>(stream)),
+               "matmul");
+}
+
+}  // namespace amp::cuda

@@ -1,0 +1,104 @@
+// LayerNormalization (FP32 statistics, one thread per row) and the
+// cross-entropy losses (one block: per-sample terms, then a shared-memory
+// sum), then their launchers.
+#include "kernels/cuda/common.cuh"
+
+namespace amp::cuda {
+namespace {
+
+__global__ void LayerNormKernel(DevPtr x, DevPtr scale, DevPtr bias, int64_t scale_n,
+                                int64_t bias_n, void* y, int y_dt, void* mean, void* inv_std,
+                                int stat_dt, int64_t rows, int64_t n, float eps) {
+  AMP_GRID_LOOP(r, rows) {
+    int64_t base = r * n;
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += LoadF(x.data, x.dtype, base + i);
+    double m = n ? s / n : 0;
+    double v = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double d = LoadF(x.data, x.dtype, base + i) - m;
+      v += d * d;
+    }
+    double inv = 1.0 / sqrt((n ? v / n : 0) + eps);
+    for (int64_t i = 0; i < n; ++i) {
+      float norm = static_cast<float>((LoadF(x.data, x.dtype, base + i) - m) * inv);
+      float out = norm * LoadF(scale.data, scale.dtype, i % scale_n);
+      if (bias.data) out += LoadF(bias.data, bias.dtype, i % bias_n);
+      StoreF(y, y_dt, base + i, out);
+    }
+    if (mean) StoreF(mean, stat_dt, r, static_cast<float>(m));
+    if (inv_std) StoreF(inv_std, stat_dt, r, static_cast<float>(inv));
+  }
+}
+
+constexpr int kLossThreads = 256;
+
+__global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight,
+                                   void* loss, int loss_dt, void* log_prob, int64_t n, int64_t c,
+                                   int64_t d, int reduction, bool has_ignore, long long ignore) {
+  __shared__ double sums[kLossThreads];
+  __shared__ double wsums[kLossThreads];
+  double sum = 0, wsum = 0;
+  for (int64_t s = threadIdx.x; s < n * d; s += blockDim.x) {
+    int64_t b = s / d, i = s % d;
+    int64_t base = b * c * d + i;
+    double lse = 0;
+    if (log_softmax) {
+      float peak = -INFINITY;
+      for (int64_t k = 0; k < c; ++k) peak = fmaxf(peak, LoadF(scores.data, scores.dtype, base + k * d));
+      double e = 0;
+      for (int64_t k = 0; k < c; ++k) e += exp(LoadF(scores.data, scores.dtype, base + k * d) - peak);
+      lse = log(e) + peak;
+      if (log_prob)
+        for (int64_t k = 0; k < c; ++k)
+          StoreF(log_prob, scores.dtype, base + k * d,
+                 static_cast<float>(LoadF(scores.data, scores.dtype, base + k * d) - lse));
+    }
+    long long t = LoadI(labels.data, labels.dtype, s);
+    double l = 0, w = 0;
+    if (!(has_ignore && t == ignore) && t >= 0 && t < c) {
+      w = weight.data ? LoadF(weight.data, weight.dtype, t) : 1.0;
+      l = -(LoadF(scores.data, scores.dtype, base + t * d) - lse) * w;
+    }
+    if (reduction == 0) StoreF(loss, loss_dt, s, static_cast<float>(l));
+    sum += l;
+    wsum += w;
+  }
+  sums[threadIdx.x] = sum;
+  wsums[threadIdx.x] = wsum;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      sums[threadIdx.x] += sums[threadIdx.x + stride];
+      wsums[threadIdx.x] += wsums[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0 && reduction != 0) {
+    double r = reduction == 1 ? sums[0] : (wsums[0] == 0 ? 0.0 : sums[0] / wsums[0]);
+    StoreF(loss, loss_dt, 0, static_cast<float>(r));
+  }
+}
+
+}  // namespace
+
+Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void* mean,
+                 void* inv_std, int stat_dtype, int64_t rows, int64_t n, float epsilon,
+                 void* stream) {
+  if (rows == 0) return Status::Ok();
+  // Scale and bias have n elements (the normalized dims) in amp's graphs.
+  LayerNormKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, scale, bias, n, n, y, y_dtype, mean, inv_std, stat_dtype, rows, n, epsilon);
+  return CheckLaunch("LayerNorm");
+}
+
+Status CrossEntropy(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight, void* loss,
+                    int loss_dtype, void* log_prob, int64_t n, int64_t c, int64_t d,
+                    int reduction, bool has_ignore, int64_t ignore_index, void* stream) {
+  CrossEntropyKernel<<<1, kLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      log_softmax, scores, labels, weight, loss, loss_dtype, log_prob, n, c, d, reduction,
+      has_ignore, static_cast<long long>(ignore_index));
+  return CheckLaunch("CrossEntropy");
+}
+
+}  // namespace amp::cuda

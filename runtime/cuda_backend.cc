@@ -1,0 +1,640 @@
+// The CUDA backend: device memory, one stream, a cuBLASLt handle with its
+// workspace, and the mapping from nodes to the launchers of kernels/cuda
+// (read attributes, compute strides, launch). Every CUDA and cuBLASLt call is
+// checked; an error names the node.
+//
+// This is the correct-first backend: one generic kernel per family, no
+// fusion yet, and small host reads of constant scalars (Clip bounds, Slice
+// starts) that the graph-capture work will fold away.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "kernels/cuda/ops.h"
+#include "runtime/backend.h"
+
+namespace amp {
+namespace {
+
+using cuda::DevPtr;
+using cuda::EwOp;
+using cuda::Strided;
+
+Status CudaCheck(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) return Internal(what, ": CUDA error: ", cudaGetErrorString(err));
+  return Status::Ok();
+}
+
+struct Ctx {
+  const Node& node;
+  const std::vector<const TensorRef*>& in;
+  const std::vector<TensorRef*>& out;
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  void* workspace;
+  size_t workspace_bytes;
+  uint64_t step;
+
+  bool has_in(size_t i) const { return i < in.size() && in[i]; }
+  bool has_out(size_t i) const { return i < out.size() && out[i]; }
+  const TensorRef& I(size_t i) const { return *in[i]; }
+  TensorRef& O(size_t i) const { return *out[i]; }
+  template <typename... Args>
+  Status Error(const Args&... args) const {
+    return InvalidArgument(node.Describe(), ": ", args...);
+  }
+};
+
+int Dt(const TensorRef& t) { return static_cast<int>(t.dtype); }
+DevPtr P(const TensorRef& t) { return DevPtr{t.data, Dt(t)}; }
+
+std::vector<int64_t> RowStrides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i)
+    s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+// Output dims with each input's broadcast strides.
+StatusOr<Strided> Broadcast(const std::vector<int64_t>& out,
+                            const std::vector<const std::vector<int64_t>*>& ins) {
+  Strided s;
+  if (out.size() > static_cast<size_t>(cuda::kMaxRank))
+    return Unimplemented("rank ", out.size(), " is over the CUDA kernels' ", cuda::kMaxRank);
+  s.rank = static_cast<int>(out.size());
+  for (size_t d = 0; d < out.size(); ++d) s.dims[d] = out[d];
+  for (size_t k = 0; k < ins.size(); ++k) {
+    const auto& in = *ins[k];
+    std::vector<int64_t> own = RowStrides(in);
+    size_t off = out.size() - in.size();
+    for (size_t d = 0; d < in.size(); ++d) s.strides[k][off + d] = in[d] == 1 ? 0 : own[d];
+  }
+  return s;
+}
+
+// A small device tensor's values on the host (constants such as Slice
+// starts; a synchronizing copy).
+StatusOr<std::vector<int64_t>> HostInts(const Ctx& c, const TensorRef& t) {
+  std::vector<uint8_t> bytes(t.nbytes());
+  AMP_RETURN_IF_ERROR(CudaCheck(
+      cudaMemcpyAsync(bytes.data(), t.data, bytes.size(), cudaMemcpyDeviceToHost, c.stream),
+      "reading a small tensor"));
+  AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(c.stream), "reading a small tensor"));
+  Tensor h(t.dtype, t.dims);
+  std::memcpy(h.mutable_data(), bytes.data(), bytes.size());
+  std::vector<int64_t> out(h.num_elements());
+  for (int64_t i = 0; i < h.num_elements(); ++i) out[i] = h.GetInt(i);
+  return out;
+}
+
+StatusOr<double> HostScalar(const Ctx& c, const TensorRef& t) {
+  std::vector<uint8_t> bytes(t.nbytes());
+  AMP_RETURN_IF_ERROR(CudaCheck(
+      cudaMemcpyAsync(bytes.data(), t.data, bytes.size(), cudaMemcpyDeviceToHost, c.stream),
+      "reading a scalar"));
+  AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(c.stream), "reading a scalar"));
+  Tensor h(t.dtype, t.dims);
+  std::memcpy(h.mutable_data(), bytes.data(), bytes.size());
+  return h.GetDouble(0);
+}
+
+Status Copy(const Ctx& c, const TensorRef& from, TensorRef& to) {
+  if (from.data == to.data) return Status::Ok();
+  return CudaCheck(
+      cudaMemcpyAsync(to.data, from.data, from.nbytes(), cudaMemcpyDeviceToDevice, c.stream),
+      "copy");
+}
+
+Status Ew(const Ctx& c, EwOp op, float alpha = 0, float beta = 0) {
+  std::vector<const std::vector<int64_t>*> dims;
+  std::vector<DevPtr> ptrs;
+  for (size_t i = 0; i < c.in.size(); ++i) {
+    if (!c.in[i]) continue;
+    dims.push_back(&c.in[i]->dims);
+    ptrs.push_back(P(*c.in[i]));
+  }
+  if (op == EwOp::kClip) ptrs.resize(1), dims.resize(1);
+  AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, dims));
+  return cuda::Elementwise(op, ptrs.data(), static_cast<int>(ptrs.size()), c.O(0).data, Dt(c.O(0)),
+                           s, alpha, beta, c.stream);
+}
+
+using Fn = Status (*)(const Ctx&);
+
+Status Variadic(const Ctx& c, int kind) {
+  const TensorRef& y = c.O(0);
+  size_t n = c.in.size();
+  if (kind == 1 && n > 4) return Unimplemented(c.node.Describe(), ": Mean of over 4 inputs");
+  size_t at = 0;
+  bool first = true;
+  while (at < n) {
+    std::vector<DevPtr> ptrs;
+    std::vector<const std::vector<int64_t>*> dims;
+    if (!first) {
+      ptrs.push_back(P(y));
+      dims.push_back(&y.dims);
+    }
+    while (ptrs.size() < 4 && at < n) {
+      ptrs.push_back(P(c.I(at)));
+      dims.push_back(&c.I(at).dims);
+      ++at;
+    }
+    AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(y.dims, dims));
+    AMP_RETURN_IF_ERROR(cuda::EwVariadic(kind, ptrs.data(), static_cast<int>(ptrs.size()), y.data,
+                                         Dt(y), s, static_cast<float>(n), c.stream));
+    first = false;
+  }
+  return Status::Ok();
+}
+
+Status ClipFn(const Ctx& c) {
+  float lo = -INFINITY, hi = INFINITY;
+  if (c.has_in(1)) {
+    AMP_ASSIGN_OR_RETURN(double v, HostScalar(c, c.I(1)));
+    lo = static_cast<float>(v);
+  }
+  if (c.has_in(2)) {
+    AMP_ASSIGN_OR_RETURN(double v, HostScalar(c, c.I(2)));
+    hi = static_cast<float>(v);
+  }
+  return Ew(c, EwOp::kClip, lo, hi);
+}
+
+Status CopyFn(const Ctx& c) { return Copy(c, c.I(0), c.O(0)); }
+
+Status DropoutFn(const Ctx& c) {
+  double ratio = 0.5;
+  bool training = false;
+  if (c.has_in(1)) {
+    AMP_ASSIGN_OR_RETURN(ratio, HostScalar(c, c.I(1)));
+  }
+  if (c.has_in(2)) {
+    AMP_ASSIGN_OR_RETURN(double t, HostScalar(c, c.I(2)));
+    training = t != 0;
+  }
+  bool* mask = c.has_out(1) ? static_cast<bool*>(c.O(1).data) : nullptr;
+  if (!training || ratio == 0) {
+    AMP_RETURN_IF_ERROR(Copy(c, c.I(0), c.O(0)));
+    if (mask) {
+      bool one = true;
+      return cuda::Fill(mask, c.O(1).numel(), &one, 1, c.stream);
+    }
+    return Status::Ok();
+  }
+  return cuda::Dropout(P(c.I(0)), c.O(0).data, mask, c.I(0).numel(), static_cast<float>(ratio),
+                       static_cast<uint64_t>(c.node.GetInt("seed", 0)), c.step, c.stream);
+}
+
+Status TransposeFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  int64_t r = x.rank();
+  std::vector<int64_t> perm = c.node.GetInts("perm");
+  if (perm.empty())
+    for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+  std::vector<int64_t> xs = RowStrides(x.dims);
+  AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {}));
+  for (int64_t d = 0; d < r; ++d) s.strides[0][d] = xs[perm[d]];
+  return cuda::StridedCopy(x.data, 0, c.O(0).data, s, static_cast<int>(DTypeSize(x.dtype)), nullptr,
+                           0, c.stream);
+}
+
+Status ExpandFn(const Ctx& c) {
+  AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {&c.I(0).dims}));
+  return cuda::StridedCopy(c.I(0).data, 0, c.O(0).data, s,
+                           static_cast<int>(DTypeSize(c.I(0).dtype)), nullptr, 0, c.stream);
+}
+
+Status SliceFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  int64_t r = x.rank();
+  AMP_ASSIGN_OR_RETURN(auto starts, HostInts(c, c.I(1)));
+  std::vector<int64_t> axes, steps(starts.size(), 1);
+  if (c.has_in(3)) {
+    AMP_ASSIGN_OR_RETURN(axes, HostInts(c, c.I(3)));
+  } else {
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  }
+  if (c.has_in(4)) {
+    AMP_ASSIGN_OR_RETURN(steps, HostInts(c, c.I(4)));
+  }
+  std::vector<int64_t> xs = RowStrides(x.dims);
+  AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {}));
+  for (int64_t d = 0; d < r; ++d) s.strides[0][d] = xs[d];
+  int64_t base = 0;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    int64_t a = axes[i] < 0 ? axes[i] + r : axes[i];
+    int64_t dim = x.dims[a];
+    int64_t st = starts[i] < 0 ? starts[i] + dim : starts[i];
+    st = steps[i] > 0 ? std::clamp<int64_t>(st, 0, dim) : std::clamp<int64_t>(st, 0, dim - 1);
+    base += st * xs[a];
+    s.strides[0][a] = xs[a] * steps[i];
+  }
+  return cuda::StridedCopy(x.data, base, c.O(0).data, s, static_cast<int>(DTypeSize(x.dtype)),
+                           nullptr, 0, c.stream);
+}
+
+// Concat and Split: each piece is a strided copy into/out of the big tensor.
+Status ConcatSplit(const Ctx& c, bool concat) {
+  const TensorRef& big = concat ? c.O(0) : c.I(0);
+  int64_t axis = c.node.GetInt("axis", 0);
+  if (axis < 0) axis += big.rank();
+  std::vector<int64_t> bs = RowStrides(big.dims);
+  int64_t at = 0;
+  size_t pieces = concat ? c.in.size() : c.out.size();
+  int width = static_cast<int>(DTypeSize(big.dtype));
+  for (size_t k = 0; k < pieces; ++k) {
+    if (!concat && !c.has_out(k)) return c.Error("every Split output must be used");
+    const TensorRef& piece = concat ? c.I(k) : c.O(k);
+    AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(piece.dims, {}));
+    if (concat) {
+      std::vector<int64_t> ps = RowStrides(piece.dims);
+      for (int64_t d = 0; d < piece.rank(); ++d) s.strides[0][d] = ps[d];
+      AMP_RETURN_IF_ERROR(
+          cuda::StridedCopy(piece.data, 0, big.data, s, width, bs.data(), at * bs[axis], c.stream));
+    } else {
+      for (int64_t d = 0; d < piece.rank(); ++d) s.strides[0][d] = bs[d];
+      AMP_RETURN_IF_ERROR(
+          cuda::StridedCopy(big.data, at * bs[axis], piece.data, s, width, nullptr, 0, c.stream));
+    }
+    at += piece.dims[axis];
+  }
+  return Status::Ok();
+}
+Status ConcatFn(const Ctx& c) { return ConcatSplit(c, true); }
+Status SplitFn(const Ctx& c) { return ConcatSplit(c, false); }
+
+Status GatherFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  int64_t axis = c.node.GetInt("axis", 0);
+  if (axis < 0) axis += x.rank();
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= x.dims[d];
+  for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= x.dims[d];
+  return cuda::Gather(x.data, P(c.I(1)), c.I(1).numel(), c.O(0).data, outer, x.dims[axis], inner,
+                      static_cast<int>(DTypeSize(x.dtype)), c.stream);
+}
+
+int Reduction(const Ctx& c) {
+  std::string r = c.node.GetString("reduction", "none");
+  return r == "add" ? 1 : r == "none" ? 0 : -1;
+}
+
+Status ScatterNDFn(const Ctx& c) {
+  int red = Reduction(c);
+  if (red < 0) return Unimplemented(c.node.Describe(), ": reduction is not supported on CUDA yet");
+  AMP_RETURN_IF_ERROR(Copy(c, c.I(0), c.O(0)));
+  const TensorRef& idx = c.I(1);
+  int k = static_cast<int>(idx.dims.back());
+  return cuda::ScatterND(c.O(0).data, Dt(c.O(0)), c.O(0).dims.data(),
+                         static_cast<int>(c.O(0).rank()), P(idx), idx.numel() / std::max(k, 1), k,
+                         c.I(2).data, red, c.stream);
+}
+
+Status ScatterElementsFn(const Ctx& c) {
+  int red = Reduction(c);
+  if (red < 0) return Unimplemented(c.node.Describe(), ": reduction is not supported on CUDA yet");
+  AMP_RETURN_IF_ERROR(Copy(c, c.I(0), c.O(0)));
+  int64_t axis = c.node.GetInt("axis", 0);
+  if (axis < 0) axis += c.I(0).rank();
+  return cuda::ScatterElements(c.O(0).data, Dt(c.O(0)), c.O(0).dims.data(),
+                               static_cast<int>(c.O(0).rank()), static_cast<int>(axis), P(c.I(1)),
+                               c.I(1).dims.data(), c.I(2).data, red, c.stream);
+}
+
+Status OneHotFn(const Ctx& c) {
+  const TensorRef& y = c.O(0);
+  int64_t axis = c.node.GetInt("axis", -1);
+  if (axis < 0) axis += y.rank();
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= y.dims[d];
+  for (int64_t d = axis + 1; d < y.rank(); ++d) inner *= y.dims[d];
+  return cuda::OneHot(P(c.I(0)), c.I(2).data, y.data, static_cast<int>(DTypeSize(y.dtype)), outer,
+                      y.dims[axis], inner, c.stream);
+}
+
+Status UploadTensor(const Ctx& c, const Tensor& t, TensorRef& y) {
+  if (t.nbytes() != y.nbytes()) return c.Error("constant size mismatch");
+  if (!t.nbytes()) return Status::Ok();
+  AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(c.stream), "upload"));
+  return CudaCheck(cudaMemcpy(y.data, t.data(), t.nbytes(), cudaMemcpyHostToDevice), "upload");
+}
+
+Status ConstantFn(const Ctx& c) {
+  TensorRef& y = c.O(0);
+  const Node& n = c.node;
+  if (const Attribute* a = n.FindAttr("value")) return UploadTensor(c, a->t, y);
+  Tensor t(y.dtype, y.dims);
+  if (const Attribute* f = n.FindAttr("value_float")) {
+    t.SetDouble(0, f->f);
+  } else if (const Attribute* i = n.FindAttr("value_int")) {
+    t.SetDouble(0, static_cast<double>(i->i));
+  } else if (const Attribute* fs = n.FindAttr("value_floats")) {
+    for (size_t k = 0; k < fs->floats.size(); ++k) t.SetDouble(k, fs->floats[k]);
+  } else if (const Attribute* is = n.FindAttr("value_ints")) {
+    for (size_t k = 0; k < is->ints.size(); ++k) t.SetDouble(k, static_cast<double>(is->ints[k]));
+  } else {
+    return c.Error("Constant without a value the runtime understands");
+  }
+  return UploadTensor(c, t, y);
+}
+
+Status ConstantOfShapeFn(const Ctx& c) {
+  TensorRef& y = c.O(0);
+  uint8_t v[8] = {};
+  if (const Attribute* a = c.node.FindAttr("value"); a && a->t.nbytes() == DTypeSize(y.dtype))
+    std::memcpy(v, a->t.data(), a->t.nbytes());
+  return cuda::Fill(y.data, y.numel(), v, static_cast<int>(DTypeSize(y.dtype)), c.stream);
+}
+
+Status ShapeFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  int64_t r = x.rank();
+  int64_t start = c.node.GetInt("start", 0), end = c.node.GetInt("end", r);
+  if (start < 0) start += r;
+  if (end < 0) end += r;
+  start = std::clamp<int64_t>(start, 0, r);
+  end = std::clamp<int64_t>(end, 0, r);
+  std::vector<int64_t> dims(x.dims.begin() + start, x.dims.begin() + end);
+  return UploadTensor(
+      c, Tensor::FromVector(DType::kInt64, {static_cast<int64_t>(dims.size())}, dims), c.O(0));
+}
+
+Status SizeFn(const Ctx& c) {
+  return UploadTensor(c, Tensor::FromVector<int64_t>(DType::kInt64, {}, {c.I(0).numel()}), c.O(0));
+}
+
+Status ReduceFn(const Ctx& c, int kind) {
+  const TensorRef& x = c.I(0);
+  std::vector<int64_t> axes;
+  if (c.has_in(1)) {
+    AMP_ASSIGN_OR_RETURN(axes, HostInts(c, c.I(1)));
+  } else {
+    axes = c.node.GetInts("axes");
+  }
+  if (axes.empty() && c.node.GetInt("noop_with_empty_axes", 0) != 0) return Copy(c, x, c.O(0));
+  bool mask[cuda::kMaxRank] = {};
+  if (x.rank() > cuda::kMaxRank) return Unimplemented(c.node.Describe(), ": rank over 8");
+  for (int64_t d = 0; d < x.rank(); ++d) mask[d] = axes.empty();
+  for (int64_t a : axes) mask[a < 0 ? a + x.rank() : a] = true;
+  return cuda::Reduce(kind, P(x), x.dims.data(), static_cast<int>(x.rank()), mask, c.O(0).data,
+                      Dt(c.O(0)), c.stream);
+}
+
+Status SoftmaxFn(const Ctx& c, int kind) {
+  const TensorRef& x = c.I(0);
+  int64_t axis = c.node.GetInt("axis", -1);
+  if (axis < 0) axis += x.rank();
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= x.dims[d];
+  for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= x.dims[d];
+  return cuda::Softmax(kind, P(x), c.O(0).data, Dt(c.O(0)), outer, x.dims[axis], inner, c.stream);
+}
+
+Status LayerNormFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  int64_t axis = c.node.GetInt("axis", -1);
+  if (axis < 0) axis += x.rank();
+  int64_t rows = 1, n = 1;
+  for (int64_t d = 0; d < x.rank(); ++d) (d < axis ? rows : n) *= x.dims[d];
+  if (c.I(1).numel() != n || (c.has_in(2) && c.I(2).numel() != n))
+    return Unimplemented(c.node.Describe(), ": Scale/B must cover the normalized dims on CUDA");
+  DevPtr bias = c.has_in(2) ? P(c.I(2)) : DevPtr{};
+  int stat_dt = c.has_out(1) ? Dt(c.O(1)) : (c.has_out(2) ? Dt(c.O(2)) : 1);
+  return cuda::LayerNorm(P(x), P(c.I(1)), bias, c.O(0).data, Dt(c.O(0)),
+                         c.has_out(1) ? c.O(1).data : nullptr, c.has_out(2) ? c.O(2).data : nullptr,
+                         stat_dt, rows, n, c.node.GetFloat("epsilon", 1e-5f), c.stream);
+}
+
+Status LossFn(const Ctx& c, bool softmax) {
+  const TensorRef& x = c.I(0);
+  int64_t n = x.dims[0], classes = x.dims[1], d = 1;
+  for (int64_t k = 2; k < x.rank(); ++k) d *= x.dims[k];
+  std::string r = c.node.GetString("reduction", "mean");
+  int reduction = r == "none" ? 0 : r == "sum" ? 1 : 2;
+  DevPtr weight = c.has_in(2) ? P(c.I(2)) : DevPtr{};
+  return cuda::CrossEntropy(softmax, P(x), P(c.I(1)), weight, c.O(0).data, Dt(c.O(0)),
+                            softmax && c.has_out(1) ? c.O(1).data : nullptr, n, classes, d,
+                            reduction, c.node.HasAttr("ignore_index"),
+                            c.node.GetInt("ignore_index", 0), c.stream);
+}
+
+Status GemmFn(const Ctx& c) {
+  const TensorRef& a = c.I(0);
+  TensorRef& y = c.O(0);
+  bool ta = c.node.GetInt("transA", 0) != 0, tb = c.node.GetInt("transB", 0) != 0;
+  float alpha = c.node.GetFloat("alpha", 1.f), beta = c.node.GetFloat("beta", 1.f);
+  int64_t m = y.dims[0], n = y.dims[1], k = ta ? a.dims[0] : a.dims[1];
+  if (c.has_in(2) && beta != 0) {
+    // Y = broadcast C, then Y = alpha AB + beta Y.
+    AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(y.dims, {&c.I(2).dims}));
+    DevPtr cp = P(c.I(2));
+    AMP_RETURN_IF_ERROR(cuda::Elementwise(EwOp::kCast, &cp, 1, y.data, Dt(y), s, 0, 0, c.stream));
+  } else {
+    beta = 0;
+  }
+  return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, m, n, k, alpha, a.data,
+                    c.I(1).data, beta, y.data, Dt(y), 1, 0, 0, 0, c.stream);
+}
+
+Status MatMulFn(const Ctx& c) {
+  std::vector<int64_t> ad = c.I(0).dims, bd = c.I(1).dims;
+  if (ad.size() == 1) ad.insert(ad.begin(), 1);
+  if (bd.size() == 1) bd.push_back(1);
+  int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
+  std::vector<int64_t> ba(ad.begin(), ad.end() - 2), bb(bd.begin(), bd.end() - 2);
+  auto prod = [](const std::vector<int64_t>& v) {
+    int64_t p = 1;
+    for (int64_t x : v) p *= x;
+    return p;
+  };
+  int64_t na = prod(ba), nb = prod(bb);
+  const void* A = c.I(0).data;
+  const void* B = c.I(1).data;
+  void* Y = c.O(0).data;
+  int dt = Dt(c.O(0));
+  auto gemm = [&](int64_t mm, int64_t batch, int64_t sa, int64_t sb, int64_t sc) {
+    return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, false, false, mm, n, k, 1.f, A, B, 0.f,
+                      Y, dt, batch, sa, sb, sc, c.stream);
+  };
+  if (nb == 1) return gemm(na * m, 1, 0, 0, 0);  // weights: one GEMM over all rows
+  if (ba == bb) return gemm(m, na, m * k, k * n, m * n);
+  if (na == 1) return gemm(m, nb, 0, k * n, m * n);
+  return Unimplemented(c.node.Describe(), ": MatMul with mixed broadcast batch dims on CUDA");
+}
+
+const std::map<std::string, Fn>& Table() {
+  static const std::map<std::string, Fn> t = [] {
+    std::map<std::string, Fn> m;
+#define AMP_EW(Name, Op) m[Name] = [](const Ctx& c) { return Ew(c, EwOp::Op); };
+    AMP_EW("Add", kAdd)
+    AMP_EW("Sub", kSub)
+    AMP_EW("Mul", kMul) AMP_EW("Div", kDiv) AMP_EW("Pow", kPow) AMP_EW("PRelu", kPRelu)
+        AMP_EW("And", kAnd) AMP_EW("Or", kOr) AMP_EW("Xor", kXor) AMP_EW("Equal", kEqual)
+            AMP_EW("Greater", kGreater) AMP_EW("GreaterOrEqual", kGreaterEq) AMP_EW("Less", kLess)
+                AMP_EW("LessOrEqual", kLessEq) AMP_EW("Where", kWhere) AMP_EW("Abs", kAbs) AMP_EW(
+                    "Neg", kNeg) AMP_EW("Relu", kRelu) AMP_EW("Sqrt", kSqrt) AMP_EW("Exp", kExp)
+                    AMP_EW("Log", kLog) AMP_EW("Erf", kErf) AMP_EW("Reciprocal", kReciprocal)
+                        AMP_EW("Tanh", kTanh) AMP_EW("Sigmoid", kSigmoid) AMP_EW("Sign", kSign)
+                            AMP_EW("Ceil", kCeil) AMP_EW("Floor", kFloor) AMP_EW("Round", kRound)
+                                AMP_EW("Sin", kSin) AMP_EW("Cos", kCos)
+                                    AMP_EW("Softplus", kSoftplus) AMP_EW("Softsign", kSoftsign)
+                                        AMP_EW("HardSwish", kHardSwish) AMP_EW("Not", kNot)
+                                            AMP_EW("IsNaN", kIsNaN) AMP_EW("Cast", kCast)
+                                                AMP_EW("Identity", kIdentity)
+#undef AMP_EW
+                                                    m["CastLike"] = [](const Ctx& c) {
+                                                      std::vector<const TensorRef*> one = {c.in[0]};
+                                                      Ctx d{c.node,
+                                                            one,
+                                                            c.out,
+                                                            c.stream,
+                                                            c.lt,
+                                                            c.workspace,
+                                                            c.workspace_bytes,
+                                                            c.step};
+                                                      return Ew(d, EwOp::kCast);
+                                                    };
+    m["Mod"] = [](const Ctx& c) {
+      return Ew(c, c.node.GetInt("fmod", 0) ? EwOp::kFMod : EwOp::kMod);
+    };
+    m["IsInf"] = [](const Ctx& c) {
+      return Ew(c, EwOp::kIsInf, static_cast<float>(c.node.GetInt("detect_positive", 1)),
+                static_cast<float>(c.node.GetInt("detect_negative", 1)));
+    };
+    m["LeakyRelu"] = [](const Ctx& c) {
+      return Ew(c, EwOp::kLeakyRelu, c.node.GetFloat("alpha", 0.01f));
+    };
+    m["Elu"] = [](const Ctx& c) { return Ew(c, EwOp::kElu, c.node.GetFloat("alpha", 1.f)); };
+    m["HardSigmoid"] = [](const Ctx& c) {
+      return Ew(c, EwOp::kHardSigmoid, c.node.GetFloat("alpha", 0.2f),
+                c.node.GetFloat("beta", 0.5f));
+    };
+    m["Gelu"] = [](const Ctx& c) {
+      return Ew(c,
+                c.node.GetString("approximate", "none") == "tanh" ? EwOp::kGeluTanh : EwOp::kGelu);
+    };
+    m["Clip"] = ClipFn;
+    m["Sum"] = [](const Ctx& c) { return Variadic(c, 0); };
+    m["Mean"] = [](const Ctx& c) { return Variadic(c, 1); };
+    m["Max"] = [](const Ctx& c) { return Variadic(c, 2); };
+    m["Min"] = [](const Ctx& c) { return Variadic(c, 3); };
+    for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}) m[op] = CopyFn;
+    m["Dropout"] = DropoutFn;
+    m["Transpose"] = TransposeFn;
+    m["Expand"] = ExpandFn;
+    m["Slice"] = SliceFn;
+    m["Concat"] = ConcatFn;
+    m["Split"] = SplitFn;
+    m["Gather"] = GatherFn;
+    m["ScatterND"] = ScatterNDFn;
+    m["ScatterElements"] = ScatterElementsFn;
+    m["OneHot"] = OneHotFn;
+    m["Constant"] = ConstantFn;
+    m["ConstantOfShape"] = ConstantOfShapeFn;
+    m["Shape"] = ShapeFn;
+    m["Size"] = SizeFn;
+    m["ReduceSum"] = [](const Ctx& c) { return ReduceFn(c, 0); };
+    m["ReduceMean"] = [](const Ctx& c) { return ReduceFn(c, 1); };
+    m["ReduceMax"] = [](const Ctx& c) { return ReduceFn(c, 2); };
+    m["ReduceMin"] = [](const Ctx& c) { return ReduceFn(c, 3); };
+    m["ReduceSumSquare"] = [](const Ctx& c) { return ReduceFn(c, 4); };
+    m["ReduceL1"] = [](const Ctx& c) { return ReduceFn(c, 5); };
+    m["ReduceL2"] = [](const Ctx& c) { return ReduceFn(c, 6); };
+    m["ReduceProd"] = [](const Ctx& c) { return ReduceFn(c, 7); };
+    m["ReduceLogSum"] = [](const Ctx& c) { return ReduceFn(c, 8); };
+    m["ReduceLogSumExp"] = [](const Ctx& c) { return ReduceFn(c, 9); };
+    m["Softmax"] = [](const Ctx& c) { return SoftmaxFn(c, 0); };
+    m["LogSoftmax"] = [](const Ctx& c) { return SoftmaxFn(c, 1); };
+    m["LayerNormalization"] = LayerNormFn;
+    m["SoftmaxCrossEntropyLoss"] = [](const Ctx& c) { return LossFn(c, true); };
+    m["NegativeLogLikelihoodLoss"] = [](const Ctx& c) { return LossFn(c, false); };
+    m["Gemm"] = GemmFn;
+    m["MatMul"] = MatMulFn;
+    return m;
+  }();
+  return t;
+}
+
+class CudaBackend : public Backend {
+ public:
+  ~CudaBackend() override {
+    if (workspace_) cudaFree(workspace_);
+    if (lt_) cublasLtDestroy(lt_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  Status Init() {
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0)
+      return Unimplemented("--device cuda: no usable GPU here (",
+                           err != cudaSuccess ? cudaGetErrorString(err) : "no device",
+                           "); use --device cpu");
+    AMP_RETURN_IF_ERROR(
+        CudaCheck(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
+    if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) return Internal("cublasLtCreate failed");
+    AMP_RETURN_IF_ERROR(CudaCheck(cudaMalloc(&workspace_, kWorkspace), "cuBLASLt workspace"));
+    return Status::Ok();
+  }
+
+  std::string_view name() const override { return "cuda"; }
+
+  StatusOr<void*> Allocate(size_t bytes) override {
+    void* p = nullptr;
+    AMP_RETURN_IF_ERROR(CudaCheck(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "cudaMalloc"));
+    AMP_RETURN_IF_ERROR(CudaCheck(cudaMemset(p, 0, std::max<size_t>(bytes, 1)), "cudaMemset"));
+    return p;
+  }
+  void Free(void* p) override { cudaFree(p); }
+  Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return Status::Ok();
+    AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "copy to device"));
+    return CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to device");
+  }
+  Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return Status::Ok();
+    AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "copy to host"));
+    return CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to host");
+  }
+  Status CopyOnDevice(void* dst, const void* src, size_t bytes) override {
+    if (!bytes || dst == src) return Status::Ok();
+    return CudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
+                     "copy on device");
+  }
+  Status Supports(const Node& node) const override {
+    if ((node.domain().empty() || node.domain() == "ai.onnx") && Table().count(node.op_type()))
+      return Status::Ok();
+    return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for '", node.op_type(),
+                         "' yet; use --device cpu");
+  }
+  Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
+             const std::vector<TensorRef*>& outputs, uint64_t step) override {
+    auto it = Table().find(node.op_type());
+    if (it == Table().end()) return Supports(node);
+    Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step};
+    Status st = it->second(c);
+    if (!st.ok()) return st.WithContext(node.Describe());
+    return Status::Ok();
+  }
+  Status Synchronize() override { return CudaCheck(cudaStreamSynchronize(stream_), "synchronize"); }
+
+ private:
+  static constexpr size_t kWorkspace = size_t{32} << 20;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  void* workspace_ = nullptr;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend() {
+  auto b = std::make_unique<CudaBackend>();
+  AMP_RETURN_IF_ERROR(b->Init());
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+}  // namespace amp
