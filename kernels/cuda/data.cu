@@ -25,9 +25,8 @@ __global__ void StridedCopyKernel(const W* in, int64_t in_offset, W* out, Stride
   }
 }
 
-__global__ void GatherKernel(const unsigned char* data, DevPtr idx, int64_t ni,
-                             unsigned char* out, int64_t outer, int64_t n, int64_t inner,
-                             int width) {
+__global__ void GatherKernel(const unsigned char* data, DevPtr idx, int64_t ni, unsigned char* out,
+                             int64_t outer, int64_t n, int64_t inner, int width) {
   int64_t total = outer * ni * inner;
   AMP_GRID_LOOP(i, total) {
     int64_t r = i % inner;
@@ -98,8 +97,8 @@ __global__ void ScatterElementsKernel(void* out, int dt, Dims data_dims, int ran
   }
 }
 
-__global__ void OneHotKernel(DevPtr idx, const unsigned char* values, unsigned char* out,
-                             int width, int64_t outer, int64_t depth, int64_t inner) {
+__global__ void OneHotKernel(DevPtr idx, const unsigned char* values, unsigned char* out, int width,
+                             int64_t outer, int64_t depth, int64_t inner) {
   int64_t total = outer * depth * inner;
   AMP_GRID_LOOP(i, total) {
     int64_t r = i % inner;
@@ -150,19 +149,19 @@ Status StridedCopy(const void* in, int64_t in_offset, void* out, const Strided& 
                                                         out_offset);
       break;
     case 2:
-      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint16_t*>(in),
-                                                        in_offset, static_cast<uint16_t*>(out), s,
-                                                        n, has, os, out_offset);
+      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint16_t*>(in), in_offset,
+                                                        static_cast<uint16_t*>(out), s, n, has, os,
+                                                        out_offset);
       break;
     case 4:
-      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint32_t*>(in),
-                                                        in_offset, static_cast<uint32_t*>(out), s,
-                                                        n, has, os, out_offset);
+      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint32_t*>(in), in_offset,
+                                                        static_cast<uint32_t*>(out), s, n, has, os,
+                                                        out_offset);
       break;
     case 8:
-      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint64_t*>(in),
-                                                        in_offset, static_cast<uint64_t*>(out), s,
-                                                        n, has, os, out_offset);
+      StridedCopyKernel<<<Blocks(n), kThreads, 0, st>>>(static_cast<const uint64_t*>(in), in_offset,
+                                                        static_cast<uint64_t*>(out), s, n, has, os,
+                                                        out_offset);
       break;
     default:
       return Internal("StridedCopy: element width ", width);
@@ -175,8 +174,8 @@ Status Gather(const void* data, DevPtr indices, int64_t ni, void* out, int64_t o
   int64_t total = outer * ni * inner;
   if (total == 0) return Status::Ok();
   GatherKernel<<<Blocks(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<const unsigned char*>(data), indices, ni, static_cast<unsigned char*>(out),
-      outer, n, inner, width);
+      static_cast<const unsigned char*>(data), indices, ni, static_cast<unsigned char*>(out), outer,
+      n, inner, width);
   return CheckLaunch("Gather");
 }
 
@@ -194,8 +193,8 @@ Status ScatterND(void* out, int dtype, const int64_t* data_dims, int data_rank, 
 }
 
 Status ScatterElements(void* out, int dtype, const int64_t* data_dims, int rank, int axis,
-                       DevPtr indices, const int64_t* idx_dims, const void* updates,
-                       int reduction, void* stream) {
+                       DevPtr indices, const int64_t* idx_dims, const void* updates, int reduction,
+                       void* stream) {
   Dims dd{}, id{};
   int64_t n = 1;
   for (int d = 0; d < rank; ++d) {
@@ -228,8 +227,8 @@ Status Fill(void* out, int64_t n, const void* value, int width, void* stream) {
   return CheckLaunch("Fill");
 }
 
-Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed,
-               uint64_t step, void* stream) {
+Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
+               void* stream) {
   if (n == 0) return Status::Ok();
   uint64_t stream_seed = Mix(seed ^ Mix(step));
   DropoutKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(

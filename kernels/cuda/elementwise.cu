@@ -9,72 +9,118 @@ namespace {
 
 __device__ float UnaryF(EwOp op, float x, float alpha, float beta) {
   switch (op) {
-    case EwOp::kIdentity: case EwOp::kCast: return x;
-    case EwOp::kAbs: return fabsf(x);
-    case EwOp::kNeg: return -x;
-    case EwOp::kRelu: return x > 0.f ? x : 0.f;
-    case EwOp::kSqrt: return sqrtf(x);
-    case EwOp::kExp: return expf(x);
-    case EwOp::kLog: return logf(x);
-    case EwOp::kErf: return erff(x);
-    case EwOp::kReciprocal: return 1.f / x;
-    case EwOp::kTanh: return tanhf(x);
-    case EwOp::kSigmoid: return x >= 0 ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x));
-    case EwOp::kSign: return isnan(x) ? x : (x > 0 ? 1.f : (x < 0 ? -1.f : 0.f));
-    case EwOp::kCeil: return ceilf(x);
-    case EwOp::kFloor: return floorf(x);
-    case EwOp::kRound: return nearbyintf(x);
-    case EwOp::kSin: return sinf(x);
-    case EwOp::kCos: return cosf(x);
-    case EwOp::kLeakyRelu: return x >= 0 ? x : alpha * x;
-    case EwOp::kElu: return x > 0 ? x : alpha * (expf(x) - 1.f);
-    case EwOp::kGelu: return 0.5f * x * (1.f + erff(x * 0.7071067811865476f));
+    case EwOp::kIdentity:
+    case EwOp::kCast:
+      return x;
+    case EwOp::kAbs:
+      return fabsf(x);
+    case EwOp::kNeg:
+      return -x;
+    case EwOp::kRelu:
+      return x > 0.f ? x : 0.f;
+    case EwOp::kSqrt:
+      return sqrtf(x);
+    case EwOp::kExp:
+      return expf(x);
+    case EwOp::kLog:
+      return logf(x);
+    case EwOp::kErf:
+      return erff(x);
+    case EwOp::kReciprocal:
+      return 1.f / x;
+    case EwOp::kTanh:
+      return tanhf(x);
+    case EwOp::kSigmoid:
+      return x >= 0 ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x));
+    case EwOp::kSign:
+      return isnan(x) ? x : (x > 0 ? 1.f : (x < 0 ? -1.f : 0.f));
+    case EwOp::kCeil:
+      return ceilf(x);
+    case EwOp::kFloor:
+      return floorf(x);
+    case EwOp::kRound:
+      return nearbyintf(x);
+    case EwOp::kSin:
+      return sinf(x);
+    case EwOp::kCos:
+      return cosf(x);
+    case EwOp::kLeakyRelu:
+      return x >= 0 ? x : alpha * x;
+    case EwOp::kElu:
+      return x > 0 ? x : alpha * (expf(x) - 1.f);
+    case EwOp::kGelu:
+      return 0.5f * x * (1.f + erff(x * 0.7071067811865476f));
     case EwOp::kGeluTanh:
       return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case EwOp::kSoftplus: return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
-    case EwOp::kSoftsign: return x / (1.f + fabsf(x));
-    case EwOp::kHardSigmoid: return fmaxf(0.f, fminf(1.f, alpha * x + beta));
-    case EwOp::kHardSwish: return x * fmaxf(0.f, fminf(1.f, x / 6.f + 0.5f));
-    case EwOp::kClip: return isnan(x) ? x : fminf(fmaxf(x, alpha), beta);
-    default: return x;
+    case EwOp::kSoftplus:
+      return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
+    case EwOp::kSoftsign:
+      return x / (1.f + fabsf(x));
+    case EwOp::kHardSigmoid:
+      return fmaxf(0.f, fminf(1.f, alpha * x + beta));
+    case EwOp::kHardSwish:
+      return x * fmaxf(0.f, fminf(1.f, x / 6.f + 0.5f));
+    case EwOp::kClip:
+      return isnan(x) ? x : fminf(fmaxf(x, alpha), beta);
+    default:
+      return x;
   }
 }
 
 __device__ float BinaryF(EwOp op, float x, float y) {
   switch (op) {
-    case EwOp::kAdd: return x + y;
-    case EwOp::kSub: return x - y;
-    case EwOp::kMul: return x * y;
-    case EwOp::kDiv: return x / y;
+    case EwOp::kAdd:
+      return x + y;
+    case EwOp::kSub:
+      return x - y;
+    case EwOp::kMul:
+      return x * y;
+    case EwOp::kDiv:
+      return x / y;
     case EwOp::kPow:
       if (y == 2.f) return x * x;
       if (y == 1.f) return x;
       if (y == 0.5f) return sqrtf(x);
       return powf(x, y);
-    case EwOp::kMax: return (isnan(x) || isnan(y)) ? nanf("") : fmaxf(x, y);
-    case EwOp::kMin: return (isnan(x) || isnan(y)) ? nanf("") : fminf(x, y);
-    case EwOp::kPRelu: return x < 0 ? x * y : x;
-    case EwOp::kFMod: return fmodf(x, y);
+    case EwOp::kMax:
+      return (isnan(x) || isnan(y)) ? nanf("") : fmaxf(x, y);
+    case EwOp::kMin:
+      return (isnan(x) || isnan(y)) ? nanf("") : fminf(x, y);
+    case EwOp::kPRelu:
+      return x < 0 ? x * y : x;
+    case EwOp::kFMod:
+      return fmodf(x, y);
     case EwOp::kMod: {
       float r = fmodf(x, y);
       return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
     }
-    default: return 0.f;
+    default:
+      return 0.f;
   }
 }
 
 __device__ long long BinaryI(EwOp op, long long x, long long y) {
   switch (op) {
-    case EwOp::kAdd: return x + y;
-    case EwOp::kSub: return x - y;
-    case EwOp::kMul: return x * y;
-    case EwOp::kDiv: return y == 0 ? 0 : x / y;
-    case EwOp::kMax: return x > y ? x : y;
-    case EwOp::kMin: return x < y ? x : y;
-    case EwOp::kAnd: return x && y;
-    case EwOp::kOr: return x || y;
-    case EwOp::kXor: return (x != 0) != (y != 0);
-    case EwOp::kFMod: return y == 0 ? 0 : x % y;
+    case EwOp::kAdd:
+      return x + y;
+    case EwOp::kSub:
+      return x - y;
+    case EwOp::kMul:
+      return x * y;
+    case EwOp::kDiv:
+      return y == 0 ? 0 : x / y;
+    case EwOp::kMax:
+      return x > y ? x : y;
+    case EwOp::kMin:
+      return x < y ? x : y;
+    case EwOp::kAnd:
+      return x && y;
+    case EwOp::kOr:
+      return x || y;
+    case EwOp::kXor:
+      return (x != 0) != (y != 0);
+    case EwOp::kFMod:
+      return y == 0 ? 0 : x % y;
     case EwOp::kMod: {
       if (y == 0) return 0;
       long long r = x % y;
@@ -85,7 +131,8 @@ __device__ long long BinaryI(EwOp op, long long x, long long y) {
       for (long long e = 0; e < y; ++e) r *= x;
       return r;
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -93,8 +140,8 @@ struct Inputs {
   DevPtr p[4];
 };
 
-__global__ void ElementwiseKernel(EwOp op, Inputs in, int n_in, void* out, int out_dt,
-                                  Strided s, int64_t n, float alpha, float beta) {
+__global__ void ElementwiseKernel(EwOp op, Inputs in, int n_in, void* out, int out_dt, Strided s,
+                                  int64_t n, float alpha, float beta) {
   AMP_GRID_LOOP(i, n) {
     int64_t off[4];
     Offsets(s, i, n_in, off);
@@ -103,8 +150,10 @@ __global__ void ElementwiseKernel(EwOp op, Inputs in, int n_in, void* out, int o
       bool c = LoadI(a.data, a.dtype, off[0]) != 0;
       const DevPtr& src = c ? in.p[1] : in.p[2];
       int64_t o = c ? off[1] : off[2];
-      if (IsFloatType(out_dt)) StoreF(out, out_dt, i, LoadF(src.data, src.dtype, o));
-      else StoreI(out, out_dt, i, LoadI(src.data, src.dtype, o));
+      if (IsFloatType(out_dt))
+        StoreF(out, out_dt, i, LoadF(src.data, src.dtype, o));
+      else
+        StoreI(out, out_dt, i, LoadI(src.data, src.dtype, o));
       continue;
     }
     if (op >= EwOp::kEqual) {  // comparisons: in the inputs' type, bool out
@@ -112,12 +161,18 @@ __global__ void ElementwiseKernel(EwOp op, Inputs in, int n_in, void* out, int o
       const DevPtr& b = in.p[1];
       if (IsFloatType(a.dtype)) {
         float x = LoadF(a.data, a.dtype, off[0]), y = LoadF(b.data, b.dtype, off[1]);
-        r = op == EwOp::kEqual ? x == y : op == EwOp::kGreater ? x > y
-            : op == EwOp::kGreaterEq ? x >= y : op == EwOp::kLess ? x < y : x <= y;
+        r = op == EwOp::kEqual       ? x == y
+            : op == EwOp::kGreater   ? x > y
+            : op == EwOp::kGreaterEq ? x >= y
+            : op == EwOp::kLess      ? x < y
+                                     : x <= y;
       } else {
         long long x = LoadI(a.data, a.dtype, off[0]), y = LoadI(b.data, b.dtype, off[1]);
-        r = op == EwOp::kEqual ? x == y : op == EwOp::kGreater ? x > y
-            : op == EwOp::kGreaterEq ? x >= y : op == EwOp::kLess ? x < y : x <= y;
+        r = op == EwOp::kEqual       ? x == y
+            : op == EwOp::kGreater   ? x > y
+            : op == EwOp::kGreaterEq ? x >= y
+            : op == EwOp::kLess      ? x < y
+                                     : x <= y;
       }
       StoreI(out, kBool, i, r);
       continue;
@@ -157,16 +212,26 @@ __global__ void ElementwiseKernel(EwOp op, Inputs in, int n_in, void* out, int o
       long long r;
       if (n_in == 1) {
         switch (op) {
-          case EwOp::kAbs: r = x < 0 ? -x : x; break;
-          case EwOp::kNeg: r = -x; break;
-          case EwOp::kRelu: r = x > 0 ? x : 0; break;
-          case EwOp::kSign: r = x > 0 ? 1 : (x < 0 ? -1 : 0); break;
+          case EwOp::kAbs:
+            r = x < 0 ? -x : x;
+            break;
+          case EwOp::kNeg:
+            r = -x;
+            break;
+          case EwOp::kRelu:
+            r = x > 0 ? x : 0;
+            break;
+          case EwOp::kSign:
+            r = x > 0 ? 1 : (x < 0 ? -1 : 0);
+            break;
           case EwOp::kClip: {
             float f = static_cast<float>(x);
             r = static_cast<long long>(fminf(fmaxf(f, alpha), beta));
             break;
           }
-          default: r = x; break;
+          default:
+            r = x;
+            break;
         }
       } else {
         r = BinaryI(op, x, LoadI(in.p[1].data, in.p[1].dtype, off[1]));
@@ -203,8 +268,8 @@ __global__ void VariadicKernel(int kind, Inputs in, int n_in, void* out, int out
 
 }  // namespace
 
-Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype,
-                   const Strided& s, float alpha, float beta, void* stream) {
+Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype, const Strided& s,
+                   float alpha, float beta, void* stream) {
   int64_t n = Total(s);
   if (n == 0) return Status::Ok();
   if (n_in < 1 || n_in > 3) return Internal("Elementwise: ", n_in, " inputs");
@@ -215,8 +280,8 @@ Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype
   return CheckLaunch("Elementwise");
 }
 
-Status EwVariadic(int kind, const DevPtr* in, int n_in, void* out, int out_dtype,
-                  const Strided& s, float divide_by, void* stream) {
+Status EwVariadic(int kind, const DevPtr* in, int n_in, void* out, int out_dtype, const Strided& s,
+                  float divide_by, void* stream) {
   int64_t n = Total(s);
   if (n == 0) return Status::Ok();
   if (n_in < 1 || n_in > 4) return Internal("EwVariadic: ", n_in, " inputs");

@@ -16,9 +16,12 @@ Status Check(cublasStatus_t st, const char* what) {
 
 cudaDataType_t DataType(int dtype) {
   switch (dtype) {
-    case kF16: return CUDA_R_16F;
-    case kBF16: return CUDA_R_16BF;
-    default: return CUDA_R_32F;
+    case kF16:
+      return CUDA_R_16F;
+    case kBF16:
+      return CUDA_R_16BF;
+    default:
+      return CUDA_R_32F;
   }
 }
 
@@ -56,8 +59,8 @@ Status Layout(cublasLtMatrixLayout_t* l, cudaDataType_t t, int64_t rows, int64_t
 
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
-            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
-            int64_t stride_c, void* stream) {
+            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+            void* stream) {
   if (m == 0 || n == 0 || batch == 0) return Status::Ok();
   auto lt = static_cast<cublasLtHandle_t>(handle);
   cudaDataType_t t = DataType(dtype);
@@ -74,26 +77,24 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
                                                            &op_second, sizeof(op_second)),
                             "transb"));
   // Column-major views: B row-major [k,n] (or [n,k] transposed) is [n,k] ([k,n]).
-  AMP_RETURN_IF_ERROR(Layout(&d.a, t, trans_b ? k : n, trans_b ? n : k, trans_b ? k : n, batch,
-                             stride_b));
-  AMP_RETURN_IF_ERROR(Layout(&d.b, t, trans_a ? m : k, trans_a ? k : m, trans_a ? m : k, batch,
-                             stride_a));
+  AMP_RETURN_IF_ERROR(
+      Layout(&d.a, t, trans_b ? k : n, trans_b ? n : k, trans_b ? k : n, batch, stride_b));
+  AMP_RETURN_IF_ERROR(
+      Layout(&d.b, t, trans_a ? m : k, trans_a ? k : m, trans_a ? m : k, batch, stride_a));
   AMP_RETURN_IF_ERROR(Layout(&d.c, t, n, m, n, batch, stride_c));
   AMP_RETURN_IF_ERROR(Check(cublasLtMatmulPreferenceCreate(&d.pref), "preference"));
-  AMP_RETURN_IF_ERROR(Check(
-      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace_bytes, sizeof(workspace_bytes)),
-      "workspace"));
+  AMP_RETURN_IF_ERROR(
+      Check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                 &workspace_bytes, sizeof(workspace_bytes)),
+            "workspace"));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  AMP_RETURN_IF_ERROR(Check(cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref,
-                                                           1, &result, &found),
-                            "heuristic"));
-  if (found == 0)
-    return Internal("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM");
-  return Check(cublasLtMatmul(lt, d.op, &alpha, b, d.a, a, d.b, &beta, c, d.c, c, d.c,
-                              &result.algo, workspace, workspace_bytes,
-                              static_cast<cudaStream_t>(stream)),
+  AMP_RETURN_IF_ERROR(Check(
+      cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &found),
+      "heuristic"));
+  if (found == 0) return Internal("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM");
+  return Check(cublasLtMatmul(lt, d.op, &alpha, b, d.a, a, d.b, &beta, c, d.c, c, d.c, &result.algo,
+                              workspace, workspace_bytes, static_cast<cudaStream_t>(stream)),
                "matmul");
 }
 

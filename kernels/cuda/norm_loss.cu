@@ -45,9 +45,11 @@ __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr label
     double lse = 0;
     if (log_softmax) {
       float peak = -INFINITY;
-      for (int64_t k = 0; k < c; ++k) peak = fmaxf(peak, LoadF(scores.data, scores.dtype, base + k * d));
+      for (int64_t k = 0; k < c; ++k)
+        peak = fmaxf(peak, LoadF(scores.data, scores.dtype, base + k * d));
       double e = 0;
-      for (int64_t k = 0; k < c; ++k) e += exp(LoadF(scores.data, scores.dtype, base + k * d) - peak);
+      for (int64_t k = 0; k < c; ++k)
+        e += exp(LoadF(scores.data, scores.dtype, base + k * d) - peak);
       lse = log(e) + peak;
       if (log_prob)
         for (int64_t k = 0; k < c; ++k)
@@ -93,8 +95,8 @@ Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void
 }
 
 Status CrossEntropy(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight, void* loss,
-                    int loss_dtype, void* log_prob, int64_t n, int64_t c, int64_t d,
-                    int reduction, bool has_ignore, int64_t ignore_index, void* stream) {
+                    int loss_dtype, void* log_prob, int64_t n, int64_t c, int64_t d, int reduction,
+                    bool has_ignore, int64_t ignore_index, void* stream) {
   CrossEntropyKernel<<<1, kLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       log_softmax, scores, labels, weight, loss, loss_dtype, log_prob, n, c, d, reduction,
       has_ignore, static_cast<long long>(ignore_index));

@@ -28,12 +28,55 @@ struct DevPtr {
 
 enum class EwOp : int {
   // unary
-  kIdentity, kCast, kAbs, kNeg, kRelu, kSqrt, kExp, kLog, kErf, kReciprocal, kTanh, kSigmoid,
-  kSign, kCeil, kFloor, kSin, kCos, kLeakyRelu, kGelu, kGeluTanh, kSoftplus, kClip, kNot,
-  kIsNaN, kIsInf, kRound, kElu, kHardSigmoid, kSoftsign, kHardSwish,
+  kIdentity,
+  kCast,
+  kAbs,
+  kNeg,
+  kRelu,
+  kSqrt,
+  kExp,
+  kLog,
+  kErf,
+  kReciprocal,
+  kTanh,
+  kSigmoid,
+  kSign,
+  kCeil,
+  kFloor,
+  kSin,
+  kCos,
+  kLeakyRelu,
+  kGelu,
+  kGeluTanh,
+  kSoftplus,
+  kClip,
+  kNot,
+  kIsNaN,
+  kIsInf,
+  kRound,
+  kElu,
+  kHardSigmoid,
+  kSoftsign,
+  kHardSwish,
   // binary
-  kAdd, kSub, kMul, kDiv, kPow, kMax, kMin, kAnd, kOr, kXor, kPRelu, kMod, kFMod,
-  kEqual, kGreater, kGreaterEq, kLess, kLessEq,
+  kAdd,
+  kSub,
+  kMul,
+  kDiv,
+  kPow,
+  kMax,
+  kMin,
+  kAnd,
+  kOr,
+  kXor,
+  kPRelu,
+  kMod,
+  kFMod,
+  kEqual,
+  kGreater,
+  kGreaterEq,
+  kLess,
+  kLessEq,
   // ternary
   kWhere,
 };
@@ -41,11 +84,11 @@ enum class EwOp : int {
 // out[i] = op(in0[...], in1[...], in2[...]) over `s` (broadcast strides per
 // input); alpha/beta carry attributes (LeakyRelu alpha, Clip bounds, IsInf's
 // detect flags). Sum/Mean/Max/Min of up to 4 inputs: `EwVariadic`.
-Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype,
-                   const Strided& s, float alpha, float beta, void* stream);
+Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype, const Strided& s,
+                   float alpha, float beta, void* stream);
 // kind: 0 sum, 1 mean (divides by `divide_by`), 2 max, 3 min.
-Status EwVariadic(int kind, const DevPtr* in, int n_in, void* out, int out_dtype,
-                  const Strided& s, float divide_by, void* stream);
+Status EwVariadic(int kind, const DevPtr* in, int n_in, void* out, int out_dtype, const Strided& s,
+                  float divide_by, void* stream);
 
 // out (dims of s, contiguous) <- in at strides s.strides[0] from element
 // `in_offset`; every element `width` bytes. Transpose, Slice, Expand, and
@@ -70,8 +113,8 @@ Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.
 Status CrossEntropy(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight, void* loss,
-                    int loss_dtype, void* log_prob, int64_t n, int64_t c, int64_t d,
-                    int reduction, bool has_ignore, int64_t ignore_index, void* stream);
+                    int loss_dtype, void* log_prob, int64_t n, int64_t c, int64_t d, int reduction,
+                    bool has_ignore, int64_t ignore_index, void* stream);
 
 // Gather along an axis: data [outer, n, inner] (bytes per element `width`),
 // indices (any integer type, count `ni`) -> out [outer, ni, inner].
@@ -82,23 +125,23 @@ Status ScatterND(void* out, int dtype, const int64_t* data_dims, int data_rank, 
                  int64_t n_updates, int k, const void* updates, int reduction, void* stream);
 // ScatterElements (out already holds data); idx dims/strides describe indices.
 Status ScatterElements(void* out, int dtype, const int64_t* data_dims, int rank, int axis,
-                       DevPtr indices, const int64_t* idx_dims, const void* updates,
-                       int reduction, void* stream);
+                       DevPtr indices, const int64_t* idx_dims, const void* updates, int reduction,
+                       void* stream);
 // OneHot: out [outer, depth, inner]; values = {off, on} (device, out type).
 Status OneHot(DevPtr indices, const void* values, void* out, int width, int64_t outer,
               int64_t depth, int64_t inner, void* stream);
 // Fills n elements of `width` bytes with `value` (host bytes).
 Status Fill(void* out, int64_t n, const void* value, int width, void* stream);
 // Dropout with amp's counter-based generator (the CPU kernel's, bit for bit).
-Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed,
-               uint64_t step, void* stream);
+Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
+               void* stream);
 
 // C[m,n] = alpha op(A) op(B) + beta C through cuBLASLt, row-major, FP32
 // accumulation; A, B, C of one float type. `batch` matrices at the strides
 // given (elements). `handle` is a cublasLtHandle_t, `workspace` device memory.
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
-            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
-            int64_t stride_c, void* stream);
+            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+            void* stream);
 
 }  // namespace amp::cuda

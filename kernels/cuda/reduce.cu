@@ -46,26 +46,45 @@ __global__ void ReduceKernel(int kind, DevPtr in, ReduceDesc r, void* out, int o
       }
       double v = LoadF(in.data, in.dtype, off);
       switch (kind) {
-        case 0: case 1: case 8: acc += v; break;
-        case 2: acc = isnan(v) ? v : fmax(acc, v); break;
-        case 3: acc = isnan(v) ? v : fmin(acc, v); break;
-        case 4: case 6: acc += v * v; break;
-        case 5: acc += fabs(v); break;
-        case 7: acc *= v; break;
-        case 9: acc += exp(v - peak); break;
+        case 0:
+        case 1:
+        case 8:
+          acc += v;
+          break;
+        case 2:
+          acc = isnan(v) ? v : fmax(acc, v);
+          break;
+        case 3:
+          acc = isnan(v) ? v : fmin(acc, v);
+          break;
+        case 4:
+        case 6:
+          acc += v * v;
+          break;
+        case 5:
+          acc += fabs(v);
+          break;
+        case 7:
+          acc *= v;
+          break;
+        case 9:
+          acc += exp(v - peak);
+          break;
       }
     }
     if (kind == 1) acc = n_red ? acc / n_red : NAN;
     if (kind == 6) acc = sqrt(acc);
     if (kind == 8) acc = log(acc);
     if (kind == 9) acc = log(acc) + peak;
-    if (IsFloatType(out_dt)) StoreF(out, out_dt, o, static_cast<float>(acc));
-    else StoreI(out, out_dt, o, static_cast<long long>(acc));
+    if (IsFloatType(out_dt))
+      StoreF(out, out_dt, o, static_cast<float>(acc));
+    else
+      StoreI(out, out_dt, o, static_cast<long long>(acc));
   }
 }
 
-__global__ void SoftmaxKernel(int kind, DevPtr in, void* out, int out_dt, int64_t outer,
-                              int64_t n, int64_t inner) {
+__global__ void SoftmaxKernel(int kind, DevPtr in, void* out, int out_dt, int64_t outer, int64_t n,
+                              int64_t inner) {
   int64_t rows = outer * inner;
   AMP_GRID_LOOP(row, rows) {
     int64_t o = row / inner, r = row % inner;
