@@ -469,35 +469,50 @@ Status MatMulFn(const Ctx& c) {
 const std::map<std::string, Fn>& Table() {
   static const std::map<std::string, Fn> t = [] {
     std::map<std::string, Fn> m;
-#define AMP_EW(Name, Op) m[Name] = [](const Ctx& c) { return Ew(c, EwOp::Op); };
-    AMP_EW("Add", kAdd)
-    AMP_EW("Sub", kSub)
-    AMP_EW("Mul", kMul) AMP_EW("Div", kDiv) AMP_EW("Pow", kPow) AMP_EW("PRelu", kPRelu)
-        AMP_EW("And", kAnd) AMP_EW("Or", kOr) AMP_EW("Xor", kXor) AMP_EW("Equal", kEqual)
-            AMP_EW("Greater", kGreater) AMP_EW("GreaterOrEqual", kGreaterEq) AMP_EW("Less", kLess)
-                AMP_EW("LessOrEqual", kLessEq) AMP_EW("Where", kWhere) AMP_EW("Abs", kAbs) AMP_EW(
-                    "Neg", kNeg) AMP_EW("Relu", kRelu) AMP_EW("Sqrt", kSqrt) AMP_EW("Exp", kExp)
-                    AMP_EW("Log", kLog) AMP_EW("Erf", kErf) AMP_EW("Reciprocal", kReciprocal)
-                        AMP_EW("Tanh", kTanh) AMP_EW("Sigmoid", kSigmoid) AMP_EW("Sign", kSign)
-                            AMP_EW("Ceil", kCeil) AMP_EW("Floor", kFloor) AMP_EW("Round", kRound)
-                                AMP_EW("Sin", kSin) AMP_EW("Cos", kCos)
-                                    AMP_EW("Softplus", kSoftplus) AMP_EW("Softsign", kSoftsign)
-                                        AMP_EW("HardSwish", kHardSwish) AMP_EW("Not", kNot)
-                                            AMP_EW("IsNaN", kIsNaN) AMP_EW("Cast", kCast)
-                                                AMP_EW("Identity", kIdentity)
+#define AMP_EW(Name, Op) m[Name] = [](const Ctx& c) { return Ew(c, EwOp::Op); }
+    AMP_EW("Add", kAdd);
+    AMP_EW("Sub", kSub);
+    AMP_EW("Mul", kMul);
+    AMP_EW("Div", kDiv);
+    AMP_EW("Pow", kPow);
+    AMP_EW("PRelu", kPRelu);
+    AMP_EW("And", kAnd);
+    AMP_EW("Or", kOr);
+    AMP_EW("Xor", kXor);
+    AMP_EW("Equal", kEqual);
+    AMP_EW("Greater", kGreater);
+    AMP_EW("GreaterOrEqual", kGreaterEq);
+    AMP_EW("Less", kLess);
+    AMP_EW("LessOrEqual", kLessEq);
+    AMP_EW("Where", kWhere);
+    AMP_EW("Abs", kAbs);
+    AMP_EW("Relu", kRelu);
+    AMP_EW("Sqrt", kSqrt);
+    AMP_EW("Exp", kExp);
+    AMP_EW("Log", kLog);
+    AMP_EW("Erf", kErf);
+    AMP_EW("Reciprocal", kReciprocal);
+    AMP_EW("Tanh", kTanh);
+    AMP_EW("Sigmoid", kSigmoid);
+    AMP_EW("Sign", kSign);
+    AMP_EW("Ceil", kCeil);
+    AMP_EW("Floor", kFloor);
+    AMP_EW("Round", kRound);
+    AMP_EW("Sin", kSin);
+    AMP_EW("Cos", kCos);
+    AMP_EW("Softplus", kSoftplus);
+    AMP_EW("Softsign", kSoftsign);
+    AMP_EW("HardSwish", kHardSwish);
+    AMP_EW("Not", kNot);
+    AMP_EW("IsNaN", kIsNaN);
+    AMP_EW("Cast", kCast);
+    AMP_EW("Identity", kIdentity);
 #undef AMP_EW
-                                                    m["CastLike"] = [](const Ctx& c) {
-                                                      std::vector<const TensorRef*> one = {c.in[0]};
-                                                      Ctx d{c.node,
-                                                            one,
-                                                            c.out,
-                                                            c.stream,
-                                                            c.lt,
-                                                            c.workspace,
-                                                            c.workspace_bytes,
-                                                            c.step};
-                                                      return Ew(d, EwOp::kCast);
-                                                    };
+    m["CastLike"] = [](const Ctx& c) {
+      std::vector<const TensorRef*> one = {c.in[0]};
+      Ctx d{c.node, one, c.out, c.stream, c.lt, c.workspace, c.workspace_bytes, c.step};
+      return Ew(d, EwOp::kCast);
+    };
     m["Mod"] = [](const Ctx& c) {
       return Ew(c, c.node.GetInt("fmod", 0) ? EwOp::kFMod : EwOp::kMod);
     };
