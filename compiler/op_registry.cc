@@ -1136,24 +1136,29 @@ Status InferNonZero(Ctx& c) {
   return Status::Ok();
 }
 
-// RNN, GRU, LSTM: Y [seq, dirs, batch, hidden], Y_h and Y_c [dirs, batch, hidden].
+// RNN, GRU, LSTM: Y [seq, dirs, batch, hidden], Y_h and Y_c [dirs, batch, hidden]
+// (layout 0).
 Status InferRecurrent(Ctx& c) {
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
   int64_t hidden = c.node().GetInt("hidden_size", -1);
   if (hidden <= 0) return c.Error("hidden_size is required");
   std::string direction = c.node().GetString("direction", "forward");
   Dim dirs(direction == "bidirectional" ? 2 : 1);
-  if (c.node().GetInt("layout", 0) != 0)
-    return Unimplemented(c.node().Describe(), ": layout=1 is not supported");
+  // layout 1: X [batch, seq, input], Y [batch, seq, dirs, hidden], Y_h [batch, dirs, hidden].
+  bool batch_first = c.node().GetInt("layout", 0) != 0;
   const auto& x = c.input_shape(0);
   Dim seq, batch;
   if (x && x->size() == 3) {
-    seq = (*x)[0];
-    batch = (*x)[1];
+    seq = (*x)[batch_first ? 1 : 0];
+    batch = (*x)[batch_first ? 0 : 1];
   }
-  if (c.num_outputs() > 0) c.SetOutput(0, c.input_dtype(0), Shape{seq, dirs, batch, Dim(hidden)});
+  if (c.num_outputs() > 0)
+    c.SetOutput(
+        0, c.input_dtype(0),
+        batch_first ? Shape{batch, seq, dirs, Dim(hidden)} : Shape{seq, dirs, batch, Dim(hidden)});
   for (size_t i = 1; i < c.num_outputs(); ++i)
-    c.SetOutput(i, c.input_dtype(0), Shape{dirs, batch, Dim(hidden)});
+    c.SetOutput(i, c.input_dtype(0),
+                batch_first ? Shape{batch, dirs, Dim(hidden)} : Shape{dirs, batch, Dim(hidden)});
   return Status::Ok();
 }
 

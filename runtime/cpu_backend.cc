@@ -38,6 +38,11 @@ class CpuBackend : public Backend {
 
   Status Supports(const Node& node) const override {
     if (cpu::FindKernel(node.domain(), node.op_type())) return Status::Ok();
+    if (node.op_type() == "NonZero")
+      return Unimplemented(node.Describe(),
+                           ": NonZero's output shape depends on its data, and the runtime plans "
+                           "every value's memory before the step; amp runs NonZero only where "
+                           "its input is a compile-time constant (it then folds away)");
     return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for '",
                          node.domain().empty() ? "" : node.domain() + ".", node.op_type(), "'");
   }

@@ -21,5 +21,8 @@ void RegisterReduceKernels(KernelTable& t);       // reduce.cc (and Softmax fami
 void RegisterLossKernels(KernelTable& t);         // loss.cc
 void RegisterDataKernels(KernelTable& t);         // data.cc (shape, copy and index ops)
 void RegisterOptimizerKernels(KernelTable& t);    // optimizer.cc (ai.onnx.preview.training)
+void RegisterRnnKernels(KernelTable& t);          // rnn.cc (RNN, GRU, LSTM)
+void RegisterResizeKernels(KernelTable& t);       // resize.cc
+void RegisterEinsumKernels(KernelTable& t);       // einsum.cc
 
 }  // namespace amp::cpu

@@ -17,6 +17,9 @@ const KernelTable& Table() {
     RegisterLossKernels(t);
     RegisterDataKernels(t);
     RegisterOptimizerKernels(t);
+    RegisterRnnKernels(t);
+    RegisterResizeKernels(t);
+    RegisterEinsumKernels(t);
     return t;
   }();
   return table;

@@ -136,6 +136,8 @@ const Case kCases[] = {
        y, mask = Dropout <seed = 17> (x, ratio, train) })"},
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 bool HaveGpu(std::string* why) {
   auto b = CreateBackend("cuda");
   if (b.ok()) return true;
