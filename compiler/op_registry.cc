@@ -1310,7 +1310,26 @@ Status InferPreviewOptimizer(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// Gradient: output i is the gradient of `y` with respect to the value named
+// xs[i], so it has that value's type. (The expand-gradient pass replaces the
+// node by the backward graph before anything runs.)
+Status InferGradient(InferenceContext& ctx) {
+  std::vector<std::string> xs;
+  if (const Attribute* a = ctx.node().FindAttr("xs")) xs = a->strings;
+  if (xs.size() != ctx.num_outputs())
+    return ctx.Error("has ", ctx.num_outputs(), " outputs for ", xs.size(), " names in xs");
+  if (!ctx.node().FindAttr("y"))
+    return ctx.Error("attribute y (the value to differentiate) is required");
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Value* x = ctx.node().graph()->FindValue(xs[i]);
+    if (!x) return ctx.Error("xs names '", xs[i], "', which the graph does not define");
+    ctx.SetOutput(i, x->dtype(), x->type().shape);
+  }
+  return Status::Ok();
+}
+
 const std::vector<OpSchema> kPreviewTrainingOps = {
+    {"Gradient", 1, -1, 1, -1, InferGradient},
     {"Adam", 6, -1, 3, -1, InferPreviewOptimizer},
     {"Momentum", 5, -1, 2, -1, InferPreviewOptimizer},
     {"Adagrad", 5, -1, 2, -1, InferPreviewOptimizer},

@@ -9,36 +9,10 @@
 
 namespace amp {
 
-StatusOr<bool> Autodiff::Run(Model& model) {
+StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed,
+                                             const std::vector<Value*>& wrt) {
   Graph& g = *model.graph;
-  TrainingInfo& t = model.training;
-  if (!t.active()) return InvalidArgument("autodiff needs a loss: run attach-loss first (--loss)");
-  if (!t.gradients.empty() || t.has_optimizer) return false;  // already differentiated
-  Value* loss = g.FindValue(t.loss);
-  if (!loss->type().shape || !loss->type().shape->empty())
-    return InvalidArgument("the loss '", loss->name(), "' must be a scalar, not ",
-                           loss->type().ToString());
-
-  std::optional<std::regex> freeze;
-  if (!freeze_.empty()) {
-    try {
-      freeze.emplace(freeze_, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return InvalidArgument("--freeze '", freeze_,
-                             "' is not a valid regular expression: ", e.what());
-    }
-  }
-  // Running statistics are state, not parameters.
-  std::unordered_set<const Value*> statistics;
-  for (Node* n : g.nodes())
-    if (n->op_type() == "BatchNormalization")
-      for (size_t i = 3; i < n->num_inputs(); ++i) statistics.insert(n->input(i));
-  std::vector<Value*> params;
-  for (Value* v : g.initializers())
-    if ((v->dtype() == DType::kFloat32 || v->dtype() == DType::kFloat64) && !statistics.count(v) &&
-        !v->uses().empty() && !(freeze && std::regex_search(v->name(), *freeze)))
-      params.push_back(v);
-
+  const std::vector<Value*>& params = wrt;
   // Values that depend on a parameter (forward) ...
   std::unordered_set<const Value*> depends(params.begin(), params.end());
   std::vector<Node*> order = g.nodes();
@@ -51,17 +25,11 @@ StatusOr<bool> Autodiff::Run(Model& model) {
       for (Value* out : n->outputs())
         if (IsFloat(out->dtype())) depends.insert(out);
   }
-  if (!depends.count(loss))
-    return InvalidArgument("the loss does not depend on any trainable parameter");
+  if (!depends.count(y)) return std::vector<Value*>(wrt.size(), nullptr);
 
   // ... and the reverse sweep from the loss.
   std::unordered_map<const Value*, std::vector<Value*>> contributions;
-  Tensor one(loss->dtype(), {});
-  one.SetDouble(0, 1.0);
-  Node* seed = g.AddNode("Constant", {}, {loss->name() + "_grad"});
-  seed->SetAttr("value", Attribute::FromTensor(one));
-  contributions[loss].push_back(seed->output(0));
-  t.grad_seed = seed->output(0)->name();
+  contributions[y].push_back(seed);
 
   auto total = [&](const Value* v) -> Value* {
     auto it = contributions.find(v);
@@ -103,11 +71,57 @@ StatusOr<bool> Autodiff::Run(Model& model) {
     for (size_t i = 0; i < n->num_inputs(); ++i)
       if (wanted[i] && i < b.dx.size() && b.dx[i]) contributions[n->input(i)].push_back(b.dx[i]);
   }
+  std::vector<Value*> out;
+  for (Value* p : wrt) out.push_back(total(p));
+  return out;
+}
+
+StatusOr<bool> Autodiff::Run(Model& model) {
+  Graph& g = *model.graph;
+  TrainingInfo& t = model.training;
+  if (!t.active()) return InvalidArgument("autodiff needs a loss: run attach-loss first (--loss)");
+  if (!t.gradients.empty() || t.has_optimizer) return false;  // already differentiated
+  Value* loss = g.FindValue(t.loss);
+  if (!loss->type().shape || !loss->type().shape->empty())
+    return InvalidArgument("the loss '", loss->name(), "' must be a scalar, not ",
+                           loss->type().ToString());
+
+  std::optional<std::regex> freeze;
+  if (!freeze_.empty()) {
+    try {
+      freeze.emplace(freeze_, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      return InvalidArgument("--freeze '", freeze_,
+                             "' is not a valid regular expression: ", e.what());
+    }
+  }
+  // Running statistics are state, not parameters.
+  std::unordered_set<const Value*> statistics;
+  for (Node* n : g.nodes())
+    if (n->op_type() == "BatchNormalization")
+      for (size_t i = 3; i < n->num_inputs(); ++i) statistics.insert(n->input(i));
+  std::vector<Value*> params;
+  for (Value* v : g.initializers())
+    if ((v->dtype() == DType::kFloat32 || v->dtype() == DType::kFloat64) && !statistics.count(v) &&
+        !v->uses().empty() && !(freeze && std::regex_search(v->name(), *freeze)))
+      params.push_back(v);
+
+  Tensor one(loss->dtype(), {});
+  one.SetDouble(0, 1.0);
+  Node* seed = g.AddNode("Constant", {}, {loss->name() + "_grad"});
+  seed->SetAttr("value", Attribute::FromTensor(one));
+  t.grad_seed = seed->output(0)->name();
+  AMP_ASSIGN_OR_RETURN(std::vector<Value*> grads,
+                       BuildGradients(model, loss, seed->output(0), params));
+  bool any = false;
+  for (Value* gr : grads) any |= gr != nullptr;
+  if (!any) return InvalidArgument("the loss does not depend on any trainable parameter");
   // Each gradient becomes a graph output named <param>_grad (the optimizer
   // replaces these outputs by the updated state).
   t.trainable.clear();
-  for (Value* p : params) {
-    Value* grad = total(p);
+  for (size_t i = 0; i < params.size(); ++i) {
+    Value* p = params[i];
+    Value* grad = grads[i];
     if (!grad) continue;  // does not reach the loss (PyTorch leaves .grad None)
     Node* id = g.AddNode("Identity", {grad}, {p->name() + "_grad"});
     g.AddOutput(id->output(0));

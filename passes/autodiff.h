@@ -13,6 +13,12 @@
 
 namespace amp {
 
+// The reverse sweep itself: the gradients of `y`, starting from `seed` (its
+// gradient, same shape), with respect to each value of `wrt` (null where y
+// does not depend on it). New nodes are appended; call TopologicalSort after.
+StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed,
+                                             const std::vector<Value*>& wrt);
+
 class Autodiff : public Pass {
  public:
   static constexpr std::string_view kName = "autodiff";

@@ -2,6 +2,7 @@
 
 #include "passes/autodiff.h"
 #include "passes/dce.h"
+#include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/infer_shapes.h"
@@ -22,6 +23,7 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
   if (name == FoldCasts::kName) return std::unique_ptr<Pass>(new FoldCasts());
   if (name == AttachLoss::kName) return std::unique_ptr<Pass>(new AttachLoss(options.loss));
   if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
+  if (name == ExpandGradient::kName) return std::unique_ptr<Pass>(new ExpandGradient());
   if (name == LossScaling::kName) return std::unique_ptr<Pass>(new LossScaling(options.loss_scale));
   if (name == AddOptimizer::kName)
     return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
@@ -31,12 +33,12 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
 }
 
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(AttachLoss::kName),      std::string(Autodiff::kName),
-          std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
-          std::string(FoldCasts::kName),       std::string(FoldShapes::kName),
-          std::string(InferShapesPass::kName), std::string(InsertCasts::kName),
-          std::string(LossScaling::kName),     std::string(AddOptimizer::kName),
-          std::string(PaintPrecision::kName)};
+  return {std::string(AttachLoss::kName),     std::string(Autodiff::kName),
+          std::string(BindDims::kName),       std::string(DeadCodeElimination::kName),
+          std::string(ExpandGradient::kName), std::string(FoldCasts::kName),
+          std::string(FoldShapes::kName),     std::string(InferShapesPass::kName),
+          std::string(InsertCasts::kName),    std::string(LossScaling::kName),
+          std::string(AddOptimizer::kName),   std::string(PaintPrecision::kName)};
 }
 
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {
