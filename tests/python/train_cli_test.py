@@ -6,6 +6,7 @@ checkpoint loadable, overflow skips exactly the step it happens in, and bad
 input gets one clear error line."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,6 +179,17 @@ class TrainCli(unittest.TestCase):
         changed = [k for k in trained if k in init and trained[k].dtype.kind == "f"
                    and not np.array_equal(trained[k], init[k])]
         self.assertTrue(changed)
+
+    @unittest.skipUnless(shutil.which("script"), "util-linux's script (a pseudo-terminal) is not installed")
+    def test_progress_bar_on_a_terminal(self):
+        step = self.compile("mlp", "sgd_fp32")
+        cmd = " ".join([AMP_TRAIN, step, "--data", os.path.join(MODELS, "mlp", "train.npz"),
+                        "--batch-size", "16", "--steps", "5"])
+        r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120)
+        out = r.stdout.decode(errors="replace")  # bytes: text mode would turn \r into \n
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn("\r[", out)
+        self.assertRegex(out, r"5/5 +[0-9.]+ steps/s +loss [0-9.]+ +scale 1 +skipped 0")
 
     def test_progress_bar_only_on_a_terminal(self):
         step = self.compile("mlp", "sgd_fp32")
