@@ -123,6 +123,7 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
   for (uint64_t e = 0; e < entries; ++e) {
     if (p + 46 > size || Le32(base + p) != 0x02014b50) return bad("corrupt central directory");
     uint16_t method = Le16(base + p + 10);
+    uint32_t crc = Le32(base + p + 16);
     uint64_t csize = Le32(base + p + 20), usize = Le32(base + p + 24);
     uint16_t name_len = Le16(base + p + 28), extra_len = Le16(base + p + 30),
              comment_len = Le16(base + p + 32);
@@ -150,8 +151,19 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
     if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
     std::string key = name.substr(0, name.size() - 4);
     std::string what = "'" + path + "' member '" + name + "'";
+    // Every member's CRC-32 is checked: a flipped bit is an error, not data.
+    auto crc_ok = [crc](const uint8_t* data, uint64_t n) {
+      uLong c = crc32(0, nullptr, 0);
+      for (uint64_t off = 0; off < n;) {
+        uInt chunk = static_cast<uInt>(std::min<uint64_t>(n - off, 1u << 30));
+        c = crc32(c, data + off, chunk);
+        off += chunk;
+      }
+      return static_cast<uint32_t>(c) == crc;
+    };
     if (method == 0) {
       if (csize != usize) return bad("stored member '" + name + "' has inconsistent sizes");
+      if (!crc_ok(base + start, csize)) return bad("member '" + name + "' fails its CRC check");
       AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(base + start, csize, what));
       out.emplace(key, std::move(t));
     } else if (method == 8) {
@@ -168,6 +180,7 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
       inflateEnd(&z);
       if (rc != Z_STREAM_END || produced != usize)
         return bad("member '" + name + "' does not inflate");
+      if (!crc_ok(buf.data(), buf.size())) return bad("member '" + name + "' fails its CRC check");
       AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(buf.data(), buf.size(), what));
       out.emplace(key, std::move(t));
     } else {

@@ -214,6 +214,16 @@ class TrainCli(unittest.TestCase):
         cases.append(([step, "--data", train, "--batch-size", "16", "--resume", self.dir], "no checkpoint"))
         cases.append(([step, "--data", os.path.join(self.dir, "missing.npz")], "missing.npz"))
         cases.append(([step, "--data", train, "--batch-size", "16", "--device", "cuda"], "cuda"))
+        # A checkpoint with one flipped byte is refused, not loaded.
+        ckpt = os.path.join(self.dir, "ckpt")
+        self.train(step, "mlp", "--steps", "1", "--checkpoint", ckpt)
+        path = os.path.join(ckpt, "checkpoint.npz")
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        data[len(data) // 2] ^= 0xFF
+        with open(path, "wb") as f:
+            f.write(data)
+        cases.append(([step, "--data", train, "--batch-size", "16", "--resume", ckpt], "fails its CRC check"))
         for args, fragment in cases:
             with self.subTest(fragment=fragment):
                 r = run([AMP_TRAIN, *args], ok=False)
