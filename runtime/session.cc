@@ -287,6 +287,24 @@ StatusOr<Tensor> Session::Fetch(const std::string& name) const {
   return t;
 }
 
+StatusOr<double> Session::Loss() const {
+  if (base_->training.loss.empty()) return NotFound("the model is not a training step");
+  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(base_->training.loss));
+  return t.GetDouble(0);
+}
+
+StatusOr<double> Session::LossScale() const {
+  if (!persistent_.count("loss_scale")) return 1.0;
+  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch("loss_scale"));
+  return t.GetDouble(0);
+}
+
+StatusOr<bool> Session::StepSkipped() const {
+  if (base_->training.skip_step.empty()) return false;
+  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(base_->training.skip_step));
+  return t.GetInt(0) != 0;
+}
+
 std::vector<std::string> Session::StateNames() const {
   std::vector<std::string> out;
   for (const auto& [state, update] : base_->training.updates) out.push_back(state);

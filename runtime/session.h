@@ -73,6 +73,13 @@ class Session {
   // host tensor.
   StatusOr<Tensor> Fetch(const std::string& name) const;
 
+  // For a training step, after Run: the loss of the step, the loss scale the
+  // next step will use (1 without loss scaling), and whether the step was
+  // skipped (non-finite gradients; false without loss scaling).
+  StatusOr<double> Loss() const;
+  StatusOr<double> LossScale() const;
+  StatusOr<bool> StepSkipped() const;
+
   // Parameters, optimizer state, loss scale: the initializers a step updates.
   std::vector<std::string> StateNames() const;
   // Initializers by name (state or not), and replacing one's value.

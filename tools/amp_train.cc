@@ -250,9 +250,6 @@ Status Train(const Flags& f) {
     if (!log) return IoError("cannot write the log '", f.log, "'");
   }
   bool tty = !f.quiet && isatty(fileno(stderr));
-  const std::string& loss_name = m.training.loss;
-  const std::string& skip_name = m.training.skip_step;
-  bool has_scale = session->Initializer("loss_scale").ok();
   int64_t skipped_total = 0;
   double last_loss = NAN, total_seconds = 0;
   int64_t first_step = session->step();
@@ -271,14 +268,11 @@ Status Train(const Flags& f) {
       t.SetDouble(0, lr);
       AMP_RETURN_IF_ERROR(session->SetInput(lr_input, t));
     }
-    double scale = 1.0;
-    if (has_scale) scale = session->Fetch("loss_scale")->GetDouble(0);
+    AMP_ASSIGN_OR_RETURN(double scale, session->LossScale());  // the scale this step uses
     status = session->Run();
     if (!status.ok()) break;
-    AMP_ASSIGN_OR_RETURN(Tensor loss_t, session->Fetch(loss_name));
-    last_loss = loss_t.GetDouble(0);
-    bool skipped = false;
-    if (!skip_name.empty()) skipped = session->Fetch(skip_name)->GetInt(0) != 0;
+    AMP_ASSIGN_OR_RETURN(last_loss, session->Loss());
+    AMP_ASSIGN_OR_RETURN(bool skipped, session->StepSkipped());
     skipped_total += skipped;
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_seconds += seconds;
