@@ -3,6 +3,16 @@
 #include <algorithm>
 
 namespace amp {
+namespace {
+
+bool IsView(const Node& n) {
+  const std::string& op = n.op_type();
+  return (n.domain().empty() || n.domain() == "ai.onnx") &&
+         (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+          op == "Identity");
+}
+
+}  // namespace
 
 MemoryPlan PlanMemory(const std::vector<const Node*>& order,
                       const std::function<bool(const Value*)>& in_arena,
@@ -14,22 +24,37 @@ MemoryPlan PlanMemory(const std::vector<const Node*>& order,
   };
   std::unordered_map<const Value*, size_t> index;
   std::vector<Interval> live;
+  std::vector<std::pair<const Value*, size_t>> aliases;  // view -> its root's interval
+  MemoryPlan plan;
   const size_t end = order.size();
   for (size_t pos = 0; pos < order.size(); ++pos) {
     for (const Value* in : order[pos]->inputs()) {
       auto it = in ? index.find(in) : index.end();
       if (it != index.end()) live[it->second].last = std::max(live[it->second].last, pos);
     }
-    for (const Value* out : order[pos]->outputs()) {
+    const Node* n = order[pos];
+    for (const Value* out : n->outputs()) {
       if (!out || !in_arena(out)) continue;
       size_t bytes = static_cast<size_t>(*out->type().NumElements()) * DTypeSize(out->dtype());
       bytes = (std::max<size_t>(bytes, 1) + alignment - 1) / alignment * alignment;
+      // A view (Reshape and friends) shares its input's bytes: values are
+      // never written after their node runs, so the two can be one buffer,
+      // live until the last use of either.
+      const Value* in = n->num_inputs() > 0 ? n->input(0) : nullptr;
+      auto root = in ? index.find(in) : index.end();
+      if (IsView(*n) && out == n->output(0) && root != index.end() &&
+          live[root->second].bytes == bytes) {
+        index[out] = root->second;
+        aliases.emplace_back(out, root->second);
+        plan.unshared_bytes += bytes;
+        if (keep.count(out)) live[root->second].last = end;
+        continue;
+      }
       index[out] = live.size();
       // A value nobody reads still needs its bytes while its node runs.
       live.push_back({out, bytes, pos, keep.count(out) ? end : pos});
     }
   }
-  MemoryPlan plan;
   std::vector<size_t> by_size(live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     by_size[i] = i;
@@ -58,6 +83,8 @@ MemoryPlan PlanMemory(const std::vector<const Node*>& order,
     plan.offsets[iv.v] = offset;
     plan.arena_bytes = std::max(plan.arena_bytes, offset + iv.bytes);
   }
+  for (const auto& [v, root] : aliases) plan.offsets[v] = plan.offsets.at(live[root].v);
+  plan.aliased = aliases.size();
   return plan;
 }
 

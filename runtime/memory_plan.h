@@ -2,7 +2,10 @@
 // in one arena, fixed before the first step. Values whose lifetimes (from the
 // node that defines them to the last node that reads them) do not overlap
 // share bytes. Placement is greedy by size (largest first, lowest offset
-// that fits), as TFLite's arena planner does.
+// that fits), as TFLite's arena planner does. The output of a view op
+// (Reshape, Flatten, Squeeze, Unsqueeze, Identity) of an arena value shares
+// that value's bytes; backends' kernels for these ops copy nothing when the
+// pointers are equal.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +22,7 @@ struct MemoryPlan {
   std::unordered_map<const Value*, size_t> offsets;  // arena values -> byte offset
   size_t arena_bytes = 0;                            // the planned peak: the arena's size
   size_t unshared_bytes = 0;  // what the same values would take without reuse
+  size_t aliased = 0;         // views (Reshape, Squeeze, ...) that share their input's bytes
 };
 
 // `order`: the nodes in execution order. `in_arena(v)`: whether v's memory

@@ -58,6 +58,38 @@ g (float[64,64] x) => (float[64,64] y)
   EXPECT_GE(plan.arena_bytes, 2 * bytes);
 }
 
+TEST(MemoryPlanTest, ViewsShareTheirInputsBytesAndExtendItsLife) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[8,8] x) => (float[8,8] y)
+{
+  a = Relu (x)
+  shape = Constant <value = int64[1] {64}> ()
+  flat = Reshape (a, shape)
+  b = Exp (x)
+  c = Neg (b)
+  back = Constant <value = int64[2] {8, 8}> ()
+  d = Reshape (flat, back)
+  y = Add (c, d)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::vector<const Node*> order;
+  for (const Node* n : m->graph->nodes()) order.push_back(n);
+  auto in_arena = [](const Value* v) {
+    return !v->is_graph_input() && v->producer()->op_type() != "Constant";
+  };
+  std::unordered_set<const Value*> keep(m->graph->outputs().begin(), m->graph->outputs().end());
+  MemoryPlan plan = PlanMemory(order, in_arena, keep);
+  const Graph& g = *m->graph;
+  EXPECT_EQ(plan.aliased, 2u);
+  EXPECT_EQ(plan.offsets.at(g.FindValue("flat")), plan.offsets.at(g.FindValue("a")));
+  EXPECT_EQ(plan.offsets.at(g.FindValue("d")), plan.offsets.at(g.FindValue("a")));
+  // a lives (as d) until the Add, so b and c cannot take its bytes.
+  for (const char* other : {"b", "c"})
+    EXPECT_NE(plan.offsets.at(g.FindValue(other)), plan.offsets.at(g.FindValue("a"))) << other;
+}
+
 cpu::KernelFn Kernel(const char* op) { return cpu::FindKernel("", op); }
 
 TEST(CpuKernelTest, HalfGemmAccumulatesInFp32AndRoundsOnce) {
