@@ -1337,7 +1337,37 @@ const std::vector<OpSchema> kPreviewTrainingOps = {
 
 }  // namespace
 
+namespace {
+
+// ai.amp FusedAdam (fuse-optimizer): lr, step, skip (optional), then n
+// parameters, n gradients, n first and n second moments; outputs the new
+// parameters and moments, each typed like its input.
+Status InferFusedAdam(InferenceContext& ctx) {
+  int64_t rest = static_cast<int64_t>(ctx.num_inputs()) - 3;
+  if (rest <= 0 || rest % 4 != 0)
+    return ctx.Error("expects lr, step, skip and 4 groups of tensors");
+  int64_t n = rest / 4;
+  if (static_cast<int64_t>(ctx.num_outputs()) != 3 * n)
+    return ctx.Error("expects ", 3 * n, " outputs for ", n, " parameters");
+  for (int64_t j = 0; j < 3 * n; ++j) {
+    size_t from = static_cast<size_t>(j < n ? 3 + j : 3 + n + j);
+    ctx.SetOutput(j, ctx.input_dtype(from), ctx.input_shape(from));
+  }
+  return Status::Ok();
+}
+
+const std::vector<OpSchema> kAmpOps = {
+    {"FusedAdam", 7, -1, 3, -1, InferFusedAdam},
+};
+
+}  // namespace
+
 const OpSchema* FindOpSchema(const std::string& domain, const std::string& op_type) {
+  if (domain == "ai.amp") {
+    for (const auto& s : kAmpOps)
+      if (s.op_type == op_type) return &s;
+    return nullptr;
+  }
   if (domain == "ai.onnx.preview.training") {
     for (const auto& s : kPreviewTrainingOps)
       if (s.op_type == op_type) return &s;

@@ -1,5 +1,6 @@
 #include "passes/optimizer.h"
 
+#include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "compiler/shape_inference.h"
@@ -51,6 +52,17 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   std::unordered_set<const Node*> forward(before.begin(), before.end());
   Value* lr = g.AddInput("lr", {DType::kFloat32, Shape{}});
   model.metadata["amp.lr"] = StrCat(o.lr);
+  // The hyperparameters, for runtimes that replace the update below by a
+  // fused kernel (fuse-optimizer): float values, exact through JSON.
+  model.metadata["amp.optimizer"] = nlohmann::json{
+      {"kind", o.kind},
+      {"beta1", o.beta1},
+      {"beta2", o.beta2},
+      {"eps", o.eps},
+      {"weight_decay", o.weight_decay},
+      {"momentum", o.momentum},
+      {"dampening", o.dampening},
+      {"nesterov", o.nesterov}}.dump();
 
   // The step count (float, as PyTorch keeps it), shared by all parameters.
   Value* step = g.AddInitializer("optimizer.step", Tensor(DType::kFloat32, {}));

@@ -3,6 +3,7 @@
 #include "passes/autodiff.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
+#include "passes/fuse_optimizer.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/infer_shapes.h"
@@ -24,6 +25,7 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
   if (name == AttachLoss::kName) return std::unique_ptr<Pass>(new AttachLoss(options.loss));
   if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
   if (name == ExpandGradient::kName) return std::unique_ptr<Pass>(new ExpandGradient());
+  if (name == FuseOptimizer::kName) return std::unique_ptr<Pass>(new FuseOptimizer());
   if (name == LossScaling::kName) return std::unique_ptr<Pass>(new LossScaling(options.loss_scale));
   if (name == AddOptimizer::kName)
     return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
@@ -35,7 +37,7 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
 std::vector<std::string> RegisteredPassNames() {
   return {std::string(AttachLoss::kName),     std::string(Autodiff::kName),
           std::string(BindDims::kName),       std::string(DeadCodeElimination::kName),
-          std::string(ExpandGradient::kName), std::string(FoldCasts::kName),
+          std::string(ExpandGradient::kName),  std::string(FuseOptimizer::kName), std::string(FoldCasts::kName),
           std::string(FoldShapes::kName),     std::string(InferShapesPass::kName),
           std::string(InsertCasts::kName),    std::string(LossScaling::kName),
           std::string(AddOptimizer::kName),   std::string(PaintPrecision::kName)};

@@ -466,6 +466,35 @@ Status MatMulFn(const Ctx& c) {
   return Unimplemented(c.node.Describe(), ": MatMul with mixed broadcast batch dims on CUDA");
 }
 
+Status FusedAdamFn(const Ctx& c) {
+  size_t n = (c.in.size() - 3) / 4;
+  std::vector<const float*> p(n), g(n), m(n), v(n);
+  std::vector<float*> op(n), om(n), ov(n);
+  std::vector<int64_t> sizes(n);
+  for (size_t k = 0; k < n; ++k) {
+    for (size_t j : {3 + k, 3 + n + k, 3 + 2 * n + k, 3 + 3 * n + k})
+      if (c.I(j).dtype != DType::kFloat32 || c.I(j).numel() != c.I(3 + k).numel())
+        return c.Error("parameter ", k, ": every tensor must be float32 of one size");
+    p[k] = static_cast<const float*>(c.I(3 + k).data);
+    g[k] = static_cast<const float*>(c.I(3 + n + k).data);
+    m[k] = static_cast<const float*>(c.I(3 + 2 * n + k).data);
+    v[k] = static_cast<const float*>(c.I(3 + 3 * n + k).data);
+    op[k] = static_cast<float*>(c.O(k).data);
+    om[k] = static_cast<float*>(c.O(n + k).data);
+    ov[k] = static_cast<float*>(c.O(2 * n + k).data);
+    sizes[k] = c.I(3 + k).numel();
+  }
+  if (c.I(0).dtype != DType::kFloat32 || c.I(1).dtype != DType::kFloat32)
+    return c.Error("lr and step must be float32 scalars");
+  const bool* skip = c.has_in(2) ? static_cast<const bool*>(c.I(2).data) : nullptr;
+  return cuda::FusedAdam(static_cast<int>(n), p.data(), g.data(), m.data(), v.data(), op.data(),
+                         om.data(), ov.data(), sizes.data(), static_cast<const float*>(c.I(0).data),
+                         static_cast<const float*>(c.I(1).data), skip,
+                         c.node.GetFloat("beta1", 0.9f), c.node.GetFloat("beta2", 0.999f),
+                         c.node.GetFloat("eps", 1e-8f), c.node.GetFloat("weight_decay", 0.f),
+                         c.node.GetInt("decoupled", 0) != 0, c.stream);
+}
+
 const std::map<std::string, Fn>& Table() {
   static const std::map<std::string, Fn> t = [] {
     std::map<std::string, Fn> m;
@@ -569,9 +598,16 @@ const std::map<std::string, Fn>& Table() {
     m["NegativeLogLikelihoodLoss"] = [](const Ctx& c) { return LossFn(c, false); };
     m["Gemm"] = GemmFn;
     m["MatMul"] = MatMulFn;
+    m["ai.amp:FusedAdam"] = FusedAdamFn;
     return m;
   }();
   return t;
+}
+
+// "Op" for the default domain, "domain:Op" otherwise (the CPU table's keys).
+std::string Key(const Node& node) {
+  return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
+                                                             : node.domain() + ":" + node.op_type();
 }
 
 class CudaBackend : public Backend {
@@ -621,14 +657,13 @@ class CudaBackend : public Backend {
                      "copy on device");
   }
   Status Supports(const Node& node) const override {
-    if ((node.domain().empty() || node.domain() == "ai.onnx") && Table().count(node.op_type()))
-      return Status::Ok();
+    if (Table().count(Key(node))) return Status::Ok();
     return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for '", node.op_type(),
                          "' yet; use --device cpu");
   }
   Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
-    auto it = Table().find(node.op_type());
+    auto it = Table().find(Key(node));
     if (it == Table().end()) return Supports(node);
     Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step};
     Status st = it->second(c);

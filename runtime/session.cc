@@ -122,8 +122,12 @@ Status Session::Specialize() {
   }
   PassOptions po;
   po.dim_bindings = bindings;
-  AMP_ASSIGN_OR_RETURN(PassPipeline pipeline,
-                       BuildPipeline("expand-gradient,bind-dims,fold-shapes,dce", po));
+  AMP_ASSIGN_OR_RETURN(
+      PassPipeline pipeline,
+      BuildPipeline(options_.fuse_optimizer
+                        ? "expand-gradient,fuse-optimizer,bind-dims,fold-shapes,dce"
+                        : "expand-gradient,bind-dims,fold-shapes,dce",
+                    po));
   AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
   AMP_RETURN_IF_ERROR(InferShapes(m));
   spec_ = std::make_unique<Model>(std::move(m));

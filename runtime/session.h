@@ -41,6 +41,9 @@ struct SessionOptions {
   // Fill the arena with 0xff bytes (NaN in every float type) when it is
   // allocated, so that a kernel that leaves an output unwritten shows (tests).
   bool poison = false;
+  // Replace the per-parameter Adam/AdamW update by one multi-tensor kernel
+  // (the fuse-optimizer pass; bit-identical on the CPU).
+  bool fuse_optimizer = false;
 };
 
 struct MemoryReport {

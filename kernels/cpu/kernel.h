@@ -40,7 +40,7 @@ struct KernelContext {
 
 using KernelFn = Status (*)(KernelContext&);
 
-// The kernel for an op (domain "" or "ai.onnx.preview.training"), or null.
+// The kernel for an op (domain "", "ai.onnx.preview.training" or "ai.amp"), or null.
 KernelFn FindKernel(const std::string& domain, const std::string& op_type);
 // Every op with a CPU kernel, "domain:Op" for non-default domains.
 std::vector<std::string> KernelOpNames();

@@ -97,9 +97,65 @@ Status AdamKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// x^e as the Pow kernel computes it (elementwise.cc), so that the fused
+// update is bit-identical to the standard ops it replaces.
+float PowLikeKernel(float x, float e) {
+  if (e == 2.0f) return x * x;
+  if (e == 1.0f) return x;
+  if (e == 0.5f) return std::sqrt(x);
+  return std::pow(x, e);
+}
+
+// ai.amp FusedAdam: the optimizer pass's Adam/AdamW for every parameter in
+// one kernel, FP32, in the standard ops' exact operation order.
+Status FusedAdamKernel(KernelContext& ctx) {
+  size_t n = (ctx.inputs.size() - 3) / 4;
+  float lr = static_cast<float>(ReadDouble(ctx.in(0), 0));
+  float step1 = static_cast<float>(ReadDouble(ctx.in(1), 0)) + 1.0f;
+  bool skip = ctx.has_input(2) && ReadInt(ctx.in(2), 0) != 0;
+  float b1 = ctx.node.GetFloat("beta1", 0.9f), b2 = ctx.node.GetFloat("beta2", 0.999f);
+  float eps = ctx.node.GetFloat("eps", 1e-8f), wd = ctx.node.GetFloat("weight_decay", 0.f);
+  bool decoupled = ctx.node.GetInt("decoupled", 0) != 0;
+  float omb1 = static_cast<float>(1.0 - static_cast<double>(b1));
+  float omb2 = static_cast<float>(1.0 - static_cast<double>(b2));
+  float bc1 = 1.0f - PowLikeKernel(b1, step1);
+  float bc2_sqrt = std::sqrt(1.0f - PowLikeKernel(b2, step1));
+  float step_size = lr / bc1;
+  float decay = decoupled && wd != 0 ? 1.0f - lr * wd : 1.0f;
+  for (size_t k = 0; k < n; ++k) {
+    const TensorRef &p = ctx.in(3 + k), &g = ctx.in(3 + n + k), &m = ctx.in(3 + 2 * n + k),
+                    &v = ctx.in(3 + 3 * n + k);
+    for (const TensorRef* t : {&p, &g, &m, &v})
+      if (t->dtype != DType::kFloat32 || t->numel() != p.numel())
+        return ctx.Error("parameter ", k, ": every tensor must be float32 of one size");
+    const float *pp = p.as<float>(), *pg = g.as<float>(), *pm = m.as<float>(), *pv = v.as<float>();
+    float *op = ctx.out(k).as<float>(), *om = ctx.out(n + k).as<float>(),
+          *ov = ctx.out(2 * n + k).as<float>();
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      if (skip) {
+        op[i] = pp[i];
+        om[i] = pm[i];
+        ov[i] = pv[i];
+        continue;
+      }
+      float gr = pg[i];
+      if (!decoupled && wd != 0) gr = gr + pp[i] * wd;
+      float m1 = pm[i] * b1 + gr * omb1;
+      float v1 = pv[i] * b2 + (gr * gr) * omb2;
+      float base = decoupled && wd != 0 ? pp[i] * decay : pp[i];
+      float denom = std::sqrt(v1) / bc2_sqrt + eps;
+      op[i] = base - (m1 / denom) * step_size;
+      om[i] = m1;
+      ov[i] = v1;
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterOptimizerKernels(KernelTable& t) {
+  t["ai.amp:FusedAdam"] = FusedAdamKernel;
   t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;
   t["ai.onnx.preview.training:Momentum"] = MomentumKernel;
   t["ai.onnx.preview.training:Adam"] = AdamKernel;

@@ -136,6 +136,14 @@ Status Fill(void* out, int64_t n, const void* value, int width, void* stream);
 Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
                void* stream);
 
+// ai.amp FusedAdam over n_tensors FP32 parameters (pointer arrays on the
+// host; lr, step and skip are device scalars, skip may be null).
+Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, const float* const* m,
+                 const float* const* v, float* const* out_p, float* const* out_m,
+                 float* const* out_v, const int64_t* sizes, const float* lr, const float* step,
+                 const bool* skip, float beta1, float beta2, float eps, float weight_decay,
+                 bool decoupled, void* stream);
+
 // C[m,n] = alpha op(A) op(B) + beta C through cuBLASLt, row-major, FP32
 // accumulation; A, B, C of one float type. `batch` matrices at the strides
 // given (elements). `handle` is a cublasLtHandle_t, `workspace` device memory.

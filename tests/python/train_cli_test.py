@@ -160,6 +160,33 @@ class TrainCli(unittest.TestCase):
         self.assertEqual([g["skipped"] for g in got], [False, True, False, False])
         self.assertEqual([g["loss_scale"] for g in got], [65536.0, 65536.0, 32768.0, 32768.0])
 
+    def test_fused_optimizer_is_bit_identical(self):
+        # fuse-optimizer's one multi-tensor kernel against the ~20 standard ops
+        # per parameter it replaces: every state array equal, bit for bit,
+        # through a skipped (overflowing) step too.
+        d = dict(np.load(os.path.join(MODELS, "tfm", "train.npz")))
+        d["input"] = d["input"].copy()
+        d["input"][4:8] *= 1e6
+        data = os.path.join(self.dir, "overflow.npz")
+        np.savez(data, **d)
+        for kind in ("adam", "adamw"):
+            with self.subTest(kind=kind):
+                step = os.path.join(self.dir, f"{kind}.onnx")
+                run([AMP_COMPILE, os.path.join(MODELS, "tfm", "model.onnx"), "--loss", "cross_entropy",
+                     "--optimizer", kind, "--lr", "1e-3", "--weight-decay", "0.01", "-o", step])
+                states = {}
+                for fuse in ("off", "on"):
+                    ckpt = os.path.join(self.dir, f"{kind}_{fuse}")
+                    log = os.path.join(self.dir, f"{kind}_{fuse}.jsonl")
+                    self.train(step, "tfm", "--steps", "8", "--fuse-optimizer", fuse, "--checkpoint", ckpt,
+                               "--log", log, data=data)
+                    self.assertTrue(read_log(log)[1]["skipped"])
+                    with np.load(os.path.join(ckpt, "checkpoint.npz")) as z:
+                        states[fuse] = {k: z[k] for k in z.files if k != "__amp__.meta"}
+                self.assertEqual(sorted(states["on"]), sorted(states["off"]))
+                for k in states["off"]:
+                    self.assertTrue(np.array_equal(states["on"][k], states["off"][k]), f"{kind}: {k}")
+
     def test_eval_and_export_inference(self):
         step = self.compile("cnn", "adam_amp")
         out = os.path.join(self.dir, "trained.onnx")

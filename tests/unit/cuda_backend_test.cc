@@ -130,6 +130,10 @@ const Case kCases[] = {
      R"(g (bfloat16[2,7,5] x, bfloat16[5,3] x2) => (bfloat16[2,7,3] y) { y = MatMul (x, x2) })"},
     {"matmul_f32_shared_lhs",
      R"(g (float[4,5] x, float[3,5,6] x2) => (float[3,4,6] y) { y = MatMul (x, x2) })"},
+    {"fused_adam",
+     R"(g (float xpos_lr, float xpos_step, float[300] p, float[7,5] p2, float[300] g, float[7,5] g2, float[300] m, float[7,5] m2, float[300] vpos, float[7,5] vpos2) => (float[300] a, float[7,5] b, float[300] c, float[7,5] d, float[300] e, float[7,5] f) {
+       skip = Constant <value = bool {0}> ()
+       a, b, c, d, e, f = ai.amp.FusedAdam <beta1 = 0.9, beta2 = 0.999, eps = 0.00000001, weight_decay = 0.01, decoupled = 1> (xpos_lr, xpos_step, skip, p, p2, g, g2, m, m2, vpos, vpos2) })"},
     {"dropout_mask", R"(g (float[1000] x) => (float[1000] y, bool[1000] mask) {
        ratio = Constant <value = float {0.3}> ()
        train = Constant <value = bool {1}> ()
@@ -181,7 +185,7 @@ TEST_P(CudaBackendTest, MatchesCpu) {
       std::filesystem::temp_directory_path() / (std::string("amp_cuda_") + c.name + ".onnxtxt");
   {
     std::ofstream f(path);
-    f << "<ir_version: 8, opset_import: [\"\" : 18]>\n" << c.text << "\n";
+    f << "<ir_version: 8, opset_import: [\"\" : 18, \"ai.amp\" : 1]>\n" << c.text << "\n";
   }
   SessionOptions cpu_opts, gpu_opts;
   cpu_opts.mode = gpu_opts.mode = TrainingInfoMode::kForward;

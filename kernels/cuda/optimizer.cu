@@ -1,0 +1,98 @@
+// The fused multi-tensor Adam/AdamW kernel (ai.amp FusedAdam, from the
+// fuse-optimizer pass), then its launcher. One launch updates up to
+// kMaxTensors parameters (blockIdx.y picks the tensor); lr, the step count
+// and the skip flag are read on the device, so a step never waits for the
+// host. FP32 master weights and moments are read and written in one pass, in
+// the standard ops' operation order, with rounded intrinsics (no FMA
+// contraction) as the CPU kernel computes.
+#include "kernels/cuda/common.cuh"
+
+namespace amp::cuda {
+namespace {
+
+constexpr int kMaxTensors = 64;
+
+struct AdamTensors {
+  const float* p[kMaxTensors];
+  const float* g[kMaxTensors];
+  const float* m[kMaxTensors];
+  const float* v[kMaxTensors];
+  float* op[kMaxTensors];
+  float* om[kMaxTensors];
+  float* ov[kMaxTensors];
+  int64_t n[kMaxTensors];
+};
+
+__device__ float PowLikeKernel(float x, float e) {
+  if (e == 2.0f) return __fmul_rn(x, x);
+  if (e == 1.0f) return x;
+  if (e == 0.5f) return __fsqrt_rn(x);
+  return powf(x, e);
+}
+
+__global__ void FusedAdamKernel(AdamTensors t, const float* lr_p, const float* step_p,
+                                const bool* skip_p, float b1, float b2, float eps, float wd,
+                                bool decoupled, float omb1, float omb2) {
+  int k = blockIdx.y;
+  int64_t n = t.n[k];
+  float lr = *lr_p;
+  float step1 = __fadd_rn(*step_p, 1.0f);
+  bool skip = skip_p && *skip_p;
+  float bc1 = __fsub_rn(1.0f, PowLikeKernel(b1, step1));
+  float bc2_sqrt = __fsqrt_rn(__fsub_rn(1.0f, PowLikeKernel(b2, step1)));
+  float step_size = __fdiv_rn(lr, bc1);
+  float decay = decoupled && wd != 0 ? __fsub_rn(1.0f, __fmul_rn(lr, wd)) : 1.0f;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float p = t.p[k][i], m = t.m[k][i], v = t.v[k][i];
+    if (skip) {
+      t.op[k][i] = p;
+      t.om[k][i] = m;
+      t.ov[k][i] = v;
+      continue;
+    }
+    float gr = t.g[k][i];
+    if (!decoupled && wd != 0) gr = __fadd_rn(gr, __fmul_rn(p, wd));
+    float m1 = __fadd_rn(__fmul_rn(m, b1), __fmul_rn(gr, omb1));
+    float v1 = __fadd_rn(__fmul_rn(v, b2), __fmul_rn(__fmul_rn(gr, gr), omb2));
+    float base = decoupled && wd != 0 ? __fmul_rn(p, decay) : p;
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v1), bc2_sqrt), eps);
+    t.op[k][i] = __fsub_rn(base, __fmul_rn(__fdiv_rn(m1, denom), step_size));
+    t.om[k][i] = m1;
+    t.ov[k][i] = v1;
+  }
+}
+
+}  // namespace
+
+Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, const float* const* m,
+                 const float* const* v, float* const* out_p, float* const* out_m,
+                 float* const* out_v, const int64_t* sizes, const float* lr, const float* step,
+                 const bool* skip, float beta1, float beta2, float eps, float weight_decay,
+                 bool decoupled, void* stream) {
+  float omb1 = static_cast<float>(1.0 - static_cast<double>(beta1));
+  float omb2 = static_cast<float>(1.0 - static_cast<double>(beta2));
+  for (int start = 0; start < n_tensors; start += kMaxTensors) {
+    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+    AdamTensors t{};
+    int64_t largest = 1;
+    for (int k = 0; k < count; ++k) {
+      t.p[k] = p[start + k];
+      t.g[k] = g[start + k];
+      t.m[k] = m[start + k];
+      t.v[k] = v[start + k];
+      t.op[k] = out_p[start + k];
+      t.om[k] = out_m[start + k];
+      t.ov[k] = out_v[start + k];
+      t.n[k] = sizes[start + k];
+      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
+    }
+    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
+    FusedAdamKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        t, lr, step, skip, beta1, beta2, eps, weight_decay, decoupled, omb1, omb2);
+    AMP_RETURN_IF_ERROR(CheckLaunch("FusedAdam"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace amp::cuda
