@@ -3,9 +3,9 @@
 #include "passes/autodiff.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
-#include "passes/fuse_optimizer.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
+#include "passes/fuse_optimizer.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
 #include "passes/loss_scaling.h"
@@ -35,12 +35,13 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
 }
 
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(AttachLoss::kName),     std::string(Autodiff::kName),
-          std::string(BindDims::kName),       std::string(DeadCodeElimination::kName),
-          std::string(ExpandGradient::kName),  std::string(FuseOptimizer::kName), std::string(FoldCasts::kName),
-          std::string(FoldShapes::kName),     std::string(InferShapesPass::kName),
-          std::string(InsertCasts::kName),    std::string(LossScaling::kName),
-          std::string(AddOptimizer::kName),   std::string(PaintPrecision::kName)};
+  return {std::string(AttachLoss::kName),      std::string(Autodiff::kName),
+          std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
+          std::string(ExpandGradient::kName),  std::string(FuseOptimizer::kName),
+          std::string(FoldCasts::kName),       std::string(FoldShapes::kName),
+          std::string(InferShapesPass::kName), std::string(InsertCasts::kName),
+          std::string(LossScaling::kName),     std::string(AddOptimizer::kName),
+          std::string(PaintPrecision::kName)};
 }
 
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {
