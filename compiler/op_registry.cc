@@ -1356,8 +1356,20 @@ Status InferFusedAdam(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp UnscaleCheck (fuse-unscale): 1/S, then n gradients; outputs the n
+// unscaled gradients and a bool scalar (any of them not finite).
+Status InferUnscaleCheck(InferenceContext& ctx) {
+  if (ctx.num_outputs() != ctx.num_inputs())
+    return ctx.Error("expects one output per gradient and the flag");
+  for (size_t j = 1; j < ctx.num_inputs(); ++j)
+    ctx.SetOutput(j - 1, ctx.input_dtype(j), ctx.input_shape(j));
+  ctx.SetOutput(ctx.num_outputs() - 1, DType::kBool, Shape{});
+  return Status::Ok();
+}
+
 const std::vector<OpSchema> kAmpOps = {
     {"FusedAdam", 7, -1, 3, -1, InferFusedAdam},
+    {"UnscaleCheck", 2, -1, 2, -1, InferUnscaleCheck},
 };
 
 }  // namespace

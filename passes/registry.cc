@@ -6,6 +6,7 @@
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_optimizer.h"
+#include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
 #include "passes/loss_scaling.h"
@@ -26,6 +27,7 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
   if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
   if (name == ExpandGradient::kName) return std::unique_ptr<Pass>(new ExpandGradient());
   if (name == FuseOptimizer::kName) return std::unique_ptr<Pass>(new FuseOptimizer());
+  if (name == FuseUnscale::kName) return std::unique_ptr<Pass>(new FuseUnscale());
   if (name == LossScaling::kName) return std::unique_ptr<Pass>(new LossScaling(options.loss_scale));
   if (name == AddOptimizer::kName)
     return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
@@ -35,13 +37,13 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOp
 }
 
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(AttachLoss::kName),      std::string(Autodiff::kName),
-          std::string(BindDims::kName),        std::string(DeadCodeElimination::kName),
-          std::string(ExpandGradient::kName),  std::string(FuseOptimizer::kName),
-          std::string(FoldCasts::kName),       std::string(FoldShapes::kName),
-          std::string(InferShapesPass::kName), std::string(InsertCasts::kName),
-          std::string(LossScaling::kName),     std::string(AddOptimizer::kName),
-          std::string(PaintPrecision::kName)};
+  return {std::string(AttachLoss::kName),     std::string(Autodiff::kName),
+          std::string(BindDims::kName),       std::string(DeadCodeElimination::kName),
+          std::string(ExpandGradient::kName), std::string(FuseOptimizer::kName),
+          std::string(FuseUnscale::kName),    std::string(FoldCasts::kName),
+          std::string(FoldShapes::kName),     std::string(InferShapesPass::kName),
+          std::string(InsertCasts::kName),    std::string(LossScaling::kName),
+          std::string(AddOptimizer::kName),   std::string(PaintPrecision::kName)};
 }
 
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {

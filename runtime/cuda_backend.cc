@@ -495,6 +495,22 @@ Status FusedAdamFn(const Ctx& c) {
                          c.node.GetInt("decoupled", 0) != 0, c.stream);
 }
 
+Status UnscaleCheckFn(const Ctx& c) {
+  size_t n = c.in.size() - 1;
+  std::vector<const float*> g(n);
+  std::vector<float*> out(n);
+  std::vector<int64_t> sizes(n);
+  for (size_t k = 0; k < n; ++k) {
+    if (c.I(1 + k).dtype != DType::kFloat32) return c.Error("gradients must be float32");
+    g[k] = static_cast<const float*>(c.I(1 + k).data);
+    out[k] = static_cast<float*>(c.O(k).data);
+    sizes[k] = c.I(1 + k).numel();
+  }
+  return cuda::UnscaleCheck(static_cast<int>(n), g.data(), out.data(), sizes.data(),
+                            static_cast<const float*>(c.I(0).data), static_cast<bool*>(c.O(n).data),
+                            c.stream);
+}
+
 const std::map<std::string, Fn>& Table() {
   static const std::map<std::string, Fn> t = [] {
     std::map<std::string, Fn> m;
@@ -599,6 +615,7 @@ const std::map<std::string, Fn>& Table() {
     m["Gemm"] = GemmFn;
     m["MatMul"] = MatMulFn;
     m["ai.amp:FusedAdam"] = FusedAdamFn;
+    m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;
   }();
   return t;

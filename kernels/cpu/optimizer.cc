@@ -152,9 +152,30 @@ Status FusedAdamKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp UnscaleCheck: g * (1/S) for every gradient, and whether any result
+// is not finite (what loss scaling's Mul-by-zero probes compute).
+Status UnscaleCheckKernel(KernelContext& ctx) {
+  float inv = static_cast<float>(ReadDouble(ctx.in(0), 0));
+  size_t n = ctx.inputs.size() - 1;
+  bool found = false;
+  for (size_t k = 0; k < n; ++k) {
+    const TensorRef& g = ctx.in(1 + k);
+    if (g.dtype != DType::kFloat32) return ctx.Error("gradients must be float32");
+    const float* pg = g.as<float>();
+    float* pu = ctx.out(k).as<float>();
+    for (int64_t i = 0; i < g.numel(); ++i) {
+      pu[i] = pg[i] * inv;
+      found = found || !std::isfinite(pu[i]);
+    }
+  }
+  *ctx.out(n).as<bool>() = found;
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterOptimizerKernels(KernelTable& t) {
+  t["ai.amp:UnscaleCheck"] = UnscaleCheckKernel;
   t["ai.amp:FusedAdam"] = FusedAdamKernel;
   t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;
   t["ai.onnx.preview.training:Momentum"] = MomentumKernel;

@@ -136,6 +136,11 @@ Status Fill(void* out, int64_t n, const void* value, int width, void* stream);
 Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
                void* stream);
 
+// ai.amp UnscaleCheck: out[k] = grads[k] * (*inv_scale) for every FP32
+// gradient, and *found_inf = whether any result is not finite (device flag).
+Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
+                    const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream);
+
 // ai.amp FusedAdam over n_tensors FP32 parameters (pointer arrays on the
 // host; lr, step and skip are device scalars, skip may be null).
 Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, const float* const* m,

@@ -1,5 +1,6 @@
-// The fused multi-tensor Adam/AdamW kernel (ai.amp FusedAdam, from the
-// fuse-optimizer pass), then its launcher. One launch updates up to
+// The fused multi-tensor optimizer kernels, then their launchers: Adam/AdamW
+// (ai.amp FusedAdam, from fuse-optimizer) and the gradient unscale with its
+// finiteness check (ai.amp UnscaleCheck, from fuse-unscale). One launch updates up to
 // kMaxTensors parameters (blockIdx.y picks the tensor); lr, the step count
 // and the skip flag are read on the device, so a step never waits for the
 // host. FP32 master weights and moments are read and written in one pass, in
@@ -63,7 +64,50 @@ __global__ void FusedAdamKernel(AdamTensors t, const float* lr_p, const float* s
   }
 }
 
+struct UnscaleTensors {
+  const float* g[kMaxTensors];
+  float* out[kMaxTensors];
+  int64_t n[kMaxTensors];
+};
+
+// u = g * (1/S) for every gradient; any non-finite u raises the flag (a
+// benign race: every writer writes true).
+__global__ void UnscaleCheckKernel(UnscaleTensors t, const float* inv_p, bool* found) {
+  int k = blockIdx.y;
+  float inv = *inv_p;
+  bool bad = false;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < t.n[k];
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float u = __fmul_rn(t.g[k][i], inv);
+    t.out[k][i] = u;
+    bad = bad || !isfinite(u);
+  }
+  if (bad) *found = true;
+}
+
 }  // namespace
+
+Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
+                    const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  cudaError_t err = cudaMemsetAsync(found_inf, 0, 1, st);
+  if (err != cudaSuccess) return Internal("UnscaleCheck: CUDA error: ", cudaGetErrorString(err));
+  for (int start = 0; start < n_tensors; start += kMaxTensors) {
+    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+    UnscaleTensors t{};
+    int64_t largest = 1;
+    for (int k = 0; k < count; ++k) {
+      t.g[k] = grads[start + k];
+      t.out[k] = out[start + k];
+      t.n[k] = sizes[start + k];
+      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
+    }
+    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
+    UnscaleCheckKernel<<<grid, kThreads, 0, st>>>(t, inv_scale, found_inf);
+    AMP_RETURN_IF_ERROR(CheckLaunch("UnscaleCheck"));
+  }
+  return Status::Ok();
+}
 
 Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, const float* const* m,
                  const float* const* v, float* const* out_p, float* const* out_m,

@@ -134,6 +134,9 @@ const Case kCases[] = {
      R"(g (float xpos_lr, float xpos_step, float[300] p, float[7,5] p2, float[300] g, float[7,5] g2, float[300] m, float[7,5] m2, float[300] vpos, float[7,5] vpos2) => (float[300] a, float[7,5] b, float[300] c, float[7,5] d, float[300] e, float[7,5] f) {
        skip = Constant <value = bool {0}> ()
        a, b, c, d, e, f = ai.amp.FusedAdam <beta1 = 0.9, beta2 = 0.999, eps = 0.00000001, weight_decay = 0.01, decoupled = 1> (xpos_lr, xpos_step, skip, p, p2, g, g2, m, m2, vpos, vpos2) })"},
+    {"unscale_check",
+     R"(g (float xpos, float[300] x, float[7,5] x2) => (float[300] a, float[7,5] b, bool found) {
+       a, b, found = ai.amp.UnscaleCheck (xpos, x, x2) })"},
     {"dropout_mask", R"(g (float[1000] x) => (float[1000] y, bool[1000] mask) {
        ratio = Constant <value = float {0.3}> ()
        train = Constant <value = bool {1}> ()
