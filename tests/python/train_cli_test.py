@@ -21,6 +21,11 @@ import onnxruntime as ort
 AMP_COMPILE = os.environ["AMP_COMPILE"]
 AMP_TRAIN = os.environ["AMP_TRAIN"]
 MODELS = os.environ["AMP_MODELS"]
+# Under AddressSanitizer every run is several times slower: the sanitizer
+# build checks the runtime's memory safety on the MLP, the normal build
+# checks every model's numbers.
+SANITIZED = os.environ.get("AMP_SANITIZED", "0") not in ("", "0")
+MODEL_SET = ("mlp",) if SANITIZED else ("mlp", "cnn", "tfm")
 
 
 def run(cmd, ok=True, timeout=300):
@@ -91,14 +96,14 @@ class TrainCli(unittest.TestCase):
 
     def test_trajectories(self):
         worst = {}
-        for model in ("mlp", "cnn", "tfm"):
+        for model in MODEL_SET:
             for traj, tol in (("sgd_fp32", 1e-4), ("adam_fp32", 1e-4), ("adam_amp", 2e-3)):
                 with self.subTest(model=model, traj=traj):
                     worst[f"{model}/{traj}"] = self.check_trajectory(model, traj, tol)
         print("largest relative loss difference:", json.dumps(worst, indent=1), file=sys.stderr)
 
     def test_resume_is_bit_identical(self):
-        for model in ("cnn", "tfm"):
+        for model in ("cnn",) if SANITIZED else ("cnn", "tfm"):
             with self.subTest(model=model):
                 step = self.compile(model, "adam_amp", f"{model}.onnx")
                 full, half = os.path.join(self.dir, f"{model}_full"), os.path.join(self.dir, f"{model}_half")
@@ -125,7 +130,8 @@ class TrainCli(unittest.TestCase):
         self.train(step, "cnn", "--steps", "1", "--checkpoint", ckpt)
         path = os.path.join(ckpt, "checkpoint.npz")
         kills = 0
-        for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
+        delays = (0.3, 0.6, 0.9) if SANITIZED else (0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
+        for delay in delays:
             p = subprocess.Popen([AMP_TRAIN, step, "--data", os.path.join(MODELS, "cnn", "train.npz"),
                                   "--batch-size", batch_size("cnn"), "--steps", "100000", "--quiet",
                                   "--checkpoint", ckpt, "--save-every", "1"],
@@ -144,7 +150,7 @@ class TrainCli(unittest.TestCase):
             f.write(b"PK\x03\x04 torn")
         self.train(step, "cnn", "--steps", "1", "--resume", ckpt, "--checkpoint", ckpt)
         self.assertFalse(os.path.exists(path + ".tmp"))
-        self.assertEqual(kills, 6)
+        self.assertEqual(kills, len(delays))
 
     def test_overflow_skips_that_step_and_halves_the_scale(self):
         step = self.compile("mlp", "adam_amp")
@@ -169,7 +175,7 @@ class TrainCli(unittest.TestCase):
         d["input"][4:8] *= 1e6
         data = os.path.join(self.dir, "overflow.npz")
         np.savez(data, **d)
-        for kind in ("adam", "adamw"):
+        for kind in ("adamw",) if SANITIZED else ("adam", "adamw"):
             with self.subTest(kind=kind):
                 step = os.path.join(self.dir, f"{kind}.onnx")
                 run([AMP_COMPILE, os.path.join(MODELS, "tfm", "model.onnx"), "--loss", "cross_entropy",
