@@ -164,6 +164,13 @@ void Graph::SetInitializerData(Value* v, Tensor t) {
   v->initializer_ = std::make_unique<Tensor>(std::move(t));
 }
 
+Node* ProducerIf(const Value* v, std::string_view op_type) {
+  Node* n = v ? v->producer() : nullptr;
+  if (!n || n->op_type() != op_type || !(n->domain().empty() || n->domain() == "ai.onnx"))
+    return nullptr;
+  return n;
+}
+
 void Graph::FreezeInput(Value* v, Tensor t) {
   AMP_CHECK(v->is_input_);
   inputs_.erase(std::find(inputs_.begin(), inputs_.end(), v));

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -239,6 +240,10 @@ struct TrainingInfo {
   bool has_optimizer = false;
   bool active() const { return !loss.empty(); }
 };
+
+// The node defining `v` if it is a default-domain `op_type` node, else null
+// (also for a null `v`): one step of a pattern match.
+Node* ProducerIf(const Value* v, std::string_view op_type);
 
 struct OpsetImport {
   std::string domain;

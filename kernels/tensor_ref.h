@@ -29,4 +29,22 @@ struct TensorRef {
   }
 };
 
+// Row-major strides of dims (in elements).
+inline std::vector<int64_t> Strides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i)
+    s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+// Strides of `in` broadcast to `out` dims (numpy rules; 0 on broadcast axes).
+inline std::vector<int64_t> BroadcastStrides(const std::vector<int64_t>& in,
+                                             const std::vector<int64_t>& out) {
+  std::vector<int64_t> s(out.size(), 0);
+  std::vector<int64_t> own = Strides(in);
+  size_t off = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) s[off + i] = in[i] == 1 ? 0 : own[i];
+  return s;
+}
+
 }  // namespace amp

@@ -9,10 +9,6 @@ namespace amp {
 namespace {
 
 // The node producing `v` if it is `op`, else null.
-Node* Def(const Value* v, const char* op) {
-  if (!v || !v->producer() || v->producer()->op_type() != op) return nullptr;
-  return v->producer();
-}
 
 struct Param {
   Value *p, *g, *m, *v;
@@ -29,39 +25,39 @@ bool Match(const Graph& g, Value* p, const std::string& update, bool has_skip, b
   Value* u = g.FindValue(update);
   Value* p_new = u;
   if (has_skip) {
-    Node* w = Def(u, "Where");
+    Node* w = ProducerIf(u, "Where");
     if (!w || w->input(1) != p) return false;
     p_new = w->input(2);
   }
-  Node* sub = Def(p_new, "Sub");
+  Node* sub = ProducerIf(p_new, "Sub");
   if (!sub) return false;
   Value* base = sub->input(0);
   if (adamw && decay) {
-    Node* mul = Def(base, "Mul");
+    Node* mul = ProducerIf(base, "Mul");
     if (!mul || mul->input(0) != p) return false;
   } else if (base != p) {
     return false;
   }
-  Node* delta = Def(sub->input(1), "Mul");
-  Node* ratio = delta ? Def(delta->input(0), "Div") : nullptr;
+  Node* delta = ProducerIf(sub->input(1), "Mul");
+  Node* ratio = delta ? ProducerIf(delta->input(0), "Div") : nullptr;
   if (!ratio) return false;
   Value* m_next = ratio->input(0);
-  Node* denom = Def(ratio->input(1), "Add");
-  Node* v_hat = denom ? Def(denom->input(0), "Div") : nullptr;
-  Node* v_sqrt = v_hat ? Def(v_hat->input(0), "Sqrt") : nullptr;
+  Node* denom = ProducerIf(ratio->input(1), "Add");
+  Node* v_hat = denom ? ProducerIf(denom->input(0), "Div") : nullptr;
+  Node* v_sqrt = v_hat ? ProducerIf(v_hat->input(0), "Sqrt") : nullptr;
   if (!v_sqrt) return false;
   Value* v_next = v_sqrt->input(0);
-  Node* m_add = Def(m_next, "Add");
-  Node* v_add = Def(v_next, "Add");
-  Node* m_b1 = m_add ? Def(m_add->input(0), "Mul") : nullptr;
-  Node* g_b1 = m_add ? Def(m_add->input(1), "Mul") : nullptr;
-  Node* v_b2 = v_add ? Def(v_add->input(0), "Mul") : nullptr;
+  Node* m_add = ProducerIf(m_next, "Add");
+  Node* v_add = ProducerIf(v_next, "Add");
+  Node* m_b1 = m_add ? ProducerIf(m_add->input(0), "Mul") : nullptr;
+  Node* g_b1 = m_add ? ProducerIf(m_add->input(1), "Mul") : nullptr;
+  Node* v_b2 = v_add ? ProducerIf(v_add->input(0), "Mul") : nullptr;
   if (!m_b1 || !g_b1 || !v_b2) return false;
   Value* gr = g_b1->input(0);
   Value* grad = gr;
   if (!adamw && decay) {
-    Node* add = Def(gr, "Add");
-    Node* pw = add ? Def(add->input(1), "Mul") : nullptr;
+    Node* add = ProducerIf(gr, "Add");
+    Node* pw = add ? ProducerIf(add->input(1), "Mul") : nullptr;
     if (!pw || pw->input(0) != p) return false;
     grad = add->input(0);
   }

@@ -3,25 +3,16 @@
 #include "compiler/shape_inference.h"
 
 namespace amp {
-namespace {
-
-Node* Def(const Value* v, const char* op) {
-  if (!v || !v->producer() || v->producer()->op_type() != op) return nullptr;
-  return v->producer();
-}
-
-}  // namespace
-
 StatusOr<bool> FuseUnscale::Run(Model& model) {
   Graph& g = *model.graph;
   TrainingInfo& t = model.training;
   if (t.skip_step.empty()) return false;
   // found_inf = IsNaN(Sum(ReduceSum(Mul(Mul(grad, inv), 0)), ...))
   Value* found = g.FindValue(t.skip_step);
-  Node* isnan = Def(found, "IsNaN");
+  Node* isnan = ProducerIf(found, "IsNaN");
   if (!isnan) return false;
   std::vector<Value*> sums;
-  if (Node* sum = Def(isnan->input(0), "Sum")) {
+  if (Node* sum = ProducerIf(isnan->input(0), "Sum")) {
     sums.assign(sum->inputs().begin(), sum->inputs().end());
   } else {
     sums.push_back(isnan->input(0));
@@ -29,9 +20,9 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   Value* inv = nullptr;
   std::vector<Value*> unscaled, grads;
   for (Value* s : sums) {
-    Node* reduce = Def(s, "ReduceSum");
-    Node* probe = reduce ? Def(reduce->input(0), "Mul") : nullptr;
-    Node* mul = probe ? Def(probe->input(0), "Mul") : nullptr;
+    Node* reduce = ProducerIf(s, "ReduceSum");
+    Node* probe = reduce ? ProducerIf(reduce->input(0), "Mul") : nullptr;
+    Node* mul = probe ? ProducerIf(probe->input(0), "Mul") : nullptr;
     if (!mul || reduce->num_inputs() != 1) return false;
     if (inv && mul->input(1) != inv) return false;
     inv = mul->input(1);

@@ -52,13 +52,6 @@ struct Ctx {
 int Dt(const TensorRef& t) { return static_cast<int>(t.dtype); }
 DevPtr P(const TensorRef& t) { return DevPtr{t.data, Dt(t)}; }
 
-std::vector<int64_t> RowStrides(const std::vector<int64_t>& dims) {
-  std::vector<int64_t> s(dims.size(), 1);
-  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i)
-    s[i] = s[i + 1] * dims[i + 1];
-  return s;
-}
-
 // Output dims with each input's broadcast strides.
 StatusOr<Strided> Broadcast(const std::vector<int64_t>& out,
                             const std::vector<const std::vector<int64_t>*>& ins) {
@@ -68,37 +61,32 @@ StatusOr<Strided> Broadcast(const std::vector<int64_t>& out,
   s.rank = static_cast<int>(out.size());
   for (size_t d = 0; d < out.size(); ++d) s.dims[d] = out[d];
   for (size_t k = 0; k < ins.size(); ++k) {
-    const auto& in = *ins[k];
-    std::vector<int64_t> own = RowStrides(in);
-    size_t off = out.size() - in.size();
-    for (size_t d = 0; d < in.size(); ++d) s.strides[k][off + d] = in[d] == 1 ? 0 : own[d];
+    std::vector<int64_t> st = BroadcastStrides(*ins[k], out);
+    for (size_t d = 0; d < out.size(); ++d) s.strides[k][d] = st[d];
   }
   return s;
 }
 
-// A small device tensor's values on the host (constants such as Slice
-// starts; a synchronizing copy).
-StatusOr<std::vector<int64_t>> HostInts(const Ctx& c, const TensorRef& t) {
-  std::vector<uint8_t> bytes(t.nbytes());
+// A small device tensor on the host (constants such as Slice starts or a
+// Dropout ratio; a synchronizing copy).
+StatusOr<Tensor> HostTensor(const Ctx& c, const TensorRef& t) {
+  Tensor h(t.dtype, t.dims);
   AMP_RETURN_IF_ERROR(CudaCheck(
-      cudaMemcpyAsync(bytes.data(), t.data, bytes.size(), cudaMemcpyDeviceToHost, c.stream),
+      cudaMemcpyAsync(h.mutable_data(), t.data, t.nbytes(), cudaMemcpyDeviceToHost, c.stream),
       "reading a small tensor"));
   AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(c.stream), "reading a small tensor"));
-  Tensor h(t.dtype, t.dims);
-  std::memcpy(h.mutable_data(), bytes.data(), bytes.size());
+  return h;
+}
+
+StatusOr<std::vector<int64_t>> HostInts(const Ctx& c, const TensorRef& t) {
+  AMP_ASSIGN_OR_RETURN(Tensor h, HostTensor(c, t));
   std::vector<int64_t> out(h.num_elements());
   for (int64_t i = 0; i < h.num_elements(); ++i) out[i] = h.GetInt(i);
   return out;
 }
 
 StatusOr<double> HostScalar(const Ctx& c, const TensorRef& t) {
-  std::vector<uint8_t> bytes(t.nbytes());
-  AMP_RETURN_IF_ERROR(CudaCheck(
-      cudaMemcpyAsync(bytes.data(), t.data, bytes.size(), cudaMemcpyDeviceToHost, c.stream),
-      "reading a scalar"));
-  AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(c.stream), "reading a scalar"));
-  Tensor h(t.dtype, t.dims);
-  std::memcpy(h.mutable_data(), bytes.data(), bytes.size());
+  AMP_ASSIGN_OR_RETURN(Tensor h, HostTensor(c, t));
   return h.GetDouble(0);
 }
 
@@ -195,7 +183,7 @@ Status TransposeFn(const Ctx& c) {
   std::vector<int64_t> perm = c.node.GetInts("perm");
   if (perm.empty())
     for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
-  std::vector<int64_t> xs = RowStrides(x.dims);
+  std::vector<int64_t> xs = Strides(x.dims);
   AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {}));
   for (int64_t d = 0; d < r; ++d) s.strides[0][d] = xs[perm[d]];
   return cuda::StridedCopy(x.data, 0, c.O(0).data, s, static_cast<int>(DTypeSize(x.dtype)), nullptr,
@@ -221,7 +209,7 @@ Status SliceFn(const Ctx& c) {
   if (c.has_in(4)) {
     AMP_ASSIGN_OR_RETURN(steps, HostInts(c, c.I(4)));
   }
-  std::vector<int64_t> xs = RowStrides(x.dims);
+  std::vector<int64_t> xs = Strides(x.dims);
   AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {}));
   for (int64_t d = 0; d < r; ++d) s.strides[0][d] = xs[d];
   int64_t base = 0;
@@ -242,7 +230,7 @@ Status ConcatSplit(const Ctx& c, bool concat) {
   const TensorRef& big = concat ? c.O(0) : c.I(0);
   int64_t axis = c.node.GetInt("axis", 0);
   if (axis < 0) axis += big.rank();
-  std::vector<int64_t> bs = RowStrides(big.dims);
+  std::vector<int64_t> bs = Strides(big.dims);
   int64_t at = 0;
   size_t pieces = concat ? c.in.size() : c.out.size();
   int width = static_cast<int>(DTypeSize(big.dtype));
@@ -251,7 +239,7 @@ Status ConcatSplit(const Ctx& c, bool concat) {
     const TensorRef& piece = concat ? c.I(k) : c.O(k);
     AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(piece.dims, {}));
     if (concat) {
-      std::vector<int64_t> ps = RowStrides(piece.dims);
+      std::vector<int64_t> ps = Strides(piece.dims);
       for (int64_t d = 0; d < piece.rank(); ++d) s.strides[0][d] = ps[d];
       AMP_RETURN_IF_ERROR(
           cuda::StridedCopy(piece.data, 0, big.data, s, width, bs.data(), at * bs[axis], c.stream));

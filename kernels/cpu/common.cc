@@ -56,22 +56,6 @@ void FromFloat(const std::vector<float>& values, TensorRef& t) {
   AMP_CHECK(ok);
 }
 
-std::vector<int64_t> Strides(const std::vector<int64_t>& dims) {
-  std::vector<int64_t> s(dims.size(), 1);
-  for (int64_t i = static_cast<int64_t>(dims.size()) - 2; i >= 0; --i)
-    s[i] = s[i + 1] * dims[i + 1];
-  return s;
-}
-
-std::vector<int64_t> BroadcastStrides(const std::vector<int64_t>& in,
-                                      const std::vector<int64_t>& out) {
-  std::vector<int64_t> s(out.size(), 0);
-  std::vector<int64_t> own = Strides(in);
-  size_t off = out.size() - in.size();
-  for (size_t i = 0; i < in.size(); ++i) s[off + i] = in[i] == 1 ? 0 : own[i];
-  return s;
-}
-
 void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;

@@ -34,7 +34,7 @@ Status ConvKernel(KernelContext& ctx) {
   int64_t nin = Product(in), nout = Product(out), nk = Product(kernel);
   int64_t cg = cin / group, mg = cout / group;
   std::vector<int64_t> table = IndexTable(out, in, kernel, strides, pb, dilations);
-  std::vector<float> fx = ToFloat(x), fw = ToFloat(w);
+  FloatView fx(x), fw(w);  // no copy for float32
   std::vector<float> fy(batch * cout * nout);
   std::vector<float> col(cg * nk * nout);
   for (int64_t b = 0; b < batch; ++b) {
@@ -86,7 +86,7 @@ Status ConvTransposeKernel(KernelContext& ctx) {
   int64_t cg = cin / group, mg = cout / group;
   // table[kp, input position] -> output position.
   std::vector<int64_t> table = IndexTable(in, out, kernel, strides, pb, dilations);
-  std::vector<float> fx = ToFloat(x), fw = ToFloat(w);
+  FloatView fx(x), fw(w);  // no copy for float32
   std::vector<float> fy(batch * cout * nout, 0.f);
   std::vector<float> col(mg * nk * nin);
   for (int64_t b = 0; b < batch; ++b) {

@@ -9,24 +9,6 @@
 namespace amp::cpu {
 namespace {
 
-// A float32 view of a float tensor: the tensor itself, or a widened copy.
-class FloatView {
- public:
-  explicit FloatView(const TensorRef& t) {
-    if (t.dtype == DType::kFloat32) {
-      ptr_ = t.as<float>();
-    } else {
-      copy_ = ToFloat(t);
-      ptr_ = copy_.data();
-    }
-  }
-  const float* data() const { return ptr_; }
-
- private:
-  const float* ptr_;
-  std::vector<float> copy_;
-};
-
 Status GemmKernel(KernelContext& ctx) {
   const TensorRef& a = ctx.in(0);
   const TensorRef& b = ctx.in(1);

@@ -150,22 +150,10 @@ bool VisitType(DType dtype, F&& f) {
 // Same, for the floating-point types only.
 template <typename F>
 bool VisitFloat(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::kFloat32:
-      f(TypeTag<float>{});
-      return true;
-    case DType::kFloat16:
-      f(TypeTag<f16>{});
-      return true;
-    case DType::kBFloat16:
-      f(TypeTag<bf16>{});
-      return true;
-    case DType::kFloat64:
-      f(TypeTag<double>{});
-      return true;
-    default:
-      return false;
-  }
+  if (!IsFloat(dtype)) return false;
+  return VisitType(dtype, [&](auto tag) {
+    if constexpr (kIsFloat<typename decltype(tag)::type>) f(tag);
+  });
 }
 
 // ---- helpers shared by the kernel files ----
@@ -178,13 +166,27 @@ std::vector<int64_t> ReadInts(const TensorRef& t);
 double ReadDouble(const TensorRef& t, int64_t i);
 // A float32 copy of a float tensor (any float type).
 std::vector<float> ToFloat(const TensorRef& t);
+// A float32 view of a float tensor: the tensor itself, or a widened copy.
+class FloatView {
+ public:
+  explicit FloatView(const TensorRef& t) {
+    if (t.dtype == DType::kFloat32) {
+      ptr_ = t.as<float>();
+    } else {
+      copy_ = ToFloat(t);
+      ptr_ = copy_.data();
+    }
+  }
+  const float* data() const { return ptr_; }
+
+ private:
+  const float* ptr_;
+  std::vector<float> copy_;
+};
+
 // Stores `values` (numel of t) into a float tensor, rounding once.
 void FromFloat(const std::vector<float>& values, TensorRef& t);
-// Row-major strides of dims.
-std::vector<int64_t> Strides(const std::vector<int64_t>& dims);
-// Strides of `in` broadcast to `out` dims (numpy rules; 0 on broadcast axes).
-std::vector<int64_t> BroadcastStrides(const std::vector<int64_t>& in,
-                                      const std::vector<int64_t>& out);
+// (Strides and BroadcastStrides: kernels/tensor_ref.h, shared with CUDA.)
 inline int64_t NormalizeAxis(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
 
 // C[M,N] = alpha * op(A) op(B) + beta * C, FP32, row-major, through OpenBLAS.

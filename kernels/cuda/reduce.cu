@@ -13,6 +13,17 @@ struct ReduceDesc {
   bool reduced[kMaxRank];
 };
 
+// Offset of the j-th element (over the reduced dims) of the output whose
+// kept coordinates start at `base`.
+__device__ int64_t ReducedOffset(const ReduceDesc& r, int64_t base, int64_t j) {
+  for (int d = r.rank - 1; d >= 0; --d) {
+    if (!r.reduced[d]) continue;
+    base += (j % r.dims[d]) * r.strides[d];
+    j /= r.dims[d];
+  }
+  return base;
+}
+
 __global__ void ReduceKernel(int kind, DevPtr in, ReduceDesc r, void* out, int out_dt,
                              int64_t n_out, int64_t n_red) {
   AMP_GRID_LOOP(o, n_out) {
@@ -27,23 +38,13 @@ __global__ void ReduceKernel(int kind, DevPtr in, ReduceDesc r, void* out, int o
     double peak = -INFINITY;
     if (kind == 9) {
       for (int64_t j = 0; j < n_red; ++j) {
-        int64_t q = j, off = base;
-        for (int d = r.rank - 1; d >= 0; --d) {
-          if (!r.reduced[d]) continue;
-          off += (q % r.dims[d]) * r.strides[d];
-          q /= r.dims[d];
-        }
+        int64_t off = ReducedOffset(r, base, j);
         peak = fmax(peak, static_cast<double>(LoadF(in.data, in.dtype, off)));
       }
     }
     double acc = kind == 2 ? -INFINITY : kind == 3 ? INFINITY : kind == 7 ? 1.0 : 0.0;
     for (int64_t j = 0; j < n_red; ++j) {
-      int64_t q = j, off = base;
-      for (int d = r.rank - 1; d >= 0; --d) {
-        if (!r.reduced[d]) continue;
-        off += (q % r.dims[d]) * r.strides[d];
-        q /= r.dims[d];
-      }
+      int64_t off = ReducedOffset(r, base, j);
       double v = LoadF(in.data, in.dtype, off);
       switch (kind) {
         case 0:
