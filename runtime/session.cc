@@ -1,5 +1,6 @@
 #include "runtime/session.h"
 
+#include <cstring>
 #include <unordered_set>
 
 #include "compiler/loader.h"
@@ -11,12 +12,7 @@ namespace amp {
 namespace {
 
 std::string DimsToString(const std::vector<int64_t>& dims) {
-  std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (i) s.push_back(',');
-    s.append(std::to_string(dims[i]));
-  }
-  return s + "]";
+  return ShapeToString(ShapeFromDims(dims));
 }
 
 }  // namespace
@@ -86,6 +82,46 @@ Status Session::Copy(const TensorRef& from, TensorRef& to) {
   return backend_->CopyOnDevice(to.data, from.data, from.nbytes());
 }
 
+StatusOr<Model> Session::BuildSpecialized(const std::map<std::string, int64_t>& bindings) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModel(path_, options_.mode));
+  for (const auto& [name, value] : frozen_) {
+    Value* v = m.graph->FindValue(name);
+    if (v && v->is_graph_input()) m.graph->FreezeInput(v, value);
+  }
+  // Unknown (unnamed) input dims take the bound value directly.
+  for (Value* v : m.graph->inputs()) {
+    if (!v->type().shape) {
+      v->mutable_type().shape = ShapeFromDims(pending_[v->name()].dims());
+      continue;
+    }
+    Shape& shape = *v->mutable_type().shape;
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (shape[i].is_unknown()) shape[i] = Dim(pending_[v->name()].dims()[i]);
+  }
+  PassOptions po;
+  po.dim_bindings = bindings;
+  // Gradient nodes become backward graphs; with fuse_optimizer, one
+  // multi-tensor node replaces the per-gradient unscale and another the
+  // per-parameter Adam update; then the shape arithmetic folds away.
+  std::string passes = options_.fuse_optimizer
+                           ? "expand-gradient,fuse-unscale,fuse-optimizer,bind-dims,fold-shapes,dce"
+                           : "expand-gradient,bind-dims,fold-shapes,dce";
+  AMP_ASSIGN_OR_RETURN(PassPipeline pipeline, BuildPipeline(passes, po));
+  AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
+  AMP_RETURN_IF_ERROR(InferShapes(m));
+  // Every value must now have a static shape, and every node a kernel.
+  for (const Node* n : m.graph->nodes()) {
+    AMP_RETURN_IF_ERROR(backend_->Supports(*n));
+    for (const Value* out : n->outputs())
+      if (out && (!out->type().has_static_shape() || DTypeSize(out->dtype()) == 0))
+        return Unimplemented(n->Describe(), ": output '", out->name(), "' is ",
+                             out->type().ToString(),
+                             "; the runtime needs a static shape for every value (it depends "
+                             "on data, or on an input dim that was not bound)");
+  }
+  return m;
+}
+
 Status Session::Specialize() {
   // Bind every symbolic input dim to the bound inputs' dims.
   std::map<std::string, int64_t> bindings;
@@ -105,45 +141,19 @@ Status Session::Specialize() {
                                " in one input and ", d, " in input '", v->name(), "'");
     }
   }
-  AMP_ASSIGN_OR_RETURN(Model m, LoadModel(path_, options_.mode));
-  for (const std::string& name : options_.freeze_inputs) {
-    Value* v = m.graph->FindValue(name);
-    if (v && v->is_graph_input()) m.graph->FreezeInput(v, pending_[name]);
+  frozen_.clear();
+  auto built = BuildSpecialized(bindings);
+  if (!built.ok() && built.status().code() == StatusCode::kUnimplemented &&
+      options_.freeze_shape_inputs) {
+    // Shapes that only the inputs' values decide: freeze the integer inputs.
+    for (const auto& [name, t] : pending_)
+      if (IsInteger(t.dtype())) frozen_[name] = t;
+    if (!frozen_.empty()) built = BuildSpecialized(bindings);
   }
-  // Unknown (unnamed) input dims take the bound value directly.
-  for (Value* v : m.graph->inputs()) {
-    if (!v->type().shape) {
-      v->mutable_type().shape = ShapeFromDims(pending_[v->name()].dims());
-      continue;
-    }
-    Shape& shape = *v->mutable_type().shape;
-    for (size_t i = 0; i < shape.size(); ++i)
-      if (shape[i].is_unknown()) shape[i] = Dim(pending_[v->name()].dims()[i]);
-  }
-  PassOptions po;
-  po.dim_bindings = bindings;
-  AMP_ASSIGN_OR_RETURN(
-      PassPipeline pipeline,
-      BuildPipeline(options_.fuse_optimizer
-                        ? "expand-gradient,fuse-optimizer,bind-dims,fold-shapes,dce"
-                        : "expand-gradient,bind-dims,fold-shapes,dce",
-                    po));
-  AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
-  AMP_RETURN_IF_ERROR(InferShapes(m));
-  spec_ = std::make_unique<Model>(std::move(m));
+  if (!built.ok()) return built.status();
+  spec_ = std::make_unique<Model>(std::move(*built));
   Graph& g = *spec_->graph;
-
-  // Every value must now have a static shape, and every node a kernel.
   std::vector<Node*> nodes = g.nodes();
-  for (const Node* n : nodes) {
-    AMP_RETURN_IF_ERROR(backend_->Supports(*n));
-    for (const Value* out : n->outputs())
-      if (out && (!out->type().has_static_shape() || DTypeSize(out->dtype()) == 0))
-        return Unimplemented(n->Describe(), ": output '", out->name(), "' is ",
-                             out->type().ToString(),
-                             "; the runtime needs a static shape for every value (it depends "
-                             "on data, or on an input dim that was not bound)");
-  }
 
   // Release the previous specialization.
   for (void* p : owned_) backend_->Free(p);
@@ -237,6 +247,7 @@ Status Session::Specialize() {
     AMP_RETURN_IF_ERROR(backend_->Run(*n, s.in, s.out, 0));
   }
   for (const Node* n : order) program_.push_back(build(n));
+  memory_.nodes = program_.size();
   // Optional outputs nobody reads still get memory (kernels may write them).
   for (Step& s : program_)
     for (size_t i = 0; i < s.out.size(); ++i)
@@ -259,6 +270,8 @@ Status Session::Run() {
   if (same)
     for (const auto& [name, t] : pending_)
       if (spec_shapes_[name] != t.dims()) same = false;
+  for (const auto& [name, value] : frozen_)  // frozen values are part of the graph
+    if (same && std::memcmp(value.data(), pending_[name].data(), value.nbytes()) != 0) same = false;
   if (!same) AMP_RETURN_IF_ERROR(Specialize());
   for (const auto& [name, t] : pending_) {
     auto buffer = input_buffers_.find(name);
@@ -304,8 +317,10 @@ StatusOr<double> Session::LossScale() const {
 }
 
 StatusOr<bool> Session::StepSkipped() const {
-  if (base_->training.skip_step.empty()) return false;
-  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(base_->training.skip_step));
+  // The specialized step's name: fuse-unscale gives the flag a new producer.
+  const TrainingInfo& t0 = spec_ ? spec_->training : base_->training;
+  if (t0.skip_step.empty()) return false;
+  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(t0.skip_step));
   return t.GetInt(0) != 0;
 }
 

@@ -34,10 +34,11 @@ struct SessionOptions {
   TrainingInfoMode mode = TrainingInfoMode::kStep;
   // Values to fetch after Run besides the graph outputs (kept alive to the end).
   std::vector<std::string> extra_outputs;
-  // Inputs whose bound values become constants of the specialized graph
-  // (integer inputs that decide shapes, such as Reshape's shape in ONNX's
-  // operator tests). Rebinding one to another value needs a new Session.
-  std::vector<std::string> freeze_inputs;
+  // When some shape can only be known from the values of integer inputs
+  // (Reshape's shape fed as an input, as in ONNX's operator tests), those
+  // inputs become constants of the specialization; binding other values to
+  // them specializes again.
+  bool freeze_shape_inputs = false;
   // Fill the arena with 0xff bytes (NaN in every float type) when it is
   // allocated, so that a kernel that leaves an output unwritten shows (tests).
   bool poison = false;
@@ -51,6 +52,7 @@ struct MemoryReport {
   size_t unshared_bytes = 0;    // the same without reuse
   size_t persistent_bytes = 0;  // parameters, optimizer state, constants
   size_t input_bytes = 0;
+  size_t nodes = 0;  // nodes a step runs (constants excluded)
 };
 
 class Session {
@@ -114,6 +116,9 @@ class Session {
   std::map<std::string, Tensor> pending_;
   std::map<std::string, Buffer> input_buffers_;
   std::map<std::string, std::vector<int64_t>> spec_shapes_;  // shapes spec_ was made for
+  std::map<std::string, Tensor> frozen_;  // integer inputs spec_ holds as constants
+  // The graph specialized to the bound shapes (and to frozen_'s values).
+  StatusOr<Model> BuildSpecialized(const std::map<std::string, int64_t>& bindings);
 
   // The specialized program.
   struct Step {

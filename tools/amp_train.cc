@@ -320,13 +320,15 @@ Status Train(const Flags& f) {
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   const MemoryReport& mem = session->memory();
   if (steps > 0)
-    std::fprintf(stderr,
-                 "amp-train: %lld steps on %s in %.2f s (%.1f steps/s), final loss %.6f, %lld "
-                 "skipped; memory plan: arena %.2f MiB (%.2f MiB without reuse), state %.2f MiB\n",
-                 static_cast<long long>(steps), std::string(session->device()).c_str(), wall,
-                 steps / std::max(wall, 1e-9), last_loss, static_cast<long long>(skipped_total),
-                 mem.arena_bytes / 1048576.0, mem.unshared_bytes / 1048576.0,
-                 mem.persistent_bytes / 1048576.0);
+    std::fprintf(
+        stderr,
+        "amp-train: %lld steps on %s in %.2f s (%.1f steps/s), final loss %.6f, %lld "
+        "skipped; %zu nodes; memory plan: arena %.2f MiB (%.2f MiB without reuse), state %.2f "
+        "MiB\n",
+        static_cast<long long>(steps), std::string(session->device()).c_str(), wall,
+        steps / std::max(wall, 1e-9), last_loss, static_cast<long long>(skipped_total), mem.nodes,
+        mem.arena_bytes / 1048576.0, mem.unshared_bytes / 1048576.0,
+        mem.persistent_bytes / 1048576.0);
   if (f.eval) AMP_RETURN_IF_ERROR(Evaluate(f, *session, data, label_input, batch));
   if (!f.export_inference.empty()) AMP_RETURN_IF_ERROR(ExportInference(f, *session));
   return Status::Ok();
