@@ -1,4 +1,5 @@
-// GEMM kernels: Gemm and (batched, broadcasting) MatMul. Half inputs are
+// GEMM kernels: Gemm and (batched, broadcasting) MatMul. float64 runs in
+// double (dgemm). Half inputs are
 // widened to FP32, multiplied by OpenBLAS with FP32 accumulation, and the
 // result rounded once - what a tensor-core GEMM with FP32 accumulation and a
 // half output does.
@@ -9,40 +10,72 @@
 namespace amp::cpu {
 namespace {
 
-Status GemmKernel(KernelContext& ctx) {
+// S = float: any float storage widened to FP32 (sgemm); S = double: float64
+// tensors as they are (dgemm), the precision the kernel tests use as their
+// reference.
+template <typename S>
+struct Operand;
+template <>
+struct Operand<float> : FloatView {
+  using FloatView::FloatView;
+};
+template <>
+struct Operand<double> {
+  explicit Operand(const TensorRef& t) : ptr(t.as<double>()) {}
+  const double* data() const { return ptr; }
+  const double* ptr;
+};
+
+void Xgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void Xgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  Dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename S>
+void Store(const std::vector<S>& acc, TensorRef& y) {
+  if constexpr (std::is_same_v<S, double>)
+    std::copy(acc.begin(), acc.end(), y.as<double>());
+  else
+    FromFloat(acc, y);
+}
+
+template <typename S>
+Status GemmImpl(KernelContext& ctx) {
   const TensorRef& a = ctx.in(0);
   const TensorRef& b = ctx.in(1);
   TensorRef& y = ctx.out(0);
-  if (!IsFloat(a.dtype) || a.dtype == DType::kFloat64)
-    return ctx.Error("Gemm runs on float32, float16 and bfloat16");
   bool ta = ctx.node.GetInt("transA", 0) != 0;
   bool tb = ctx.node.GetInt("transB", 0) != 0;
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   float beta = ctx.node.GetFloat("beta", 1.0f);
   int64_t m = y.dims[0], n = y.dims[1];
   int64_t k = ta ? a.dims[0] : a.dims[1];
-  FloatView fa(a), fb(b);
-  std::vector<float> acc(m * n, 0.f);
+  Operand<S> fa(a), fb(b);
+  std::vector<S> acc(m * n, S{0});
   if (ctx.has_input(2) && beta != 0) {
     const TensorRef& c = ctx.in(2);
     std::vector<int64_t> s = BroadcastStrides(c.dims, y.dims);
-    std::vector<float> fc = ToFloat(c);
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) acc[i * n + j] = fc[i * s[0] + j * s[1]];
+      for (int64_t j = 0; j < n; ++j)
+        acc[i * n + j] = static_cast<S>(ReadDouble(c, i * s[0] + j * s[1]));
   } else {
     beta = 0;
   }
-  Sgemm(ta, tb, m, n, k, alpha, fa.data(), ta ? m : k, fb.data(), tb ? k : n, beta, acc.data(), n);
-  FromFloat(acc, y);
+  Xgemm(ta, tb, m, n, k, S(alpha), fa.data(), ta ? m : k, fb.data(), tb ? k : n, S(beta),
+        acc.data(), n);
+  Store(acc, y);
   return Status::Ok();
 }
 
-Status MatMulKernel(KernelContext& ctx) {
+template <typename S>
+Status MatMulImpl(KernelContext& ctx) {
   const TensorRef& a = ctx.in(0);
   const TensorRef& b = ctx.in(1);
   TensorRef& y = ctx.out(0);
-  if (!IsFloat(a.dtype) || a.dtype == DType::kFloat64)
-    return ctx.Error("MatMul runs on float32, float16 and bfloat16");
   std::vector<int64_t> ad = a.dims, bd = b.dims;
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
@@ -59,8 +92,8 @@ Status MatMulKernel(KernelContext& ctx) {
   std::vector<int64_t> sa = BroadcastStrides(batch_a, batch), sb = BroadcastStrides(batch_b, batch);
   int64_t nbatch = 1;
   for (int64_t d : batch) nbatch *= d;
-  FloatView fa(a), fb(b);
-  std::vector<float> acc(nbatch * m * n);
+  Operand<S> fa(a), fb(b);
+  std::vector<S> acc(nbatch * m * n);
   std::vector<int64_t> idx(br, 0);
   for (int64_t bi = 0; bi < nbatch; ++bi) {
     int64_t oa = 0, ob = 0;
@@ -68,15 +101,27 @@ Status MatMulKernel(KernelContext& ctx) {
       oa += idx[d] * sa[d];
       ob += idx[d] * sb[d];
     }
-    Sgemm(false, false, m, n, k, 1.0f, fa.data() + oa * m * k, k, fb.data() + ob * k * n, n, 0.0f,
+    Xgemm(false, false, m, n, k, S(1), fa.data() + oa * m * k, k, fb.data() + ob * k * n, n, S(0),
           acc.data() + bi * m * n, n);
     for (int64_t d = static_cast<int64_t>(br) - 1; d >= 0; --d) {
       if (++idx[d] < batch[d]) break;
       idx[d] = 0;
     }
   }
-  FromFloat(acc, y);
+  Store(acc, y);
   return Status::Ok();
+}
+
+Status GemmKernel(KernelContext& ctx) {
+  DType t = ctx.in(0).dtype;
+  if (!IsFloat(t)) return ctx.Error("Gemm runs on float types");
+  return t == DType::kFloat64 ? GemmImpl<double>(ctx) : GemmImpl<float>(ctx);
+}
+
+Status MatMulKernel(KernelContext& ctx) {
+  DType t = ctx.in(0).dtype;
+  if (!IsFloat(t)) return ctx.Error("MatMul runs on float types");
+  return t == DType::kFloat64 ? MatMulImpl<double>(ctx) : MatMulImpl<float>(ctx);
 }
 
 }  // namespace

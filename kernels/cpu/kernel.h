@@ -192,6 +192,10 @@ inline int64_t NormalizeAxis(int64_t axis, int64_t rank) { return axis < 0 ? axi
 // C[M,N] = alpha * op(A) op(B) + beta * C, FP32, row-major, through OpenBLAS.
 void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same in float64.
+void Dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+           int64_t ldc);
 
 // ---- sliding windows (convolution and pooling) ----
 
