@@ -218,6 +218,31 @@ class TrainCli(unittest.TestCase):
                    and not np.array_equal(trained[k], init[k])]
         self.assertTrue(changed)
 
+    def test_amp_run_errors(self):
+        amp_run = os.path.join(os.path.dirname(AMP_TRAIN), "amp-run")
+        cases = [([], "give MODEL.onnx --test-dir DIR, or --suite DIR"),
+                 (["--suite", os.path.join(self.dir, "missing")], "no test suite folder"),
+                 (["--suite", self.dir, "--expect-fail", os.path.join(self.dir, "x.txt")], "cannot open")]
+        for args, fragment in cases:
+            with self.subTest(fragment=fragment):
+                r = run([amp_run, *args], ok=False)
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn(fragment, r.stderr)
+        # A model without data sets is a skip, not a pass; one that does not parse is a failure.
+        bad = os.path.join(self.dir, "suite", "test_bad")
+        os.makedirs(os.path.join(bad, "test_data_set_0"))
+        with open(os.path.join(bad, "model.onnx"), "wb") as f:
+            f.write(b"not a model")
+        empty = os.path.join(self.dir, "suite", "test_empty")
+        os.makedirs(empty)
+        with open(os.path.join(empty, "model.onnx"), "wb") as f:
+            f.write(b"x")
+        r = run([amp_run, "--suite", os.path.join(self.dir, "suite")], ok=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("FAIL test_bad:", r.stdout)
+        self.assertIn("SKIP test_empty: no test_data_set_* folders", r.stdout)
+        self.assertIn("0 passed, 1 failed, 0 expected failures, 1 skipped (of 2)", r.stdout)
+
     @unittest.skipUnless(shutil.which("script"), "util-linux's script (a pseudo-terminal) is not installed")
     def test_progress_bar_on_a_terminal(self):
         step = self.compile("mlp", "sgd_fp32")
@@ -252,6 +277,14 @@ class TrainCli(unittest.TestCase):
         cases.append(([step, "--data", train, "--batch-size", "16", "--resume", self.dir], "no checkpoint"))
         cases.append(([step, "--data", os.path.join(self.dir, "missing.npz")], "missing.npz"))
         cases.append(([step, "--data", train, "--batch-size", "16", "--device", "cuda"], "cuda"))
+        # A checkpoint of another model names what it lacks.
+        other = os.path.join(self.dir, "other")
+        tfm_step = os.path.join(self.dir, "tfm.onnx")
+        run([AMP_COMPILE, os.path.join(MODELS, "tfm", "model.onnx"), "--loss", "cross_entropy",
+             "--optimizer", "adam", "-o", tfm_step])
+        self.train(tfm_step, "tfm", "--steps", "1", "--checkpoint", other)
+        cases.append(([step, "--data", train, "--batch-size", "16", "--resume", other],
+                      "it was saved from another model"))
         # A checkpoint with one flipped byte is refused, not loaded.
         ckpt = os.path.join(self.dir, "ckpt")
         self.train(step, "mlp", "--steps", "1", "--checkpoint", ckpt)

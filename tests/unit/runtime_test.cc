@@ -192,6 +192,18 @@ g (float[2] x) => (float[2] y)
   auto y = (*s)->Fetch("y");
   ASSERT_TRUE(y.ok());
   EXPECT_FLOAT_EQ(y->as<float>()[1], -1.0f * (2.0f + 0.5f));
+  // Bad bindings are refused by name: an unknown input, a wrong shape, and a
+  // Run with an input left unbound.
+  Status unknown = (*s)->SetInput("nope", x);
+  EXPECT_NE(unknown.message().find("no input 'nope' (its inputs: x)"), std::string::npos)
+      << unknown.message();
+  Status shape = (*s)->SetInput("x", Tensor::FromVector<float>(DType::kFloat32, {3}, {1, 2, 3}));
+  EXPECT_NE(shape.message().find("input 'x' has shape [3]"), std::string::npos) << shape.message();
+  auto fresh = Session::Open(path);
+  ASSERT_TRUE(fresh.ok());
+  Status unbound = (*fresh)->Run();
+  EXPECT_NE(unbound.message().find("input 'x' (float[2]) is not bound"), std::string::npos)
+      << unbound.message();
   // A wrong input type is refused by name.
   Status bad = (*s)->SetInput("x", Tensor::FromVector<int64_t>(DType::kInt64, {2}, {1, 2}));
   EXPECT_NE(bad.message().find("input 'x' is int64"), std::string::npos) << bad.message();
