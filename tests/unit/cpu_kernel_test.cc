@@ -44,7 +44,7 @@ double Ulp(DType t) {
 std::string Write(const std::string& name, const std::string& text) {
   auto path = std::filesystem::temp_directory_path() / ("amp_cpu_kernel_" + name + ".onnxtxt");
   std::ofstream f(path);
-  f << "<ir_version: 8, opset_import: [\"\" : 18, \"ai.amp\" : 1]>\n" << text << "\n";
+  f << "<ir_version: 8, opset_import: [\"\" : 20, \"ai.amp\" : 1]>\n" << text << "\n";
   return path.string();
 }
 
