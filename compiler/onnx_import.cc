@@ -2,6 +2,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "compiler/attr_schema.h"
 #include "onnx/onnx_pb.h"
 
 namespace amp {
@@ -41,22 +43,45 @@ class Importer {
                                   std::vector<int64_t> dims, size_t nbytes,
                                   const std::string& what);
   StatusOr<Attribute> ImportAttribute(const onnx::AttributeProto& a, const std::string& where);
+  Status CheckAttributes(const onnx::NodeProto& np, const std::string& where) const;
 
   const onnx::ModelProto& proto_;
   std::string directory_;
   TrainingInfoMode mode_;
   std::unordered_map<std::string, std::shared_ptr<MappedFile>> mapped_;
+  std::vector<OpsetImport> opsets_;
 };
+
+// The type an attribute holds. Very old writers omit it: inferred from the
+// field that is set.
+AttrType EffectiveType(const onnx::AttributeProto& a) {
+  using AP = onnx::AttributeProto;
+  if (a.type() != AP::UNDEFINED) return static_cast<AttrType>(a.type());
+  if (a.has_f()) return AttrType::kFloat;
+  if (a.has_i()) return AttrType::kInt;
+  if (a.has_s()) return AttrType::kString;
+  if (a.has_t()) return AttrType::kTensor;
+  if (a.has_g()) return AttrType::kGraph;
+  if (a.ints_size()) return AttrType::kInts;
+  if (a.floats_size()) return AttrType::kFloats;
+  if (a.strings_size()) return AttrType::kStrings;
+  return AttrType::kUndefined;
+}
 
 StatusOr<Model> Importer::Run() {
   Model m;
   if (!proto_.has_graph()) return InvalidArgument("the model has no graph (not an ONNX model?)");
   m.ir_version = proto_.ir_version();
   if (m.ir_version < kMinIrVersion || m.ir_version > kMaxIrVersion)
-    return Unimplemented("unsupported ONNX IR version ", m.ir_version, " (amp reads ",
-                         kMinIrVersion, " to ", kMaxIrVersion,
-                         "); re-export the model with opset 13 or newer");
+    return Unimplemented(
+        "unsupported ONNX IR version ", m.ir_version, " (amp reads IR versions ", kMinIrVersion,
+        " to ", kMaxIrVersion, "); ",
+        m.ir_version > kMaxIrVersion
+            ? "the file was written by a newer onnx package: save it with an older one, or, "
+              "if it uses nothing newer, set model.ir_version = 11 with the onnx Python package"
+            : "the file is older than ONNX 1.7: re-export the model with a current exporter");
   AMP_RETURN_IF_ERROR(ImportOpsets(m));
+  opsets_ = m.opsets;
   if (proto_.functions_size() > 0)
     return Unimplemented("model-local functions are not supported (the model defines '",
                          proto_.functions(0).name(), "'); export without them (inline them)");
@@ -112,6 +137,10 @@ Status Importer::ImportTrainingInfo(Model& m) {
     if (j.contains("trainable") && j["trainable"].is_array())
       for (const auto& p : j["trainable"])
         if (p.is_string()) info.trainable.push_back(p.get<std::string>());
+    if (j.contains("gradients") && j["gradients"].is_object())
+      for (const auto& [param, grad] : j["gradients"].items())
+        if (grad.is_string() && m.graph->FindValue(grad.get<std::string>()))
+          info.applied_gradients[param] = grad.get<std::string>();
     info.has_optimizer = !info.updates.empty();
   }
   if (info.loss.empty() && m.graph->outputs().size() > 0) info.loss = m.graph->outputs()[0]->name();
@@ -134,9 +163,12 @@ Status Importer::ImportOpsets(Model& m) {
     if (is_default) {
       has_default = true;
       if (o.version() < kMinOpset || o.version() > kMaxOpset)
-        return Unimplemented("unsupported opset ", o.version(),
-                             " for the default ONNX domain (amp ", "supports ", kMinOpset, " to ",
-                             kMaxOpset, "); re-export with opset 17");
+        return Unimplemented(
+            "unsupported opset ", o.version(), " for the default ONNX domain (amp supports ",
+            kMinOpset, " to ", kMaxOpset, "); ",
+            o.version() < kMinOpset ? "re-export with opset_version=17, or upgrade the file with "
+                                      "onnx.version_converter.convert_version(model, 17)"
+                                    : "re-export with opset_version=25 or older");
     }
     m.opsets.push_back({o.domain(), o.version()});
   }
@@ -280,17 +312,28 @@ StatusOr<Tensor> Importer::ImportExternal(const onnx::TensorProto& t, DType dtyp
   std::string location;
   int64_t offset = 0;
   int64_t length = -1;
+  // Strictly: offset and length are plain decimal numbers (no sign, no
+  // exponent, no hex, nothing after), each key at most once.
+  auto parse_count = [&](const std::string& key, const std::string& v) -> StatusOr<int64_t> {
+    bool digits = !v.empty() && v.size() <= 18 &&
+                  std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits)
+      return InvalidArgument(what, ": external data ", key, " '", v,
+                             "' is not a non-negative decimal number");
+    return static_cast<int64_t>(std::stoll(v));
+  };
+  std::unordered_set<std::string> seen;
   for (const auto& kv : t.external_data()) {
-    try {
-      if (kv.key() == "location")
-        location = kv.value();
-      else if (kv.key() == "offset")
-        offset = std::stoll(kv.value());
-      else if (kv.key() == "length")
-        length = std::stoll(kv.value());
-    } catch (const std::exception&) {
-      return InvalidArgument(what, ": external data ", kv.key(), " '", kv.value(),
-                             "' is not a number");
+    if (!seen.insert(kv.key()).second)
+      return InvalidArgument(what, ": external data key '", kv.key(), "' is given twice");
+    if (kv.key() == "location") {
+      location = kv.value();
+      if (location.find('\0') != std::string::npos)
+        return InvalidArgument(what, ": external data location contains a NUL byte");
+    } else if (kv.key() == "offset") {
+      AMP_ASSIGN_OR_RETURN(offset, parse_count("offset", kv.value()));
+    } else if (kv.key() == "length") {
+      AMP_ASSIGN_OR_RETURN(length, parse_count("length", kv.value()));
     }
   }
   if (location.empty()) return InvalidArgument(what, " is external data without a location");
@@ -334,25 +377,7 @@ StatusOr<Attribute> Importer::ImportAttribute(const onnx::AttributeProto& a,
   if (!a.ref_attr_name().empty())
     return Unimplemented(what, " refers to a function attribute, which amp does not support");
   using AP = onnx::AttributeProto;
-  AP::AttributeType type = a.type();
-  if (type == AP::UNDEFINED) {  // very old writers omit the type: infer from what is set
-    if (a.has_f())
-      type = AP::FLOAT;
-    else if (a.has_i())
-      type = AP::INT;
-    else if (a.has_s())
-      type = AP::STRING;
-    else if (a.has_t())
-      type = AP::TENSOR;
-    else if (a.has_g())
-      type = AP::GRAPH;
-    else if (a.ints_size())
-      type = AP::INTS;
-    else if (a.floats_size())
-      type = AP::FLOATS;
-    else if (a.strings_size())
-      type = AP::STRINGS;
-  }
+  AP::AttributeType type = static_cast<AP::AttributeType>(EffectiveType(a));
   switch (type) {
     case AP::FLOAT:
       return Attribute::Float(a.f());
@@ -381,6 +406,53 @@ StatusOr<Attribute> Importer::ImportAttribute(const onnx::AttributeProto& a,
       return Unimplemented(what, " has attribute type ", static_cast<int>(type),
                            ", which amp does not support");
   }
+}
+
+// Every attribute against the op's schema at the model's opset: known name,
+// declared type, required ones present. Ops the schema table does not know
+// are left to the op table, which names them as unsupported.
+Status Importer::CheckAttributes(const onnx::NodeProto& np, const std::string& where) const {
+  std::string domain = np.domain() == "ai.onnx" ? "" : np.domain();
+  int64_t opset = 0;
+  bool imported = false;
+  for (const auto& o : opsets_)
+    if ((o.domain == "ai.onnx" ? "" : o.domain) == domain) opset = o.version, imported = true;
+  if (!imported && !domain.empty()) opset = INT64_MAX;  // amp's own ai.amp steps
+  AttrSchemaLookup found = FindAttrSchema(domain, np.op_type(), opset);
+  if (!found.schema) {
+    if (found.first_since)
+      return InvalidArgument(where, ": ", np.op_type(), " first appears in opset ",
+                             found.first_since, " of its domain, but the model imports opset ",
+                             opset, "; re-export with opset_version=", found.first_since,
+                             " or newer");
+    return Status::Ok();
+  }
+  const OpAttrSchema& schema = *found.schema;
+  std::string op = StrCat(np.op_type(), "-", schema.since_version);
+  for (const auto& a : np.attribute()) {
+    if (a.name().empty()) return InvalidArgument(where, " has an attribute with no name");
+    const AttrSpec* spec = schema.Find(a.name());
+    if (!spec) {
+      std::string known;
+      for (const AttrSpec& s : schema.attrs) known += StrCat(known.empty() ? "" : ", ", s.name);
+      return InvalidArgument(where, ": '", a.name(), "' is not an attribute of ", op,
+                             known.empty() ? " (it has none)" : StrCat(" (it has ", known, ")"));
+    }
+    AttrType type = EffectiveType(a);
+    if (type != spec->type)
+      return InvalidArgument(where, ": attribute '", a.name(), "' of ", op, " must be ",
+                             AttrTypeName(spec->type), ", but the file stores ",
+                             type == AttrType::kUndefined ? "no value" : AttrTypeName(type));
+  }
+  for (const AttrSpec& s : schema.attrs) {
+    if (!s.required) continue;
+    bool present = false;
+    for (const auto& a : np.attribute()) present = present || a.name() == s.name;
+    if (!present)
+      return InvalidArgument(where, ": ", op, " requires attribute '", s.name, "' (",
+                             AttrTypeName(s.type), ")");
+  }
+  return Status::Ok();
 }
 
 Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
@@ -437,13 +509,14 @@ Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
     Node* node = graph.AddNodeWithOutputs(np.op_type(), np.domain() == "ai.onnx" ? "" : np.domain(),
                                           {}, outs);
     node->set_name(np.name());
+    AMP_RETURN_IF_ERROR(CheckAttributes(np, where));
     for (const auto& a : np.attribute()) {
-      if (a.name().empty()) return InvalidArgument(where, " has an attribute with no name");
       if (node->HasAttr(a.name()))
         return InvalidArgument(where, " has attribute '", a.name(), "' twice");
       AMP_ASSIGN_OR_RETURN(Attribute attr, ImportAttribute(a, where));
       node->SetAttr(a.name(), std::move(attr));
     }
+    AMP_RETURN_IF_ERROR(CheckAttributeValues(*node));
     nodes.push_back(node);
   }
   for (int k = 0; k < g.node_size(); ++k) {

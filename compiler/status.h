@@ -4,11 +4,13 @@
 // maps it to one line on stderr and exit code 1.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace amp {
@@ -47,7 +49,14 @@ namespace internal {
 inline void AppendAll(std::ostringstream&) {}
 template <typename T, typename... Rest>
 void AppendAll(std::ostringstream& os, const T& first, const Rest&... rest) {
-  os << first;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(first))
+      os << "nan";  // not "-nan": the sign of a NaN means nothing to a reader
+    else
+      os << first;
+  } else {
+    os << first;
+  }
   AppendAll(os, rest...);
 }
 }  // namespace internal

@@ -79,12 +79,37 @@ struct PrecisionFlags {
   }
 };
 
-// Runs `body`; prints "<tool>: error: <message>" and returns 1 on failure.
+// An error message as one printable line: line breaks become "; " and other
+// control bytes (a NUL in a name read from a file) are written as \xNN.
+inline std::string OneLine(const std::string& message) {
+  std::string out;
+  for (size_t i = 0; i < message.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(message[i]);
+    if (c == '\n' || c == '\r') {
+      while (!out.empty() && out.back() == ' ') out.pop_back();
+      if (!out.empty() && out.back() != ';' && i + 1 < message.size()) out += "; ";
+      while (i + 1 < message.size() && (message[i + 1] == ' ' || message[i + 1] == '\n'))
+        ++i;  // the next line's indentation
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char* kHex = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == ';')) out.pop_back();
+  return out;
+}
+
+// Runs `body`; prints "<tool>: error: <message>" (one line) and returns 1 on
+// failure.
 inline int RunMain(const char* tool, const std::function<Status()>& body) {
   try {
     Status st = body();
     if (st.ok()) return 0;
-    std::fprintf(stderr, "%s: error: %s\n", tool, st.message().c_str());
+    std::fprintf(stderr, "%s: error: %s\n", tool, OneLine(st.message()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "%s: error: out of memory\n", tool);
