@@ -1,8 +1,5 @@
 #include "compiler/loader.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "compiler/onnx_import.h"
 #include "compiler/shape_inference.h"
 #include "compiler/text.h"
@@ -26,18 +23,13 @@ Status Finish(Model& m) {
 StatusOr<Model> ReadModel(const std::string& path, TrainingInfoMode mode) {
   bool text = EndsWith(path, ".onnxtxt") || EndsWith(path, ".txt");
   if (!text) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return NotFound("cannot open '", path, "'");
-    char first = 0;
-    f.get(first);
-    text = first == '<';
+    // Opened once to look at the first byte; refuses FIFOs and devices.
+    AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+    text = file->size() > 0 && file->data()[0] == '<';
   }
   if (!text) return ImportModelFile(path, mode);
-  std::ifstream f(path);
-  if (!f) return NotFound("cannot open '", path, "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto m = ParseModelText(ss.str());
+  AMP_ASSIGN_OR_RETURN(std::string source, ReadRegularFile(path));
+  auto m = ParseModelText(source);
   if (!m.ok()) return m.status().WithContext(StrCat("'", path, "'"));
   return m;
 }

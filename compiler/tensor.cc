@@ -36,12 +36,26 @@ int64_t Product(const std::vector<int64_t>& dims) {
 }  // namespace
 
 StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+  // writer forever. fstat then refuses everything but a regular file (FIFOs,
+  // devices such as /dev/zero, sockets, folders) before a byte is read.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return NotFound("cannot open '", path, "': ", std::strerror(errno));
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
     ::close(fd);
-    return InvalidArgument("'", path, "' is not a regular file");
+    return IoError("cannot stat '", path, "': ", std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    const char* kind = S_ISDIR(st.st_mode)    ? "a folder"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return InvalidArgument("'", path, "' is ", kind, ", not a regular file");
   }
   size_t size = static_cast<size_t>(st.st_size);
   const uint8_t* data = nullptr;
@@ -55,6 +69,11 @@ StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
   }
   ::close(fd);
   return std::shared_ptr<MappedFile>(new MappedFile(data, size));
+}
+
+StatusOr<std::string> ReadRegularFile(const std::string& path) {
+  AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  return std::string(reinterpret_cast<const char*>(file->data()), file->size());
 }
 
 MappedFile::~MappedFile() {

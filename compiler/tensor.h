@@ -27,6 +27,8 @@ class Buffer {
 // A whole file mapped read-only into memory.
 class MappedFile : public Buffer {
  public:
+  // Only regular files: a FIFO, a device, a socket or a folder is refused
+  // before anything is read (the open does not block).
   static StatusOr<std::shared_ptr<MappedFile>> Open(const std::string& path);
   ~MappedFile() override;
   MappedFile(const MappedFile&) = delete;
@@ -39,6 +41,10 @@ class MappedFile : public Buffer {
   const uint8_t* data_;
   size_t size_;
 };
+
+// The bytes of a regular file (MappedFile::Open's checks), e.g. a text model
+// or a JSON policy.
+StatusOr<std::string> ReadRegularFile(const std::string& path);
 
 class Tensor {
  public:

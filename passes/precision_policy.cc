@@ -1,9 +1,9 @@
 #include "passes/precision_policy.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "compiler/op_registry.h"
+#include "compiler/tensor.h"
 
 namespace amp {
 
@@ -37,11 +37,13 @@ std::string PrecisionName(DType t) {
 }
 
 Status PrecisionPolicy::MergeJsonFile(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return NotFound("cannot open policy file '", path, "'");
+  auto source = ReadRegularFile(path);
+  if (!source.ok())
+    return Status(source.status().code(),
+                  StrCat("cannot open policy file: ", source.status().message()));
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(f);
+    j = nlohmann::json::parse(*source);
   } catch (const std::exception& e) {
     return InvalidArgument("policy file '", path, "' is not valid JSON: ", e.what());
   }

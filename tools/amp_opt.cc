@@ -91,11 +91,8 @@ int main(int argc, char** argv) {
     options.loss_scale = training.loss_scale;
     options.loss_scale.dynamic = !static_scale;
     if (!split) return Process(amp::LoadModel(input), passes, options, output);
-    std::ifstream f(input);
-    if (!f) return amp::NotFound("cannot open '", input, "'");
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto parts = SplitInput(ss.str());
+    AMP_ASSIGN_OR_RETURN(std::string source, amp::ReadRegularFile(input));
+    auto parts = SplitInput(source);
     bool failed = false;
     for (size_t i = 0; i < parts.size(); ++i) {
       if (i) std::cout << "# -----\n";
