@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "onnx/onnx_pb.h"
@@ -205,22 +206,18 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
   }
   std::map<std::string, std::string> metadata = model.metadata;
   if (model.training.active()) {
-    std::string json = "{\"loss\": \"" + model.training.loss + "\", ";
-    if (!model.training.skip_step.empty())
-      json += "\"skip_step\": \"" + model.training.skip_step + "\", ";
-    json += "\"updates\": [";
-    bool first = true;
-    for (const auto& [state, update] : model.training.updates) {
-      json += StrCat(first ? "" : ", ", "[\"", state, "\", \"", update, "\"]");
-      first = false;
-    }
-    json += "], \"trainable\": [";
-    first = true;
-    for (const auto& p : model.training.trainable) {
-      json += StrCat(first ? "" : ", ", "\"", p, "\"");
-      first = false;
-    }
-    metadata["amp.training"] = json + "]}";
+    // Through nlohmann::json, so that any name (quotes, backslashes, bytes
+    // that are not UTF-8) stays valid JSON.
+    nlohmann::json j;
+    j["loss"] = model.training.loss;
+    if (!model.training.skip_step.empty()) j["skip_step"] = model.training.skip_step;
+    j["updates"] = nlohmann::json::array();
+    for (const auto& [state, update] : model.training.updates)
+      j["updates"].push_back({state, update});
+    j["trainable"] = model.training.trainable;
+    if (!model.training.applied_gradients.empty())
+      j["gradients"] = model.training.applied_gradients;
+    metadata["amp.training"] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   for (const auto& [k, v] : metadata) {
     auto* p = proto.add_metadata_props();

@@ -16,10 +16,12 @@ StatusOr<bool> LossScaling::Run(Model& model) {
   if (!t.skip_step.empty()) return false;
   const LossScaleOptions& o = options_;
   if (!(o.init_scale > 0) || !std::isfinite(o.init_scale) || !(o.growth_factor >= 1) ||
-      !(o.backoff_factor > 0) || !(o.backoff_factor <= 1) || o.growth_interval < 1)
+      !(o.backoff_factor > 0) || !(o.backoff_factor <= 1) || o.growth_interval < 1 ||
+      !std::isfinite(o.growth_factor) || !(o.min_scale >= 0) || !(o.max_scale >= 0) ||
+      !std::isfinite(o.min_scale) || !std::isfinite(o.max_scale))
     return InvalidArgument(
         "loss scale options out of range (scale > 0, growth factor >= 1, 0 < backoff <= 1, "
-        "growth interval >= 1)");
+        "growth interval >= 1, min and max scale finite and >= 0)");
   std::vector<Node*> before = g.nodes();
   std::unordered_set<const Node*> existing(before.begin(), before.end());
 

@@ -1,5 +1,6 @@
 #include "passes/optimizer.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
@@ -39,11 +40,15 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   const OptimizerOptions& o = options_;
   if (o.kind != "sgd" && o.kind != "adam" && o.kind != "adamw")
     return InvalidArgument("unknown optimizer '", o.kind, "' (sgd, adam or adamw)");
-  if (o.lr < 0 || o.momentum < 0 || o.weight_decay < 0 || o.eps < 0 || o.beta1 < 0 ||
-      o.beta1 >= 1 || o.beta2 < 0 || o.beta2 >= 1)
+  // Written so that NaN fails every test (NaN < 0 is false) and inf the
+  // finiteness one.
+  auto at_least_0 = [](double v) { return v >= 0 && std::isfinite(v); };
+  if (!at_least_0(o.lr) || !at_least_0(o.momentum) || !at_least_0(o.dampening) ||
+      !at_least_0(o.weight_decay) || !at_least_0(o.eps) || !(o.beta1 >= 0 && o.beta1 < 1) ||
+      !(o.beta2 >= 0 && o.beta2 < 1))
     return InvalidArgument(
-        "optimizer hyperparameters out of range (lr, momentum, weight decay, eps >= 0; "
-        "0 <= betas < 1)");
+        "optimizer hyperparameters out of range (lr, momentum, dampening, weight decay, eps: "
+        "finite and >= 0; 0 <= betas < 1)");
   if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
     return InvalidArgument("nesterov momentum requires a momentum and zero dampening");
   if (g.FindValue("lr")) return InvalidArgument("the model already has a value named 'lr'");
@@ -98,6 +103,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
     Value* p = g.FindValue(name);
     Value* grad_out = g.FindValue(t.gradients.at(name));
     Value* grad = grad_out->producer()->input(0);  // behind the exposing Identity
+    t.applied_gradients[name] = grad->name();
     Value* gr = grad;
     if (wd && o.kind != "adamw")
       gr = b.Op("Add", {gr, b.Op("Mul", {p, wd}, name + ".decay")}, name + ".grad_decayed");

@@ -1,5 +1,7 @@
 #include "runtime/checkpoint.h"
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "runtime/npz.h"
@@ -33,20 +35,55 @@ Status SaveCheckpoint(const Session& session, const std::string& dir, const nloh
   return WriteNpz(CheckpointPath(dir), arrays);
 }
 
+namespace {
+
+std::string DimsOf(const Tensor& t) { return ShapeToString(ShapeFromDims(t.dims())); }
+
+// A float array's first element that is NaN or infinite, or -1.
+int64_t FirstNonFinite(const Tensor& t) {
+  if (!IsFloat(t.dtype())) return -1;
+  for (int64_t i = 0; i < t.num_elements(); ++i)
+    if (!std::isfinite(t.GetDouble(i))) return i;
+  return -1;
+}
+
+// A scalar state whose value must be a count (an optimizer's step, the loss
+// scaler's growth tracker): finite, whole, 0 to kMaxStep.
+bool IsCount(double v) { return std::isfinite(v) && v >= 0 && v <= kMaxStep && v == std::floor(v); }
+
+}  // namespace
+
 StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir) {
   std::string path = CheckpointPath(dir);
-  if (!std::filesystem::exists(path)) return NotFound("no checkpoint at '", path, "'");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return NotFound("no checkpoint at '", path, "'");
   AMP_ASSIGN_OR_RETURN(auto arrays, ReadNpz(path));
+  auto bad = [&](const auto&... what) {
+    return InvalidArgument("checkpoint '", path, "': ", what...);
+  };
   auto step = arrays.find(kStepKey);
   auto meta = arrays.find(kMetaKey);
-  if (step == arrays.end() || meta == arrays.end() || step->second.dtype() != DType::kInt64 ||
-      step->second.num_elements() != 1 || meta->second.dtype() != DType::kUInt8)
-    return InvalidArgument("'", path, "' is not an amp checkpoint (no step or metadata)");
+  if (step == arrays.end() || meta == arrays.end())
+    return bad("not an amp checkpoint (no ", kStepKey, " or ", kMetaKey, ")");
+  if (step->second.dtype() != DType::kInt64 || step->second.num_elements() != 1)
+    return bad(kStepKey, " must be one int64, not ", DTypeName(step->second.dtype()),
+               DimsOf(step->second));
+  if (meta->second.dtype() != DType::kUInt8 || meta->second.dims().size() != 1)
+    return bad(kMetaKey, " must be a 1-D uint8 array (JSON text)");
+  int64_t at = step->second.GetInt(0);
+  if (at < 0 || at > kMaxStep) return bad(kStepKey, " is ", at, "; it must be 0 to 2^53");
+  const uint8_t* p = meta->second.data();
+  std::string text(p, p + meta->second.nbytes());
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad(kMetaKey, " is not a JSON object");
+
+  // Everything is checked before anything is set: a refused checkpoint
+  // leaves the session as it was.
+  std::map<std::string, Tensor> values;
   for (const std::string& name : session.StateNames()) {
     auto it = arrays.find(name);
     if (it == arrays.end())
-      return InvalidArgument("'", path, "' has no value for '", name,
-                             "'; it was saved from another model");
+      return bad("it has no value for '", name, "'; it was saved from another model");
     Tensor t = it->second;
     AMP_ASSIGN_OR_RETURN(Tensor current, session.Initializer(name));
     if (current.dtype() == DType::kBFloat16 && t.dtype() == DType::kUInt16 &&
@@ -55,14 +92,47 @@ StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir
       std::memcpy(b.mutable_data(), t.data(), t.nbytes());
       t = b;
     }
+    if (t.dtype() != current.dtype() || t.dims() != current.dims())
+      return bad("'", name, "' is ", DTypeName(t.dtype()), DimsOf(t), " but this step holds it as ",
+                 DTypeName(current.dtype()), DimsOf(current));
+    if (int64_t i = FirstNonFinite(t); i >= 0)
+      return bad("'", name, "' holds ", t.GetDouble(i), " at element ", i,
+                 "; a checkpoint's state must be finite");
+    values[name] = std::move(t);
+  }
+  for (const auto& [name, t] : arrays)
+    if (name != kStepKey && name != kMetaKey && !values.count(name))
+      return bad("it holds '", name, "', which this step has no state for; it was saved from ",
+                 "another model");
+  // The state whose meaning amp knows (the names loss-scaling and the
+  // optimizer give it).
+  if (auto it = values.find("loss_scale"); it != values.end()) {
+    double s = it->second.GetDouble(0);
+    if (!(s > 0) || !std::isfinite(s) || it->second.num_elements() != 1)
+      return bad("'loss_scale' is ", s, "; a loss scale must be finite and positive");
+  }
+  for (const char* count : {"loss_scale.growth_tracker", "optimizer.step"}) {
+    auto it = values.find(count);
+    if (it == values.end()) continue;
+    double v = it->second.num_elements() == 1 ? it->second.GetDouble(0) : -1;
+    if (!IsCount(v)) return bad("'", count, "' is ", v, "; it must be a whole number from 0");
+  }
+  if (auto it = values.find("optimizer.step"); it != values.end() && it->second.GetDouble(0) > at)
+    return bad("'optimizer.step' is ", it->second.GetDouble(0), " but the checkpoint is at step ",
+               at, " (an optimizer cannot have taken more steps than the session)");
+  for (const auto& [name, t] : values) {
+    bool second_moment = name.size() > 11 && name.compare(name.size() - 11, 11, ".exp_avg_sq") == 0;
+    if (!second_moment) continue;
+    for (int64_t i = 0; i < t.num_elements(); ++i)
+      if (t.GetDouble(i) < 0)
+        return bad("'", name, "' holds ", t.GetDouble(i), " at element ", i,
+                   "; a second moment cannot be negative");
+  }
+  for (const auto& [name, t] : values) {
     Status st = session.SetInitializer(name, t);
     if (!st.ok()) return st.WithContext(StrCat("checkpoint '", path, "'"));
   }
-  session.set_step(step->second.GetInt(0));
-  const uint8_t* p = meta->second.data();
-  std::string text(p, p + meta->second.nbytes());
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) return InvalidArgument("'", path, "' has corrupt metadata");
+  session.set_step(at);
   return j;
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/session.h"
 
+#include <cmath>
 #include <cstring>
 #include <unordered_set>
 
@@ -212,6 +213,8 @@ Status Session::Specialize() {
   std::vector<std::string> extra = options_.extra_outputs;
   if (!spec_->training.skip_step.empty()) extra.push_back(spec_->training.skip_step);
   if (!spec_->training.loss.empty()) extra.push_back(spec_->training.loss);
+  if (Guarded())
+    for (const auto& [param, grad] : spec_->training.applied_gradients) extra.push_back(grad);
   for (const std::string& name : extra)
     if (const Value* v = g.FindValue(name)) keep.insert(v);
   std::vector<const Node*> order;
@@ -283,6 +286,20 @@ Status Session::Run() {
     Status st = backend_->Run(*s.node, s.in, s.out, static_cast<uint64_t>(step_));
     if (!st.ok()) return st;
   }
+  guard_skipped_ = false;
+  if (Guarded()) {
+    AMP_RETURN_IF_ERROR(backend_->Synchronize());
+    AMP_ASSIGN_OR_RETURN(std::string bad, FirstNonFinite());
+    if (!bad.empty()) {
+      if (options_.non_finite == NonFinitePolicy::kError)
+        return InvalidArgument(bad, " is not finite, so the step was not applied (the state is as ",
+                               "before it); pass --skip-nonfinite to skip such steps, or compile ",
+                               "with loss scaling");
+      guard_skipped_ = true;  // kSkip: the state stays as it was
+      ++step_;
+      return Status::Ok();
+    }
+  }
   for (auto& [state, update] : updates_)
     if (state->data != update->data) AMP_RETURN_IF_ERROR(Copy(*update, *state));
   AMP_RETURN_IF_ERROR(backend_->Synchronize());
@@ -316,7 +333,45 @@ StatusOr<double> Session::LossScale() const {
   return t.GetDouble(0);
 }
 
+bool Session::Guarded() const {
+  return options_.non_finite != NonFinitePolicy::kApply && is_training() && spec_ &&
+         spec_->training.skip_step.empty();
+}
+
+StatusOr<std::string> Session::FirstNonFinite() const {
+  auto first_bad = [](const Tensor& t) -> int64_t {
+    if (!IsFloat(t.dtype())) return -1;
+    for (int64_t i = 0; i < t.num_elements(); ++i)
+      if (!std::isfinite(t.GetDouble(i))) return i;
+    return -1;
+  };
+  AMP_ASSIGN_OR_RETURN(double loss, Loss());
+  if (!std::isfinite(loss)) return StrCat("the loss (", loss, ")");
+  // In the order of the trainable parameters, as the optimizer sees them.
+  const auto& grads = spec_->training.applied_gradients;
+  for (const std::string& param : spec_->training.trainable) {
+    auto g = grads.find(param);
+    if (g == grads.end() || !refs_.count(g->second)) continue;
+    AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(g->second));
+    if (int64_t i = first_bad(t); i >= 0)
+      return StrCat("the gradient of '", param, "' (", t.GetDouble(i), " at element ", i, ")");
+  }
+  // And what would be written, whatever produced it.
+  for (const auto& [state, update] : updates_) {
+    Tensor t(update->dtype, update->dims);
+    AMP_RETURN_IF_ERROR(backend_->CopyToHost(t.mutable_data(), update->data, t.nbytes()));
+    if (int64_t i = first_bad(t); i >= 0) {
+      std::string name;
+      for (const auto& [n, b] : persistent_)
+        if (&b.ref == state) name = n;
+      return StrCat("the new value of '", name, "' (", t.GetDouble(i), " at element ", i, ")");
+    }
+  }
+  return std::string();
+}
+
 StatusOr<bool> Session::StepSkipped() const {
+  if (guard_skipped_) return true;
   // The specialized step's name: fuse-unscale gives the flag a new producer.
   const TrainingInfo& t0 = spec_ ? spec_->training : base_->training;
   if (t0.skip_step.empty()) return false;

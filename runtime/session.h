@@ -28,6 +28,15 @@
 
 namespace amp {
 
+// What Run does when a training step without loss scaling (an FP32 step)
+// computes a non-finite loss or gradient. Steps with loss scaling skip such
+// steps by themselves (their found-inf flag).
+enum class NonFinitePolicy {
+  kApply,  // update the state anyway (what the graph says)
+  kError,  // leave the state as before the step; Run fails naming the value
+  kSkip,   // leave the state as before the step; StepSkipped() is true
+};
+
 struct SessionOptions {
   std::string device = "cpu";
   // kStep runs the training step; kForward the forward (inference) graph.
@@ -45,6 +54,9 @@ struct SessionOptions {
   // Replace the per-parameter Adam/AdamW update by one multi-tensor kernel
   // (the fuse-optimizer pass; bit-identical on the CPU).
   bool fuse_optimizer = false;
+  // See NonFinitePolicy. Checking reads the loss and every gradient after
+  // each step (they stay live to the end of the step for it).
+  NonFinitePolicy non_finite = NonFinitePolicy::kApply;
 };
 
 struct MemoryReport {
@@ -100,6 +112,10 @@ class Session {
   Session() = default;
   Status Specialize();
   Status Copy(const TensorRef& from, TensorRef& to);
+  // Whether the non-finite guard applies (an FP32 training step).
+  bool Guarded() const;
+  // "" when the loss and every gradient are finite, else what is not.
+  StatusOr<std::string> FirstNonFinite() const;
 
   std::string path_;
   SessionOptions options_;
@@ -133,6 +149,7 @@ class Session {
   void* arena_ = nullptr;
   MemoryReport memory_;
   int64_t step_ = 0;
+  bool guard_skipped_ = false;  // the last step was skipped by NonFinitePolicy::kSkip
 };
 
 }  // namespace amp

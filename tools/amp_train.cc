@@ -12,9 +12,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -35,9 +38,41 @@ struct Flags {
   int64_t batch_size = 0, steps = -1, save_every = 0;
   uint64_t seed = 0;
   double lr = std::nan("");
-  bool shuffle = false, eval = false, quiet = false;
+  bool shuffle = false, eval = false, quiet = false, skip_nonfinite = false;
   std::string fuse_optimizer = "auto";
+  // Which of the numeric options were given.
+  bool has_lr = false, has_steps = false, has_batch_size = false, has_save_every = false;
 };
+
+// Every number and path before anything is loaded or run, so a bad flag
+// costs nothing and leaves nothing half written.
+Status ValidateFlags(const Flags& f) {
+  if (f.has_lr && (!std::isfinite(f.lr) || f.lr < 0))
+    return InvalidArgument("--lr must be a finite number of 0 or more, not ", f.lr);
+  if (f.has_steps && (f.steps < 0 || f.steps > kMaxStep))
+    return InvalidArgument("--steps must be 0 to 2^53, not ", f.steps);
+  if (f.has_batch_size && f.batch_size < 1)
+    return InvalidArgument("--batch-size must be at least 1, not ", f.batch_size);
+  if (f.has_save_every && f.save_every < 1)
+    return InvalidArgument("--save-every must be at least 1, not ", f.save_every);
+  if (f.has_save_every && f.checkpoint.empty())
+    return InvalidArgument("--save-every needs --checkpoint FOLDER");
+  if (!f.export_inference.empty()) {
+    namespace fs = std::filesystem;
+    fs::path out(f.export_inference);
+    fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    std::error_code ec;
+    if (fs::is_directory(out, ec))
+      return InvalidArgument("--export-inference '", f.export_inference,
+                             "' is a folder; give a file name");
+    if (!fs::is_directory(dir, ec))
+      return NotFound("--export-inference: the folder '", dir.string(), "' does not exist");
+    if (::access(dir.c_str(), W_OK) != 0)
+      return IoError("--export-inference: cannot write in '", dir.string(),
+                     "': ", std::strerror(errno));
+  }
+  return Status::Ok();
+}
 
 // Rows [rows[0], ...] of a sample-major array, as one batch.
 Tensor Gather(const Tensor& all, const std::vector<int64_t>& rows) {
@@ -186,8 +221,12 @@ Status ExportInference(const Flags& f, const Session& trained) {
 }
 
 Status Train(const Flags& f) {
+  AMP_RETURN_IF_ERROR(ValidateFlags(f));
   SessionOptions so;
   so.device = f.device;
+  // A step without loss scaling (FP32) that computes a non-finite loss or
+  // gradient stops training (or is skipped), instead of writing NaN state.
+  so.non_finite = f.skip_nonfinite ? NonFinitePolicy::kSkip : NonFinitePolicy::kError;
   // auto: fused on the GPU (one kernel instead of ~20 per parameter), the
   // graph as written on the CPU (the reference).
   so.fuse_optimizer =
@@ -236,7 +275,7 @@ Status Train(const Flags& f) {
                              data_inputs[0]->name(), ": ", samples, ", ", v->name(), ": ",
                              data.at(v->name()).dims()[0], ")");
   int64_t batch = f.batch_size;
-  if (batch <= 0) {
+  if (!f.has_batch_size) {
     const auto& shape = data_inputs[0]->type().shape;
     if (shape && !shape->empty() && (*shape)[0].is_static())
       batch = (*shape)[0].value();
@@ -247,17 +286,23 @@ Status Train(const Flags& f) {
     return InvalidArgument("--batch-size ", batch, " is larger than the ", samples,
                            " samples in --data");
   double lr = f.lr;
-  if (std::isnan(lr) && !lr_input.empty()) {
+  if (!f.has_lr && !lr_input.empty()) {
     AMP_ASSIGN_OR_RETURN(lr, DefaultLr(m));
+    if (!std::isfinite(lr) || lr < 0)
+      return InvalidArgument("the step's recorded learning rate (amp.lr) is ", lr, "; pass --lr");
   }
+  if (batch < 1) return InvalidArgument("the batch size is ", batch, "; pass --batch-size");
   Batches batches(samples, batch, f.shuffle, f.seed);
-  int64_t steps = f.steps >= 0 ? f.steps : batches.per_epoch();
+  int64_t steps = f.has_steps ? f.steps : batches.per_epoch();
   if (!f.resume.empty()) {
     AMP_ASSIGN_OR_RETURN(auto meta, LoadCheckpoint(*session, f.resume));
     std::fprintf(stderr, "amp-train: resumed from %s at step %lld\n",
                  CheckpointPath(f.resume).c_str(), static_cast<long long>(session->step()));
     (void)meta;
   }
+  if (session->step() > kMaxStep - steps)
+    return InvalidArgument("--steps ", steps, " from step ", session->step(),
+                           " would pass step 2^53");
   std::FILE* log = nullptr;
   if (!f.log.empty()) {
     log = std::fopen(f.log.c_str(), f.resume.empty() ? "w" : "a");
@@ -344,15 +389,17 @@ int main(int argc, char** argv) {
   app.add_option("model", f.model, "the training step (.onnx from amp-compile)")->required();
   app.add_option("--data", f.data, "an .npz with one array per step input (first axis: samples)")
       ->required();
-  app.add_option("--batch-size", f.batch_size, "samples per step (default: the model's batch dim)");
-  app.add_option("--steps", f.steps, "steps to run (default: one epoch)");
+  auto* batch_size = app.add_option("--batch-size", f.batch_size,
+                                    "samples per step (default: the model's batch dim)");
+  auto* steps = app.add_option("--steps", f.steps, "steps to run (default: one epoch)");
   app.add_option("--device", f.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--lr", f.lr, "learning rate (default: the one given to amp-compile)");
+  auto* lr = app.add_option("--lr", f.lr, "learning rate (default: the one given to amp-compile)");
   app.add_option("--log", f.log,
                  "write one JSON line per step (step, loss, loss_scale, skipped, lr, seconds; a "
                  "non-finite loss is null)");
   app.add_option("--checkpoint", f.checkpoint, "folder for checkpoints (written atomically)");
-  app.add_option("--save-every", f.save_every, "checkpoint every S steps (and after the last)");
+  auto* save_every =
+      app.add_option("--save-every", f.save_every, "checkpoint every S steps (and after the last)");
   app.add_option("--resume", f.resume, "continue from the checkpoint in this folder");
   app.add_flag("--shuffle", f.shuffle, "a seeded shuffle of the samples every epoch");
   app.add_option("--seed", f.seed, "seed of --shuffle");
@@ -361,6 +408,9 @@ int main(int argc, char** argv) {
   app.add_option("--export-inference", f.export_inference,
                  "write the trained weights into the forward (inference) model");
   app.add_flag("-q,--quiet", f.quiet, "no progress bar");
+  app.add_flag("--skip-nonfinite", f.skip_nonfinite,
+               "a step without loss scaling whose loss or gradients are not finite is skipped "
+               "(state unchanged, counted as skipped) instead of stopping the run");
   app.add_option("--fuse-optimizer", f.fuse_optimizer,
                  "one multi-tensor Adam/AdamW kernel: on, off, or auto (on for cuda)")
       ->check(CLI::IsMember({"on", "off", "auto"}));
@@ -370,5 +420,9 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 1;
   }
+  f.has_lr = lr->count() > 0;
+  f.has_steps = steps->count() > 0;
+  f.has_batch_size = batch_size->count() > 0;
+  f.has_save_every = save_every->count() > 0;
   return amp::cli::RunMain("amp-train", [&] { return amp::Train(f); });
 }
