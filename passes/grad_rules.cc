@@ -84,6 +84,7 @@ namespace {
 
 using G = GradBuilder;
 
+// The shape of a value whose rank autodiff has checked to be known.
 const Shape& ShapeOrDie(const Value* v) {
   static const Shape kEmpty;
   return v->type().shape ? *v->type().shape : kEmpty;
@@ -335,6 +336,8 @@ Status LayerNorm(G& b) {
   const Node& n = b.node();
   size_t rank = ShapeOrDie(b.x(0)).size();
   int64_t axis = n.GetInt("axis", -1);
+  if (axis < -static_cast<int64_t>(rank) || axis >= static_cast<int64_t>(rank))
+    return InvalidArgument(n.Describe(), ": axis ", axis, " is out of range for rank ", rank);
   if (axis < 0) axis += static_cast<int64_t>(rank);
   std::vector<int64_t> norm_axes, outer_axes;
   for (size_t k = 0; k < rank; ++k)
@@ -448,6 +451,7 @@ Status MaxPool(G& b) {
 
 Status GlobalAveragePool(G& b) {
   const Shape& xs = ShapeOrDie(b.x(0));
+  if (xs.size() < 2) return InvalidArgument(b.node().Describe(), ": input rank must be >= 2");
   auto spatial = StaticNumElements(Shape(xs.begin() + 2, xs.end()));
   if (!spatial)
     return InvalidArgument(b.node().Describe(), ": the gradient needs static spatial dims");
@@ -530,7 +534,11 @@ Status ReduceMeanSum(G& b) {
   }
   if (axes.empty())
     for (int64_t k = 0; k < rank; ++k) axes.push_back(k);
-  for (auto& a : axes) a = a < 0 ? a + rank : a;
+  for (auto& a : axes) {
+    if (a < -rank || a >= rank)
+      return InvalidArgument(n.Describe(), ": axis ", a, " is out of range for rank ", rank);
+    a = a < 0 ? a + rank : a;
+  }
   Value* g = b.dy(0);
   if (n.GetInt("keepdims", 1) == 0) g = b.Op("Unsqueeze", {g, b.Ints(axes)});
   g = b.Op("Expand", {g, b.ShapeOf(b.x(0))});
@@ -570,11 +578,15 @@ Status Concat(G& b) {
   const Node& n = b.node();
   int64_t rank = static_cast<int64_t>(ShapeOrDie(b.y(0)).size());
   int64_t axis = n.GetInt("axis", 0);
+  if (axis < -rank || axis >= rank)
+    return InvalidArgument(n.Describe(), ": axis ", axis, " is out of range for rank ", rank);
   if (axis < 0) axis += rank;
   b.dx.assign(n.num_inputs(), nullptr);
   int64_t offset = 0;
   for (size_t i = 0; i < n.num_inputs(); ++i) {
     const Shape& s = ShapeOrDie(b.x(i));
+    if (static_cast<int64_t>(s.size()) != rank)
+      return InvalidArgument(n.Describe(), ": input ", i, " has rank ", s.size(), ", not ", rank);
     if (!s[axis].is_static())
       return InvalidArgument(n.Describe(), ": the gradient needs static sizes on the concat axis");
     int64_t len = s[axis].value();
