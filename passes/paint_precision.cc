@@ -21,8 +21,11 @@ class Painter {
     Seed();
     if (policy_.level == OptLevel::kO1) {
       SpreadFp32Upstream();
+      KeepBatchTransposesIntoMatMulFp32();
       Resolve();
       RevertInferWithoutHalfConsumers();
+    } else {
+      KeepBatchTransposesIntoMatMulFp32();
     }
     bool changed = false;
     for (Node* n : candidates_) {
@@ -163,6 +166,42 @@ class Painter {
         Set(n, Color::kHalf,
             StrCat("O2: half unless in the fp32 list (", OpClassName(info.op_class), ")"));
       }
+    }
+  }
+
+  // A half Transpose that moves a batch axis (perm[i] != i for some i < rank-2)
+  // and feeds a MatMul makes onnxruntime 1.32 crash at ORT_ENABLE_ALL: its CPU
+  // provider wraps the MatMul in Casts to FP32, MatmulTransposeFusion then
+  // swaps that Cast with the Transpose to fold a batch transpose into
+  // FusedMatMul and leaves a broken graph that NchwcTransformer segfaults on
+  // (docs/ONNXRUNTIME.md, tests/data/ort_enable_all_crash.onnx). Such a
+  // Transpose stays FP32 and the Cast goes after it: the same values (a
+  // Transpose only moves data), and no extra Cast when its input is FP32.
+  // Overrides are respected; an earlier run's decision is kept.
+  static bool IsBatchTransposeIntoMatMul(const Node* n) {
+    if (n->op_type() != "Transpose" || n->num_inputs() != 1 || !n->input(0)) return false;
+    std::vector<int64_t> perm = n->GetInts("perm");
+    if (perm.empty()) {  // the default reverses the dims
+      const auto& shape = n->input(0)->type().shape;
+      if (!shape) return false;
+      for (size_t i = shape->size(); i-- > 0;) perm.push_back(static_cast<int64_t>(i));
+    }
+    bool moves_batch_axis = false;
+    for (size_t i = 0; i + 2 < perm.size(); ++i)
+      moves_batch_axis |= perm[i] != static_cast<int64_t>(i);
+    if (!moves_batch_axis) return false;
+    for (const Use& u : n->output(0)->uses())
+      if (u.node->op_type() == "MatMul" && u.node->domain().empty()) return true;
+    return false;
+  }
+
+  void KeepBatchTransposesIntoMatMulFp32() {
+    for (Node* n : candidates_) {
+      if (fixed_.count(n) || rule_[n].starts_with("override:") || !IsBatchTransposeIntoMatMul(n))
+        continue;
+      Set(n, Color::kFp32,
+          "fp32: a batch-axis Transpose into MatMul (onnxruntime workaround, "
+          "docs/ONNXRUNTIME.md)");
     }
   }
 
