@@ -477,6 +477,13 @@ Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
     if (in.name().empty()) return InvalidArgument("a graph input has no name");
     if (graph.FindValue(in.name()))
       return InvalidArgument("graph input '", in.name(), "' is declared more than once");
+    // ONNX requires the shape of a graph input (its dims may be symbolic or
+    // unknown, its rank not); onnx.checker refuses the model without it.
+    if (in.type().has_tensor_type() && !in.type().tensor_type().has_shape())
+      return InvalidArgument("graph input '", in.name(),
+                             "' has no shape; ONNX requires one for graph inputs (dims may be "
+                             "symbolic): re-export with example inputs, or set it with "
+                             "onnx.helper.make_tensor_value_info(name, elem_type, [dims])");
     AMP_ASSIGN_OR_RETURN(TensorType type,
                          ImportType(in.type(), StrCat("graph input '", in.name(), "'")));
     graph.AddInput(in.name(), std::move(type));

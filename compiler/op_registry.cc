@@ -70,6 +70,15 @@ Status RequireFloat(const Ctx& c, size_t i) {
   return Status::Ok();
 }
 
+// Input i, when present and of known shape, has exactly `rank` dims.
+Status RequireRank(const Ctx& c, size_t i, size_t rank, const char* what) {
+  if (!c.has_input(i) || !c.input_shape(i)) return Status::Ok();
+  if (c.input_shape(i)->size() != rank)
+    return c.Error(what, " (input ", i, ") must have rank ", rank, ", but has shape ",
+                   ShapeToString(*c.input_shape(i)));
+  return Status::Ok();
+}
+
 Status SameDType(const Ctx& c, const std::vector<size_t>& inputs) {
   DType t = DType::kUndefined;
   for (size_t i : inputs) {
@@ -156,6 +165,10 @@ Status InferCastLike(Ctx& c) {
 }
 
 Status InferDropout(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireRank(c, 1, 0, "ratio"));
+  AMP_RETURN_IF_ERROR(RequireRank(c, 2, 0, "training_mode"));
+  if (c.has_input(2) && c.input_dtype(2) != DType::kBool)
+    return c.Error("training_mode must be bool, not ", DTypeName(c.input_dtype(2)));
   c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
   if (c.num_outputs() > 1) c.SetOutput(1, DType::kBool, c.input_shape(0));
   return Status::Ok();
@@ -445,6 +458,17 @@ Status InferBatchNorm(Ctx& c) {
   // Opset 15 lets scale/bias and mean/var have their own types (T1, T2).
   AMP_RETURN_IF_ERROR(SameDType(c, {1, 2}));
   AMP_RETURN_IF_ERROR(SameDType(c, {3, 4}));
+  // scale, B, mean and var are one value per channel (dim 1 of X).
+  const auto& x = c.input_shape(0);
+  if (x && x->size() < 2)
+    return c.Error("X must have rank >= 2, but has shape ", ShapeToString(*x));
+  for (size_t i = 1; i < 5 && i < c.num_inputs(); ++i) {
+    AMP_RETURN_IF_ERROR(RequireRank(c, i, 1, "a per-channel input"));
+    if (x && c.has_input(i) && c.input_shape(i) && (*x)[1].is_static() &&
+        (*c.input_shape(i))[0].is_static() && (*c.input_shape(i))[0].value() != (*x)[1].value())
+      return c.Error("input ", i, " has ", (*c.input_shape(i))[0].value(), " values but X has ",
+                     (*x)[1].value(), " channels");
+  }
   c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
   for (size_t i = 1; i < c.num_outputs(); ++i) c.SetOutput(i, c.input_dtype(3), c.input_shape(3));
   return Status::Ok();

@@ -144,27 +144,34 @@ class UnknownShapes(Base):
     crash (it was a SIGSEGV in the Add/ReduceSum rules and a vector of
     max_size() in GlobalAveragePool's)."""
 
-    def model(self, op):
-        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)  # no shape at all
-        w = numpy_helper.from_array(np.ones((1, 4, 1, 1), np.float32), "w")
-        s = numpy_helper.from_array(np.array([-1], np.int64), "s")
-        nodes = [helper.make_node("Add", ["x", "w"], ["a"], name="add")]
+    def model(self, op, x_shape=(4,)):
+        # Reshape to a shape input of unknown length: its output's rank is
+        # unknown in a valid model.
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
+        s = helper.make_tensor_value_info("s", TensorProto.INT64, ["K"])
+        w = numpy_helper.from_array(np.ones((4,), np.float32), "w")
+        nodes = [helper.make_node("Mul", ["x", "w"], ["m"], name="scale"),
+                 helper.make_node("Reshape", ["m", "s"], ["a"], name="reshape")]
         if op == "GlobalAveragePool":
             nodes.append(helper.make_node("GlobalAveragePool", ["a"], ["a2"], name="gap"))
         else:
-            nodes.append(helper.make_node("Identity", ["a"], ["a2"], name="id"))
-        nodes += [helper.make_node("Reshape", ["a2", "s"], ["r"], name="flat"),
-                  helper.make_node("ReduceSum", ["r"], ["y"], name="sum", keepdims=0)]
-        g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])], [w, s])
+            nodes.append(helper.make_node("Relu", ["a"], ["a2"], name="relu"))
+        nodes.append(helper.make_node("ReduceSum", ["a2"], ["y"], name="sum", keepdims=0))
+        g = helper.make_graph(nodes, "g", [x, s], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])], [w])
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
     def test_unknown_rank_is_named(self):
-        for op in ["Identity", "GlobalAveragePool"]:
+        for op in ["Relu", "GlobalAveragePool"]:
             with self.subTest(op):
                 line = self.fails([AMP_COMPILE, self.write("m.onnx", self.model(op)), "--loss", "model",
                                    "--optimizer", "sgd", "--lr", "0.1", "-o", self.path("o.onnx")],
                                   "the gradient needs the rank of")
                 self.assertIn("give the model's inputs shapes", line)
+
+    def test_graph_input_without_shape_is_refused(self):
+        m = self.model("Relu", x_shape=None)
+        self.fails([AMP_COMPILE, self.write("m.onnx", m), "-o", self.path("o.onnx")],
+                   "graph input 'x' has no shape; ONNX requires one for graph inputs")
 
 
 class ExternalData(Base):
