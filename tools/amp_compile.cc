@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   std::string loss_scale = "auto";
   amp::LossScaleOptions ls;
   std::vector<std::string> bind_dims;
-  size_t external_threshold = 0;
+  int64_t external_threshold = 0;
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
   app.add_option("-o,--out", output, "where to write the compiled model (.onnx)");
   precision.Add(app);
@@ -126,6 +126,9 @@ int main(int argc, char** argv) {
       return amp::Status::Ok();
     }
     if (input.empty()) return amp::InvalidArgument("no input model given (see --help)");
+    if (external_threshold < 0)
+      return amp::InvalidArgument("--external-data-threshold must be 0 or more bytes, not ",
+                                  external_threshold);
     amp::PassOptions options;
     AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
     AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
@@ -187,7 +190,7 @@ int main(int argc, char** argv) {
       log += "amp-compile: note: nothing was converted to half (see --report for why)\n";
     if (!output.empty()) {
       amp::ExportOptions eo;
-      eo.external_data_threshold = external_threshold;
+      eo.external_data_threshold = static_cast<size_t>(external_threshold);
       if (emit == "functional" || emit == "gradients")
         eo.training_form = amp::TrainingForm::kFunctional;
       AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output, eo));

@@ -326,6 +326,7 @@ class CliNumbers(Base):
             (["--eps", "nan"], "optimizer hyperparameters out of range"),
             (["--loss-scale", "inf"], "loss scale options out of range"),
             (["--min-scale", "nan"], "loss scale options out of range"),
+            (["--external-data-threshold", "-5"], "--external-data-threshold must be 0 or more bytes, not -5"),
         ]:
             with self.subTest(flags=flags):
                 self.fails([AMP_COMPILE, MLP, "--loss", "cross_entropy", "--optimizer", "adam",
