@@ -1,6 +1,8 @@
 #include "compiler/onnx_export.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -43,7 +45,9 @@ class Exporter {
         !data_path_.empty()) {
       if (!data_file_.is_open()) {
         data_file_.open(data_path_, std::ios::binary | std::ios::trunc);
-        if (!data_file_) return IoError("cannot write external data file '", data_path_, "'");
+        if (!data_file_)
+          return IoError("cannot write external data file '", data_path_,
+                         "': ", std::strerror(errno));
       }
       // Align each tensor to 64 bytes so that it can be mapped and read directly.
       while (offset_ % 64) {
@@ -52,7 +56,9 @@ class Exporter {
       }
       data_file_.write(reinterpret_cast<const char*>(t.data()),
                        static_cast<std::streamsize>(t.nbytes()));
-      if (!data_file_) return IoError("writing external data file '", data_path_, "' failed");
+      if (!data_file_)
+        return IoError("writing external data file '", data_path_,
+                       "' failed: ", std::strerror(errno));
       out->set_data_location(onnx::TensorProto::EXTERNAL);
       auto add = [out](const std::string& k, const std::string& v) {
         auto* kv = out->add_external_data();
@@ -310,13 +316,14 @@ Status SaveModelFile(const Model& model, const std::string& path, const ExportOp
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return IoError("cannot write '", tmp, "'");
-    if (!proto.SerializeToOstream(&f)) return IoError("writing '", tmp, "' failed");
+    if (!f) return IoError("cannot write '", tmp, "': ", std::strerror(errno));
+    if (!proto.SerializeToOstream(&f))
+      return IoError("writing '", tmp, "' failed: ", std::strerror(errno));
     f.close();
-    if (!f) return IoError("writing '", tmp, "' failed");
+    if (!f) return IoError("writing '", tmp, "' failed: ", std::strerror(errno));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return IoError("cannot rename '", tmp, "' to '", path, "'");
+    return IoError("cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
   return Status::Ok();
 }
 
