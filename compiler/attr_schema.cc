@@ -11,14 +11,16 @@ struct RawSchema {
   std::string_view domain;
   std::string_view op;
   int since_version;
-  std::string_view attrs;  // "name:code[!],..."
+  std::string_view attrs;   // "name:code[!],..."
+  std::string_view inputs;  // one letter per formal input: s, o (optional), v (variadic)
+  std::string_view types;   // per formal input, a hex mask of allowed element types
 };
 
 constexpr RawSchema kRaw[] = {
 #include "compiler/attr_schema.inc"
     // amp's own fused ops (passes/fuse_optimizer.cc, passes/fuse_unscale.cc).
-    {"ai.amp", "FusedAdam", 1, "beta1:f,beta2:f,decoupled:i,eps:f,weight_decay:f"},
-    {"ai.amp", "UnscaleCheck", 1, ""},
+    {"ai.amp", "FusedAdam", 1, "beta1:f,beta2:f,decoupled:i,eps:f,weight_decay:f", "ssov", ""},
+    {"ai.amp", "UnscaleCheck", 1, "", "sv", ""},
 };
 
 AttrType TypeFromCode(std::string_view code) {
@@ -44,7 +46,13 @@ const std::map<std::pair<std::string_view, std::string_view>, std::vector<OpAttr
     auto* t =
         new std::map<std::pair<std::string_view, std::string_view>, std::vector<OpAttrSchema>>;
     for (const RawSchema& r : kRaw) {
-      OpAttrSchema s{r.domain, r.op, r.since_version, {}};
+      OpAttrSchema s{r.domain, r.op, r.since_version, {}, r.inputs, {}};
+      for (std::string_view rest = r.types; !rest.empty();) {
+        size_t comma = rest.find(',');
+        std::string hex(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        s.input_types.push_back(static_cast<uint32_t>(std::stoul(hex, nullptr, 16)));
+      }
       std::string_view rest = r.attrs;
       while (!rest.empty()) {
         size_t comma = rest.find(',');
@@ -194,6 +202,17 @@ const AttrSpec* OpAttrSchema::Find(std::string_view name) const {
   for (const AttrSpec& a : attrs)
     if (a.name == name) return &a;
   return nullptr;
+}
+
+uint32_t OpAttrSchema::InputTypes(size_t i) const {
+  if (i < input_types.size()) return input_types[i];
+  bool variadic = !inputs.empty() && inputs.back() == 'v';
+  return variadic && !input_types.empty() ? input_types.back() : 0;
+}
+
+bool OpAttrSchema::InputRequired(size_t i) const {
+  if (i < inputs.size()) return inputs[i] != 'o';
+  return !inputs.empty() && inputs.back() == 'v';  // more of a variadic input
 }
 
 AttrSchemaLookup FindAttrSchema(std::string_view domain, std::string_view op, int64_t opset) {

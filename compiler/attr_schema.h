@@ -7,6 +7,7 @@
 // the wrong type is refused instead of read as the default.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +49,17 @@ struct OpAttrSchema {
   std::string_view op;
   int since_version;
   std::vector<AttrSpec> attrs;
+  // One letter per formal input: s (required), o (optional), v (variadic:
+  // every further input required).
+  std::string_view inputs;
+  // Per formal input: the element types it allows, bit 1 << DType.
+  std::vector<uint32_t> input_types;
   const AttrSpec* Find(std::string_view name) const;
+  // The element types input i allows (a variadic last input repeats); 0
+  // when the table does not say.
+  uint32_t InputTypes(size_t i) const;
+  // Whether input i may not be omitted (an empty name).
+  bool InputRequired(size_t i) const;
 };
 
 struct AttrSchemaLookup {

@@ -44,6 +44,7 @@ class Importer {
                                   const std::string& what);
   StatusOr<Attribute> ImportAttribute(const onnx::AttributeProto& a, const std::string& where);
   Status CheckAttributes(const onnx::NodeProto& np, const std::string& where) const;
+  int64_t OpsetOf(const std::string& node_domain) const;
 
   const onnx::ModelProto& proto_;
   std::string directory_;
@@ -411,14 +412,18 @@ StatusOr<Attribute> Importer::ImportAttribute(const onnx::AttributeProto& a,
 // Every attribute against the op's schema at the model's opset: known name,
 // declared type, required ones present. Ops the schema table does not know
 // are left to the op table, which names them as unsupported.
-Status Importer::CheckAttributes(const onnx::NodeProto& np, const std::string& where) const {
-  std::string domain = np.domain() == "ai.onnx" ? "" : np.domain();
-  int64_t opset = 0;
-  bool imported = false;
+// The version of `domain` the model imports (the latest one for a domain
+// it does not import, as amp's own ai.amp steps need none).
+int64_t Importer::OpsetOf(const std::string& node_domain) const {
+  std::string domain = node_domain == "ai.onnx" ? "" : node_domain;
   for (const auto& o : opsets_)
-    if ((o.domain == "ai.onnx" ? "" : o.domain) == domain) opset = o.version, imported = true;
-  if (!imported && !domain.empty()) opset = INT64_MAX;  // amp's own ai.amp steps
-  AttrSchemaLookup found = FindAttrSchema(domain, np.op_type(), opset);
+    if ((o.domain == "ai.onnx" ? "" : o.domain) == domain) return o.version;
+  return domain.empty() ? 0 : INT64_MAX;
+}
+
+Status Importer::CheckAttributes(const onnx::NodeProto& np, const std::string& where) const {
+  int64_t opset = OpsetOf(np.domain());
+  AttrSchemaLookup found = FindAttrSchema(np.domain(), np.op_type(), opset);
   if (!found.schema) {
     if (found.first_since)
       return InvalidArgument(where, ": ", np.op_type(), " first appears in opset ",
@@ -527,8 +532,15 @@ Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
     nodes.push_back(node);
   }
   for (int k = 0; k < g.node_size(); ++k) {
-    for (const auto& in : g.node(k).input()) {
+    const onnx::NodeProto& np = g.node(k);
+    AttrSchemaLookup schema = FindAttrSchema(np.domain(), np.op_type(), OpsetOf(np.domain()));
+    for (const auto& in : np.input()) {
       if (in.empty()) {
+        size_t i = nodes[k]->num_inputs();
+        if (schema.schema && schema.schema->InputRequired(i))
+          return InvalidArgument(nodes[k]->Describe(), ": input ", i, " of ", np.op_type(), "-",
+                                 schema.schema->since_version,
+                                 " is required, but its name is empty");
         nodes[k]->AddInput(nullptr);
         continue;
       }

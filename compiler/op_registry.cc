@@ -717,7 +717,7 @@ Status InferTranspose(Ctx& c) {
     return Status::Ok();
   }
   std::vector<int64_t> perm = c.node().GetInts("perm");
-  if (perm.empty())
+  if (!c.node().HasAttr("perm"))  // absent: reverse; present but empty: rank 0 only
     for (int64_t k = static_cast<int64_t>(x->size()) - 1; k >= 0; --k) perm.push_back(k);
   if (perm.size() != x->size())
     return c.Error("perm has ", perm.size(), " entries for rank ", x->size());

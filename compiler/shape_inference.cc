@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "compiler/attr_schema.h"
 #include "compiler/const_eval.h"
 #include "compiler/op_registry.h"
 
@@ -64,7 +65,27 @@ class Driver {
         return InvalidArgument(node.Describe(), ": input '", in->name(), "' has no known type");
     }
 
-    InferenceContext ctx(node, model_.OpsetVersion(node.domain()));
+    // Element types against the ONNX schema's type constraints.
+    int64_t opset = model_.OpsetVersion(node.domain());
+    if (node.domain().empty() || node.domain() == "ai.onnx") {
+      if (const OpAttrSchema* spec = FindAttrSchema(node.domain(), node.op_type(), opset).schema) {
+        for (int i = 0; i < n_in; ++i) {
+          const Value* in = node.input(i);
+          uint32_t allowed = spec->InputTypes(i);
+          int bit = static_cast<int>(in ? in->dtype() : DType::kUndefined);
+          if (!in || allowed == 0 || bit >= 32 || (allowed >> bit) & 1) continue;
+          std::string names;
+          for (int t = 1; t < 32; ++t)
+            if ((allowed >> t) & 1 && IsSupportedDType(t))
+              names += StrCat(names.empty() ? "" : ", ", DTypeName(static_cast<DType>(t)));
+          return InvalidArgument(node.Describe(), ": input ", i, " ('", in->name(), "') is ",
+                                 DTypeName(in->dtype()), ", but ", node.op_type(), "-",
+                                 spec->since_version, " takes ",
+                                 names.empty() ? "other types" : names, " there");
+        }
+      }
+    }
+    InferenceContext ctx(node, opset);
     for (Value* in : node.inputs()) {
       auto c = in ? constants_.find(in) : constants_.end();
       ctx.constants_.push_back(c == constants_.end() ? nullptr : c->second);

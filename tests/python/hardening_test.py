@@ -14,7 +14,7 @@ import unittest
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 AMP_COMPILE = os.environ["AMP_COMPILE"]
 AMP_TRAIN = os.environ["AMP_TRAIN"]
@@ -33,7 +33,7 @@ def run(cmd, timeout=120):
 def one_node(op, inputs, attrs=(), opset=17, nin=None, shape=(2, 2)):
     node = helper.make_node(op, inputs, ["y"], name="n0")
     node.attribute.extend(attrs)
-    ins = [helper.make_tensor_value_info(i, TensorProto.FLOAT, list(shape)) for i in inputs]
+    ins = [helper.make_tensor_value_info(i, TensorProto.FLOAT, list(shape)) for i in inputs if i]
     g = helper.make_graph([node], "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
@@ -104,6 +104,16 @@ class Attributes(Base):
                            "attribute 'strides' holds 0; every element must be positive")
         self.compile_fails(one_node("Conv", ["a", "b"], [helper.make_attribute("group", 0)]),
                            "attribute 'group' is 0; it must be at least 1")
+
+    def test_mutation_findings(self):
+        # From tests/python/mutation_test.py's campaign: a SIGSEGV and two
+        # exit-0 outputs that onnx.checker refused.
+        concat = one_node("Concat", ["a", ""], [helper.make_attribute("axis", 0)])
+        self.compile_fails(concat, "input 1 of Concat-13 is required, but its name is empty")
+        m = one_node("Unsqueeze", ["a", "b"])  # axes must be int64
+        self.compile_fails(m, "input 1 ('b') is float, but Unsqueeze-13 takes int64 there")
+        perm = helper.make_attribute("perm", [], attr_type=AttributeProto.INTS)
+        self.compile_fails(one_node("Transpose", ["a"], [perm]), "perm has 0 entries for rank 2")
 
     def test_op_newer_than_the_opset(self):
         self.compile_fails(one_node("Gelu", ["a"], opset=17),

@@ -117,6 +117,10 @@ class Mutations(unittest.TestCase):
         findings = []
 
         def fail(msg):
+            if os.environ.get("AMP_MUTANTS_KEEP"):  # a folder to keep failing mutants in
+                os.makedirs(os.environ["AMP_MUTANTS_KEEP"], exist_ok=True)
+                with open(src, "rb") as f_in, open(os.path.join(os.environ["AMP_MUTANTS_KEEP"], f"m{k}.onnx"), "wb") as f_out:
+                    f_out.write(f_in.read())
             if not COLLECT:
                 self.fail(msg)
             findings.append(msg)
@@ -136,7 +140,6 @@ class Mutations(unittest.TestCase):
                 except subprocess.TimeoutExpired:
                     fail(f"mutant {k} hangs: {' '.join(args)}")
                     continue
-                keep = os.path.join(d, "kept")
                 if r.returncode not in (0, 1):
                     fail(f"mutant {k}: signal/rc {r.returncode}: {r.stderr[-300:]}")
                 elif r.returncode == 1:
@@ -149,7 +152,6 @@ class Mutations(unittest.TestCase):
                         onnx.checker.check_model(out, full_check=True)
                         outcomes["compiled"] += 1
                     except Exception as e:  # noqa: BLE001
-                        os.replace(src, keep)
                         fail(f"mutant {k} compiled (exit 0) to an invalid model: {str(e)[:300]}")
                 for p in (src, out):
                     if os.path.exists(p):

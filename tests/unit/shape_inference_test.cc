@@ -26,7 +26,7 @@ TEST(ShapeInferenceTest, Errors) {
   ExpectError("z = Gemm (x, y)", "inner dims differ");
   ExpectError("z = Add (x, i)", "inputs must have one element type, but have float and int64",
               "float[2,3] x, int64[2,3] i");
-  ExpectError("z = Exp (i)", "must be a floating-point tensor", "int64[2] i");
+  ExpectError("z = Exp (i)", "input 0 ('i') is int64, but Exp-13 takes float", "int64[2] i");
   ExpectError("z = Reshape (x, s)", "cannot reshape [2,3] (6 elements) to [4,2] (8 elements)",
               "float[2,3] x, int64[2] s = {4, 2}");
   ExpectError("z = Conv (x, w)", "input has 3 channels but the weight expects 4",
