@@ -4,6 +4,7 @@
 // They move bytes, so they work on every element type.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "kernels/cpu/families.h"
 
@@ -198,10 +199,16 @@ Status ScatterInto(KernelContext& ctx, TensorRef& out, int64_t at, const TensorR
         a = a + b;
       else if (reduction == "mul")
         a = a * b;
-      else if (reduction == "max")
-        a = std::max(a, b);
-      else if (reduction == "min")
-        a = std::min(a, b);
+      else if (reduction == "max" || reduction == "min") {
+        // NaN from either side stays NaN (IEEE maximum/minimum).
+        using A = decltype(a);
+        bool nan = false;
+        if constexpr (std::is_floating_point_v<A>) nan = std::isnan(a) || std::isnan(b);
+        if (nan)
+          a = std::numeric_limits<A>::quiet_NaN();
+        else
+          a = reduction == "max" ? std::max(a, b) : std::min(a, b);
+      }
       po[at] = Store<T>(a);
     }
   });
@@ -417,7 +424,10 @@ Status OneHotKernel(KernelContext& ctx) {
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t k = 0; k < depth; ++k)
       for (int64_t i = 0; i < inner; ++i) {
-        int64_t v = static_cast<int64_t>(ReadDouble(idx, o * inner + i));
+        // A NaN, infinite or huge (float) index is outside [-depth, depth):
+        // all off, as the spec says, and no undefined float-to-int cast.
+        double d = ReadDouble(idx, o * inner + i);
+        int64_t v = std::abs(d) < 0x1p62 ? static_cast<int64_t>(d) : depth;
         if (v < 0) v += depth;
         std::memcpy(py + ((o * depth + k) * inner + i) * w, v == k ? on : off, w);
       }

@@ -233,7 +233,8 @@ Status PowKernel(KernelContext& ctx) {
       } else if constexpr (std::is_same_v<A, bool>) {
         return e == 0 ? true : x;
       } else {
-        return static_cast<A>(std::pow(static_cast<double>(x), e));
+        // Store saturates (NaN to 0) where a cast from NaN or inf would be undefined.
+        return Store<A>(std::pow(static_cast<double>(x), e));
       }
     };
     if (b.numel() == 1 && a.dims == out.dims) {
@@ -358,7 +359,12 @@ Status SignKernel(KernelContext& ctx) {
   });
 }
 Status ReluKernel(KernelContext& ctx) {
-  return NumericUnary(ctx, [](auto x) -> decltype(x) { return x > 0 ? x : decltype(x){0}; });
+  // NaN stays NaN (IEEE max(NaN, 0), as onnxruntime and PyTorch give).
+  return NumericUnary(ctx, [](auto x) -> decltype(x) {
+    if constexpr (std::is_floating_point_v<decltype(x)>)
+      if (std::isnan(x)) return x;
+    return x > 0 ? x : decltype(x){0};
+  });
 }
 Status IdentityKernel(KernelContext& ctx) {
   if (ctx.out(0).data != ctx.in(0).data)
@@ -409,6 +415,7 @@ Status HardSigmoidKernel(KernelContext& ctx) {
   double beta = ctx.node.GetFloat("beta", 0.5f);
   return FloatUnary(ctx, [=](auto x) {
     using A = decltype(x);
+    if (std::isnan(x)) return x;
     return std::max<A>(0, std::min<A>(1, static_cast<A>(alpha) * x + static_cast<A>(beta)));
   });
 }

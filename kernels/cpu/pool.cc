@@ -65,7 +65,10 @@ Status MaxPoolKernel(KernelContext& ctx) {
             int64_t i = w.table[k * w.nout + o];
             if (i < 0) continue;
             A v = Load(px[p * w.nin + i]);
-            if (arg < 0 || v > best) {
+            // A NaN in the window wins, its index the last NaN's (PyTorch's rule).
+            bool nan = false;
+            if constexpr (std::is_floating_point_v<A>) nan = std::isnan(v);
+            if (arg < 0 || v > best || nan) {
               best = v;
               arg = i;
             }
@@ -156,7 +159,10 @@ Status GlobalPoolKernel(KernelContext& ctx, bool max) {
       double acc = max ? -std::numeric_limits<double>::infinity() : 0.0;
       for (int64_t i = 0; i < n; ++i) {
         double v = Load(px[p * n + i]);
-        acc = max ? std::max(acc, v) : acc + v;
+        if (!max)
+          acc = acc + v;
+        else if (!std::isnan(acc))
+          acc = std::isnan(v) ? v : std::max(acc, v);
       }
       py[p] = Store<T>(max ? acc : acc / static_cast<double>(n));
     }

@@ -71,8 +71,13 @@ Status ReduceKernel(KernelContext& ctx, Red op) {
           }
         }
       };
-      if (op == Red::kLogSumExp)
+      if (op == Red::kLogSumExp) {
         walk([&](int64_t i, int64_t o) { peak[o] = std::max(peak[o], double(Load(px[i]))); });
+        // An infinite maximum is no shift: inf - inf would make NaN of an
+        // inf (or all -inf) reduction.
+        for (double& p : peak)
+          if (std::isinf(p)) p = 0;
+      }
       walk([&](int64_t i, int64_t o) {
         double v = static_cast<double>(Load(px[i]));
         switch (op) {
@@ -214,8 +219,15 @@ Status TopKKernel(KernelContext& ctx) {
       for (int64_t i = 0; i < s.inner; ++i) {
         auto at = [&](int64_t j) { return Load(px[(o * s.n + j) * s.inner + i]); };
         for (int64_t j = 0; j < s.n; ++j) order[j] = j;
+        // NaN sorts above everything (first when largest, last otherwise),
+        // as onnxruntime and PyTorch do; this keeps the order strict weak.
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-          return largest ? at(a) > at(b) : at(a) < at(b);
+          auto va = at(a), vb = at(b);
+          if constexpr (kIsFloat<T>) {
+            if (std::isnan(va) || std::isnan(vb))
+              return largest ? !std::isnan(vb) : !std::isnan(va);
+          }
+          return largest ? va > vb : va < vb;
         });
         for (int64_t j = 0; j < k; ++j) {
           pv[(o * k + j) * s.inner + i] = px[(o * s.n + order[j]) * s.inner + i];
@@ -238,17 +250,18 @@ Status SoftmaxFamily(KernelContext& ctx, SoftmaxKind kind) {
   for (int64_t o = 0; o < s.outer; ++o)
     for (int64_t i = 0; i < s.inner; ++i) {
       auto at = [&](int64_t k) -> float& { return fx[(o * s.n + k) * s.inner + i]; };
-      double peak = -std::numeric_limits<double>::infinity();
-      int64_t arg = 0;
-      for (int64_t k = 0; k < s.n; ++k)
-        if (at(k) > peak) {
-          peak = at(k);
-          arg = k;
-        }
       if (kind == SoftmaxKind::kHardmax) {
+        // The one-hot of ArgMax: the first maximum, and NaN only counts
+        // where it comes first (what ArgMax and onnxruntime's ArgMax do).
+        int64_t arg = 0;
+        for (int64_t k = 1; k < s.n; ++k)
+          if (at(k) > at(arg)) arg = k;
         for (int64_t k = 0; k < s.n; ++k) at(k) = k == arg ? 1.f : 0.f;
         continue;
       }
+      double peak = -std::numeric_limits<double>::infinity();
+      for (int64_t k = 0; k < s.n; ++k)
+        if (at(k) > peak) peak = at(k);
       double sum = 0;
       for (int64_t k = 0; k < s.n; ++k) sum += std::exp(at(k) - peak);
       for (int64_t k = 0; k < s.n; ++k)

@@ -53,6 +53,14 @@ Status ResizeKernel(KernelContext& ctx) {
     int64_t in = x.dims[d], out = y.dims[d];
     double s = scales[d];
     taps[d].resize(out);
+    // An axis that is not resized is copied: one tap. On the others every
+    // tap of the window counts, weight 0 included, so a NaN or inf anywhere
+    // in the window gives NaN, as in onnxruntime (on finite data, adding 0
+    // changes nothing).
+    if (mode != "nearest" && in == out && s == 1.0 && ctm != "tf_crop_and_resize") {
+      for (int64_t o = 0; o < out; ++o) taps[d][o].push_back({o, 1.0});
+      continue;
+    }
     for (int64_t o = 0; o < out; ++o) {
       double xo;
       if (ctm == "half_pixel") {
@@ -99,7 +107,7 @@ Status ResizeKernel(KernelContext& ctx) {
         int64_t hi = std::min(lo + 1, in - 1);
         double w = c - lo;
         t.push_back({lo, 1 - w});
-        if (w > 0) t.push_back({hi, w});
+        if (hi != lo) t.push_back({hi, w});
       } else if (mode == "cubic") {
         int64_t base = static_cast<int64_t>(std::floor(xo));
         double frac = xo - base;
@@ -107,7 +115,8 @@ Status ResizeKernel(KernelContext& ctx) {
         for (int64_t k = -1; k <= 2; ++k) {
           int64_t idx = base + k;
           double w = CubicWeight(k - frac, a);
-          if (exclude && (idx < 0 || idx >= in)) continue;
+          // Taps outside stay, at weight 0, on the edge pixel.
+          if (exclude && (idx < 0 || idx >= in)) w = 0;
           t.push_back({std::clamp<int64_t>(idx, 0, in - 1), w});
           total += w;
         }

@@ -18,6 +18,7 @@ struct Activation {
   float operator()(float x) const {
     if (name == "Tanh") return std::tanh(x);
     if (name == "Sigmoid") return 1.f / (1.f + std::exp(-x));
+    if (std::isnan(x)) return x;  // every activation: NaN in, NaN out
     if (name == "Relu") return x > 0 ? x : 0.f;
     if (name == "Affine") return alpha * x + beta;
     if (name == "LeakyRelu") return x >= 0 ? x : alpha * x;
@@ -101,7 +102,9 @@ Status Recurrent(KernelContext& ctx, Kind kind) {
   }
   std::vector<float> y(seq * dirs * batch * hidden, 0.f), yh(dirs * batch * hidden),
       yc(dirs * batch * hidden);
-  auto clipped = [clip](float v) { return clip > 0 ? std::max(-clip, std::min(clip, v)) : v; };
+  auto clipped = [clip](float v) {
+    return clip > 0 && !std::isnan(v) ? std::max(-clip, std::min(clip, v)) : v;
+  };
   for (int dir = 0; dir < dirs; ++dir) {
     AMP_ASSIGN_OR_RETURN(auto act, Activations(ctx, kind, dir));
     bool reverse = direction == "reverse" || dir == 1;

@@ -16,8 +16,8 @@ __device__ float UnaryF(EwOp op, float x, float alpha, float beta) {
       return fabsf(x);
     case EwOp::kNeg:
       return -x;
-    case EwOp::kRelu:
-      return x > 0.f ? x : 0.f;
+    case EwOp::kRelu:  // NaN stays NaN (fmaxf(x, 0) would give 0)
+      return isnan(x) ? x : (x > 0.f ? x : 0.f);
     case EwOp::kSqrt:
       return sqrtf(x);
     case EwOp::kExp:
@@ -57,7 +57,7 @@ __device__ float UnaryF(EwOp op, float x, float alpha, float beta) {
     case EwOp::kSoftsign:
       return x / (1.f + fabsf(x));
     case EwOp::kHardSigmoid:
-      return fmaxf(0.f, fminf(1.f, alpha * x + beta));
+      return isnan(x) ? x : fmaxf(0.f, fminf(1.f, alpha * x + beta));
     case EwOp::kHardSwish:
       return x * fmaxf(0.f, fminf(1.f, x / 6.f + 0.5f));
     case EwOp::kClip:
@@ -250,7 +250,11 @@ __global__ void VariadicKernel(int kind, Inputs in, int n_in, void* out, int out
       float acc = LoadF(in.p[0].data, in.p[0].dtype, off[0]);
       for (int k = 1; k < n_in; ++k) {
         float v = LoadF(in.p[k].data, in.p[k].dtype, off[k]);
-        acc = kind <= 1 ? acc + v : kind == 2 ? fmaxf(acc, v) : fminf(acc, v);
+        // Max/Min: NaN from any input stays NaN (fmaxf/fminf drop it).
+        acc = kind <= 1                ? acc + v
+              : isnan(acc) || isnan(v) ? nanf("")
+              : kind == 2              ? fmaxf(acc, v)
+                                       : fminf(acc, v);
       }
       if (kind == 1) acc /= divide_by;
       StoreF(out, out_dt, i, acc);

@@ -41,6 +41,7 @@ __global__ void ReduceKernel(int kind, DevPtr in, ReduceDesc r, void* out, int o
         int64_t off = ReducedOffset(r, base, j);
         peak = fmax(peak, static_cast<double>(LoadF(in.data, in.dtype, off)));
       }
+      if (isinf(peak)) peak = 0;  // inf - inf would make NaN of an inf (or all -inf) sum
     }
     double acc = kind == 2 ? -INFINITY : kind == 3 ? INFINITY : kind == 7 ? 1.0 : 0.0;
     for (int64_t j = 0; j < n_red; ++j) {
@@ -53,10 +54,10 @@ __global__ void ReduceKernel(int kind, DevPtr in, ReduceDesc r, void* out, int o
           acc += v;
           break;
         case 2:
-          acc = isnan(v) ? v : fmax(acc, v);
+          acc = isnan(acc) || isnan(v) ? NAN : fmax(acc, v);  // fmax drops NaN
           break;
         case 3:
-          acc = isnan(v) ? v : fmin(acc, v);
+          acc = isnan(acc) || isnan(v) ? NAN : fmin(acc, v);
           break;
         case 4:
         case 6:
