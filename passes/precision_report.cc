@@ -79,7 +79,8 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
                                         : n->Annotation("rule")}});
   }
   json ops = json::array();
-  for (const auto& [op, counts] : per_op) {
+  for (const auto& [op, op_counts] : per_op) {
+    const auto& counts = op_counts;  // clang 14 cannot capture a structured binding
     auto get = [&](const char* k) {
       auto it = counts.find(k);
       return it == counts.end() ? 0 : it->second;

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <regex>
+#include <string_view>
 
 namespace amp {
 namespace {
@@ -34,6 +34,113 @@ std::optional<DType> NpyDType(const std::string& descr) {
 
 }  // namespace
 
+namespace {
+
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<int64_t> dims;
+};
+
+// The header is a Python dict literal; numpy reads it with ast.literal_eval
+// and requires exactly the keys 'descr', 'fortran_order' and 'shape'. This
+// reads that subset of Python strictly: a malformed dict, a missing, unknown or
+// repeated key (Python would keep the last), a negative or non-integer dim is
+// an error, never a guess.
+Status ParseNpyHeader(std::string_view h, const std::string& what, NpyHeader& out) {
+  size_t i = 0;
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument(what, ": malformed .npy header (", why, ")");
+  };
+  auto skip_space = [&] {
+    while (i < h.size() && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r')) ++i;
+  };
+  auto eat = [&](char c) {
+    skip_space();
+    if (i < h.size() && h[i] == c) {
+      ++i;
+      return true;
+    }
+    return false;
+  };
+  auto quoted = [&](std::string& s) {
+    skip_space();
+    if (i >= h.size() || (h[i] != '\'' && h[i] != '"')) return false;
+    char q = h[i++];
+    size_t begin = i;
+    while (i < h.size() && h[i] != q && h[i] != '\\') ++i;
+    if (i >= h.size() || h[i] != q) return false;  // unterminated, or an escape
+    s = std::string(h.substr(begin, i - begin));
+    ++i;
+    return true;
+  };
+  auto word = [&](std::string_view w) {
+    skip_space();
+    if (h.substr(i, w.size()) != w) return false;
+    i += w.size();
+    return true;
+  };
+  if (!eat('{')) return bad("it does not start with '{'");
+  bool seen_descr = false, seen_order = false, seen_shape = false;
+  while (!eat('}')) {
+    if (i >= h.size()) return bad("no closing '}'");
+    std::string key;
+    if (!quoted(key)) return bad("expected a quoted key");
+    if (!eat(':')) return bad("no ':' after '" + key + "'");
+    bool* seen = key == "descr"           ? &seen_descr
+                 : key == "fortran_order" ? &seen_order
+                 : key == "shape"         ? &seen_shape
+                                          : nullptr;
+    if (!seen) return bad("unexpected key '" + key + "'");
+    if (*seen) return bad("key '" + key + "' appears twice");
+    *seen = true;
+    if (key == "descr") {
+      if (!quoted(out.descr))
+        return Unimplemented(what,
+                             ": only simple element types are supported (a structured "
+                             "dtype or a malformed 'descr')");
+    } else if (key == "fortran_order") {
+      if (word("True")) {
+        out.fortran_order = true;
+      } else if (!word("False")) {
+        return bad("'fortran_order' is not True or False");
+      }
+    } else {
+      if (!eat('(')) return bad("'shape' is not a tuple");
+      bool comma = false;
+      while (!eat(')')) {
+        if (!out.dims.empty() && !comma) return bad("expected ',' or ')' in 'shape'");
+        if (i < h.size() && h[i] == '-') return InvalidArgument(what, ": negative dim in 'shape'");
+        if (i >= h.size() || h[i] < '0' || h[i] > '9') return bad("a dim is not an integer");
+        int64_t d = 0;
+        for (; i < h.size() && h[i] >= '0' && h[i] <= '9'; ++i) {
+          d = d * 10 + (h[i] - '0');
+          if (d > kMaxDim) return InvalidArgument(what, ": a dim in 'shape' is too large");
+        }
+        out.dims.push_back(d);
+        comma = eat(',');
+      }
+      // Python's (2) is the number 2, not a tuple: numpy writes (2,).
+      if (out.dims.size() == 1 && !comma) return bad("'shape' is not a tuple");
+    }
+    if (!eat(',')) {
+      if (!eat('}')) return bad("expected ',' or '}' after '" + key + "'");
+      break;
+    }
+  }
+  skip_space();
+  if (i != h.size()) return bad("text after the closing '}'");
+  if (!seen_descr || !seen_order || !seen_shape)
+    return bad(StrCat("no '",
+                      !seen_descr   ? "descr"
+                      : !seen_order ? "fortran_order"
+                                    : "shape",
+                      "'"));
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& what) {
   static const char kMagic[] = "\x93NUMPY";
   if (size < 10 || std::memcmp(data, kMagic, 6) != 0)
@@ -51,30 +158,18 @@ StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& w
     return Unimplemented(what, ": .npy format version ", int{major}, " is not supported");
   }
   if (header_len > size - offset) return InvalidArgument(what, ": truncated .npy header");
-  std::string header(reinterpret_cast<const char*>(data + offset), header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex(R"('descr':\s*'([^']*)')")))
-    return InvalidArgument(what, ": .npy header has no 'descr'");
-  std::string descr = m[1];
-  if (std::regex_search(header, std::regex(R"('fortran_order':\s*True)")))
+  NpyHeader header;
+  AMP_RETURN_IF_ERROR(ParseNpyHeader(
+      std::string_view(reinterpret_cast<const char*>(data + offset), header_len), what, header));
+  if (header.fortran_order)
     return Unimplemented(
         what, ": Fortran-order arrays are not supported (save with np.ascontiguousarray)");
-  if (!std::regex_search(header, m, std::regex(R"('shape':\s*\(([^)]*)\))")))
-    return InvalidArgument(what, ": .npy header has no 'shape'");
-  std::vector<int64_t> dims;
-  std::string shape = m[1];
-  static const std::regex kDigits(R"(\d+)");
-  for (std::sregex_iterator it(shape.begin(), shape.end(), kDigits), end; it != end; ++it) {
-    std::string digits = it->str();
-    if (digits.size() > 13) return InvalidArgument(what, ": dim ", digits, " is too large");
-    dims.push_back(std::stoll(digits));
-  }
-  auto dtype = NpyDType(descr);
+  auto dtype = NpyDType(header.descr);
   if (!dtype)
-    return Unimplemented(what, ": element type '", descr,
+    return Unimplemented(what, ": element type '", header.descr,
                          "' is not supported (use little-endian numbers or bool)");
   int64_t n = 1;
-  for (int64_t d : dims) {
+  for (int64_t d : header.dims) {
     if (d != 0 && n > kMaxDim / d) return InvalidArgument(what, ": the array is too large");
     n *= d;
   }
@@ -83,17 +178,19 @@ StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& w
   if (nbytes > size - begin)
     return InvalidArgument(what, " holds ", size - begin, " bytes of data but its shape needs ",
                            nbytes);
-  Tensor t(*dtype, dims);
+  Tensor t(*dtype, header.dims);
   if (nbytes) std::memcpy(t.mutable_data(), data + begin, nbytes);
+  if (*dtype == DType::kBool) {  // numpy reads any nonzero byte as True
+    uint8_t* b = t.mutable_data();
+    for (size_t k = 0; k < nbytes; ++k) b[k] = b[k] != 0;
+  }
   return t;
 }
 
-StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
-  AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
-  const uint8_t* base = file->data();
-  size_t size = file->size();
+StatusOr<std::map<std::string, Tensor>> ReadNpzBytes(const uint8_t* base, size_t size,
+                                                     const std::string& what) {
   auto bad = [&](const std::string& why) {
-    return InvalidArgument("'", path, "' is not a valid .npz archive: ", why);
+    return InvalidArgument(what, " is not a valid .npz archive: ", why);
   };
   // End of central directory: within the last 64 KiB + 22 bytes.
   if (size < 22) return bad("too short");
@@ -109,48 +206,64 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
   uint64_t entries = Le16(base + eocd + 10);
   uint64_t cd_size = Le32(base + eocd + 12);
   uint64_t cd_offset = Le32(base + eocd + 16);
+  size_t cd_limit = eocd;  // the central directory ends where its end record begins
   if (cd_offset == 0xffffffff || entries == 0xffff) {  // zip64: locator just before the EOCD
     if (eocd < 20 || Le32(base + eocd - 20) != 0x07064b50) return bad("zip64 locator missing");
     uint64_t rec = Le64(base + eocd - 20 + 8);
-    if (rec > size - 56 || Le32(base + rec) != 0x06064b50) return bad("zip64 record missing");
+    // The zip64 end record (56 bytes) ends before its locator.
+    if (eocd - 20 < 56 || rec > eocd - 20 - 56 || Le32(base + rec) != 0x06064b50)
+      return bad("zip64 record missing");
     entries = Le64(base + rec + 32);
     cd_size = Le64(base + rec + 40);
     cd_offset = Le64(base + rec + 48);
+    cd_limit = rec;
   }
-  if (cd_offset > size || cd_size > size - cd_offset) return bad("central directory out of bounds");
+  if (cd_offset > cd_limit || cd_size > cd_limit - cd_offset)
+    return bad("central directory out of bounds");
+  // Every read below stays inside what the archive declares: an entry inside
+  // the central directory, a member's header and data before it.
+  const size_t cd_end = cd_offset + cd_size;
   std::map<std::string, Tensor> out;
   size_t p = cd_offset;
   for (uint64_t e = 0; e < entries; ++e) {
-    if (p + 46 > size || Le32(base + p) != 0x02014b50) return bad("corrupt central directory");
+    if (cd_end - p < 46 || Le32(base + p) != 0x02014b50) return bad("corrupt central directory");
     uint16_t method = Le16(base + p + 10);
     uint32_t crc = Le32(base + p + 16);
     uint64_t csize = Le32(base + p + 20), usize = Le32(base + p + 24);
     uint16_t name_len = Le16(base + p + 28), extra_len = Le16(base + p + 30),
              comment_len = Le16(base + p + 32);
     uint64_t local = Le32(base + p + 42);
-    if (p + 46 + name_len + extra_len + comment_len > size) return bad("corrupt central directory");
+    size_t entry_len = size_t{46} + name_len + extra_len + comment_len;
+    if (cd_end - p < entry_len) return bad("corrupt central directory");
     std::string name(reinterpret_cast<const char*>(base + p + 46), name_len);
     // zip64 extra field: the saturated fields, in order usize, csize, offset.
-    for (size_t x = p + 46 + name_len; x + 4 <= p + 46 + name_len + extra_len;) {
+    const size_t extra_end = p + 46 + name_len + extra_len;
+    for (size_t x = p + 46 + name_len; extra_end - x >= 4;) {
       uint16_t id = Le16(base + x), len = Le16(base + x + 2);
-      size_t f = x + 4, end = f + len;
-      if (end > p + 46 + name_len + extra_len) return bad("corrupt extra field");
+      size_t f = x + 4;
+      if (extra_end - f < len) return bad("corrupt extra field");
+      size_t end = f + len;
       if (id == 0x0001) {
-        if (usize == 0xffffffff && f + 8 <= end) usize = Le64(base + f), f += 8;
-        if (csize == 0xffffffff && f + 8 <= end) csize = Le64(base + f), f += 8;
-        if (local == 0xffffffff && f + 8 <= end) local = Le64(base + f), f += 8;
+        if (usize == 0xffffffff && end - f >= 8) usize = Le64(base + f), f += 8;
+        if (csize == 0xffffffff && end - f >= 8) csize = Le64(base + f), f += 8;
+        if (local == 0xffffffff && end - f >= 8) local = Le64(base + f), f += 8;
       }
       x = end;
     }
-    p += 46 + name_len + extra_len + comment_len;
-    if (local > size - 30 || Le32(base + local) != 0x04034b50)
+    p += entry_len;
+    if (local > cd_offset || cd_offset - local < 30 || Le32(base + local) != 0x04034b50)
       return bad("corrupt local header of '" + name + "'");
-    uint64_t start = local + 30 + Le16(base + local + 26) + Le16(base + local + 28);
-    if (start > size || csize > size - start)
-      return bad("'" + name + "' extends past the end of the file");
+    uint64_t local_name_len = Le16(base + local + 26);
+    uint64_t start = local + 30 + local_name_len + Le16(base + local + 28);
+    if (start > cd_offset || csize > cd_offset - start)
+      return bad("'" + name + "' extends past the end of its data");
+    if (local_name_len != name_len || std::memcmp(base + local + 30, name.data(), name_len) != 0)
+      return bad("the local header of '" + name + "' names another file");
     if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
     std::string key = name.substr(0, name.size() - 4);
-    std::string what = "'" + path + "' member '" + name + "'";
+    // numpy would take the last of two members with one name: refuse to guess.
+    if (out.count(key)) return bad("two members are named '" + name + "'");
+    std::string member = what + " member '" + name + "'";
     // Every member's CRC-32 is checked: a flipped bit is an error, not data.
     auto crc_ok = [crc](const uint8_t* data, uint64_t n) {
       uLong c = crc32(0, nullptr, 0);
@@ -164,30 +277,55 @@ StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
     if (method == 0) {
       if (csize != usize) return bad("stored member '" + name + "' has inconsistent sizes");
       if (!crc_ok(base + start, csize)) return bad("member '" + name + "' fails its CRC check");
-      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(base + start, csize, what));
+      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(base + start, csize, member));
       out.emplace(key, std::move(t));
     } else if (method == 8) {
+      // Inflate into a buffer that grows with the output, up to one byte past
+      // the declared size: a member that claims more than it holds costs
+      // nothing, and one that inflates to more than it claims is an error.
       if (usize > (uint64_t{1} << 36)) return bad("member '" + name + "' is too large");
-      std::vector<uint8_t> buf(usize);
+      std::vector<uint8_t> buf;
+      const uint64_t limit = usize + 1;
       z_stream z{};
       if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return Internal("zlib init failed");
-      z.next_in = const_cast<uint8_t*>(base + start);
-      z.avail_in = static_cast<uInt>(std::min<uint64_t>(csize, std::numeric_limits<uInt>::max()));
-      z.next_out = buf.data();
-      z.avail_out = static_cast<uInt>(std::min<uint64_t>(usize, std::numeric_limits<uInt>::max()));
-      int rc = inflate(&z, Z_FINISH);
-      size_t produced = z.total_out;
+      const uint8_t* in = base + start;
+      uint64_t in_left = csize;
+      uint64_t have = 0;
+      int rc = Z_OK;
+      while (rc == Z_OK) {
+        if (have == buf.size()) {
+          if (buf.size() == limit) break;
+          buf.resize(std::min<uint64_t>(limit, std::max<uint64_t>(2 * buf.size(), 1 << 16)));
+        }
+        if (z.avail_in == 0) {
+          if (in_left == 0) break;
+          z.next_in = const_cast<uint8_t*>(in);
+          z.avail_in = static_cast<uInt>(std::min<uint64_t>(in_left, 1u << 30));
+          in += z.avail_in;
+          in_left -= z.avail_in;
+        }
+        uInt room = static_cast<uInt>(std::min<uint64_t>(buf.size() - have, 1u << 30));
+        z.next_out = buf.data() + have;
+        z.avail_out = room;
+        rc = inflate(&z, Z_NO_FLUSH);
+        have += room - z.avail_out;
+      }
       inflateEnd(&z);
-      if (rc != Z_STREAM_END || produced != usize)
-        return bad("member '" + name + "' does not inflate");
-      if (!crc_ok(buf.data(), buf.size())) return bad("member '" + name + "' fails its CRC check");
-      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(buf.data(), buf.size(), what));
+      if (rc != Z_STREAM_END || have != usize)
+        return bad("member '" + name + "' does not inflate to its declared size");
+      if (!crc_ok(buf.data(), usize)) return bad("member '" + name + "' fails its CRC check");
+      AMP_ASSIGN_OR_RETURN(Tensor t, ParseNpy(buf.data(), usize, member));
       out.emplace(key, std::move(t));
     } else {
-      return Unimplemented(what, ": compression method ", method, " is not supported");
+      return Unimplemented(member, ": compression method ", method, " is not supported");
     }
   }
   return out;
+}
+
+StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path) {
+  AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
+  return ReadNpzBytes(file->data(), file->size(), "'" + path + "'");
 }
 
 namespace {

@@ -14,12 +14,17 @@ namespace amp {
 
 // Arrays by name (the member name without ".npy", e.g. "x0" or "init/fc.weight").
 StatusOr<std::map<std::string, Tensor>> ReadNpz(const std::string& path);
+// The same for an archive held in memory; `what` names it in errors. Every
+// read stays inside the sizes the archive declares.
+StatusOr<std::map<std::string, Tensor>> ReadNpzBytes(const uint8_t* data, size_t size,
+                                                     const std::string& what = "the archive");
 // Writes arrays as an uncompressed .npz (what np.savez writes), atomically:
 // to "<path>.tmp", fsync, rename over `path`, fsync the folder. A crash or a
 // full disk midway leaves any earlier file at `path` intact. bfloat16 arrays
 // are written as uint16 (NumPy has no bfloat16).
 Status WriteNpz(const std::string& path, const std::map<std::string, Tensor>& arrays);
-// One .npy file's bytes.
+// One .npy file's bytes. The header must be the dict np.save writes ('descr',
+// 'fortran_order', 'shape', each once); dims are non-negative integers.
 StatusOr<Tensor> ParseNpy(const uint8_t* data, size_t size, const std::string& what);
 
 }  // namespace amp

@@ -8,7 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 debs=(cmake ninja-build g++ pkg-config
       libprotobuf-dev protobuf-compiler libonnx-dev
       libcli11-dev googletest libgtest-dev llvm-15-tools nlohmann-json3-dev
-      libopenblas-dev clang-format zlib1g-dev libonnx-testdata)
+      libopenblas-dev clang-format zlib1g-dev libonnx-testdata
+      clang libclang-rt-14-dev)  # clang: the sanitizer build and its libFuzzer targets
 
 missing=()
 for p in "${debs[@]}"; do

@@ -81,5 +81,167 @@ TEST(NpzTest, NpyHeaderErrors) {
   EXPECT_NE(r.status().message().find("element type '>f4' is not supported"), std::string::npos);
 }
 
+// A version 1.0 .npy file: magic, header length, `header`, then `data`.
+std::string Npy(const std::string& header, const std::string& data) {
+  std::string npy = std::string("\x93NUMPY\x01\x00", 8);
+  npy += static_cast<char>(header.size() & 0xff);
+  npy += static_cast<char>(header.size() >> 8);
+  return npy + header + data;
+}
+
+StatusOr<Tensor> ParseNpyString(const std::string& npy) {
+  return ParseNpy(reinterpret_cast<const uint8_t*>(npy.data()), npy.size(), "x");
+}
+
+// The error message of parsing `header` (with 8 data bytes), "" if it parsed.
+std::string NpyHeaderError(const std::string& header) {
+  auto r = ParseNpyString(Npy(header, std::string(8, '\0')));
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(NpzTest, NpyHeaderIsTheDictNumpyWrites) {
+  // numpy's own spelling, other spacing, double quotes, no trailing comma: all read.
+  for (const char* h : {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }      \n",
+                        "{ \"shape\" : ( 2 , ) ,'fortran_order':False,'descr':'<f4'}",
+                        "{'descr': '<i2', 'fortran_order': False, 'shape': (2, 2)}\n"}) {
+    EXPECT_EQ(NpyHeaderError(h), "") << h;
+  }
+  auto scalar = ParseNpyString(
+      Npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }\n", std::string(8, '\0')));
+  ASSERT_TRUE(scalar.ok()) << scalar.status().message();
+  EXPECT_TRUE(scalar->dims().empty());
+  // Any nonzero byte of a bool array is True, stored as 1.
+  auto b = ParseNpyString(Npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }\n",
+                              std::string("\x00\x02\xff", 3)));
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ(b->data()[0], 0);
+  EXPECT_EQ(b->data()[1], 1);
+  EXPECT_EQ(b->data()[2], 1);
+}
+
+TEST(NpzTest, NpyNegativeDimIsAnError) {
+  // The old reader took the digits of "-1" and read a 1.
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }")
+                .find("negative dim"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -1), }")
+                .find("negative dim"),
+            std::string::npos);
+}
+
+TEST(NpzTest, NpyHeaderWithoutClosingBraceIsAnError) {
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), ")
+                .find("no closing '}'"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)")
+                .find("expected ',' or '}'"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), } x")
+                .find("text after the closing '}'"),
+            std::string::npos);
+}
+
+TEST(NpzTest, NpyDuplicateOrUnknownKeysAreErrors) {
+  // Python keeps the last of two equal keys (numpy would read 4 elements); amp
+  // refuses rather than pick one.
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), "
+                           "'shape': (4,), }")
+                .find("key 'shape' appears twice"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, "
+                           "'shape': (1,), }")
+                .find("key 'descr' appears twice"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}")
+                .find("unexpected key 'x'"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'shape': (2,), }").find("no 'fortran_order'"),
+            std::string::npos);
+  // (2) is the number 2 in Python, not a shape.
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': False, 'shape': (2), }")
+                .find("'shape' is not a tuple"),
+            std::string::npos);
+  EXPECT_NE(NpyHeaderError("{'descr': '<f4', 'fortran_order': 0, 'shape': (2,), }")
+                .find("not True or False"),
+            std::string::npos);
+}
+
+// An uncompressed archive of `arrays` as WriteNpz writes it, as bytes.
+std::string NpzBytes(const std::map<std::string, Tensor>& arrays) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("amp_npz_bytes_" + std::to_string(::getpid()) + ".npz"))
+                         .string();
+  EXPECT_TRUE(WriteNpz(path, arrays).ok());
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::filesystem::remove(path);
+  return bytes;
+}
+
+StatusOr<std::map<std::string, Tensor>> ReadNpzString(const std::string& b) {
+  return ReadNpzBytes(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+}
+
+void Put32At(std::string& b, size_t at, uint32_t v) {
+  for (int k = 0; k < 4; ++k) b[at + k] = static_cast<char>(v >> (8 * k));
+}
+
+TEST(NpzTest, ReadNpzBytesReadsWhatWriteNpzWrites) {
+  Tensor t = Tensor::FromVector<float>(DType::kFloat32, {2}, {1.5f, -2.0f});
+  auto r = ReadNpzString(NpzBytes({{"a", t}, {"b/c", t}}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ(r->at("b/c").GetDouble(1), -2.0);
+}
+
+TEST(NpzTest, DuplicateMemberNamesAreAnError) {
+  // Rename member "b.npy" to "a.npy" in its local header and its
+  // central-directory entry (the CRCs cover only the data, so they stay right).
+  Tensor t = Tensor::FromVector<float>(DType::kFloat32, {1}, {1.0f});
+  std::string bytes = NpzBytes({{"a", t}, {"b", t}});
+  int renamed = 0;
+  for (size_t at = bytes.find("b.npy"); at != std::string::npos; at = bytes.find("b.npy", at)) {
+    bytes[at] = 'a';
+    ++renamed;
+  }
+  ASSERT_EQ(renamed, 2);
+  auto r = ReadNpzString(bytes);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("two members are named 'a.npy'"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(NpzTest, MemberLargerThanTheArchiveIsAnError) {
+  Tensor t = Tensor::FromVector<float>(DType::kFloat32, {1}, {1.0f});
+  std::string bytes = NpzBytes({{"a", t}});
+  size_t cd = bytes.find("PK\x01\x02");
+  ASSERT_NE(cd, std::string::npos);
+  // A stored member declaring 1 GiB: its data would run past the archive.
+  std::string big = bytes;
+  Put32At(big, cd + 20, 1u << 30);
+  Put32At(big, cd + 24, 1u << 30);
+  auto r = ReadNpzString(big);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("extends past the end of its data"), std::string::npos)
+      << r.status().message();
+  // A deflated member (numpy's savez_compressed) declaring 60 GiB once
+  // inflated: an error after inflating what is there, not a 60 GiB buffer.
+  std::ifstream in(Data("mixed_compressed.npz"), std::ios::binary);
+  std::string z((std::istreambuf_iterator<char>(in)), {});
+  size_t zcd = z.find("PK\x01\x02");
+  ASSERT_NE(zcd, std::string::npos);
+  ASSERT_EQ(z[zcd + 10], 8);  // deflated
+  Put32At(z, zcd + 24, 0xfffffffe);
+  auto rz = ReadNpzString(z);
+  ASSERT_FALSE(rz.ok());
+  EXPECT_NE(rz.status().message().find("does not inflate to its declared size"), std::string::npos)
+      << rz.status().message();
+  // The central directory itself may not reach past the end record.
+  std::string cd_far = bytes;
+  size_t eocd = cd_far.rfind("PK\x05\x06");
+  Put32At(cd_far, eocd + 12, static_cast<uint32_t>(cd_far.size()));
+  EXPECT_FALSE(ReadNpzString(cd_far).ok());
+}
+
 }  // namespace
 }  // namespace amp
