@@ -98,7 +98,7 @@ struct StringRule {
 };
 
 const StringRule kStringRules[] = {
-    {"", "auto_pad", {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"}},
+    {"", "auto_pad", {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"}},  // "" is NOTSET (import)
     {"Pad", "mode", {"constant", "reflect", "edge", "wrap"}},
     {"Resize", "mode", {"nearest", "linear", "cubic"}},
     {"Resize",

@@ -436,6 +436,9 @@ Status Importer::CheckAttributes(const onnx::NodeProto& np, const std::string& w
   std::string op = StrCat(np.op_type(), "-", schema.since_version);
   for (const auto& a : np.attribute()) {
     if (a.name().empty()) return InvalidArgument(where, " has an attribute with no name");
+    // Names that start with "__" are internal to their writer; onnx.checker
+    // does not check them either (OpSchema::Verify's internal symbols).
+    if (a.name().rfind("__", 0) == 0) continue;
     const AttrSpec* spec = schema.Find(a.name());
     if (!spec) {
       std::string known;
@@ -528,6 +531,11 @@ Status Importer::ImportGraph(const onnx::GraphProto& g, Graph& graph) {
       AMP_ASSIGN_OR_RETURN(Attribute attr, ImportAttribute(a, where));
       node->SetAttr(a.name(), std::move(attr));
     }
+    // Older converters write auto_pad "" for the default; onnxruntime reads
+    // it as NOTSET, and so does amp.
+    if (const Attribute* pad = node->FindAttr("auto_pad");
+        pad && pad->kind == Attribute::Kind::kString && pad->s.empty())
+      node->SetAttr("auto_pad", Attribute::String("NOTSET"));
     AMP_RETURN_IF_ERROR(CheckAttributeValues(*node));
     nodes.push_back(node);
   }

@@ -68,13 +68,15 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
                            "--freeze, or file an issue)");
     // Rules read ranks and dims; an unknown rank is a clear error, never an
     // out-of-bounds read.
-    for (const std::vector<Value*>* values : {&n->inputs(), &n->outputs()})
-      for (const Value* v : *values)
-        if (v && !v->type().shape)
-          return InvalidArgument(n->Describe(), ": the gradient needs the rank of '", v->name(),
-                                 "', which is unknown; give the model's inputs shapes (re-export ",
-                                 "with example inputs, or set them with onnx's make_tensor_value_",
-                                 "info) so that amp can infer it");
+    if (GradRuleReadsShapes(n->op_type()))
+      for (const std::vector<Value*>* values : {&n->inputs(), &n->outputs()})
+        for (const Value* v : *values)
+          if (v && !v->type().shape)
+            return InvalidArgument(
+                n->Describe(), ": the gradient needs the rank of '", v->name(),
+                "', which is unknown; give the model's inputs shapes (re-export ",
+                "with example inputs, or set them with onnx's make_tensor_value_",
+                "info) so that amp can infer it");
     GradBuilder b(model, *n, gy, wanted);
     AMP_RETURN_IF_ERROR(rule(b));
     for (size_t i = 0; i < n->num_inputs(); ++i)

@@ -761,6 +761,11 @@ const std::map<std::string, GradFn>& Rules() {
 
 }  // namespace
 
+bool GradRuleReadsShapes(const std::string& op_type) {
+  GradFn rule = FindGradRule(op_type);
+  return rule != nullptr && rule != Unary && rule != Reshape;
+}
+
 GradFn FindGradRule(const std::string& op_type) {
   auto it = Rules().find(op_type);
   return it == Rules().end() ? nullptr : it->second;

@@ -55,6 +55,10 @@ class GradBuilder {
 using GradFn = Status (*)(GradBuilder&);
 // The rule for an op, or null when amp has none.
 GradFn FindGradRule(const std::string& op_type);
+// Whether the op's rule reads ranks or dims of its values (most do; the
+// elementwise unary and the Reshape-family rules do not), so that autodiff
+// requires them known before it runs the rule.
+bool GradRuleReadsShapes(const std::string& op_type);
 // Inputs that never get a gradient (shapes, indices, running statistics).
 bool IsNonDifferentiableInput(const std::string& op_type, size_t input);
 

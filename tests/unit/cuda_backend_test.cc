@@ -44,7 +44,8 @@ TEST_P(CudaBackendTest, MatchesCpu) {
       std::filesystem::temp_directory_path() / (std::string("amp_cuda_") + c.name + ".onnxtxt");
   {
     std::ofstream f(path);
-    f << "<ir_version: 8, opset_import: [\"\" : 20, \"ai.amp\" : 1]>\n" << c.text << "\n";
+    f << "<ir_version: 8, opset_import: [\"\" : " << c.opset << ", \"ai.amp\" : 1]>\n"
+      << c.text << "\n";
   }
   SessionOptions cpu_opts, gpu_opts;
   cpu_opts.mode = gpu_opts.mode = TrainingInfoMode::kForward;

@@ -224,8 +224,8 @@ TEST(NpzTest, MemberLargerThanTheArchiveIsAnError) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("extends past the end of its data"), std::string::npos)
       << r.status().message();
-  // A deflated member (numpy's savez_compressed) declaring 60 GiB once
-  // inflated: an error after inflating what is there, not a 60 GiB buffer.
+  // A deflated member (numpy's savez_compressed) declaring about 4 GiB once
+  // inflated: an error after inflating what is there, not a 4 GiB buffer.
   std::ifstream in(Data("mixed_compressed.npz"), std::ios::binary);
   std::string z((std::istreambuf_iterator<char>(in)), {});
   size_t zcd = z.find("PK\x01\x02");

@@ -15,6 +15,7 @@ namespace amp {
 struct Case {
   const char* name;
   const char* text;  // ONNX text; inputs are random, initializers fixed
+  int opset = 18;    // of the default domain (Gelu exists from 20)
 };
 
 // The graphs; inputs named x*, drawn in [-2, 2] (positive with "pos" in the
@@ -58,7 +59,8 @@ inline const Case kCases[] = {
        c = Neg (x)
        d = Abs (x)
        e = IsNaN (x)
-       f = IsInf (x) })"},
+       f = IsInf (x) })",
+     20},
     {"casts",
      R"(g (float[33] x, int64[33] xi) => (float16[33] a, bfloat16[33] b, float[33] c, int64[33] d, float[33] e) {
        a = Cast <to = 10> (x)
