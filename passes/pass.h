@@ -2,8 +2,11 @@
 // around each one (as XLA's HloPassPipeline does).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <ostream>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,16 +24,30 @@ class Pass {
   virtual StatusOr<bool> Run(Model& model) = 0;
 };
 
+// Debugging a pipeline, as MLIR's --mlir-print-ir-after and XLA's
+// --xla_disable_hlo_passes do: print the IR after some passes, skip others.
+struct PipelineDebug {
+  std::set<std::string, std::less<>> print_after;  // pass names, or "all"
+  std::set<std::string, std::less<>> disabled;     // pass names not to run
+  std::ostream* out = nullptr;                     // where to print (default std::cerr)
+};
+
 class PassPipeline {
  public:
   void Add(std::unique_ptr<Pass> pass) { passes_.push_back(std::move(pass)); }
+  // Appends `other`'s passes after this one's.
+  void Append(PassPipeline other);
   bool empty() const { return passes_.empty(); }
+  // The pass names, in order ("bind-dims,fold-shapes,dce").
+  std::string Describe() const;
+  void set_debug(PipelineDebug debug) { debug_ = std::move(debug); }
   // Verifies, then runs each pass and verifies again; an error names the pass
   // that broke the IR. True if any pass changed the model.
   StatusOr<bool> Run(Model& model);
 
  private:
   std::vector<std::unique_ptr<Pass>> passes_;
+  PipelineDebug debug_;
 };
 
 }  // namespace amp

@@ -1,5 +1,7 @@
 #include "passes/registry.h"
 
+#include <algorithm>
+
 #include "passes/autodiff.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
@@ -13,37 +15,77 @@
 #include "passes/paint_precision.h"
 
 namespace amp {
+namespace {
 
-StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options) {
-  if (name == DeadCodeElimination::kName) return std::unique_ptr<Pass>(new DeadCodeElimination());
-  if (name == FoldShapes::kName) return std::unique_ptr<Pass>(new FoldShapes());
-  if (name == InferShapesPass::kName) return std::unique_ptr<Pass>(new InferShapesPass());
-  if (name == BindDims::kName) return std::unique_ptr<Pass>(new BindDims(options.dim_bindings));
-  if (name == PaintPrecision::kName)
-    return std::unique_ptr<Pass>(new PaintPrecision(options.precision));
-  if (name == InsertCasts::kName) return std::unique_ptr<Pass>(new InsertCasts());
-  if (name == FoldCasts::kName) return std::unique_ptr<Pass>(new FoldCasts());
-  if (name == AttachLoss::kName) return std::unique_ptr<Pass>(new AttachLoss(options.loss));
-  if (name == Autodiff::kName) return std::unique_ptr<Pass>(new Autodiff(options.freeze));
-  if (name == ExpandGradient::kName) return std::unique_ptr<Pass>(new ExpandGradient());
-  if (name == FuseOptimizer::kName) return std::unique_ptr<Pass>(new FuseOptimizer());
-  if (name == FuseUnscale::kName) return std::unique_ptr<Pass>(new FuseUnscale());
-  if (name == LossScaling::kName) return std::unique_ptr<Pass>(new LossScaling(options.loss_scale));
-  if (name == AddOptimizer::kName)
-    return std::unique_ptr<Pass>(new AddOptimizer(options.optimizer));
+// The one list: each pass's name and how to make it from the options. Both
+// CreatePass and RegisteredPassNames read it, so they cannot disagree.
+struct Entry {
+  std::string_view name;
+  std::unique_ptr<Pass> (*make)(const PassOptions&);
+};
+
+template <typename P>
+std::unique_ptr<Pass> Make(const PassOptions&) {
+  return std::make_unique<P>();
+}
+
+const Entry kPasses[] = {
+    {AttachLoss::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<AttachLoss>(o.loss);
+     }},
+    {Autodiff::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<Autodiff>(o.freeze);
+     }},
+    {BindDims::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<BindDims>(o.dim_bindings);
+     }},
+    {DeadCodeElimination::kName, Make<DeadCodeElimination>},
+    {ExpandGradient::kName, Make<ExpandGradient>},
+    {FoldCasts::kName, Make<FoldCasts>},
+    {FoldShapes::kName, Make<FoldShapes>},
+    {FuseOptimizer::kName, Make<FuseOptimizer>},
+    {FuseUnscale::kName, Make<FuseUnscale>},
+    {InferShapesPass::kName, Make<InferShapesPass>},
+    {InsertCasts::kName, Make<InsertCasts>},
+    {LossScaling::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<LossScaling>(o.loss_scale);
+     }},
+    {AddOptimizer::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<AddOptimizer>(o.optimizer);
+     }},
+    {PaintPrecision::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<PaintPrecision>(o.precision);
+     }},
+};
+
+}  // namespace
+
+Status CheckPassName(std::string_view name) {
+  for (const Entry& e : kPasses)
+    if (e.name == name) return Status::Ok();
   std::string known;
   for (const auto& n : RegisteredPassNames()) known += (known.empty() ? "" : ", ") + n;
   return InvalidArgument("unknown pass '", name, "' (known passes: ", known, ")");
 }
 
+StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options) {
+  for (const Entry& e : kPasses)
+    if (e.name == name) return e.make(options);
+  AMP_RETURN_IF_ERROR(CheckPassName(name));
+  return Internal("pass '", name, "' is listed but cannot be made");
+}
+
 std::vector<std::string> RegisteredPassNames() {
-  return {std::string(AttachLoss::kName),     std::string(Autodiff::kName),
-          std::string(BindDims::kName),       std::string(DeadCodeElimination::kName),
-          std::string(ExpandGradient::kName), std::string(FuseOptimizer::kName),
-          std::string(FuseUnscale::kName),    std::string(FoldCasts::kName),
-          std::string(FoldShapes::kName),     std::string(InferShapesPass::kName),
-          std::string(InsertCasts::kName),    std::string(LossScaling::kName),
-          std::string(AddOptimizer::kName),   std::string(PaintPrecision::kName)};
+  std::vector<std::string> out;
+  for (const Entry& e : kPasses) out.emplace_back(e.name);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options) {
@@ -61,15 +103,6 @@ StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions
     start = comma + 1;
   }
   return pipeline;
-}
-
-}  // namespace amp
-
-namespace amp {
-
-std::string PipelineForLevel(OptLevel level) {
-  if (level == OptLevel::kO0) return "";
-  return "fold-shapes,dce,paint-precision,insert-casts,fold-casts,dce";
 }
 
 }  // namespace amp

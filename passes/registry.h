@@ -1,10 +1,12 @@
 // The one explicit list of passes (no static self-registration, which linkers
-// drop). Tools build pipelines from pass names through it.
+// drop): amp-opt builds pipelines from the names a user gives through it, and
+// --print-after / --disable-pass check names against it.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "passes/attach_loss.h"
@@ -25,12 +27,12 @@ struct PassOptions {
 };
 
 StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);
+// Every pass's name, sorted (from the same table CreatePass reads).
 std::vector<std::string> RegisteredPassNames();
-// "a,b,c" -> pipeline; an unknown name is an error listing the known ones.
+// OK for a registered name; else an error listing the known ones.
+Status CheckPassName(std::string_view name);
+// "a,b,c" -> pipeline, for amp-opt's --passes (a user's list). amp's own
+// pipelines are typed values in passes/pipelines.h.
 StatusOr<PassPipeline> BuildPipeline(const std::string& names, const PassOptions& options);
-// The pass list for an optimization level (O0: none).
-std::string PipelineForLevel(OptLevel level);
-// The passes that build a training step (loss, backward, optimizer).
-inline constexpr const char* kTrainingPipeline = "attach-loss,autodiff,optimizer,dce";
 
 }  // namespace amp

@@ -6,7 +6,7 @@
 
 #include "compiler/loader.h"
 #include "compiler/shape_inference.h"
-#include "passes/registry.h"
+#include "passes/pipelines.h"
 #include "runtime/memory_plan.h"
 
 namespace amp {
@@ -99,15 +99,7 @@ StatusOr<Model> Session::BuildSpecialized(const std::map<std::string, int64_t>& 
     for (size_t i = 0; i < shape.size(); ++i)
       if (shape[i].is_unknown()) shape[i] = Dim(pending_[v->name()].dims()[i]);
   }
-  PassOptions po;
-  po.dim_bindings = bindings;
-  // Gradient nodes become backward graphs; with fuse_optimizer, one
-  // multi-tensor node replaces the per-gradient unscale and another the
-  // per-parameter Adam update; then the shape arithmetic folds away.
-  std::string passes = options_.fuse_optimizer
-                           ? "expand-gradient,fuse-unscale,fuse-optimizer,bind-dims,fold-shapes,dce"
-                           : "expand-gradient,bind-dims,fold-shapes,dce";
-  AMP_ASSIGN_OR_RETURN(PassPipeline pipeline, BuildPipeline(passes, po));
+  PassPipeline pipeline = pipelines::Specialize({bindings, options_.fuse_optimizer});
   AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
   AMP_RETURN_IF_ERROR(InferShapes(m));
   // Every value must now have a static shape, and every node a kernel.

@@ -16,6 +16,7 @@
 #include "compiler/onnx_export.h"
 #include "compiler/op_registry.h"
 #include "compiler/text.h"
+#include "passes/pipelines.h"
 #include "passes/precision_report.h"
 #include "passes/registry.h"
 #include "tools/cli_common.h"
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   std::string input, output, report_json, dot_file;
   bool print_ir = false, list_ops = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
+  amp::cli::PipelineDebugFlags debug_flags;
   std::string loss_kind, label = "labels", loss_output, freeze, optimizer = "sgd",
                          emit = "training_info";
   float lr = 0.01f, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8f;
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
   app.add_option("-o,--out", output, "where to write the compiled model (.onnx)");
   precision.Add(app);
+  debug_flags.Add(app);
   app.add_option(
       "--loss", loss_kind,
       "build a training step with this loss: cross_entropy, mse, bce_with_logits, l1, or model "
@@ -138,16 +141,19 @@ int main(int argc, char** argv) {
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
     log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
     int casts_before = amp::CountCasts(model);
-    std::string passes = options.dim_bindings.empty() ? "" : "bind-dims,fold-shapes,dce";
+    amp::PassPipeline pipeline;
+    if (!options.dim_bindings.empty())
+      pipeline.Append(amp::pipelines::BindShapes(options.dim_bindings));
     if (!loss_kind.empty()) {
-      options.loss.kind = loss_kind;
-      options.loss.label = label;
-      options.loss.seed = seed;
-      options.loss.label_type = label_dtype == "int32" ? amp::DType::kInt32 : amp::DType::kInt64;
-      options.loss.output = loss_output;
-      options.freeze = freeze;
-      options.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
-                           weight_decay, betas[0], betas[1], eps};
+      amp::pipelines::TrainingOptions t;
+      t.loss.kind = loss_kind;
+      t.loss.label = label;
+      t.loss.seed = seed;
+      t.loss.label_type = label_dtype == "int32" ? amp::DType::kInt32 : amp::DType::kInt64;
+      t.loss.output = loss_output;
+      t.freeze = freeze;
+      t.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
+                     weight_decay, betas[0], betas[1], eps};
       bool scaled = loss_scale == "dynamic" ||
                     (loss_scale == "auto" && options.precision.level != amp::OptLevel::kO0);
       if (loss_scale != "auto" && loss_scale != "dynamic" && loss_scale != "none") {
@@ -162,17 +168,16 @@ int main(int argc, char** argv) {
         ls.dynamic = false;
         scaled = true;
       }
-      options.loss_scale = ls;
-      std::string training = emit == "gradients" ? "attach-loss,autodiff,dce"
-                             : scaled            ? "attach-loss,autodiff,loss-scaling,optimizer,dce"
-                                                 : amp::kTrainingPipeline;
-      passes += std::string(passes.empty() ? "" : ",") + training;
+      if (scaled) t.loss_scale = ls;
+      t.gradients_only = emit == "gradients";
+      pipeline.Append(amp::pipelines::Training(t));
     }
-    std::string level_passes = amp::PipelineForLevel(options.precision.level);
-    if (!level_passes.empty()) passes += (passes.empty() ? "" : ",") + level_passes;
-    AMP_ASSIGN_OR_RETURN(amp::PassPipeline pipeline, amp::BuildPipeline(passes, options));
+    pipeline.Append(amp::pipelines::ForLevel(options.precision));
+    AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
+    pipeline.set_debug(debug);
     AMP_ASSIGN_OR_RETURN(bool changed, pipeline.Run(model));
-    if (changed) log += amp::StrCat("amp-compile: after ", passes, ": ", Summary(model), "\n");
+    if (changed)
+      log += amp::StrCat("amp-compile: after ", pipeline.Describe(), ": ", Summary(model), "\n");
     if (options.precision.level == amp::OptLevel::kO3)
       log +=
           "amp-compile: warning: O3 runs everything in half, softmax, norms and losses included; "

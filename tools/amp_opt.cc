@@ -21,10 +21,12 @@
 namespace {
 
 amp::Status Process(amp::StatusOr<amp::Model> loaded, const std::string& passes,
-                    const amp::PassOptions& options, const std::string& output) {
+                    const amp::PassOptions& options, const amp::PipelineDebug& debug,
+                    const std::string& output) {
   if (!loaded.ok()) return loaded.status();
   amp::Model& model = *loaded;
   AMP_ASSIGN_OR_RETURN(amp::PassPipeline pipeline, amp::BuildPipeline(passes, options));
+  pipeline.set_debug(debug);
   AMP_RETURN_IF_ERROR(pipeline.Run(model).status());
   std::cout << amp::PrintModel(model);
   if (!output.empty()) AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output));
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> bind_dims;
   bool split = false;
   amp::cli::PrecisionFlags precision;
+  amp::cli::PipelineDebugFlags debug_flags;
   amp::PassOptions training;  // options of attach-loss, autodiff, loss-scaling and optimizer
   app.add_option("input", input, "model (.onnx or ONNX text)")->required();
   app.add_option("--passes", passes, "comma-separated pass names, run in order");
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   app.add_flag("--split-input-file", split, "process each '# -----' separated part on its own");
   app.add_option("-o,--output", output, "also write the result as .onnx");
   precision.Add(app);
+  debug_flags.Add(app);
   app.add_option("--loss", training.loss.kind,
                  "attach-loss: cross_entropy, mse, bce_with_logits, l1, model");
   app.add_option("--label", training.loss.label, "attach-loss: label input name");
@@ -90,13 +94,14 @@ int main(int argc, char** argv) {
     options.optimizer = training.optimizer;
     options.loss_scale = training.loss_scale;
     options.loss_scale.dynamic = !static_scale;
-    if (!split) return Process(amp::LoadModel(input), passes, options, output);
+    AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
+    if (!split) return Process(amp::LoadModel(input), passes, options, debug, output);
     AMP_ASSIGN_OR_RETURN(std::string source, amp::ReadRegularFile(input));
     auto parts = SplitInput(source);
     bool failed = false;
     for (size_t i = 0; i < parts.size(); ++i) {
       if (i) std::cout << "# -----\n";
-      amp::Status st = Process(amp::LoadModelText(parts[i]), passes, options, "");
+      amp::Status st = Process(amp::LoadModelText(parts[i]), passes, options, debug, "");
       if (!st.ok()) {
         std::cout << "error: " << st.message() << "\n";
         failed = true;

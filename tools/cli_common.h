@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "compiler/status.h"
+#include "passes/pass.h"
 #include "passes/precision_policy.h"
+#include "passes/registry.h"
 
 namespace amp::cli {
 
@@ -76,6 +78,32 @@ struct PrecisionFlags {
     if (!policy_file.empty()) AMP_RETURN_IF_ERROR(p.MergeJsonFile(policy_file));
     AMP_RETURN_IF_ERROR(p.Validate());
     return p;
+  }
+};
+
+// --print-after and --disable-pass, shared by amp-compile and amp-opt.
+struct PipelineDebugFlags {
+  std::vector<std::string> print_after, disabled;
+
+  void Add(CLI::App& app) {
+    app.add_option("--print-after", print_after,
+                   "print the IR (to stderr) after this pass, or after every pass with 'all' "
+                   "(repeatable)");
+    app.add_option("--disable-pass", disabled, "do not run this pass (repeatable; debugging)");
+  }
+
+  // Names checked against the pass registry.
+  StatusOr<PipelineDebug> Build() const {
+    PipelineDebug d;
+    for (const std::string& n : print_after) {
+      if (n != "all") AMP_RETURN_IF_ERROR(CheckPassName(n).WithContext("--print-after"));
+      d.print_after.insert(n);
+    }
+    for (const std::string& n : disabled) {
+      AMP_RETURN_IF_ERROR(CheckPassName(n).WithContext("--disable-pass"));
+      d.disabled.insert(n);
+    }
+    return d;
   }
 };
 

@@ -13,7 +13,7 @@
 #include "compiler/shape_inference.h"
 #include "compiler/verifier.h"
 #include "onnx/onnx_pb.h"
-#include "passes/registry.h"
+#include "passes/pipelines.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (amp::TrainingInfoMode mode :
@@ -21,10 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto model = amp::ImportModelBytes(data, size, "", mode);
     if (!model.ok() || !amp::InferShapes(*model).ok() || !amp::VerifyModel(*model).ok()) continue;
     if (mode != amp::TrainingInfoMode::kForward || model->graph->num_nodes() > 64) continue;
-    amp::PassOptions options;
-    auto pipeline = amp::BuildPipeline(amp::PipelineForLevel(amp::OptLevel::kO1), options);
-    if (!pipeline.ok()) __builtin_trap();  // the pass list itself is wrong
-    if (!pipeline->Run(*model).ok()) continue;
+    amp::PassPipeline pipeline = amp::pipelines::ForLevel(amp::PrecisionPolicy{});
+    if (!pipeline.Run(*model).ok()) continue;
     (void)amp::ExportModelProto(*model);
   }
   return 0;

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <sstream>
 
 #include "compiler/loader.h"
 #include "compiler/text.h"
 #include "compiler/verifier.h"
+#include "passes/pipelines.h"
 #include "passes/registry.h"
 
 namespace amp {
@@ -54,14 +56,14 @@ TEST_P(PassesOnModels, O1PipelineIsIdempotent) {
   auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
                      GetParam().file);
   ASSERT_TRUE(m.ok());
-  auto first = BuildPipeline(PipelineForLevel(OptLevel::kO1), options);
-  ASSERT_TRUE(first.ok());
-  auto changed = first->Run(*m);
+  PassPipeline first = pipelines::ForLevel(options.precision);
+  ASSERT_FALSE(first.empty());
+  auto changed = first.Run(*m);
   ASSERT_TRUE(changed.ok()) << changed.status().message();
   EXPECT_TRUE(*changed);
   std::string once = PrintModel(*m);
-  auto second = BuildPipeline(PipelineForLevel(OptLevel::kO1), options);
-  auto again = second->Run(*m);
+  PassPipeline second = pipelines::ForLevel(options.precision);
+  auto again = second.Run(*m);
   ASSERT_TRUE(again.ok()) << again.status().message();
   EXPECT_FALSE(*again);
   EXPECT_EQ(PrintModel(*m), once);
@@ -73,9 +75,8 @@ TEST_P(PassesOnModels, FoldingAfterBindingLeavesNoShapeOps) {
   auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
                      GetParam().file);
   ASSERT_TRUE(m.ok());
-  auto p = BuildPipeline("bind-dims,fold-shapes,dce", options);
-  ASSERT_TRUE(p.ok());
-  ASSERT_TRUE(p->Run(*m).ok());
+  PassPipeline p = pipelines::BindShapes(options.dim_bindings);
+  ASSERT_TRUE(p.Run(*m).ok());
   for (const Node* n : m->graph->nodes()) {
     EXPECT_NE(n->op_type(), "Shape") << n->Describe();
     for (const Value* out : n->outputs())
@@ -98,6 +99,52 @@ TEST(PipelineTest, UnknownPassIsAnError) {
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("unknown pass 'no-such-pass' (known passes: "),
             std::string::npos);
+}
+
+// amp's pipelines, in the order the docs give.
+TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
+  PrecisionPolicy o1, o0;
+  o0.level = OptLevel::kO0;
+  EXPECT_EQ(pipelines::ForLevel(o1).Describe(),
+            "fold-shapes,dce,paint-precision,insert-casts,fold-casts,dce");
+  EXPECT_TRUE(pipelines::ForLevel(o0).empty());
+  EXPECT_EQ(pipelines::BindShapes({{"N", 2}}).Describe(), "bind-dims,fold-shapes,dce");
+  pipelines::TrainingOptions t;
+  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,optimizer,dce");
+  t.loss_scale = LossScaleOptions{};
+  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,loss-scaling,optimizer,dce");
+  t.gradients_only = true;
+  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
+  EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(),
+            "expand-gradient,bind-dims,fold-shapes,dce");
+  EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
+            "expand-gradient,fuse-unscale,fuse-optimizer,bind-dims,fold-shapes,dce");
+  // Every pass a pipeline names is in the registry.
+  for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());
+  EXPECT_FALSE(CheckPassName("no-such-pass").ok());
+}
+
+TEST(PipelineTest, DisablePassAndPrintAfter) {
+  const char* text = R"(<ir_version: 8, opset_import: ["" : 17]>
+main (float[2] x) => (float[2] y) { d = Neg (x)
+ y = Relu (x) })";
+  auto m = LoadModelText(text);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::ostringstream printed;
+  PassPipeline p = pipelines::BindShapes({});
+  p.set_debug({{"fold-shapes"}, {"dce"}, &printed});
+  auto changed = p.Run(*m);
+  ASSERT_TRUE(changed.ok()) << changed.status().message();
+  EXPECT_FALSE(*changed);
+  EXPECT_EQ(m->graph->num_nodes(), 2u);  // dce did not run: the dead Neg stays
+  EXPECT_NE(printed.str().find("// ----- IR after pass 'fold-shapes' (unchanged)"),
+            std::string::npos)
+      << printed.str();
+  EXPECT_EQ(printed.str().find("after pass 'bind-dims'"), std::string::npos);
+  // Without the debug options dce removes it.
+  PassPipeline plain = pipelines::BindShapes({});
+  ASSERT_TRUE(plain.Run(*m).ok());
+  EXPECT_EQ(m->graph->num_nodes(), 1u);
 }
 
 // A pass that breaks the IR is caught by the verifier, which names it.

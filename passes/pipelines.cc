@@ -1,0 +1,64 @@
+#include "passes/pipelines.h"
+
+#include <memory>
+
+#include "passes/autodiff.h"
+#include "passes/dce.h"
+#include "passes/expand_gradient.h"
+#include "passes/fold_casts.h"
+#include "passes/fold_shapes.h"
+#include "passes/fuse_optimizer.h"
+#include "passes/fuse_unscale.h"
+#include "passes/infer_shapes.h"
+#include "passes/insert_casts.h"
+#include "passes/paint_precision.h"
+
+namespace amp::pipelines {
+
+PassPipeline ForLevel(const PrecisionPolicy& policy) {
+  PassPipeline p;
+  if (policy.level == OptLevel::kO0) return p;
+  p.Add(std::make_unique<FoldShapes>());
+  p.Add(std::make_unique<DeadCodeElimination>());
+  p.Add(std::make_unique<PaintPrecision>(policy));
+  p.Add(std::make_unique<InsertCasts>());
+  p.Add(std::make_unique<FoldCasts>());
+  p.Add(std::make_unique<DeadCodeElimination>());
+  return p;
+}
+
+PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings) {
+  PassPipeline p;
+  p.Add(std::make_unique<BindDims>(bindings));
+  p.Add(std::make_unique<FoldShapes>());
+  p.Add(std::make_unique<DeadCodeElimination>());
+  return p;
+}
+
+PassPipeline Training(const TrainingOptions& options) {
+  PassPipeline p;
+  p.Add(std::make_unique<AttachLoss>(options.loss));
+  p.Add(std::make_unique<Autodiff>(options.freeze));
+  if (!options.gradients_only) {
+    if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));
+    p.Add(std::make_unique<AddOptimizer>(options.optimizer));
+  }
+  p.Add(std::make_unique<DeadCodeElimination>());
+  return p;
+}
+
+PassPipeline Specialize(const SpecializeOptions& options) {
+  PassPipeline p;
+  // Gradient nodes become backward graphs; with fuse_optimizer, one
+  // multi-tensor node replaces the per-gradient unscale and another the
+  // per-parameter Adam update; then the shape arithmetic folds away.
+  p.Add(std::make_unique<ExpandGradient>());
+  if (options.fuse_optimizer) {
+    p.Add(std::make_unique<FuseUnscale>());
+    p.Add(std::make_unique<FuseOptimizer>());
+  }
+  p.Append(BindShapes(options.bindings));
+  return p;
+}
+
+}  // namespace amp::pipelines

@@ -1,0 +1,49 @@
+// Every pipeline amp runs, written once, as typed values: lists of pass
+// objects, each made with its own options. amp-compile, the runtime and the
+// tests build their pipelines here; only amp-opt builds one from a user's
+// list of names (passes/registry.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "passes/attach_loss.h"
+#include "passes/loss_scaling.h"
+#include "passes/optimizer.h"
+#include "passes/pass.h"
+#include "passes/precision_policy.h"
+
+namespace amp::pipelines {
+
+// The precision passes of a level: fold-shapes, dce, paint-precision,
+// insert-casts, fold-casts, dce (O1, O2, O3); nothing for O0.
+PassPipeline ForLevel(const PrecisionPolicy& policy);
+
+// bind-dims, fold-shapes, dce: symbolic dims fixed and the shape arithmetic
+// they decide folded away.
+PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings);
+
+struct TrainingOptions {
+  LossOptions loss;
+  std::string freeze;  // regex of parameters autodiff leaves alone
+  OptimizerOptions optimizer;
+  // Loss scaling between the backward pass and the optimizer; none for an
+  // FP32 step.
+  std::optional<LossScaleOptions> loss_scale;
+  bool gradients_only = false;  // stop after the backward pass
+};
+// attach-loss, autodiff, [loss-scaling], optimizer, dce (or attach-loss,
+// autodiff, dce with gradients_only).
+PassPipeline Training(const TrainingOptions& options);
+
+struct SpecializeOptions {
+  std::map<std::string, int64_t> bindings;  // every symbolic dim of the inputs
+  bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
+};
+// What the runtime runs before planning: expand-gradient, [fuse-unscale,
+// fuse-optimizer,] bind-dims, fold-shapes, dce.
+PassPipeline Specialize(const SpecializeOptions& options);
+
+}  // namespace amp::pipelines
