@@ -241,6 +241,13 @@ struct TrainingInfo {
   std::vector<std::pair<std::string, DType>> forward_outputs;
   std::string grad_seed;  // the Constant 1.0 autodiff starts from (loss scaling rescales it)
   std::string skip_step;  // bool scalar: true skips the optimizer update (non-finite gradients)
+  // The pieces of state whose meaning others need, by the names the passes
+  // gave them (empty when absent): loss-scaling's scale S (state when
+  // dynamic, a constant when static) and its growth tracker, the optimizer's
+  // step count. Read by the runtime, checkpoint validation and fuse-optimizer.
+  std::string loss_scale;
+  std::string growth_tracker;
+  std::string optimizer_step;
   bool has_optimizer = false;
   bool active() const { return !loss.empty(); }
 };

@@ -221,6 +221,11 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
     for (const auto& [state, update] : model.training.updates)
       j["updates"].push_back({state, update});
     j["trainable"] = model.training.trainable;
+    for (const auto& [key, name] :
+         {std::pair<const char*, const std::string*>{"loss_scale", &model.training.loss_scale},
+          {"growth_tracker", &model.training.growth_tracker},
+          {"optimizer_step", &model.training.optimizer_step}})
+      if (!name->empty()) j[key] = *name;
     if (!model.training.applied_gradients.empty())
       j["gradients"] = model.training.applied_gradients;
     metadata["amp.training"] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

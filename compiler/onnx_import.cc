@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -138,6 +139,15 @@ Status Importer::ImportTrainingInfo(Model& m) {
     if (j.contains("trainable") && j["trainable"].is_array())
       for (const auto& p : j["trainable"])
         if (p.is_string()) info.trainable.push_back(p.get<std::string>());
+    // Steps written before these were recorded used fixed names.
+    for (auto [key, field, legacy] :
+         {std::tuple<const char*, std::string*, const char*>{"loss_scale", &info.loss_scale,
+                                                             "loss_scale"},
+          {"growth_tracker", &info.growth_tracker, "loss_scale.growth_tracker"},
+          {"optimizer_step", &info.optimizer_step, "optimizer.step"}}) {
+      std::string name = j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : legacy;
+      if (m.graph->FindValue(name)) *field = name;
+    }
     if (j.contains("gradients") && j["gradients"].is_object())
       for (const auto& [param, grad] : j["gradients"].items())
         if (grad.is_string() && m.graph->FindValue(grad.get<std::string>()))

@@ -79,7 +79,7 @@ StatusOr<bool> FuseOptimizer::Run(Model& model) {
   bool adamw = kind == "adamw";
   float wd = o.value("weight_decay", 0.0f);
   Value* lr = g.FindValue("lr");
-  Value* step = g.FindValue("optimizer.step");
+  Value* step = t.optimizer_step.empty() ? nullptr : g.FindValue(t.optimizer_step);
   Value* skip = t.skip_step.empty() ? nullptr : g.FindValue(t.skip_step);
   if (!lr || !step || !lr->is_graph_input()) return false;
   std::map<std::string, std::string> update_of(t.updates.begin(), t.updates.end());

@@ -40,6 +40,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
   g.EraseNode(seed->producer());
   t.grad_seed = scale->name();
 
+  t.loss_scale = scale->name();
   Value* inv = g.AddNode("Reciprocal", {scale}, {"loss_scale.inverse"})->output(0);
   Value* zero = g.AddScalar("loss_scale.zero", DType::kFloat32, 0.0);
   std::vector<Value*> probes;
@@ -61,6 +62,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
 
   if (o.dynamic) {
     Value* tracker = g.AddInitializer("loss_scale.growth_tracker", Tensor(DType::kInt64, {}));
+    t.growth_tracker = tracker->name();
     Value* one = g.AddScalar("loss_scale.one", DType::kInt64, 1);
     Value* zero_i = g.AddScalar("loss_scale.zero_steps", DType::kInt64, 0);
     Value* next = g.AddNode("Add", {tracker, one}, {"loss_scale.clean_steps"})->output(0);

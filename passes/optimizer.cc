@@ -71,6 +71,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
 
   // The step count (float, as PyTorch keeps it), shared by all parameters.
   Value* step = g.AddInitializer("optimizer.step", Tensor(DType::kFloat32, {}));
+  t.optimizer_step = step->name();
   Value* step1 = b.Op("Add", {step, b.Scalar(1.0, "optimizer.one")}, "optimizer.step_next");
   t.updates.push_back({step->name(), step1->name()});
 

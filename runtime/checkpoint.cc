@@ -104,21 +104,22 @@ StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir
     if (name != kStepKey && name != kMetaKey && !values.count(name))
       return bad("it holds '", name, "', which this step has no state for; it was saved from ",
                  "another model");
-  // The state whose meaning amp knows (the names loss-scaling and the
-  // optimizer give it).
-  if (auto it = values.find("loss_scale"); it != values.end()) {
+  // The state whose meaning the step records (Model::training).
+  const TrainingInfo& roles = session.model().training;
+  if (auto it = values.find(roles.loss_scale); it != values.end()) {
     double s = it->second.GetDouble(0);
     if (!(s > 0) || !std::isfinite(s) || it->second.num_elements() != 1)
-      return bad("'loss_scale' is ", s, "; a loss scale must be finite and positive");
+      return bad("'", it->first, "' is ", s, "; a loss scale must be finite and positive");
   }
-  for (const char* count : {"loss_scale.growth_tracker", "optimizer.step"}) {
-    auto it = values.find(count);
+  for (const std::string* count : {&roles.growth_tracker, &roles.optimizer_step}) {
+    auto it = values.find(*count);
     if (it == values.end()) continue;
     double v = it->second.num_elements() == 1 ? it->second.GetDouble(0) : -1;
-    if (!IsCount(v)) return bad("'", count, "' is ", v, "; it must be a whole number from 0");
+    if (!IsCount(v)) return bad("'", *count, "' is ", v, "; it must be a whole number from 0");
   }
-  if (auto it = values.find("optimizer.step"); it != values.end() && it->second.GetDouble(0) > at)
-    return bad("'optimizer.step' is ", it->second.GetDouble(0), " but the checkpoint is at step ",
+  if (auto it = values.find(roles.optimizer_step);
+      it != values.end() && it->second.GetDouble(0) > at)
+    return bad("'", it->first, "' is ", it->second.GetDouble(0), " but the checkpoint is at step ",
                at, " (an optimizer cannot have taken more steps than the session)");
   for (const auto& [name, t] : values) {
     bool second_moment = name.size() > 11 && name.compare(name.size() - 11, 11, ".exp_avg_sq") == 0;

@@ -320,8 +320,9 @@ StatusOr<double> Session::Loss() const {
 }
 
 StatusOr<double> Session::LossScale() const {
-  if (!persistent_.count("loss_scale")) return 1.0;
-  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch("loss_scale"));
+  const std::string& name = base_->training.loss_scale;
+  if (name.empty() || !persistent_.count(name)) return 1.0;
+  AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(name));
   return t.GetDouble(0);
 }
 

@@ -430,6 +430,45 @@ class Checkpoints(Base):
         self.assertFalse(os.path.exists(log))
 
 
+class StateRoles(Base):
+    """The runtime and checkpoint validation find the loss scale by the name
+    loss-scaling gave it, which is not 'loss_scale' when the model already
+    uses that name (it read a buffer named 'loss_scale' and reported 1)."""
+
+    def test_renamed_loss_scale(self):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])
+        outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3]),
+                helper.make_tensor_value_info("loss_scale", TensorProto.FLOAT, ["N", 8])]
+        w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32), "w")
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["logits"]),
+                 helper.make_node("Identity", ["x"], ["loss_scale"])]
+        m = helper.make_model(helper.make_graph(nodes, "g", [x], outs, [w]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        step = self.path("step.onnx")
+        r = run([AMP_COMPILE, self.write("m.onnx", m), "--loss", "cross_entropy", "--output", "logits",
+                 "--optimizer", "adam", "--lr", "1e-3", "-o", step])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        meta = json.loads({p.key: p.value for p in onnx.load(step).metadata_props}["amp.training"])
+        self.assertNotEqual(meta["loss_scale"], "loss_scale")
+        data = self.path("d.npz")
+        rng = np.random.default_rng(1)
+        np.savez(data, x=rng.normal(size=(16, 8)).astype(np.float32),
+                 labels=rng.integers(0, 3, 16).astype(np.int64))
+        log, ckpt = self.path("log.jsonl"), self.path("ckpt")
+        r = run([AMP_TRAIN, step, "--data", data, "--batch-size", "4", "--steps", "2", "-q", "--log", log,
+                 "--checkpoint", ckpt])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(log) as f:
+            self.assertEqual([json.loads(l)["loss_scale"] for l in f], [65536.0, 65536.0])
+        # Checkpoint validation checks the renamed scale too.
+        with np.load(os.path.join(ckpt, "checkpoint.npz")) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays[meta["loss_scale"]] = np.array(0.0, np.float32)
+        np.savez(os.path.join(ckpt, "checkpoint.npz"), **arrays)
+        self.fails([AMP_TRAIN, step, "--data", data, "--batch-size", "4", "--steps", "1", "-q",
+                    "--resume", ckpt], f"'{meta['loss_scale']}' is 0; a loss scale must be finite and positive")
+
+
 class NonFiniteFp32Steps(Base):
     """An FP32 step (no loss scaling) never writes non-finite state silently."""
 
