@@ -56,7 +56,12 @@ std::optional<DType> DTypeFromName(std::string_view name) {
 }
 
 bool IsSupportedDType(int32_t onnx_type) {
-  const DTypeInfo* info = Find(static_cast<DType>(onnx_type));
+  // Complex numbers have a size but no arithmetic, constant folding or
+  // kernel in amp: refused where they enter (an input, an initializer, a
+  // Cast's target), not found later by an internal check.
+  DType t = static_cast<DType>(onnx_type);
+  if (t == DType::kComplex64 || t == DType::kComplex128) return false;
+  const DTypeInfo* info = Find(t);
   return info != nullptr && info->size != 0;
 }
 
