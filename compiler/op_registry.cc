@@ -368,10 +368,18 @@ Status InferConv(Ctx& c) {
     return c.Error("input has ", (*x)[1].value(), " channels but the weight expects ",
                    (*w)[1].value() * group);
   std::vector<int64_t> kernel = c.node().GetInts("kernel_shape");
-  if (kernel.empty()) {
+  if (!c.node().HasAttr("kernel_shape")) {  // present but empty is an error below
     for (size_t i = 2; i < w->size(); ++i)
       kernel.push_back((*w)[i].is_static() ? (*w)[i].value() : 1);
   }
+  // kernel_shape, when given, is the weight's spatial dims.
+  if (kernel.size() != w->size() - 2)
+    return c.Error("kernel_shape has ", kernel.size(), " entries for ", w->size() - 2,
+                   " spatial dims");
+  for (size_t i = 0; i < kernel.size(); ++i)
+    if ((*w)[i + 2].is_static() && (*w)[i + 2].value() != kernel[i])
+      return c.Error("kernel_shape[", i, "] is ", kernel[i], " but the weight's dim ", i + 2,
+                     " is ", (*w)[i + 2].value());
   AMP_ASSIGN_OR_RETURN(Shape spatial, SpatialOut(c, *x, kernel, false));
   Shape out{(*x)[0], (*w)[0]};
   out.insert(out.end(), spatial.begin(), spatial.end());
@@ -395,12 +403,16 @@ Status InferConvTranspose(Ctx& c) {
   auto outpad = c.node().GetInts("output_padding", std::vector<int64_t>(n, 0));
   auto output_shape = c.node().GetInts("output_shape");
   std::vector<int64_t> kernel = c.node().GetInts("kernel_shape");
-  if (kernel.empty())
+  if (!c.node().HasAttr("kernel_shape"))
     for (size_t i = 2; i < w->size(); ++i)
       kernel.push_back((*w)[i].is_static() ? (*w)[i].value() : 1);
   if (strides.size() != n || dil.size() != n || pads.size() != 2 * n || outpad.size() != n ||
       kernel.size() != n)
     return c.Error("attribute lengths do not match the kernel rank ", n);
+  for (size_t i = 0; i < n; ++i)
+    if ((*w)[i + 2].is_static() && (*w)[i + 2].value() != kernel[i])
+      return c.Error("kernel_shape[", i, "] is ", kernel[i], " but the weight's dim ", i + 2,
+                     " is ", (*w)[i + 2].value());
   Shape out{(*x)[0], (*w)[1].is_static() ? Dim((*w)[1].value() * group) : Dim()};
   for (size_t i = 0; i < n; ++i) {
     std::string auto_pad = c.node().GetString("auto_pad", "NOTSET");
@@ -458,6 +470,10 @@ Status InferBatchNorm(Ctx& c) {
   // Opset 15 lets scale/bias and mean/var have their own types (T1, T2).
   AMP_RETURN_IF_ERROR(SameDType(c, {1, 2}));
   AMP_RETURN_IF_ERROR(SameDType(c, {3, 4}));
+  // Opset 14+: the running statistics are outputs only in training mode.
+  if (c.opset() >= 14 && c.node().GetInt("training_mode", 0) == 0 && c.num_outputs() > 1)
+    return c.Error("has ", c.num_outputs(),
+                   " outputs, but with training_mode 0 BatchNormalization has only Y");
   // scale, B, mean and var are one value per channel (dim 1 of X).
   const auto& x = c.input_shape(0);
   if (x && x->size() < 2)

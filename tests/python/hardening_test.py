@@ -126,6 +126,28 @@ class Attributes(Base):
             r = run([AMP_COMPILE, self.write("ok.onnx", m), "-o", self.path("o.onnx")])
             self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_inference_batchnorm_with_statistics_outputs(self):
+        # mutation_test seed 2: training_mode 0 with the running statistics as
+        # outputs compiled to a model onnx.checker refuses.
+        ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])]
+        inits = [numpy_helper.from_array(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")]
+        node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"],
+                                name="bn", training_mode=0)
+        outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "rm", "rv")]
+        g = helper.make_graph([node], "g", ins, outs, inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        self.compile_fails(m, "has 3 outputs, but with training_mode 0 BatchNormalization has only Y")
+
+    def test_conv_kernel_shape_must_match_the_weight(self):
+        # mutation_test seed 3: a kernel_shape of the wrong length compiled.
+        m = one_node("Conv", ["a", "b"], [helper.make_attribute("kernel_shape", [3, 3, 3])], shape=(1, 1, 3, 3))
+        self.compile_fails(m, "kernel_shape has 3 entries for 2 spatial dims")
+        empty = helper.make_attribute("kernel_shape", [], attr_type=AttributeProto.INTS)
+        m = one_node("Conv", ["a", "b"], [empty], shape=(1, 1, 3, 3))
+        self.compile_fails(m, "kernel_shape has 0 entries for 2 spatial dims")
+        m = one_node("Conv", ["a", "b"], [helper.make_attribute("kernel_shape", [2, 2])], shape=(1, 1, 3, 3))
+        self.compile_fails(m, "kernel_shape[0] is 2 but the weight's dim 2 is 3")
+
     def test_cast_to_complex_is_refused(self):
         # Found by the ONNX-text fuzzer: constant folding a Cast to
         # complex64 hit an internal check (an abort) instead of an error.
