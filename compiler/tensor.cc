@@ -71,6 +71,30 @@ StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
   return std::shared_ptr<MappedFile>(new MappedFile(data, size));
 }
 
+int64_t Tensor::FirstNonFinite() const {
+  const uint8_t* p = data();
+  auto scan = [&](auto element, auto bad) -> int64_t {
+    for (int64_t i = 0; i < num_elements(); ++i) {
+      decltype(element) v;
+      std::memcpy(&v, p + i * sizeof(v), sizeof(v));
+      if (bad(v)) return i;
+    }
+    return -1;
+  };
+  switch (dtype_) {
+    case DType::kFloat32:
+      return scan(float{}, [](float v) { return !std::isfinite(v); });
+    case DType::kFloat64:
+      return scan(double{}, [](double v) { return !std::isfinite(v); });
+    case DType::kFloat16:  // exponent all ones: inf or NaN
+      return scan(uint16_t{}, [](uint16_t b) { return (b & 0x7c00) == 0x7c00; });
+    case DType::kBFloat16:
+      return scan(uint16_t{}, [](uint16_t b) { return (b & 0x7f80) == 0x7f80; });
+    default:
+      return -1;
+  }
+}
+
 StatusOr<std::string> ReadRegularFile(const std::string& path) {
   AMP_ASSIGN_OR_RETURN(auto file, MappedFile::Open(path));
   return std::string(reinterpret_cast<const char*>(file->data()), file->size());

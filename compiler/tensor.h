@@ -78,6 +78,9 @@ class Tensor {
   }
   // Element i converted to double / int64 (integer, bool and float types).
   double GetDouble(int64_t i) const;
+  // The first element that is NaN or infinite, or -1 (also for non-float
+  // types). Reads the storage directly: the runtime runs it on every FP32 step.
+  int64_t FirstNonFinite() const;
   int64_t GetInt(int64_t i) const;
   void SetDouble(int64_t i, double v);
 

@@ -39,14 +39,6 @@ namespace {
 
 std::string DimsOf(const Tensor& t) { return ShapeToString(ShapeFromDims(t.dims())); }
 
-// A float array's first element that is NaN or infinite, or -1.
-int64_t FirstNonFinite(const Tensor& t) {
-  if (!IsFloat(t.dtype())) return -1;
-  for (int64_t i = 0; i < t.num_elements(); ++i)
-    if (!std::isfinite(t.GetDouble(i))) return i;
-  return -1;
-}
-
 // A scalar state whose value must be a count (an optimizer's step, the loss
 // scaler's growth tracker): finite, whole, 0 to kMaxStep.
 bool IsCount(double v) { return std::isfinite(v) && v >= 0 && v <= kMaxStep && v == std::floor(v); }
@@ -95,7 +87,7 @@ StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir
     if (t.dtype() != current.dtype() || t.dims() != current.dims())
       return bad("'", name, "' is ", DTypeName(t.dtype()), DimsOf(t), " but this step holds it as ",
                  DTypeName(current.dtype()), DimsOf(current));
-    if (int64_t i = FirstNonFinite(t); i >= 0)
+    if (int64_t i = t.FirstNonFinite(); i >= 0)
       return bad("'", name, "' holds ", t.GetDouble(i), " at element ", i,
                  "; a checkpoint's state must be finite");
     values[name] = std::move(t);

@@ -332,12 +332,6 @@ bool Session::Guarded() const {
 }
 
 StatusOr<std::string> Session::FirstNonFinite() const {
-  auto first_bad = [](const Tensor& t) -> int64_t {
-    if (!IsFloat(t.dtype())) return -1;
-    for (int64_t i = 0; i < t.num_elements(); ++i)
-      if (!std::isfinite(t.GetDouble(i))) return i;
-    return -1;
-  };
   AMP_ASSIGN_OR_RETURN(double loss, Loss());
   if (!std::isfinite(loss)) return StrCat("the loss (", loss, ")");
   // In the order of the trainable parameters, as the optimizer sees them.
@@ -346,14 +340,14 @@ StatusOr<std::string> Session::FirstNonFinite() const {
     auto g = grads.find(param);
     if (g == grads.end() || !refs_.count(g->second)) continue;
     AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(g->second));
-    if (int64_t i = first_bad(t); i >= 0)
+    if (int64_t i = t.FirstNonFinite(); i >= 0)
       return StrCat("the gradient of '", param, "' (", t.GetDouble(i), " at element ", i, ")");
   }
   // And what would be written, whatever produced it.
   for (const auto& [state, update] : updates_) {
     Tensor t(update->dtype, update->dims);
     AMP_RETURN_IF_ERROR(backend_->CopyToHost(t.mutable_data(), update->data, t.nbytes()));
-    if (int64_t i = first_bad(t); i >= 0) {
+    if (int64_t i = t.FirstNonFinite(); i >= 0) {
       std::string name;
       for (const auto& [n, b] : persistent_)
         if (&b.ref == state) name = n;

@@ -69,6 +69,22 @@ class Base(unittest.TestCase):
         return lines[0]
 
 
+class WithStep(Base):
+    """A class of tests sharing one compiled MLP step (STEP_FLAGS)."""
+    STEP_FLAGS = ["--optimizer", "adam", "--lr", "1e-3"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = tempfile.TemporaryDirectory()
+        cls.step = os.path.join(cls.shared.name, "step.onnx")
+        r = run([AMP_COMPILE, MLP, "--loss", "cross_entropy", *cls.STEP_FLAGS, "-o", cls.step])
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shared.cleanup()
+
+
 class Attributes(Base):
     def compile_fails(self, model, fragment):
         return self.fails([AMP_COMPILE, self.write("m.onnx", model), "-o", self.path("o.onnx")], fragment)
@@ -334,18 +350,7 @@ class AmpRunData(Base):
         self.assertIn("is a character device", r.stdout)
 
 
-class CliNumbers(Base):
-    @classmethod
-    def setUpClass(cls):
-        cls.shared = tempfile.TemporaryDirectory()
-        cls.step = os.path.join(cls.shared.name, "step.onnx")
-        r = run([AMP_COMPILE, MLP, "--loss", "cross_entropy", "--optimizer", "adam", "--lr", "1e-3",
-                 "-o", cls.step])
-        assert r.returncode == 0, r.stderr
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.shared.cleanup()
+class CliNumbers(WithStep):
 
     def train(self, *extra):
         defaults = [f for f in (["--batch-size", "8"], ["--steps", "1"]) if f[0] not in extra]
@@ -383,26 +388,18 @@ class CliNumbers(Base):
                             "-o", self.path("o.onnx"), *flags], fragment)
 
 
-class Checkpoints(Base):
+class Checkpoints(WithStep):
     """Checkpoints whose CRCs are right but whose contents are impossible."""
 
     @classmethod
     def setUpClass(cls):
-        cls.shared = tempfile.TemporaryDirectory()
-        cls.step = os.path.join(cls.shared.name, "step.onnx")
-        r = run([AMP_COMPILE, MLP, "--loss", "cross_entropy", "--optimizer", "adam", "--lr", "1e-3",
-                 "-o", cls.step])
-        assert r.returncode == 0, r.stderr
+        super().setUpClass()
         cls.good = os.path.join(cls.shared.name, "good")
         r = run([AMP_TRAIN, cls.step, "--data", MLP_DATA, "--batch-size", "8", "--steps", "2", "-q",
                  "--checkpoint", cls.good])
         assert r.returncode == 0, r.stderr
         with np.load(os.path.join(cls.good, "checkpoint.npz")) as z:
             cls.arrays = {k: z[k] for k in z.files}
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.shared.cleanup()
 
     def resume_with(self, changes=None):
         arrays = dict(self.arrays)
@@ -497,22 +494,16 @@ class StateRoles(Base):
                     "--resume", ckpt], f"'{meta['loss_scale']}' is 0; a loss scale must be finite and positive")
 
 
-class NonFiniteFp32Steps(Base):
+class NonFiniteFp32Steps(WithStep):
     """An FP32 step (no loss scaling) never writes non-finite state silently."""
+
+    STEP_FLAGS = ["--optimizer", "sgd", "--lr", "0.05", "--opt-level", "O0"]
 
     @classmethod
     def setUpClass(cls):
-        cls.shared = tempfile.TemporaryDirectory()
-        cls.step = os.path.join(cls.shared.name, "step.onnx")
-        r = run([AMP_COMPILE, MLP, "--loss", "cross_entropy", "--optimizer", "sgd", "--lr", "0.05",
-                 "--opt-level", "O0", "-o", cls.step])
-        assert r.returncode == 0, r.stderr
+        super().setUpClass()
         with np.load(MLP_DATA) as z:
             cls.data = {k: z[k] for k in z.files}
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.shared.cleanup()
 
     def data_with_nan_batch(self, batch_index):
         d = {k: v.copy() for k, v in self.data.items()}

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <random>
 
 namespace amp {
 namespace {
@@ -100,6 +101,30 @@ TEST(TensorTest, ElementAccessAndCopyOnWrite) {
   h.SetDouble(1, 0.1);
   EXPECT_NEAR(h.GetDouble(1), 0.1, 1e-4);
   EXPECT_EQ(h.nbytes(), 6u);
+}
+
+// FirstNonFinite reads the raw storage; GetDouble + std::isfinite is the
+// reference, on random data with NaN/inf planted at random places.
+TEST(TensorTest, FirstNonFiniteMatchesGetDouble) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> value(-1e4, 1e4);
+  const double specials[] = {std::nan(""), INFINITY, -INFINITY};
+  for (DType t : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16}) {
+    for (int trial = 0; trial < 50; ++trial) {
+      Tensor x(t, {37});
+      for (int64_t i = 0; i < 37; ++i) x.SetDouble(i, value(rng));
+      int64_t planted = trial % 5 == 0 ? -1 : static_cast<int64_t>(rng() % 37);
+      if (planted >= 0) x.SetDouble(planted, specials[rng() % 3]);
+      int64_t want = -1;
+      for (int64_t i = 0; i < 37 && want < 0; ++i)
+        if (!std::isfinite(x.GetDouble(i))) want = i;
+      EXPECT_EQ(x.FirstNonFinite(), want) << DTypeName(t) << " trial " << trial;
+      if (planted >= 0) {
+        EXPECT_GE(want, 0);
+      }
+    }
+  }
+  EXPECT_EQ(Tensor::FromVector<int64_t>(DType::kInt64, {2}, {1, 2}).FirstNonFinite(), -1);
 }
 
 }  // namespace
