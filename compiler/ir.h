@@ -230,10 +230,6 @@ struct TrainingInfo {
   std::string loss;                              // the scalar loss value
   std::vector<std::string> trainable;            // parameters (float initializers)
   std::map<std::string, std::string> gradients;  // parameter -> its gradient value
-  // Parameter -> the gradient value its optimizer update reads (written by the
-  // optimizer pass, which consumes `gradients`; read by the runtime's
-  // non-finite checks).
-  std::map<std::string, std::string> applied_gradients;
   // State (an initializer) -> the value that replaces it after the step.
   std::vector<std::pair<std::string, std::string>> updates;
   // The model's own outputs before the loss was attached, with their types:

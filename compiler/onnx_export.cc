@@ -226,8 +226,6 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
           {"growth_tracker", &model.training.growth_tracker},
           {"optimizer_step", &model.training.optimizer_step}})
       if (!name->empty()) j[key] = *name;
-    if (!model.training.applied_gradients.empty())
-      j["gradients"] = model.training.applied_gradients;
     metadata["amp.training"] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   for (const auto& [k, v] : metadata) {

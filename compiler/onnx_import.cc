@@ -148,10 +148,6 @@ Status Importer::ImportTrainingInfo(Model& m) {
       std::string name = j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : legacy;
       if (m.graph->FindValue(name)) *field = name;
     }
-    if (j.contains("gradients") && j["gradients"].is_object())
-      for (const auto& [param, grad] : j["gradients"].items())
-        if (grad.is_string() && m.graph->FindValue(grad.get<std::string>()))
-          info.applied_gradients[param] = grad.get<std::string>();
     info.has_optimizer = !info.updates.empty();
   }
   if (info.loss.empty() && m.graph->outputs().size() > 0) info.loss = m.graph->outputs()[0]->name();

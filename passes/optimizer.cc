@@ -104,7 +104,6 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
     Value* p = g.FindValue(name);
     Value* grad_out = g.FindValue(t.gradients.at(name));
     Value* grad = grad_out->producer()->input(0);  // behind the exposing Identity
-    t.applied_gradients[name] = grad->name();
     Value* gr = grad;
     if (wd && o.kind != "adamw")
       gr = b.Op("Add", {gr, b.Op("Mul", {p, wd}, name + ".decay")}, name + ".grad_decayed");

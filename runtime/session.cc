@@ -205,8 +205,6 @@ Status Session::Specialize() {
   std::vector<std::string> extra = options_.extra_outputs;
   if (!spec_->training.skip_step.empty()) extra.push_back(spec_->training.skip_step);
   if (!spec_->training.loss.empty()) extra.push_back(spec_->training.loss);
-  if (Guarded())
-    for (const auto& [param, grad] : spec_->training.applied_gradients) extra.push_back(grad);
   for (const std::string& name : extra)
     if (const Value* v = g.FindValue(name)) keep.insert(v);
   std::vector<const Node*> order;
@@ -334,16 +332,10 @@ bool Session::Guarded() const {
 StatusOr<std::string> Session::FirstNonFinite() const {
   AMP_ASSIGN_OR_RETURN(double loss, Loss());
   if (!std::isfinite(loss)) return StrCat("the loss (", loss, ")");
-  // In the order of the trainable parameters, as the optimizer sees them.
-  const auto& grads = spec_->training.applied_gradients;
-  for (const std::string& param : spec_->training.trainable) {
-    auto g = grads.find(param);
-    if (g == grads.end() || !refs_.count(g->second)) continue;
-    AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(g->second));
-    if (int64_t i = t.FirstNonFinite(); i >= 0)
-      return StrCat("the gradient of '", param, "' (", t.GetDouble(i), " at element ", i, ")");
-  }
-  // And what would be written, whatever produced it.
+  // The new state rather than the gradients: a non-finite gradient makes its
+  // parameter's update (or its moments) non-finite, and the new state is live
+  // at the end of the step anyway, where keeping every gradient live would
+  // grow the arena (the MLP benchmark's FP32 step: 288 -> 496 MiB).
   for (const auto& [state, update] : updates_) {
     Tensor t(update->dtype, update->dims);
     AMP_RETURN_IF_ERROR(backend_->CopyToHost(t.mutable_data(), update->data, t.nbytes()));

@@ -54,8 +54,8 @@ struct SessionOptions {
   // Replace the per-parameter Adam/AdamW update by one multi-tensor kernel
   // (the fuse-optimizer pass; bit-identical on the CPU).
   bool fuse_optimizer = false;
-  // See NonFinitePolicy. Checking reads the loss and every gradient after
-  // each step (they stay live to the end of the step for it).
+  // See NonFinitePolicy. Checking reads the loss and the new state after
+  // each step (both are live at its end anyway: no memory is added).
   NonFinitePolicy non_finite = NonFinitePolicy::kApply;
 };
 
