@@ -171,6 +171,53 @@ Node* ProducerIf(const Value* v, std::string_view op_type) {
   return n;
 }
 
+std::unique_ptr<Graph> Graph::Clone() const {
+  auto g = std::make_unique<Graph>();
+  g->name = name;
+  g->doc_string = doc_string;
+  auto copy = [&](const Value* v) {
+    Value* c = *g->CreateValue(v->name_);
+    c->type_ = v->type_;
+    return c;
+  };
+  // Every value first (nodes may be out of order), then the links.
+  for (const Value* v : inputs_) {
+    Value* c = copy(v);
+    c->is_input_ = true;
+    g->inputs_.push_back(c);
+  }
+  for (const Value* v : initializer_order_) g->SetInitializerData(copy(v), *v->initializer_);
+  for (const auto& n : nodes_)
+    for (const Value* out : n->outputs_)
+      if (out) copy(out);
+  for (const auto& n : nodes_) {
+    std::vector<Value*> ins, outs;
+    for (const Value* in : n->inputs_) ins.push_back(in ? g->by_name_.at(in->name_) : nullptr);
+    for (const Value* out : n->outputs_) outs.push_back(g->by_name_.at(out->name_));
+    Node* c = g->AddNodeWithOutputs(n->op_type_, n->domain_, ins, outs);
+    c->name_ = n->name_;
+    c->attrs_ = n->attrs_;
+    c->annotations_ = n->annotations_;
+  }
+  for (const Value* v : outputs_) g->outputs_.push_back(g->by_name_.at(v->name_));
+  g->name_counters_ = name_counters_;
+  return g;
+}
+
+Model CloneModel(const Model& m) {
+  Model c;
+  c.ir_version = m.ir_version;
+  c.opsets = m.opsets;
+  c.producer_name = m.producer_name;
+  c.producer_version = m.producer_version;
+  c.doc_string = m.doc_string;
+  c.metadata = m.metadata;
+  c.directory = m.directory;
+  c.graph = m.graph->Clone();
+  c.training = m.training;
+  return c;
+}
+
 void Graph::FreezeInput(Value* v, Tensor t) {
   AMP_CHECK(v->is_input_);
   inputs_.erase(std::find(inputs_.begin(), inputs_.end(), v));

@@ -210,6 +210,11 @@ class Graph {
   // can). Error naming a node on the cycle if there is one.
   Status TopologicalSort();
 
+  // A copy with the same names, types, order, attributes and annotations;
+  // initializer data is shared until either copy writes it (Tensor's copy
+  // on write).
+  std::unique_ptr<Graph> Clone() const;
+
  private:
   std::list<std::unique_ptr<Node>> nodes_;
   std::list<std::unique_ptr<Value>> values_;
@@ -271,5 +276,8 @@ struct Model {
   // Opset version of `domain` ("" and "ai.onnx" are the default domain); 0 if absent.
   int64_t OpsetVersion(const std::string& domain) const;
 };
+
+// A deep copy (the graph cloned, initializer data shared copy-on-write).
+Model CloneModel(const Model& m);
 
 }  // namespace amp

@@ -1,10 +1,10 @@
+// The pipelines the runtime's specialization needs (amp_passes); Training and
+// Lower, which build the step, are in training_pipelines.cc (amp_training).
 #include "passes/pipelines.h"
 
 #include <memory>
 
-#include "passes/autodiff.h"
 #include "passes/dce.h"
-#include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_optimizer.h"
@@ -35,24 +35,11 @@ PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings) {
   return p;
 }
 
-PassPipeline Training(const TrainingOptions& options) {
-  PassPipeline p;
-  p.Add(std::make_unique<AttachLoss>(options.loss));
-  p.Add(std::make_unique<Autodiff>(options.freeze));
-  if (!options.gradients_only) {
-    if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));
-    p.Add(std::make_unique<AddOptimizer>(options.optimizer));
-  }
-  p.Add(std::make_unique<DeadCodeElimination>());
-  return p;
-}
-
 PassPipeline Specialize(const SpecializeOptions& options) {
   PassPipeline p;
-  // Gradient nodes become backward graphs; with fuse_optimizer, one
-  // multi-tensor node replaces the per-gradient unscale and another the
-  // per-parameter Adam update; then the shape arithmetic folds away.
-  p.Add(std::make_unique<ExpandGradient>());
+  // With fuse_optimizer, one multi-tensor node replaces the per-gradient
+  // unscale and another the per-parameter Adam update; then the shape
+  // arithmetic folds away.
   if (options.fuse_optimizer) {
     p.Add(std::make_unique<FuseUnscale>());
     p.Add(std::make_unique<FuseOptimizer>());

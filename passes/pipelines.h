@@ -1,7 +1,9 @@
 // Every pipeline amp runs, written once, as typed values: lists of pass
-// objects, each made with its own options. amp-compile, the runtime and the
-// tests build their pipelines here; only amp-opt builds one from a user's
-// list of names (passes/registry.h).
+// objects, each made with its own options. amp-compile, amp-run, the
+// compiler's Specialize (codegen/executable.h) and the tests build their
+// pipelines here; only amp-opt builds one from a user's list of names
+// (passes/registry.h). ForLevel, BindShapes and Specialize are in amp_passes;
+// Training and Lower, in amp_training (training_pipelines.cc).
 #pragma once
 
 #include <cstdint>
@@ -42,8 +44,13 @@ struct SpecializeOptions {
   std::map<std::string, int64_t> bindings;  // every symbolic dim of the inputs
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
 };
-// What the runtime runs before planning: expand-gradient, [fuse-unscale,
-// fuse-optimizer,] bind-dims, fold-shapes, dce.
+// What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
+// bind-dims, fold-shapes, dce.
 PassPipeline Specialize(const SpecializeOptions& options);
+
+// What makes any ONNX model one the runtime runs: expand-gradient (ONNX's
+// Gradient nodes, from other producers, become backward graphs). amp-compile
+// runs it on every model; amp-run runs it on the models it is given.
+PassPipeline Lower();
 
 }  // namespace amp::pipelines

@@ -1,6 +1,8 @@
 // The Backend interface: what the executor needs from a device. The CPU
-// backend (cpu_backend.cc) implements it now, the CUDA backend next; the
-// executor (session.h) and its static memory plan are the same for both.
+// backend (cpu_backend.cc) and the CUDA backend (cuda_backend.cc) implement
+// it; the executor (session.h) and the Executables it runs are the same for
+// both. What each backend can run is a table readable without a device
+// (KernelSupportFor), which the compiler and the op-consistency test read.
 #pragma once
 
 #include <cstdint>
@@ -9,17 +11,15 @@
 #include <string_view>
 #include <vector>
 
+#include "codegen/executable.h"
 #include "compiler/ir.h"
 #include "compiler/status.h"
 #include "kernels/tensor_ref.h"
 
 namespace amp {
 
-class Backend {
+class Backend : public KernelSupport {
  public:
-  virtual ~Backend() = default;
-  virtual std::string_view name() const = 0;
-
   // Device memory: one call per arena or persistent buffer, never inside a step.
   virtual StatusOr<void*> Allocate(size_t bytes) = 0;
   virtual void Free(void* p) = 0;
@@ -27,8 +27,6 @@ class Backend {
   virtual Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   virtual Status CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
 
-  // Ok when the backend has a kernel for `node`, else an error naming it.
-  virtual Status Supports(const Node& node) const = 0;
   // Computes `node`; inputs and outputs live in this backend's memory and
   // have the static shapes of the plan. `step` seeds random ops.
   virtual Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
@@ -38,6 +36,12 @@ class Backend {
 };
 
 std::unique_ptr<Backend> CreateCpuBackend();
+// The kernel table of "cpu" or "cuda" without opening a device (for "cuda",
+// an error when this build has no CUDA support).
+StatusOr<std::unique_ptr<KernelSupport>> KernelSupportFor(std::string_view device);
+// The ops a backend has kernels for: "Op", or "domain:Op" outside the
+// default domain.
+StatusOr<std::vector<std::string>> KernelOpNames(std::string_view device);
 // "cpu" or "cuda"; "cuda" without a usable GPU (or without CUDA support in
 // this build) is an error that says so.
 StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);

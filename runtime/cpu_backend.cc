@@ -11,6 +11,24 @@
 namespace amp {
 namespace {
 
+// The CPU kernel table, readable without allocating anything.
+Status CpuSupports(const Node& node) {
+  if (cpu::FindKernel(node.domain(), node.op_type())) return Status::Ok();
+  if (node.op_type() == "NonZero")
+    return Unimplemented(node.Describe(),
+                         ": NonZero's output shape depends on its data, and the runtime plans "
+                         "every value's memory before the step; amp runs NonZero only where "
+                         "its input is a compile-time constant (it then folds away)");
+  return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for '",
+                       node.domain().empty() ? "" : node.domain() + ".", node.op_type(), "'");
+}
+
+class CpuKernelSupport : public KernelSupport {
+ public:
+  std::string_view name() const override { return "cpu"; }
+  Status Supports(const Node& node) const override { return CpuSupports(node); }
+};
+
 class CpuBackend : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
@@ -36,16 +54,7 @@ class CpuBackend : public Backend {
     return Status::Ok();
   }
 
-  Status Supports(const Node& node) const override {
-    if (cpu::FindKernel(node.domain(), node.op_type())) return Status::Ok();
-    if (node.op_type() == "NonZero")
-      return Unimplemented(node.Describe(),
-                           ": NonZero's output shape depends on its data, and the runtime plans "
-                           "every value's memory before the step; amp runs NonZero only where "
-                           "its input is a compile-time constant (it then folds away)");
-    return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for '",
-                         node.domain().empty() ? "" : node.domain() + ".", node.op_type(), "'");
-  }
+  Status Supports(const Node& node) const override { return CpuSupports(node); }
 
   Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
@@ -61,7 +70,10 @@ class CpuBackend : public Backend {
 }  // namespace
 
 #ifdef AMP_HAVE_CUDA
-StatusOr<std::unique_ptr<Backend>> CreateCudaBackend();  // cuda_backend.cc
+// cuda_backend.cc
+StatusOr<std::unique_ptr<Backend>> CreateCudaBackend();
+std::unique_ptr<KernelSupport> CreateCudaKernelSupport();
+std::vector<std::string> CudaKernelOpNames();
 #endif
 
 std::unique_ptr<Backend> CreateCpuBackend() { return std::make_unique<CpuBackend>(); }
@@ -75,6 +87,30 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) {
     return Unimplemented(
         "--device cuda: this build of amp has no CUDA support (built without "
         "the CUDA toolkit); use --device cpu");
+#endif
+  }
+  return InvalidArgument("unknown device '", device, "' (expected cpu or cuda)");
+}
+
+StatusOr<std::unique_ptr<KernelSupport>> KernelSupportFor(std::string_view device) {
+  if (device == "cpu") return std::unique_ptr<KernelSupport>(new CpuKernelSupport());
+  if (device == "cuda") {
+#ifdef AMP_HAVE_CUDA
+    return CreateCudaKernelSupport();
+#else
+    return Unimplemented("this build of amp has no CUDA support (built without the CUDA toolkit)");
+#endif
+  }
+  return InvalidArgument("unknown device '", device, "' (expected cpu or cuda)");
+}
+
+StatusOr<std::vector<std::string>> KernelOpNames(std::string_view device) {
+  if (device == "cpu") return cpu::KernelOpNames();
+  if (device == "cuda") {
+#ifdef AMP_HAVE_CUDA
+    return CudaKernelOpNames();
+#else
+    return Unimplemented("this build of amp has no CUDA support (built without the CUDA toolkit)");
 #endif
   }
   return InvalidArgument("unknown device '", device, "' (expected cpu or cuda)");

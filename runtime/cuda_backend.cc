@@ -540,6 +540,7 @@ const std::map<std::string, Fn>& Table() {
     AMP_EW("IsNaN", kIsNaN);
     AMP_EW("Cast", kCast);
     AMP_EW("Identity", kIdentity);
+    AMP_EW("Neg", kNeg);
 #undef AMP_EW
     m["CastLike"] = [](const Ctx& c) {
       std::vector<const TensorRef*> one = {c.in[0]};
@@ -615,6 +616,18 @@ std::string Key(const Node& node) {
                                                              : node.domain() + ":" + node.op_type();
 }
 
+Status CudaSupports(const Node& node) {
+  if (Table().count(Key(node))) return Status::Ok();
+  return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for '", node.op_type(),
+                       "' yet; use --device cpu");
+}
+
+class CudaKernelSupport : public KernelSupport {
+ public:
+  std::string_view name() const override { return "cuda"; }
+  Status Supports(const Node& node) const override { return CudaSupports(node); }
+};
+
 class CudaBackend : public Backend {
  public:
   ~CudaBackend() override {
@@ -661,11 +674,7 @@ class CudaBackend : public Backend {
     return CudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_),
                      "copy on device");
   }
-  Status Supports(const Node& node) const override {
-    if (Table().count(Key(node))) return Status::Ok();
-    return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for '", node.op_type(),
-                         "' yet; use --device cpu");
-  }
+  Status Supports(const Node& node) const override { return CudaSupports(node); }
   Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     auto it = Table().find(Key(node));
@@ -685,6 +694,17 @@ class CudaBackend : public Backend {
 };
 
 }  // namespace
+
+std::unique_ptr<KernelSupport> CreateCudaKernelSupport() {
+  return std::make_unique<CudaKernelSupport>();
+}
+
+std::vector<std::string> CudaKernelOpNames() {
+  std::vector<std::string> names;
+  for (const auto& [key, fn] : Table()) names.push_back(key);
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackend() {
   auto b = std::make_unique<CudaBackend>();

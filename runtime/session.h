@@ -6,13 +6,14 @@
 //   s->Run();                        // one step: forward, backward, update
 //   float loss = s->Fetch("loss")->GetDouble(0);
 //
-// The first Run after the input shapes change specializes the graph to them
-// (symbolic dims bound, shape computations folded, every shape static),
-// checks that the backend has a kernel for every node, and makes the static
-// memory plan: one arena for all intermediates, allocated once; nothing is
-// allocated inside a step. Parameters and optimizer state live in their own
-// buffers, replaced after each training step by the values the step bound to
-// them (ONNX's update_binding).
+// The first Run for a new set of input shapes asks the compiler for an
+// Executable (codegen/executable.h: symbolic dims bound, shape computations
+// folded, every shape static, a kernel for every node, the static memory
+// plan) and loads it: one arena for all intermediates, allocated once;
+// nothing is allocated inside a step. Executables are cached per shape
+// signature, so alternating batch shapes do not compile again. Parameters and optimizer state live
+// in their own buffers, replaced after each training step by the values the step bound to them
+// (ONNX's update_binding).
 #pragma once
 
 #include <map>
@@ -21,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "codegen/executable.h"
 #include "compiler/ir.h"
 #include "compiler/onnx_import.h"
 #include "compiler/status.h"
@@ -71,6 +73,10 @@ class Session {
  public:
   static StatusOr<std::unique_ptr<Session>> Open(const std::string& path,
                                                  const SessionOptions& options = {});
+  // From a model in memory (the training step in Model::training when
+  // options.mode is kStep). Gradient nodes must have been expanded by the
+  // compiler (pipelines::Lower) first.
+  static StatusOr<std::unique_ptr<Session>> Create(Model model, const SessionOptions& options = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -105,48 +111,57 @@ class Session {
 
   int64_t step() const { return step_; }
   void set_step(int64_t s) { step_ = s; }
-  // The plan of the last specialization (zero before the first Run).
+  // The plan of the Executable the last Run used (zero before the first Run).
   const MemoryReport& memory() const { return memory_; }
+  // How many specializations (one per input-shape signature) are cached.
+  size_t cached_executables() const { return cache_.size(); }
+
+  // At most this many Executables are kept; the least recently used goes.
+  static constexpr size_t kMaxCached = 8;
 
  private:
   Session() = default;
-  Status Specialize();
+  // An Executable loaded onto the backend: a TensorRef per slot, the program
+  // as kernel calls on them.
+  struct Loaded {
+    Executable exe;
+    std::vector<TensorRef> refs;  // one per slot of exe
+    std::vector<void*> owned;     // its input buffers and constants
+    struct Step {
+      const Node* node;
+      std::vector<const TensorRef*> in;
+      std::vector<TensorRef*> out;
+    };
+    std::vector<Step> program;
+    std::vector<std::pair<TensorRef*, const TensorRef*>> updates;  // state <- update
+    void* arena = nullptr;  // the arena its kArena refs point into
+    size_t input_bytes = 0;
+  };
+  // The Executable for the bound inputs: cached, or specialized and loaded.
+  StatusOr<Loaded*> Prepare();
+  StatusOr<std::unique_ptr<Loaded>> Load(Executable exe);
+  bool Matches(const Executable& exe) const;
+  void Release(Loaded& l);
   Status Copy(const TensorRef& from, TensorRef& to);
   // Whether the non-finite guard applies (an FP32 training step).
   bool Guarded() const;
   // "" when the loss and every gradient are finite, else what is not.
   StatusOr<std::string> FirstNonFinite() const;
+  const TensorRef* Ref(const std::string& name) const;
 
-  std::string path_;
   SessionOptions options_;
   std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Model> base_;  // as loaded
-  std::unique_ptr<Model> spec_;  // specialized to the bound input shapes
+  std::unique_ptr<Model> base_;  // as given; every specialization starts from it
 
   // Persistent buffers: initializers by name (parameters, state, constants).
-  struct Buffer {
-    TensorRef ref;
-  };
-  std::map<std::string, Buffer> persistent_;
-  // Bound inputs (host copies) and their device buffers.
+  std::map<std::string, TensorRef> persistent_;
+  // Bound inputs (host copies).
   std::map<std::string, Tensor> pending_;
-  std::map<std::string, Buffer> input_buffers_;
-  std::map<std::string, std::vector<int64_t>> spec_shapes_;  // shapes spec_ was made for
-  std::map<std::string, Tensor> frozen_;  // integer inputs spec_ holds as constants
-  // The graph specialized to the bound shapes (and to frozen_'s values).
-  StatusOr<Model> BuildSpecialized(const std::map<std::string, int64_t>& bindings);
-
-  // The specialized program.
-  struct Step {
-    const Node* node;
-    std::vector<const TensorRef*> in;
-    std::vector<TensorRef*> out;
-  };
-  std::vector<Step> program_;
-  std::unordered_map<std::string, TensorRef> refs_;               // every value of spec_ by name
-  std::vector<std::pair<TensorRef*, const TensorRef*>> updates_;  // state <- update
-  std::vector<void*> owned_;                                      // constants of spec_
-  void* arena_ = nullptr;
+  // Specializations, least recently used first; active_ is the last Run's.
+  std::vector<std::unique_ptr<Loaded>> cache_;
+  Loaded* active_ = nullptr;
+  void* arena_ = nullptr;  // shared by every cached Executable, sized to the largest
+  size_t arena_capacity_ = 0;
   MemoryReport memory_;
   int64_t step_ = 0;
   bool guard_skipped_ = false;  // the last step was skipped by NonFinitePolicy::kSkip

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
     log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
     int casts_before = amp::CountCasts(model);
-    amp::PassPipeline pipeline;
+    // Lower first: a model from another producer may hold Gradient nodes.
+    amp::PassPipeline pipeline = amp::pipelines::Lower();
     if (!options.dim_bindings.empty())
       pipeline.Append(amp::pipelines::BindShapes(options.dim_bindings));
     if (!loss_kind.empty()) {

@@ -13,7 +13,9 @@
 #include <regex>
 #include <sstream>
 
+#include "compiler/loader.h"
 #include "compiler/onnx_import.h"
+#include "passes/pipelines.h"
 #include "runtime/session.h"
 #include "tools/cli_common.h"
 
@@ -94,7 +96,13 @@ Result RunTest(const fs::path& model_path, const fs::path& test_dir) {
   SessionOptions so;
   so.mode = TrainingInfoMode::kForward;
   so.freeze_shape_inputs = true;  // e.g. Reshape's shape given as an input
-  auto opened = Session::Open(model_path.string(), so);
+  // The compile path first (a Gradient node becomes its backward graph),
+  // then the runtime.
+  auto opened = [&]() -> StatusOr<std::unique_ptr<Session>> {
+    AMP_ASSIGN_OR_RETURN(Model m, LoadModel(model_path.string(), so.mode));
+    AMP_RETURN_IF_ERROR(pipelines::Lower().Run(m).status());
+    return Session::Create(std::move(m), so);
+  }();
   if (!opened.ok()) {
     // Unsupported ops, types and features are skips; anything else (a model
     // amp should read but cannot) is a failure.

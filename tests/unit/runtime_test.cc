@@ -8,11 +8,14 @@
 #include <fstream>
 #include <random>
 
+#include "codegen/executable.h"
+#include "codegen/memory_plan.h"
 #include "compiler/loader.h"
 #include "compiler/onnx_export.h"
 #include "compiler/shape_inference.h"
+#include "compiler/text.h"
 #include "kernels/cpu/kernel.h"
-#include "runtime/memory_plan.h"
+#include "passes/pipelines.h"
 #include "runtime/session.h"
 
 namespace amp {
@@ -208,6 +211,136 @@ g (float[2] x) => (float[2] y)
   Status bad = (*s)->SetInput("x", Tensor::FromVector<int64_t>(DType::kInt64, {2}, {1, 2}));
   EXPECT_NE(bad.message().find("input 'x' is int64"), std::string::npos) << bad.message();
   std::filesystem::remove(path);
+}
+
+Tensor RandomTensor(const std::vector<int64_t>& dims, uint32_t seed) {
+  Tensor t(DType::kFloat32, dims);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.SetDouble(i, u(rng));
+  return t;
+}
+
+TEST(CloneModelTest, CopiesEverythingAndSharesNothingMutable) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N,3] x) => (float[N,3] y)
+<float[3] w = {1.0, 2.0, 3.0}>
+{
+  z = Mul (x, w)
+  y = Relu (z)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  m->training.loss = "y";
+  Model c = CloneModel(*m);
+  EXPECT_EQ(PrintModel(c), PrintModel(*m));
+  EXPECT_EQ(c.training.loss, "y");
+  // Changing the copy leaves the original alone.
+  c.graph->FindValue("w")->mutable_type().dtype = DType::kFloat16;
+  c.graph->nodes()[1]->SetAttr("x", Attribute::Int(1));
+  EXPECT_EQ(m->graph->FindValue("w")->dtype(), DType::kFloat32);
+  EXPECT_FALSE(m->graph->nodes()[1]->HasAttr("x"));
+}
+
+TEST(ExecutableTest, SlotsProgramAndPlanForOneShape) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N,3] x) => (float[N,3] y)
+<float[3] w = {1.0, 2.0, 3.0}>
+{
+  s = Shape (x)
+  z = Mul (x, w)
+  e = Exp (z)
+  y = Relu (e)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  auto cpu = KernelSupportFor("cpu");
+  ASSERT_TRUE(cpu.ok());
+  SpecializeRequest r;
+  r.input_dims = {{"x", {4, 3}}};
+  auto exe = Specialize(*m, r, **cpu);
+  ASSERT_TRUE(exe.ok()) << exe.status().message();
+  // The unused Shape is gone; three calls, every value a static slot.
+  ASSERT_EQ(exe->program.size(), 3u);
+  EXPECT_EQ(exe->program[0].node->op_type(), "Mul");
+  EXPECT_EQ(exe->slots[exe->Find("x")].kind, SlotKind::kInput);
+  EXPECT_EQ(exe->slots[exe->Find("w")].kind, SlotKind::kPersistent);
+  EXPECT_EQ(exe->slots[exe->Find("z")].kind, SlotKind::kArena);
+  EXPECT_EQ(exe->slots[exe->Find("y")].dims, (std::vector<int64_t>{4, 3}));
+  // z dies when e is made, so z and y may share; the arena holds two values.
+  EXPECT_EQ(exe->arena_bytes, 2u * 64);
+  // The model given is not changed.
+  EXPECT_FALSE(m->graph->outputs()[0]->type().has_static_shape());
+  // A dim that disagrees between inputs, and a node with no kernel, are errors.
+  r.input_dims = {{"x", {4}}};
+  EXPECT_NE(Specialize(*m, r, **cpu).status().message().find("has shape [4]"), std::string::npos);
+}
+
+TEST(SessionTest, GradientNodesGoThroughTheCompilePathFirst) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17, "ai.onnx.preview.training" : 1]>
+g (float[3] a, float[3] b) => (float[3] d, float[3] dd_da, float[3] dd_db)
+{
+  c = Add (a, b)
+  d = Mul (c, a)
+  dd_da, dd_db = ai.onnx.preview.training.Gradient <xs = ["a", "b"], y = "d"> (a, b)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  SessionOptions fwd;
+  fwd.mode = TrainingInfoMode::kForward;
+  auto refused = Session::Create(CloneModel(*m), fwd);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("compile the model with amp-compile first"),
+            std::string::npos)
+      << refused.status().message();
+  ASSERT_TRUE(pipelines::Lower().Run(*m).ok());
+  auto s = Session::Create(std::move(*m), fwd);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  Tensor a = RandomTensor({3}, 1), b = RandomTensor({3}, 2);
+  ASSERT_TRUE((*s)->SetInput("a", a).ok());
+  ASSERT_TRUE((*s)->SetInput("b", b).ok());
+  ASSERT_TRUE((*s)->Run().ok());
+  auto da = (*s)->Fetch("dd_da");
+  auto db = (*s)->Fetch("dd_db");
+  ASSERT_TRUE(da.ok() && db.ok());
+  for (int i = 0; i < 3; ++i) {
+    double av = a.GetDouble(i), bv = b.GetDouble(i);
+    EXPECT_NEAR(da->GetDouble(i), 2 * av + bv, 1e-6);  // d(a^2 + ab)/da
+    EXPECT_NEAR(db->GetDouble(i), av, 1e-6);
+  }
+}
+
+TEST(SessionTest, CachesOneExecutablePerInputShape) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[N,3] x) => (float[N,3] y)
+<float[3] w = {1.0, -2.0, 3.0}>
+{
+  z = Mul (x, w)
+  y = Relu (z)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  SessionOptions o;
+  o.mode = TrainingInfoMode::kForward;
+  o.poison = true;
+  auto s = Session::Create(std::move(*m), o);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  const float w[3] = {1.f, -2.f, 3.f};
+  uint32_t seed = 10;
+  for (int64_t n : {2, 5, 2, 5, 1}) {
+    Tensor x = RandomTensor({n, 3}, seed++);
+    ASSERT_TRUE((*s)->SetInput("x", x).ok());
+    Status st = (*s)->Run();
+    ASSERT_TRUE(st.ok()) << st.message();
+    auto y = (*s)->Fetch("y");
+    ASSERT_TRUE(y.ok());
+    ASSERT_EQ(y->dims(), (std::vector<int64_t>{n, 3}));
+    for (int64_t i = 0; i < n * 3; ++i)
+      EXPECT_FLOAT_EQ(y->GetDouble(i),
+                      std::max(0.f, static_cast<float>(x.GetDouble(i)) * w[i % 3]));
+    EXPECT_EQ((*s)->memory().nodes, 2u);
+  }
+  EXPECT_EQ((*s)->cached_executables(), 3u);  // N = 2, 5, 1
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "runtime/memory_plan.h"
+#include "codegen/memory_plan.h"
 
 #include <algorithm>
 

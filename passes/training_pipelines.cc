@@ -1,0 +1,32 @@
+// The pipelines that build a training step (amp_training): amp-compile's
+// Training, and Lower, which the compile path runs on any model before the
+// runtime sees it. Kept apart from pipelines.cc so that the runtime, which
+// only specializes, links none of the training builders.
+#include <memory>
+
+#include "passes/autodiff.h"
+#include "passes/dce.h"
+#include "passes/expand_gradient.h"
+#include "passes/pipelines.h"
+
+namespace amp::pipelines {
+
+PassPipeline Training(const TrainingOptions& options) {
+  PassPipeline p;
+  p.Add(std::make_unique<AttachLoss>(options.loss));
+  p.Add(std::make_unique<Autodiff>(options.freeze));
+  if (!options.gradients_only) {
+    if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));
+    p.Add(std::make_unique<AddOptimizer>(options.optimizer));
+  }
+  p.Add(std::make_unique<DeadCodeElimination>());
+  return p;
+}
+
+PassPipeline Lower() {
+  PassPipeline p;
+  p.Add(std::make_unique<ExpandGradient>());
+  return p;
+}
+
+}  // namespace amp::pipelines
