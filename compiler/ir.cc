@@ -197,11 +197,25 @@ std::unique_ptr<Graph> Graph::Clone() const {
     Node* c = g->AddNodeWithOutputs(n->op_type_, n->domain_, ins, outs);
     c->name_ = n->name_;
     c->attrs_ = n->attrs_;
-    c->annotations_ = n->annotations_;
+    c->precision_ = n->precision_;
+    c->origin_ = n->origin_;
   }
   for (const Value* v : outputs_) g->outputs_.push_back(g->by_name_.at(v->name_));
   g->name_counters_ = name_counters_;
   return g;
+}
+
+const char* PrecisionDecision::name() const {
+  switch (compute) {
+    case DType::kFloat16:
+      return "fp16";
+    case DType::kBFloat16:
+      return "bf16";
+    case DType::kFloat32:
+      return "fp32";
+    default:
+      return "";
+  }
 }
 
 Model CloneModel(const Model& m) {

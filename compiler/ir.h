@@ -84,6 +84,21 @@ struct Attribute {
   static Attribute FromTensor(Tensor v);
 };
 
+// The compute type chosen for a node: kFloat16, kBFloat16 or kFloat32
+// (kUndefined: not decided, e.g. shape computations), and the rule that
+// chose it (what the precision report prints).
+struct PrecisionDecision {
+  DType compute = DType::kUndefined;
+  std::string rule;
+  bool decided() const { return compute != DType::kUndefined; }
+  // "fp16", "bf16", "fp32", or "" when not decided (for printing only).
+  const char* name() const;
+};
+
+// Who made a node: the model, or insert-casts (a Cast at a precision
+// boundary, or a constant converted at compile time).
+enum class NodeOrigin { kModel, kInsertedCast, kConvertedConstant };
+
 class Node {
  public:
   const std::string& op_type() const { return op_type_; }
@@ -115,15 +130,14 @@ class Node {
 
   Graph* graph() const { return graph_; }
 
-  // Compiler-internal notes that one pass leaves for another (for example the
-  // precision a node was painted and the rule that chose it). Printed by the
-  // text printer, never exported to ONNX.
-  std::map<std::string, std::string>& annotations() { return annotations_; }
-  const std::map<std::string, std::string>& annotations() const { return annotations_; }
-  std::string Annotation(const std::string& key) const {
-    auto it = annotations_.find(key);
-    return it == annotations_.end() ? "" : it->second;
-  }
+  // What the precision passes decided (typed, never parsed back from text):
+  // written by paint-precision and by passes that pin their nodes to FP32,
+  // read by insert-casts and the report. Printed by the text printer, never
+  // exported to ONNX.
+  const PrecisionDecision& precision() const { return precision_; }
+  void set_precision(DType compute, std::string rule) { precision_ = {compute, std::move(rule)}; }
+  NodeOrigin origin() const { return origin_; }
+  void set_origin(NodeOrigin o) { origin_ = o; }
 
  private:
   friend class Graph;
@@ -136,7 +150,8 @@ class Node {
   std::vector<Value*> inputs_;
   std::vector<Value*> outputs_;
   std::map<std::string, Attribute> attrs_;
-  std::map<std::string, std::string> annotations_;
+  PrecisionDecision precision_;
+  NodeOrigin origin_ = NodeOrigin::kModel;
   std::list<std::unique_ptr<Node>>::iterator self_;
 };
 
@@ -210,7 +225,7 @@ class Graph {
   // can). Error naming a node on the cycle if there is one.
   Status TopologicalSort();
 
-  // A copy with the same names, types, order, attributes and annotations;
+  // A copy with the same names, types, order, attributes and precision decisions;
   // initializer data is shared until either copy writes it (Tensor's copy
   // on write).
   std::unique_ptr<Graph> Clone() const;

@@ -147,7 +147,7 @@ std::string PrintModel(const Model& model) {
     for (size_t i = 0; i < n->num_outputs(); ++i)
       types += (i ? ", " : "") + n->output(i)->type().ToString();
     if (line.size() < 60) line.resize(60, ' ');
-    std::string precision = n->Annotation("precision");
+    std::string precision = n->precision().name();
     out += line + "  # " + types + (precision.empty() ? "" : " [" + precision + "]") + "\n";
   }
   out += "}\n";

@@ -112,8 +112,7 @@ StatusOr<bool> FuseOptimizer::Run(Model& model) {
   fused->SetAttr("eps", Attribute::Float(o.value("eps", 1e-8f)));
   fused->SetAttr("weight_decay", Attribute::Float(wd));
   fused->SetAttr("decoupled", Attribute::Int(adamw ? 1 : 0));
-  fused->annotations()["precision"] = "fp32";
-  fused->annotations()["rule"] = "optimizer: FP32 master weights and state";
+  fused->set_precision(DType::kFloat32, "optimizer: FP32 master weights and state");
   // Every binding of p, m and v now names the fused outputs.
   std::map<std::string, Value*> replacement;
   size_t n = params.size();

@@ -37,8 +37,7 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   names.push_back(found->name() + "_fused");
   Node* fused = g.AddNode("UnscaleCheck", inputs, names, "ai.amp");
   if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
-  fused->annotations()["precision"] = "fp32";
-  fused->annotations()["rule"] = "loss scaling: unscale and check in FP32";
+  fused->set_precision(DType::kFloat32, "loss scaling: unscale and check in FP32");
   for (size_t i = 0; i < unscaled.size(); ++i) g.ReplaceAllUsesWith(unscaled[i], fused->output(i));
   Value* new_found = fused->output(unscaled.size());
   g.ReplaceAllUsesWith(found, new_found);

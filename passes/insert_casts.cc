@@ -13,11 +13,8 @@ namespace amp {
 namespace {
 
 std::optional<DType> Target(const Node& n) {
-  std::string p = n.Annotation("precision");
-  if (p == "fp16") return DType::kFloat16;
-  if (p == "bf16") return DType::kBFloat16;
-  if (p == "fp32") return DType::kFloat32;
-  return std::nullopt;
+  if (!n.precision().decided()) return std::nullopt;
+  return n.precision().compute;
 }
 
 // Outputs whose type follows the node's compute type (not statistics).
@@ -71,7 +68,7 @@ class Inserter {
       AMP_CHECK(cast->output(0)->name() == name);
       cast->SetAttr("to", Attribute::Int(static_cast<int64_t>(want)));
       cast->set_name(StrCat("amp_cast_", name));
-      cast->annotations()["amp"] = "inserted";
+      cast->set_origin(NodeOrigin::kInsertedCast);
       cast->output(0)->set_type({want, v->type().shape});
       g_.SetOutput(i, cast->output(0));
       changed_ = true;
@@ -95,14 +92,14 @@ class Inserter {
       for (int64_t i = 0; i < t.num_elements(); ++i) converted.SetDouble(i, t.GetDouble(i));
       Node* c = g_.AddNode("Constant", {}, {name});
       c->SetAttr("value", Attribute::FromTensor(converted));
-      c->annotations()["amp"] = "converted at compile time";
+      c->set_origin(NodeOrigin::kConvertedConstant);
       out = c->output(0);
       out->set_type({to, ShapeFromDims(t.dims())});
     } else {
       Node* c = g_.AddNode("Cast", {v}, {name});
       c->SetAttr("to", Attribute::Int(static_cast<int64_t>(to)));
       c->set_name(StrCat("amp_cast_", v->name()));
-      c->annotations()["amp"] = "inserted";
+      c->set_origin(NodeOrigin::kInsertedCast);
       out = c->output(0);
       out->set_type({to, v->type().shape});
     }

@@ -117,8 +117,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
   // Scaling, unscaling and the check run in FP32.
   for (Node* n : g.nodes()) {
     if (existing.count(n)) continue;
-    n->annotations()["precision"] = "fp32";
-    n->annotations()["rule"] = "loss scaling: FP32";
+    n->set_precision(DType::kFloat32, "loss scaling: FP32");
   }
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
   AMP_RETURN_IF_ERROR(InferShapes(model));

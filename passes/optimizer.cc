@@ -171,8 +171,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   // arrive in: paint-precision keeps this decision.
   for (Node* n : g.nodes()) {
     if (forward.count(n)) continue;
-    n->annotations()["precision"] = "fp32";
-    n->annotations()["rule"] = "optimizer: FP32 master weights and state";
+    n->set_precision(DType::kFloat32, "optimizer: FP32 master weights and state");
   }
   // BatchNormalization running statistics (training mode) are state too.
   for (Node* n : g.nodes()) {
@@ -191,8 +190,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
     Value* u = g.FindValue(update);
     if (u->is_graph_output()) {  // one value may not be two outputs
       Node* id = g.AddNode("Identity", {u}, {state + ".updated"});
-      id->annotations()["precision"] = "fp32";
-      id->annotations()["rule"] = "optimizer: FP32 master weights and state";
+      id->set_precision(DType::kFloat32, "optimizer: FP32 master weights and state");
       u = id->output(0);
       update = u->name();
     }

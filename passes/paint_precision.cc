@@ -35,10 +35,9 @@ class Painter {
         rule_[n] = info_[n].op_class == OpClass::kInfer ? "infer: not between half ops"
                                                         : "clear: next to FP32 data";
       }
-      std::string precision = c == Color::kHalf ? PrecisionName(policy_.half_type) : "fp32";
-      changed |= n->Annotation("precision") != precision || n->Annotation("rule") != rule_[n];
-      n->annotations()["precision"] = precision;
-      n->annotations()["rule"] = rule_[n];
+      DType compute = c == Color::kHalf ? policy_.half_type : DType::kFloat32;
+      changed |= n->precision().compute != compute || n->precision().rule != rule_[n];
+      n->set_precision(compute, rule_[n]);
     }
     return changed;
   }
@@ -101,10 +100,10 @@ class Painter {
       OpClassInfo info = ClassifyOp(n->op_type(), policy_.half_type);
       // A node decided by an earlier run keeps its decision (the pass is
       // idempotent) and still informs its neighbours.
-      if (std::string p = n->Annotation("precision"); !p.empty()) {
+      if (const PrecisionDecision& p = n->precision(); p.decided()) {
         candidates_.push_back(n);
         info_[n] = info;
-        Set(n, p == "fp32" ? Color::kFp32 : Color::kHalf, n->Annotation("rule"));
+        Set(n, p.compute == DType::kFloat32 ? Color::kFp32 : Color::kHalf, p.rule);
         fixed_.insert(n);
         continue;
       }

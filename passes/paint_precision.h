@@ -1,8 +1,8 @@
 // paint-precision: decides, for every node that computes on FP32 data,
 // whether it runs in half precision (FP16/BF16) or in FP32. It only decides:
-// each painted node gets the annotations "precision" (fp16, bf16 or fp32) and
-// "rule" (why), and insert-casts then rewrites the graph (the split of XLA's
-// BFloat16Propagation and FloatNormalization).
+// each painted node gets a typed PrecisionDecision (its compute type and the
+// rule that chose it, compiler/ir.h), and insert-casts then rewrites the
+// graph (the split of XLA's BFloat16Propagation and FloatNormalization).
 //
 // O1, over the whole graph, in the spirit of TensorFlow's multi-pass painter:
 //   1. seeds: the half list is half, the fp32 list and unlisted ops are FP32,

@@ -6,7 +6,7 @@
 namespace amp {
 namespace {
 
-bool IsAmpNode(const Node& n) { return !n.Annotation("amp").empty(); }
+bool IsAmpNode(const Node& n) { return n.origin() != NodeOrigin::kModel; }
 
 // Element count with symbolic or unknown dims counted as 1.
 int64_t Elements(const TensorType& t, bool* symbolic) {
@@ -52,10 +52,9 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
   bool symbolic = false;
   int64_t bytes_fp32 = 0, bytes_mixed = 0;
   for (const Node* n : m.graph->nodes()) {
-    std::string amp = n->Annotation("amp");
-    if (amp == "inserted")
+    if (n->origin() == NodeOrigin::kInsertedCast)
       ++inserted;
-    else if (amp == "converted at compile time")
+    else if (n->origin() == NodeOrigin::kConvertedConstant)
       ++converted;
     else if (n->op_type() == "Cast")
       ++user_casts;
@@ -67,7 +66,7 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
       if (!IsAmpNode(*n)) bytes_fp32 += e * static_cast<int64_t>(IsFloat(out->dtype()) ? 4 : size);
     }
     if (IsAmpNode(*n)) continue;
-    std::string p = n->Annotation("precision");
+    std::string p = n->precision().name();
     std::string bucket = p.empty() ? "untouched" : (p == "fp32" ? "fp32" : "half");
     ++per_op[n->op_type()][bucket];
     (bucket == "half" ? half : bucket == "fp32" ? fp32 : untouched)++;
@@ -76,7 +75,7 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
                      {"output", n->num_outputs() ? n->output(0)->name() : ""},
                      {"precision", p.empty() ? "untouched" : p},
                      {"rule", p.empty() ? "not painted (integer, shape or type-agnostic)"
-                                        : n->Annotation("rule")}});
+                                        : n->precision().rule}});
   }
   json ops = json::array();
   for (const auto& [op, op_counts] : per_op) {
@@ -172,7 +171,7 @@ std::string PrecisionDot(const Model& m) {
     return "\"" + q + "\"";
   };
   for (const Node* n : m.graph->nodes()) {
-    std::string p = n->Annotation("precision");
+    std::string p = n->precision().name();
     const char* color = IsAmpNode(*n) ? "#ffe08a"
                         : p == "fp32" ? "#f4a6a6"
                         : p.empty()   ? "#dddddd"
