@@ -218,6 +218,36 @@ const char* PrecisionDecision::name() const {
   }
 }
 
+const char* OptimizerKindName(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kSgd:
+      return "sgd";
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+    default:
+      return "none";
+  }
+}
+
+void TrainingInfo::Rename(const std::string& from, const std::string& to) {
+  auto fix = [&](std::string& s) {
+    if (s == from) s = to;
+  };
+  for (std::string* s : {&loss, &grad_seed, &skip_step, &loss_scale, &growth_tracker,
+                         &optimizer_step, &inverse_scale, &optimizer.lr})
+    fix(*s);
+  for (std::string& s : trainable) fix(s);
+  for (auto* m : {&gradients, &unscaled, &half_copies})
+    for (auto& [k, v] : *m) fix(v);
+  for (auto& [state, update] : updates) fix(update);
+  for (auto& [name, type] : forward_outputs) fix(name);
+  for (auto& p : optimizer.params)
+    for (std::string* s : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer})
+      fix(*s);
+}
+
 Model CloneModel(const Model& m) {
   Model c;
   c.ir_version = m.ir_version;

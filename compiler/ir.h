@@ -243,6 +243,28 @@ class Graph {
   void RemoveUse(Value* v, Use u);
 };
 
+enum class OptimizerKind { kNone, kSgd, kAdam, kAdamW };
+const char* OptimizerKindName(OptimizerKind k);  // "none", "sgd", "adam", "adamw"
+
+// The optimizer of a training step, as PyTorch's hyperparameters, and the
+// values it reads and keeps for each parameter (names, as TrainingInfo's).
+struct OptimizerInfo {
+  OptimizerKind kind = OptimizerKind::kNone;
+  std::string lr;         // the learning-rate graph input (a float scalar)
+  double default_lr = 0;  // the --lr it was compiled with
+  float momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  struct Param {
+    std::string param;            // the FP32 master weight (an initializer)
+    std::string grad;             // the gradient the update reads (FP32 when built)
+    std::string exp_avg;          // Adam/AdamW first moment (an initializer)
+    std::string exp_avg_sq;       // Adam/AdamW second moment
+    std::string momentum_buffer;  // SGD with momentum
+  };
+  std::vector<Param> params;
+};
+
 // What makes a model a training step (empty for a forward model). Values
 // are named, not pointed to, so that passes may rebuild them freely; the
 // verifier checks that every name resolves.
@@ -265,7 +287,22 @@ struct TrainingInfo {
   std::string growth_tracker;
   std::string optimizer_step;
   bool has_optimizer = false;
+  // Loss scaling's pieces (empty without it): 1/S, and each parameter's
+  // gradient after unscaling (parameter -> value). skip_step is its
+  // found-inf flag. Written by loss-scaling, read by fuse-unscale.
+  std::string inverse_scale;
+  std::map<std::string, std::string> unscaled;
+  // The optimizer's typed description, written by the optimizer pass and
+  // read by fuse-optimizer, amp-train and the report: fusion replaces the
+  // update this describes; it never matches the formula.
+  OptimizerInfo optimizer;
+  // Each parameter's half copy (parameter -> the Cast's value), written by
+  // insert-casts: the FP32 master stays the state.
+  std::map<std::string, std::string> half_copies;
   bool active() const { return !loss.empty(); }
+  // Renames `from` to `to` wherever the description names it (a pass that
+  // replaces a value it names keeps the description true).
+  void Rename(const std::string& from, const std::string& to);
 };
 
 // The node defining `v` if it is a default-domain `op_type` node, else null

@@ -226,6 +226,37 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
           {"growth_tracker", &model.training.growth_tracker},
           {"optimizer_step", &model.training.optimizer_step}})
       if (!name->empty()) j[key] = *name;
+    const TrainingInfo& t = model.training;
+    if (!t.unscaled.empty()) {
+      j["inverse_scale"] = t.inverse_scale;
+      j["unscaled"] = t.unscaled;
+    }
+    if (!t.half_copies.empty()) j["half_copies"] = t.half_copies;
+    const OptimizerInfo& o = t.optimizer;
+    if (o.kind != OptimizerKind::kNone) {
+      nlohmann::json params = nlohmann::json::array();
+      for (const auto& p : o.params) {
+        nlohmann::json e = {{"param", p.param}, {"grad", p.grad}};
+        for (auto [key, name] : {std::pair<const char*, const std::string*>{"exp_avg", &p.exp_avg},
+                                 {"exp_avg_sq", &p.exp_avg_sq},
+                                 {"momentum_buffer", &p.momentum_buffer}})
+          if (!name->empty()) e[key] = *name;
+        params.push_back(e);
+      }
+      j["optimizer"] = {{"kind", OptimizerKindName(o.kind)},
+                        {"lr", o.lr},
+                        {"default_lr", o.default_lr},
+                        {"momentum", o.momentum},
+                        {"dampening", o.dampening},
+                        {"nesterov", o.nesterov},
+                        {"weight_decay", o.weight_decay},
+                        {"beta1", o.beta1},
+                        {"beta2", o.beta2},
+                        {"eps", o.eps},
+                        {"params", params}};
+      // Read by tools that know only ONNX (the tests' onnxruntime harness).
+      metadata["amp.lr"] = StrCat(static_cast<float>(o.default_lr));
+    }
     metadata["amp.training"] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   for (const auto& [k, v] : metadata) {

@@ -108,6 +108,67 @@ StatusOr<Model> Importer::Run() {
   return m;
 }
 
+// The typed parts of amp's description (loss scaling's and the optimizer's);
+// every name must be a value of the step.
+Status ImportDescription(const nlohmann::json& j, const Graph& g, TrainingInfo& info) {
+  auto str = [](const nlohmann::json& o, const char* key) {
+    return o.contains(key) && o[key].is_string() ? o[key].get<std::string>() : std::string();
+  };
+  auto names = [&](const char* key, std::map<std::string, std::string>& out) {
+    if (!j.contains(key) || !j[key].is_object()) return;
+    for (const auto& [k, v] : j[key].items())
+      if (v.is_string()) out[k] = v.get<std::string>();
+  };
+  info.inverse_scale = str(j, "inverse_scale");
+  names("unscaled", info.unscaled);
+  names("half_copies", info.half_copies);
+  if (j.contains("optimizer") && j["optimizer"].is_object()) {
+    const nlohmann::json& o = j["optimizer"];
+    OptimizerInfo& d = info.optimizer;
+    std::string kind = str(o, "kind");
+    d.kind = kind == "sgd"     ? OptimizerKind::kSgd
+             : kind == "adam"  ? OptimizerKind::kAdam
+             : kind == "adamw" ? OptimizerKind::kAdamW
+                               : OptimizerKind::kNone;
+    if (d.kind == OptimizerKind::kNone)
+      return InvalidArgument("metadata 'amp.training' names optimizer '", kind,
+                             "' (amp writes sgd, adam or adamw)");
+    d.lr = str(o, "lr");
+    auto num = [&](const char* key, auto& field) -> Status {
+      if (!o.contains(key)) return Status::Ok();
+      if (!o[key].is_number() && !o[key].is_boolean())
+        return InvalidArgument("metadata 'amp.training': optimizer '", key, "' is not a number");
+      field = o[key].get<std::decay_t<decltype(field)>>();
+      return Status::Ok();
+    };
+    AMP_RETURN_IF_ERROR(num("default_lr", d.default_lr));
+    AMP_RETURN_IF_ERROR(num("momentum", d.momentum));
+    AMP_RETURN_IF_ERROR(num("dampening", d.dampening));
+    AMP_RETURN_IF_ERROR(num("nesterov", d.nesterov));
+    AMP_RETURN_IF_ERROR(num("weight_decay", d.weight_decay));
+    AMP_RETURN_IF_ERROR(num("beta1", d.beta1));
+    AMP_RETURN_IF_ERROR(num("beta2", d.beta2));
+    AMP_RETURN_IF_ERROR(num("eps", d.eps));
+    if (o.contains("params") && o["params"].is_array())
+      for (const auto& p : o["params"]) {
+        if (!p.is_object()) continue;
+        d.params.push_back({str(p, "param"), str(p, "grad"), str(p, "exp_avg"),
+                            str(p, "exp_avg_sq"), str(p, "momentum_buffer")});
+      }
+  }
+  std::vector<const std::string*> named = {&info.inverse_scale, &info.optimizer.lr};
+  for (const auto& [k, v] : info.unscaled) named.push_back(&v);
+  for (const auto& [k, v] : info.half_copies) named.push_back(&v);
+  for (const auto& p : info.optimizer.params)
+    for (const std::string* s : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer})
+      named.push_back(s);
+  for (const std::string* name : named)
+    if (!name->empty() && !g.FindValue(*name))
+      return InvalidArgument("metadata 'amp.training' names '", *name,
+                             "', which the step does not compute");
+  return Status::Ok();
+}
+
 Status Importer::ImportTrainingInfo(Model& m) {
   const onnx::TrainingInfoProto& ti = proto_.training_info(0);
   // The step reads the main graph's initializers (ONNX's scoping rule), so
@@ -149,6 +210,7 @@ Status Importer::ImportTrainingInfo(Model& m) {
       if (m.graph->FindValue(name)) *field = name;
     }
     info.has_optimizer = !info.updates.empty();
+    AMP_RETURN_IF_ERROR(ImportDescription(j, *m.graph, info));
   }
   if (info.loss.empty() && m.graph->outputs().size() > 0) info.loss = m.graph->outputs()[0]->name();
   for (const std::string* name : {&info.loss, &info.skip_step})

@@ -67,6 +67,31 @@ Status VerifyModel(const Model& model) {
     for (const auto& [param, grad] : t.gradients)
       if (!g.FindValue(param) || !g.FindValue(grad))
         return InvalidArgument("gradient '", grad, "' of '", param, "' is not a value");
+    // The typed description names values the step has.
+    auto must_be = [&](const std::string& name, const char* what, bool initializer) -> Status {
+      const Value* v = name.empty() ? nullptr : g.FindValue(name);
+      if (!v || (initializer && !v->has_initializer()))
+        return InvalidArgument("the step's description names ", what, " '", name,
+                               "', which is not ", initializer ? "an initializer" : "a value");
+      return Status::Ok();
+    };
+    for (const auto& [param, name] : t.unscaled)
+      AMP_RETURN_IF_ERROR(must_be(name, "the unscaled gradient", false));
+    if (!t.unscaled.empty()) AMP_RETURN_IF_ERROR(must_be(t.inverse_scale, "1/S", false));
+    for (const auto& [param, name] : t.half_copies)
+      AMP_RETURN_IF_ERROR(must_be(name, "the half copy", false));
+    const OptimizerInfo& o = t.optimizer;
+    if (o.kind != OptimizerKind::kNone) {
+      const Value* lr = g.FindValue(o.lr);
+      if (!lr || !lr->is_graph_input())
+        return InvalidArgument("the optimizer's learning rate '", o.lr, "' is not a graph input");
+    }
+    for (const auto& p : o.params) {
+      AMP_RETURN_IF_ERROR(must_be(p.param, "the parameter", true));
+      AMP_RETURN_IF_ERROR(must_be(p.grad, "the gradient", false));
+      for (const std::string* s : {&p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer})
+        if (!s->empty()) AMP_RETURN_IF_ERROR(must_be(*s, "optimizer state", true));
+    }
     for (const auto& [state, update] : t.updates) {
       const Value* s = g.FindValue(state);
       const Value* u = g.FindValue(update);

@@ -45,6 +45,7 @@ StatusOr<bool> FoldCasts::Run(Model& model) {
   std::unordered_set<const Node*> erased;  // compared, never dereferenced
   auto drop = [&](Node* cast, Value* replacement) {
     g.ReplaceAllUsesWith(cast->output(0), replacement);
+    model.training.Rename(cast->output(0)->name(), replacement->name());
     erased.insert(cast);
     g.EraseNode(cast);
     changed = true;

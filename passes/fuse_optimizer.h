@@ -6,11 +6,14 @@
 // standard ops compute, in the same FP32 operation order, including the
 // skip on non-finite gradients.
 //
-// The pass finds each parameter's update from the step's update bindings and
-// checks the structure the optimizer pass wrote; anything else (SGD, a graph
-// edited by hand) is left as it is (no change). The hyperparameters come from
-// the "amp.optimizer" metadata. Runtimes run it before planning; the
-// exported step keeps standard ops.
+// What to fuse comes from the step's typed description
+// (TrainingInfo::optimizer, written by the optimizer pass): the kind and
+// hyperparameters, the lr input, and each parameter's master weight,
+// gradient and moments; their new values come from the update bindings. The
+// graph's formula is never matched, so changing it cannot silently stop
+// fusion: a description the graph contradicts is an error. SGD and steps
+// without an optimizer are left as they are. Specialization runs it before
+// planning (on request); the exported step keeps standard ops.
 #pragma once
 
 #include "passes/pass.h"

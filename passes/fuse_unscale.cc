@@ -6,28 +6,23 @@ namespace amp {
 StatusOr<bool> FuseUnscale::Run(Model& model) {
   Graph& g = *model.graph;
   TrainingInfo& t = model.training;
-  if (t.skip_step.empty()) return false;
-  // found_inf = IsNaN(Sum(ReduceSum(Mul(Mul(grad, inv), 0)), ...))
+  // What to fuse comes from loss scaling's typed description: 1/S, each
+  // gradient's unscaled value (a Mul by 1/S) and the found-inf flag.
+  if (t.skip_step.empty() || t.unscaled.empty()) return false;
   Value* found = g.FindValue(t.skip_step);
-  Node* isnan = ProducerIf(found, "IsNaN");
-  if (!isnan) return false;
-  std::vector<Value*> sums;
-  if (Node* sum = ProducerIf(isnan->input(0), "Sum")) {
-    sums.assign(sum->inputs().begin(), sum->inputs().end());
-  } else {
-    sums.push_back(isnan->input(0));
-  }
-  Value* inv = nullptr;
+  Value* inv = g.FindValue(t.inverse_scale);
+  if (!found || !inv)
+    return Internal("loss scaling's description names '", t.skip_step, "' and '", t.inverse_scale,
+                    "', which the step does not compute");
+  if (found->producer() && found->producer()->op_type() == "UnscaleCheck") return false;  // fused
   std::vector<Value*> unscaled, grads;
-  for (Value* s : sums) {
-    Node* reduce = ProducerIf(s, "ReduceSum");
-    Node* probe = reduce ? ProducerIf(reduce->input(0), "Mul") : nullptr;
-    Node* mul = probe ? ProducerIf(probe->input(0), "Mul") : nullptr;
-    if (!mul || reduce->num_inputs() != 1) return false;
-    if (inv && mul->input(1) != inv) return false;
-    inv = mul->input(1);
-    if (mul->input(0)->dtype() != DType::kFloat32) return false;
-    unscaled.push_back(mul->output(0));
+  for (const auto& [param, name] : t.unscaled) {
+    Value* u = g.FindValue(name);
+    Node* mul = ProducerIf(u, "Mul");
+    if (!mul || mul->input(1) != inv || mul->input(0)->dtype() != DType::kFloat32)
+      return Internal("loss scaling's description names '", name, "' as the unscaled gradient of '",
+                      param, "', but it is not an FP32 Mul by '", inv->name(), "'");
+    unscaled.push_back(u);
     grads.push_back(mul->input(0));
   }
   std::vector<Value*> inputs = {inv};
@@ -38,10 +33,15 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   Node* fused = g.AddNode("UnscaleCheck", inputs, names, "ai.amp");
   if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
   fused->set_precision(DType::kFloat32, "loss scaling: unscale and check in FP32");
-  for (size_t i = 0; i < unscaled.size(); ++i) g.ReplaceAllUsesWith(unscaled[i], fused->output(i));
+  // The fused outputs take over every use, and every name the step's
+  // description gives (the probes die with the old flag).
+  for (size_t i = 0; i < unscaled.size(); ++i) {
+    g.ReplaceAllUsesWith(unscaled[i], fused->output(i));
+    t.Rename(unscaled[i]->name(), fused->output(i)->name());
+  }
   Value* new_found = fused->output(unscaled.size());
   g.ReplaceAllUsesWith(found, new_found);
-  t.skip_step = new_found->name();
+  t.Rename(found->name(), new_found->name());
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
   AMP_RETURN_IF_ERROR(InferShapes(model));
   return true;

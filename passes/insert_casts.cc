@@ -102,6 +102,11 @@ class Inserter {
       c->set_origin(NodeOrigin::kInsertedCast);
       out = c->output(0);
       out->set_type({to, v->type().shape});
+      // A parameter's half copy: the step's description records it.
+      TrainingInfo& t = model_.training;
+      if (IsHalf(to) && v->has_initializer() &&
+          std::find(t.trainable.begin(), t.trainable.end(), v->name()) != t.trainable.end())
+        t.half_copies[v->name()] = out->name();
     }
     cache_[key] = out;
     return out;

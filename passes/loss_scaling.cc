@@ -42,12 +42,14 @@ StatusOr<bool> LossScaling::Run(Model& model) {
 
   t.loss_scale = scale->name();
   Value* inv = g.AddNode("Reciprocal", {scale}, {"loss_scale.inverse"})->output(0);
+  t.inverse_scale = inv->name();
   Value* zero = g.AddScalar("loss_scale.zero", DType::kFloat32, 0.0);
   std::vector<Value*> probes;
   for (auto& [param, grad_name] : t.gradients) {
     Node* expose = g.FindValue(grad_name)->producer();  // Identity exposing the gradient
     Value* scaled = expose->input(0);
     Value* unscaled = g.AddNode("Mul", {scaled, inv}, {param + "_grad_unscaled"})->output(0);
+    t.unscaled[param] = unscaled->name();
     expose->SetInput(0, unscaled);
     // sum(g * 0) is 0 when g is finite and NaN otherwise: no overflow possible.
     Value* probe = g.AddNode("Mul", {unscaled, zero}, {param + "_grad_probe"})->output(0);

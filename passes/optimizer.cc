@@ -1,7 +1,6 @@
 #include "passes/optimizer.h"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "compiler/shape_inference.h"
@@ -56,18 +55,22 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   std::vector<Node*> before = g.nodes();
   std::unordered_set<const Node*> forward(before.begin(), before.end());
   Value* lr = g.AddInput("lr", {DType::kFloat32, Shape{}});
-  model.metadata["amp.lr"] = StrCat(o.lr);
-  // The hyperparameters, for runtimes that replace the update below by a
-  // fused kernel (fuse-optimizer): float values, exact through JSON.
-  model.metadata["amp.optimizer"] = nlohmann::json{
-      {"kind", o.kind},
-      {"beta1", o.beta1},
-      {"beta2", o.beta2},
-      {"eps", o.eps},
-      {"weight_decay", o.weight_decay},
-      {"momentum", o.momentum},
-      {"dampening", o.dampening},
-      {"nesterov", o.nesterov}}.dump();
+  // The typed description: what fuse-optimizer replaces, amp-train binds
+  // and the report prints.
+  OptimizerInfo& info = t.optimizer;
+  info.kind = o.kind == "sgd"    ? OptimizerKind::kSgd
+              : o.kind == "adam" ? OptimizerKind::kAdam
+                                 : OptimizerKind::kAdamW;
+  info.lr = lr->name();
+  info.default_lr = o.lr;
+  info.momentum = o.momentum;
+  info.dampening = o.dampening;
+  info.nesterov = o.nesterov;
+  info.weight_decay = o.weight_decay;
+  info.beta1 = o.beta1;
+  info.beta2 = o.beta2;
+  info.eps = o.eps;
+  info.params.clear();
 
   // The step count (float, as PyTorch keeps it), shared by all parameters.
   Value* step = g.AddInitializer("optimizer.step", Tensor(DType::kFloat32, {}));
@@ -108,6 +111,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
     if (wd && o.kind != "adamw")
       gr = b.Op("Add", {gr, b.Op("Mul", {p, wd}, name + ".decay")}, name + ".grad_decayed");
     Value* p_new = nullptr;
+    OptimizerInfo::Param described{name, grad->name(), "", "", ""};
     if (o.kind == "sgd") {
       Value* dir = gr;
       if (momentum) {
@@ -118,6 +122,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
                            name + ".buf_next");
         if (first_step) next = b.Op("Where", {first_step, gr, next}, name + ".buf_first");
         t.updates.push_back({buf->name(), next->name()});
+        described.momentum_buffer = buf->name();
         dir = o.nesterov ? b.Op("Add", {gr, b.Op("Mul", {next, momentum}, name + ".nesterov")},
                                 name + ".dir")
                          : next;
@@ -136,6 +141,8 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
                name + ".exp_avg_sq_next");
       t.updates.push_back({m->name(), m_next->name()});
       t.updates.push_back({v->name(), v_next->name()});
+      described.exp_avg = m->name();
+      described.exp_avg_sq = v->name();
       Value* base = p;
       if (wd && o.kind == "adamw")  // decoupled: p *= 1 - lr * wd
         base = b.Op(
@@ -155,6 +162,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
                    name + ".next");
     }
     t.updates.push_back({name, p_new->name()});
+    info.params.push_back(described);
   }
   // A skipped step (non-finite gradients under loss scaling) leaves the
   // parameters, moments and step count as they were.

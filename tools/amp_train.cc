@@ -134,8 +134,10 @@ std::string Bar(int64_t done, int64_t total, int width = 28) {
   return s + "]";
 }
 
-// The value of `name` in the step's metadata-derived learning rate.
+// The learning rate the step was compiled with (its typed description;
+// steps written before it was recorded carry metadata amp.lr).
 StatusOr<double> DefaultLr(const Model& m) {
+  if (m.training.optimizer.kind != OptimizerKind::kNone) return m.training.optimizer.default_lr;
   auto it = m.metadata.find("amp.lr");
   if (it == m.metadata.end())
     return InvalidArgument("the model records no learning rate; pass --lr");
@@ -238,7 +240,7 @@ Status Train(const Flags& f) {
                            "--optimizer ...");
   const Model& m = session->model();
   AMP_ASSIGN_OR_RETURN(auto data, ReadNpz(f.data));
-  // The inputs: data arrays, and the learning rate (a scalar input "lr").
+  // The inputs: data arrays, and the learning rate (a scalar input).
   std::vector<const Value*> data_inputs;
   std::string lr_input, label_input;
   std::set<std::string> fwd_inputs;
@@ -247,8 +249,12 @@ Status Train(const Flags& f) {
     if (fwd.ok())
       for (const Value* v : fwd->graph->inputs()) fwd_inputs.insert(v->name());
   }
+  // The optimizer's description names its learning-rate input ("lr" in
+  // steps that predate it).
+  const std::string& described_lr = m.training.optimizer.lr;
   for (const Value* v : m.graph->inputs()) {
-    if (v->name() == "lr" && IsFloat(v->dtype())) {
+    if ((described_lr.empty() ? v->name() == "lr" : v->name() == described_lr) &&
+        IsFloat(v->dtype())) {
       lr_input = v->name();
       continue;
     }

@@ -3,12 +3,15 @@
 // the pass that fails.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <sstream>
 
 #include "compiler/loader.h"
+#include "compiler/onnx_export.h"
 #include "compiler/text.h"
 #include "compiler/verifier.h"
+#include "passes/fuse_optimizer.h"
 #include "passes/pipelines.h"
 #include "passes/registry.h"
 
@@ -22,31 +25,108 @@ struct Case {
 
 class PassesOnModels : public ::testing::TestWithParam<Case> {};
 
-TEST_P(PassesOnModels, EachPassIsIdempotent) {
+StatusOr<Model> LoadShipped(const Case& c) {
+  return LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + c.model + "/" + c.file);
+}
+
+// ONNX's Gradient node (as another producer writes it) of the first output
+// with respect to the first float initializer: what expand-gradient expands.
+void AddGradientNode(Model& m) {
+  Graph& g = *m.graph;
+  const Value* x = nullptr;
+  for (const Value* v : g.initializers())
+    if (!x && v->dtype() == DType::kFloat32) x = v;
+  ASSERT_NE(x, nullptr);
+  Node* n = g.AddNode("Gradient", {const_cast<Value*>(x)}, {"d_" + x->name()},
+                      "ai.onnx.preview.training");
+  Attribute xs;
+  xs.kind = Attribute::Kind::kStrings;
+  xs.strings = {x->name()};
+  n->SetAttr("xs", xs);
+  n->SetAttr("y", Attribute::String(g.outputs()[0]->name()));
+  n->output(0)->set_type(x->type());
+  g.AddOutput(n->output(0));
+  m.opsets.push_back({"ai.onnx.preview.training", 1});
+}
+
+// What dce and infer-shapes have to do on a model as exported: a node no
+// output reads, and a value whose type was forgotten.
+void AddDeadNode(Model& m) {
+  Graph& g = *m.graph;
+  g.AddNode("Neg", {g.outputs()[0]}, {"dead"})->output(0)->set_type(g.outputs()[0]->type());
+}
+void ForgetAType(Model& m) {
+  for (Node* n : m.graph->nodes())
+    if (n->op_type() != "Constant") {
+      n->output(0)->mutable_type().shape.reset();
+      return;
+    }
+}
+
+// Runs `pass` (after what it needs) on `c`, then again: whether the first
+// run changed the model; the second must change nothing.
+void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
   PassOptions options;
   options.dim_bindings["batch"] = 4;
+  options.dim_bindings["s0"] = 4;   // the dynamo exporter's name for the batch dim
+  options.optimizer.kind = "adam";  // what fuse-optimizer fuses
   // Passes that need others before them (the training step is built in order).
   const std::map<std::string, std::string> prerequisites = {
       {"autodiff", "attach-loss"},
       {"loss-scaling", "attach-loss,autodiff"},
       {"optimizer", "attach-loss,autodiff,loss-scaling"},
+      {"fuse-unscale", "attach-loss,autodiff,loss-scaling,optimizer"},
+      {"fuse-optimizer", "attach-loss,autodiff,loss-scaling,optimizer"},
+      {"insert-casts", "paint-precision"},
+      {"fold-casts", "paint-precision,insert-casts"},
   };
+  auto m = LoadShipped(c);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  if (pass == "expand-gradient") AddGradientNode(*m);
+  if (pass == "dce") AddDeadNode(*m);
+  if (pass == "infer-shapes") ForgetAType(*m);
+  auto it = prerequisites.find(pass);
+  if (it != prerequisites.end()) {
+    auto before = BuildPipeline(it->second, options);
+    ASSERT_TRUE(before.ok());
+    auto ran = before->Run(*m);
+    ASSERT_TRUE(ran.ok()) << pass << ": " << ran.status().message();
+  }
+  auto first = BuildPipeline(pass, options);
+  ASSERT_TRUE(first.ok());
+  auto changed = first->Run(*m);
+  ASSERT_TRUE(changed.ok()) << pass << ": " << changed.status().message();
+  *changed_first = *changed;
+  std::string after_first = PrintModel(*m);
+  auto second = BuildPipeline(pass, options);
+  auto changed_again = second->Run(*m);
+  ASSERT_TRUE(changed_again.ok()) << changed_again.status().message();
+  EXPECT_FALSE(*changed_again) << pass << " changed the model on its second run";
+  EXPECT_EQ(PrintModel(*m), after_first) << pass;
+}
+
+TEST_P(PassesOnModels, EachPassIsIdempotent) {
   for (const std::string& pass : RegisteredPassNames()) {
-    auto it = prerequisites.find(pass);
-    std::string first_run = it == prerequisites.end() ? pass : it->second + "," + pass;
-    auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/" + GetParam().model + "/" +
-                       GetParam().file);
-    ASSERT_TRUE(m.ok()) << m.status().message();
-    auto first = BuildPipeline(first_run, options);
-    ASSERT_TRUE(first.ok());
-    auto changed = first->Run(*m);
-    ASSERT_TRUE(changed.ok()) << pass << ": " << changed.status().message();
-    std::string after_first = PrintModel(*m);
-    auto second = BuildPipeline(pass, options);
-    auto changed_again = second->Run(*m);
-    ASSERT_TRUE(changed_again.ok()) << changed_again.status().message();
-    EXPECT_FALSE(*changed_again) << pass << " changed the model on its second run";
-    EXPECT_EQ(PrintModel(*m), after_first) << pass;
+    bool changed = false;
+    RunTwice(GetParam(), pass, &changed);
+  }
+}
+
+// The idempotence above is only worth something where a pass does change
+// the model: every registered pass changes at least one shipped model.
+TEST(PassesTest, EveryPassChangesAShippedModel) {
+  const std::vector<Case> models = {{"mlp", "model.onnx"},
+                                    {"cnn", "model.onnx"},
+                                    {"tfm", "model.onnx"},
+                                    {"tfm", "model.dynamo_eval.onnx"}};
+  for (const std::string& pass : RegisteredPassNames()) {
+    std::vector<std::string> changed_on;
+    for (const Case& c : models) {
+      bool changed = false;
+      RunTwice(c, pass, &changed);
+      if (changed) changed_on.push_back(c.model + "/" + c.file);
+    }
+    EXPECT_FALSE(changed_on.empty()) << pass << " changed none of the shipped models";
   }
 }
 
@@ -182,6 +262,109 @@ main (float[N,3] x) => (float[N,3] y) <int64[2] s = {4, 3}> { y = Reshape (x, s)
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("cannot reshape [5,3]"), std::string::npos)
       << r.status().message();
+}
+
+// ---- the training step's typed description ----
+
+constexpr const char* kTinyModel = R"(<ir_version: 8, opset_import: ["" : 17]>
+main (float[N,2] x) => (float[N,2] y)
+<float[2,2] w = {1.0, 2.0, 3.0, 4.0}, float[2] b = {0.5, -0.5}>
+{
+  m = MatMul (x, w)
+  y = Add (m, b)
+})";
+
+StatusOr<Model> TinyStep(const std::string& passes, const std::string& optimizer) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModelText(kTinyModel));
+  PassOptions o;
+  o.loss.kind = "mse";
+  o.optimizer.kind = optimizer;
+  o.optimizer.lr = 0.125f;
+  o.optimizer.weight_decay = 0.5f;
+  AMP_ASSIGN_OR_RETURN(PassPipeline p, BuildPipeline(passes, o));
+  AMP_RETURN_IF_ERROR(p.Run(m).status());
+  return m;
+}
+
+TEST(TrainingDescriptionTest, TheOptimizerPassDescribesWhatItBuilt) {
+  auto m = TinyStep("attach-loss,autodiff,loss-scaling,optimizer", "adamw");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const TrainingInfo& t = m->training;
+  EXPECT_EQ(t.optimizer.kind, OptimizerKind::kAdamW);
+  EXPECT_EQ(t.optimizer.lr, "lr");
+  EXPECT_FLOAT_EQ(static_cast<float>(t.optimizer.default_lr), 0.125f);
+  EXPECT_FLOAT_EQ(t.optimizer.weight_decay, 0.5f);
+  ASSERT_EQ(t.optimizer.params.size(), 2u);
+  for (const auto& p : t.optimizer.params) {
+    EXPECT_TRUE(m->graph->FindValue(p.exp_avg)->has_initializer()) << p.param;
+    // Under loss scaling the update reads the unscaled gradient.
+    EXPECT_EQ(p.grad, t.unscaled.at(p.param));
+  }
+  EXPECT_EQ(t.inverse_scale, "loss_scale.inverse");
+  EXPECT_EQ(t.unscaled.size(), 2u);
+}
+
+TEST(TrainingDescriptionTest, FusionReadsTheDescriptionNotTheFormula) {
+  auto m = TinyStep("attach-loss,autodiff,loss-scaling,optimizer", "adam");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  // An equivalent rewrite of the update's formula (an Identity between the
+  // ratio and its consumer) would have stopped a pattern match.
+  Graph& g = *m->graph;
+  Value* ratio = g.FindValue("w.ratio");
+  ASSERT_NE(ratio, nullptr);
+  Node* id = g.AddNode("Identity", {ratio}, {"w.ratio_copy"});
+  id->output(0)->set_type(ratio->type());
+  for (const Use& u : std::vector<Use>(ratio->uses()))
+    if (u.node != id) u.node->SetInput(u.index, id->output(0));
+  ASSERT_TRUE(g.TopologicalSort().ok());
+  auto fuse = BuildPipeline("fuse-optimizer,dce", {});
+  ASSERT_TRUE(fuse.ok());
+  auto changed = fuse->Run(*m);
+  ASSERT_TRUE(changed.ok()) << changed.status().message();
+  EXPECT_TRUE(*changed);
+  int fused = 0;
+  for (const Node* n : g.nodes()) {
+    fused += n->op_type() == "FusedAdam";
+    EXPECT_NE(n->op_type(), "Sqrt") << "the per-parameter update is still there";
+  }
+  EXPECT_EQ(fused, 1);
+}
+
+TEST(TrainingDescriptionTest, ADescriptionTheGraphContradictsIsAnError) {
+  auto m = TinyStep("attach-loss,autodiff,optimizer", "adam");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  m->training.optimizer.params[0].exp_avg = "x";  // a graph input, not state
+  FuseOptimizer fuse;
+  auto r = fuse.Run(*m);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("names 'x' as state of"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
+  auto m =
+      TinyStep("attach-loss,autodiff,loss-scaling,optimizer,paint-precision,insert-casts", "sgd");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_EQ(m->training.half_copies.count("w"), 1u);  // MatMul's weight runs in half
+  std::string path = ::testing::TempDir() + "amp_description_step.onnx";
+  Status saved = SaveModelFile(*m, path);
+  ASSERT_TRUE(saved.ok()) << saved.message();
+  auto back = LoadModel(path, TrainingInfoMode::kStep);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  const TrainingInfo &a = m->training, &b = back->training;
+  EXPECT_EQ(b.optimizer.kind, OptimizerKind::kSgd);
+  EXPECT_EQ(b.optimizer.lr, a.optimizer.lr);
+  EXPECT_EQ(b.optimizer.default_lr, static_cast<double>(0.125f));
+  EXPECT_FLOAT_EQ(b.optimizer.weight_decay, 0.5f);
+  ASSERT_EQ(b.optimizer.params.size(), a.optimizer.params.size());
+  for (size_t i = 0; i < a.optimizer.params.size(); ++i) {
+    EXPECT_EQ(b.optimizer.params[i].param, a.optimizer.params[i].param);
+    EXPECT_EQ(b.optimizer.params[i].grad, a.optimizer.params[i].grad);
+  }
+  EXPECT_EQ(b.unscaled, a.unscaled);
+  EXPECT_EQ(b.inverse_scale, a.inverse_scale);
+  EXPECT_EQ(b.half_copies, a.half_copies);
+  std::remove(path.c_str());
 }
 
 }  // namespace
