@@ -6,7 +6,7 @@
 
 #include "compiler/attr_schema.h"
 #include "compiler/const_eval.h"
-#include "compiler/op_registry.h"
+#include "ops/op_def.h"
 
 namespace amp {
 namespace {
@@ -34,8 +34,8 @@ class Driver {
 
  private:
   Status InferNode(Node& node) {
-    const OpSchema* schema = FindOpSchema(node.domain(), node.op_type());
-    if (!schema) {
+    const OpDef* def = FindOp(node.domain(), node.op_type());
+    if (!def) {
       if (!node.domain().empty())
         return Unimplemented(node.Describe(), ": op '", node.op_type(), "' of domain '",
                              node.domain(),
@@ -46,17 +46,19 @@ class Driver {
     }
     int n_in = static_cast<int>(node.num_inputs());
     int n_out = static_cast<int>(node.num_outputs());
-    if (n_in < schema->min_inputs || (schema->max_inputs >= 0 && n_in > schema->max_inputs))
+    if (n_in < def->arity.min_inputs ||
+        (def->arity.max_inputs >= 0 && n_in > def->arity.max_inputs))
       return InvalidArgument(
           node.Describe(), " has ", n_in, " inputs; ", node.op_type(), " takes ",
-          schema->min_inputs,
-          schema->max_inputs < 0 ? " or more" : StrCat(" to ", schema->max_inputs));
-    if (n_out < schema->min_outputs || (schema->max_outputs >= 0 && n_out > schema->max_outputs))
+          def->arity.min_inputs,
+          def->arity.max_inputs < 0 ? " or more" : StrCat(" to ", def->arity.max_inputs));
+    if (n_out < def->arity.min_outputs ||
+        (def->arity.max_outputs >= 0 && n_out > def->arity.max_outputs))
       return InvalidArgument(
           node.Describe(), " has ", n_out, " outputs; ", node.op_type(), " gives ",
-          schema->min_outputs,
-          schema->max_outputs < 0 ? " or more" : StrCat(" to ", schema->max_outputs));
-    for (int i = 0; i < schema->min_inputs; ++i)
+          def->arity.min_outputs,
+          def->arity.max_outputs < 0 ? " or more" : StrCat(" to ", def->arity.max_outputs));
+    for (int i = 0; i < def->arity.min_inputs; ++i)
       if (!node.input(i))
         return InvalidArgument(node.Describe(), ": required input ", i, " is missing");
     for (int i = 0; i < n_in; ++i) {
@@ -92,7 +94,7 @@ class Driver {
       auto s = in ? shape_values_.find(in) : shape_values_.end();
       ctx.shape_values_.push_back(s == shape_values_.end() ? nullptr : &s->second);
     }
-    AMP_RETURN_IF_ERROR(schema->infer(ctx));
+    AMP_RETURN_IF_ERROR(def->infer(ctx));
 
     std::vector<TensorType> inferred(node.num_outputs());
     for (size_t i = 0; i < node.num_outputs(); ++i) {

@@ -1,5 +1,5 @@
 // Type and shape inference over a whole graph, in topological order, using
-// each op's rule in the op table (op_registry.h). Constants and shape data
+// each op's rule in the op table (ops/op_def.h). Constants and shape data
 // (the elements of Shape -> Gather -> Concat chains, possibly symbolic such as
 // [batch, 8, 4, 8]) are propagated so that Reshape, Expand and friends get
 // full output shapes.

@@ -5,9 +5,19 @@
 #include <unordered_set>
 
 #include "compiler/shape_inference.h"
-#include "passes/grad_rules.h"
+#include "ops/grad_builder.h"
+#include "ops/op_def.h"
 
 namespace amp {
+namespace {
+
+// Input i of `n` never gets a gradient (its record says so).
+bool IsNonDifferentiable(const Node& n, size_t i) {
+  const OpDef* def = FindOp(n.domain(), n.op_type());
+  return def && def->IsNonDifferentiableInput(static_cast<int>(i));
+}
+
+}  // namespace
 
 StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed,
                                              const std::vector<Value*>& wrt) {
@@ -19,8 +29,7 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
   for (Node* n : order) {
     bool any = false;
     for (size_t i = 0; i < n->num_inputs(); ++i)
-      any |=
-          n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiableInput(n->op_type(), i);
+      any |= n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiable(*n, i);
     if (any)
       for (Value* out : n->outputs())
         if (IsFloat(out->dtype())) depends.insert(out);
@@ -52,23 +61,22 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
     std::vector<bool> wanted;
     bool any_wanted = false;
     for (size_t i = 0; i < n->num_inputs(); ++i) {
-      bool w =
-          n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiableInput(n->op_type(), i);
+      bool w = n->input(i) && depends.count(n->input(i)) && !IsNonDifferentiable(*n, i);
       wanted.push_back(w);
       any_wanted |= w;
     }
     if (!any_wanted) continue;
-    GradFn rule = FindGradRule(n->op_type());
+    const OpDef* def = FindOp(n->domain(), n->op_type());
+    GradFn rule = def ? def->grad : nullptr;
     if (!rule)
       return Unimplemented(n->Describe(),
                            " is on the path from a trainable parameter to the loss, but amp has no "
                            "gradient for ",
-                           n->op_type(),
-                           " (freeze the parameters before it with "
-                           "--freeze, or file an issue)");
+                           n->op_type(), " (", def && def->no_grad ? def->no_grad : "an unknown op",
+                           "; freeze the parameters before it with --freeze, or file an issue)");
     // Rules read ranks and dims; an unknown rank is a clear error, never an
     // out-of-bounds read.
-    if (GradRuleReadsShapes(n->op_type()))
+    if (def->grad_reads_shapes)
       for (const std::vector<Value*>* values : {&n->inputs(), &n->outputs()})
         for (const Value* v : *values)
           if (v && !v->type().shape)

@@ -1,24 +1,17 @@
-// Precision classes of ONNX ops for mixed precision, with the reason for
-// each entry (the reason is what the precision report prints). In the spirit
-// of TensorFlow's auto_mixed_precision lists and PyTorch autocast's op lists.
-//
-//   kHalf  : runs in FP16/BF16 (tensor-core GEMMs and convolutions)
-//   kFp32  : stays FP32 (range or precision would suffer in half)
-//   kInfer : half only between half producers and consumers
-//   kClear : takes its neighbours' precision (data movement, exact ops)
-//   kNone  : not painted (type-agnostic readers such as Shape, or ops with
-//            no float data such as ConstantOfShape)
-// An op that is not in the table is kept in FP32 (rule "not in any list").
+// What the precision passes ask about an op, read from its record
+// (ops/op_def.h: the class, with the reason the precision report prints, and
+// the inputs never cast), plus the ONNX schemas' half support by opset
+// (half_support.inc). An op amp does not know is kept in FP32 ("not in any
+// list").
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "compiler/dtype.h"
+#include "ops/op_def.h"
 
 namespace amp {
-
-enum class OpClass { kHalf, kFp32, kInfer, kClear, kNone, kUnlisted };
 
 struct OpClassInfo {
   OpClass op_class;

@@ -2,8 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "compiler/op_registry.h"
 #include "compiler/tensor.h"
+#include "ops/op_def.h"
 
 namespace amp {
 

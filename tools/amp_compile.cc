@@ -14,8 +14,9 @@
 
 #include "compiler/loader.h"
 #include "compiler/onnx_export.h"
-#include "compiler/op_registry.h"
 #include "compiler/text.h"
+#include "ops/op_def.h"
+#include "passes/op_classes.h"
 #include "passes/pipelines.h"
 #include "passes/precision_report.h"
 #include "passes/registry.h"
@@ -39,7 +40,7 @@ std::string Summary(const amp::Model& m) {
 int main(int argc, char** argv) {
   CLI::App app{"amp-compile: mixed-precision training compiler for ONNX models"};
   std::string input, output, report_json, dot_file;
-  bool print_ir = false, list_ops = false, version = false, report = false;
+  bool print_ir = false, list_ops = false, op_facts = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
   amp::cli::PipelineDebugFlags debug_flags;
   std::string loss_kind, label = "labels", loss_output, freeze, optimizer = "sgd",
@@ -111,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("--external-data-threshold", external_threshold,
                  "write tensors of at least this many bytes to OUT.onnx.data (0: inline)");
   app.add_flag("--list-ops", list_ops, "list the ONNX ops amp supports and exit");
+  app.add_flag("--op-facts", op_facts,
+               "print every op's record as JSON (arity, precision class, shape inputs, "
+               "gradient) and exit");
   app.add_flag("--version", version, "print the version and exit");
   try {
     app.parse(argc, argv);
@@ -121,6 +125,24 @@ int main(int argc, char** argv) {
   return amp::cli::RunMain("amp-compile", [&]() -> amp::Status {
     if (version) {
       std::printf("amp-compile %s\n", amp::cli::kVersion);
+      return amp::Status::Ok();
+    }
+    if (op_facts) {
+      nlohmann::json all = nlohmann::json::array();
+      for (const amp::OpDef& d : amp::AllOps()) {
+        const amp::OpDef::Arity& a = d.arity;
+        all.push_back({{"domain", d.domain},
+                       {"op", d.op_type},
+                       {"inputs", {a.min_inputs, a.max_inputs}},
+                       {"outputs", {a.min_outputs, a.max_outputs}},
+                       {"class", amp::OpClassName(d.precision.op_class)},
+                       {"reason", d.precision.reason},
+                       {"shape_inputs", d.shape_inputs},
+                       {"fp32_inputs", d.fp32_inputs},
+                       {"gradient", d.grad ? "rule" : d.no_grad},
+                       {"nondiff_inputs", d.nondiff_inputs}});
+      }
+      std::printf("%s\n", all.dump(1).c_str());
       return amp::Status::Ok();
     }
     if (list_ops) {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "compiler/loader.h"
-#include "compiler/op_registry.h"
+#include "ops/op_def.h"
 
 namespace amp {
 namespace {

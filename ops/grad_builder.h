@@ -1,5 +1,6 @@
-// Gradient rules: for a forward node and the gradients of its outputs, the
-// graph that computes the gradients of its inputs, in standard ONNX ops.
+// What a gradient rule (the `grad` of an op's record, ops/*.cc) builds with:
+// for a forward node and the gradients of its outputs, the graph that
+// computes the gradients of its inputs, in standard ONNX ops.
 #pragma once
 
 #include <string>
@@ -52,14 +53,9 @@ class GradBuilder {
   std::vector<bool> wanted_;
 };
 
-using GradFn = Status (*)(GradBuilder&);
-// The rule for an op, or null when amp has none.
-GradFn FindGradRule(const std::string& op_type);
-// Whether the op's rule reads ranks or dims of its values (most do; the
-// elementwise unary and the Reshape-family rules do not), so that autodiff
-// requires them known before it runs the rule.
-bool GradRuleReadsShapes(const std::string& op_type);
-// Inputs that never get a gradient (shapes, indices, running statistics).
-bool IsNonDifferentiableInput(const std::string& op_type, size_t input);
+// The shape of a value whose rank autodiff has checked to be known.
+const Shape& ShapeOrDie(const Value* v);
+// The data of an input known at compile time (initializer or Constant), or null.
+const Tensor* ConstInput(const Value* v);
 
 }  // namespace amp

@@ -1,11 +1,10 @@
-// The ops amp supports: one table (op_registry.cc) with each op's arity and
-// its type and shape inference. An op missing from the table is rejected at
-// import with a message naming the node and the op.
+// What an op's type and shape inference function (ops/*.cc) sees of its
+// node, and where it writes its results; the driver is
+// compiler/shape_inference.cc.
 #pragma once
 
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "compiler/ir.h"
@@ -65,20 +64,5 @@ class InferenceContext {
   const Node& node_;
   int64_t opset_;
 };
-
-using InferFn = Status (*)(InferenceContext&);
-
-struct OpSchema {
-  std::string_view op_type;
-  int min_inputs;
-  int max_inputs;  // -1: variadic
-  int min_outputs;
-  int max_outputs;
-  InferFn infer;
-};
-
-// Schema of a default-domain op, or null.
-const OpSchema* FindOpSchema(const std::string& domain, const std::string& op_type);
-std::vector<std::string_view> SupportedOps();
 
 }  // namespace amp

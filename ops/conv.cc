@@ -1,0 +1,196 @@
+// Convolutions: Conv (N-D forward; 2-D gradients) and ConvTranspose.
+//
+// Each op's facts in one record (ops/op_def.h): arity, type and shape
+// inference, precision class, shape-like inputs, gradient rule or why there
+// is none. Kernels are the backends' (kernels/cpu, kernels/cuda).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numbers>
+#include <set>
+
+#include "compiler/const_eval.h"
+#include "ops/families.h"
+#include "ops/grad_builder.h"
+#include "ops/infer_util.h"
+
+namespace amp {
+namespace {
+
+using Ctx = InferenceContext;
+using G = GradBuilder;
+
+// ---- type and shape inference ----
+
+Status InferConv(Ctx& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
+  const auto& x = c.input_shape(0);
+  const auto& w = c.input_shape(1);
+  if (!x || !w) {
+    c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    return Status::Ok();
+  }
+  if (w->size() != x->size())
+    return c.Error("weight rank ", w->size(), " differs from input rank ", x->size());
+  if (x->size() < 3) return c.Error("Conv input must have rank >= 3 (N, C, spatial...)");
+  int64_t group = c.node().GetInt("group", 1);
+  if (group <= 0) return c.Error("group must be positive");
+  if ((*x)[1].is_static() && (*w)[1].is_static() && (*x)[1].value() != (*w)[1].value() * group)
+    return c.Error("input has ", (*x)[1].value(), " channels but the weight expects ",
+                   (*w)[1].value() * group);
+  std::vector<int64_t> kernel = c.node().GetInts("kernel_shape");
+  if (!c.node().HasAttr("kernel_shape")) {  // present but empty is an error below
+    for (size_t i = 2; i < w->size(); ++i)
+      kernel.push_back((*w)[i].is_static() ? (*w)[i].value() : 1);
+  }
+  // kernel_shape, when given, is the weight's spatial dims.
+  if (kernel.size() != w->size() - 2)
+    return c.Error("kernel_shape has ", kernel.size(), " entries for ", w->size() - 2,
+                   " spatial dims");
+  for (size_t i = 0; i < kernel.size(); ++i)
+    if ((*w)[i + 2].is_static() && (*w)[i + 2].value() != kernel[i])
+      return c.Error("kernel_shape[", i, "] is ", kernel[i], " but the weight's dim ", i + 2,
+                     " is ", (*w)[i + 2].value());
+  AMP_ASSIGN_OR_RETURN(Shape spatial, SpatialOut(c, *x, kernel, false));
+  Shape out{(*x)[0], (*w)[0]};
+  out.insert(out.end(), spatial.begin(), spatial.end());
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
+Status InferConvTranspose(Ctx& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
+  const auto& x = c.input_shape(0);
+  const auto& w = c.input_shape(1);
+  if (!x || !w || x->size() < 3 || w->size() != x->size()) {
+    c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    return Status::Ok();
+  }
+  size_t n = x->size() - 2;
+  int64_t group = c.node().GetInt("group", 1);
+  auto strides = c.node().GetInts("strides", std::vector<int64_t>(n, 1));
+  auto dil = c.node().GetInts("dilations", std::vector<int64_t>(n, 1));
+  auto pads = c.node().GetInts("pads", std::vector<int64_t>(2 * n, 0));
+  auto outpad = c.node().GetInts("output_padding", std::vector<int64_t>(n, 0));
+  auto output_shape = c.node().GetInts("output_shape");
+  std::vector<int64_t> kernel = c.node().GetInts("kernel_shape");
+  if (!c.node().HasAttr("kernel_shape"))
+    for (size_t i = 2; i < w->size(); ++i)
+      kernel.push_back((*w)[i].is_static() ? (*w)[i].value() : 1);
+  if (strides.size() != n || dil.size() != n || pads.size() != 2 * n || outpad.size() != n ||
+      kernel.size() != n)
+    return c.Error("attribute lengths do not match the kernel rank ", n);
+  for (size_t i = 0; i < n; ++i)
+    if ((*w)[i + 2].is_static() && (*w)[i + 2].value() != kernel[i])
+      return c.Error("kernel_shape[", i, "] is ", kernel[i], " but the weight's dim ", i + 2,
+                     " is ", (*w)[i + 2].value());
+  Shape out{(*x)[0], (*w)[1].is_static() ? Dim((*w)[1].value() * group) : Dim()};
+  for (size_t i = 0; i < n; ++i) {
+    std::string auto_pad = c.node().GetString("auto_pad", "NOTSET");
+    if (!output_shape.empty()) {
+      out.push_back(Dim(output_shape[output_shape.size() - n + i]));
+    } else if ((auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") && (*x)[i + 2].is_static()) {
+      out.push_back(Dim((*x)[i + 2].value() * strides[i]));  // the spec's SAME rule
+    } else if ((*x)[i + 2].is_static()) {
+      int64_t v = strides[i] * ((*x)[i + 2].value() - 1) + outpad[i] + (kernel[i] - 1) * dil[i] +
+                  1 - pads[i] - pads[i + n];
+      out.push_back(Dim(v));
+    } else {
+      out.push_back(Dim());
+    }
+  }
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
+// ---- gradients ----
+
+Status GradConv(G& b) {
+  const Node& n = b.node();
+  const Shape& xs = ShapeOrDie(b.x(0));
+  const Shape& ws = ShapeOrDie(b.x(1));
+  const Shape& ys = ShapeOrDie(b.y(0));
+  if (xs.size() != 4) return Unimplemented(n.Describe(), ": only 2-D convolutions have a gradient");
+  int64_t group = n.GetInt("group", 1);
+  if (n.GetString("auto_pad", "NOTSET") != "NOTSET")
+    return Unimplemented(n.Describe(), ": auto_pad has no gradient yet; export with explicit pads");
+  auto s = n.GetInts("strides", {1, 1}), d = n.GetInts("dilations", {1, 1}),
+       p = n.GetInts("pads", {0, 0, 0, 0});
+  auto xd = StaticDims(xs), wd = StaticDims(ws);
+  if (!wd || !(xs[2].is_static() && xs[3].is_static() && ys[2].is_static() && ys[3].is_static()))
+    return InvalidArgument(n.Describe(), ": the gradient needs static spatial and kernel dims");
+  int64_t kh = (*wd)[2], kw = (*wd)[3];
+  b.dx.assign(n.num_inputs(), nullptr);
+  if (b.wants(0)) {
+    std::vector<int64_t> outpad = {
+        xs[2].value() - (s[0] * (ys[2].value() - 1) + (kh - 1) * d[0] + 1 - p[0] - p[2]),
+        xs[3].value() - (s[1] * (ys[3].value() - 1) + (kw - 1) * d[1] + 1 - p[1] - p[3])};
+    // ConvTranspose reads Conv's [O, C/g, kh, kw] weight as its own layout.
+    Node* ct = b.Make("ConvTranspose", {b.dy(0), b.x(1)});
+    if (group != 1) ct->SetAttr("group", Attribute::Int(group));
+    ct->SetAttr("strides", Attribute::Ints(s));
+    ct->SetAttr("dilations", Attribute::Ints(d));
+    ct->SetAttr("pads", Attribute::Ints(p));
+    ct->SetAttr("kernel_shape", Attribute::Ints({kh, kw}));
+    if (outpad[0] || outpad[1]) ct->SetAttr("output_padding", Attribute::Ints(outpad));
+    b.dx[0] = ct->output(0);
+  }
+  if (b.wants(1)) {
+    // dW[o,c,i,j] = sum_{n,h,w} X[n,c,h*s+i*d,w*s+j*d] dY[n,o,h,w]: a Conv of
+    // X^T (C,N,H,W) with dY^T (O,N,Ho,Wo) as kernel, strides and dilations swapped.
+    int64_t full_h = (xs[2].value() + p[0] + p[2] - s[0] * (ys[2].value() - 1) - 1) / d[0] + 1;
+    int64_t full_w = (xs[3].value() + p[1] + p[3] - s[1] * (ys[3].value() - 1) - 1) / d[1] + 1;
+    auto weight_grad = [&](Value* x, Value* dy) {
+      Value* xt = b.Transpose(x, {1, 0, 2, 3});
+      Value* dyt = b.Transpose(dy, {1, 0, 2, 3});
+      Node* c = b.Make("Conv", {xt, dyt});
+      c->SetAttr("strides", Attribute::Ints(d));
+      c->SetAttr("dilations", Attribute::Ints(s));
+      c->SetAttr("pads", Attribute::Ints(p));
+      Value* r = c->output(0);
+      if (full_h != kh || full_w != kw)
+        r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
+      return b.Transpose(r, {1, 0, 2, 3});
+    };
+    if (group == 1) {
+      b.dx[1] = weight_grad(b.x(0), b.dy(0));
+    } else {
+      // Each group's weights see only its own input and output channels.
+      Node* xs_split = b.Make("Split", {b.x(0)}, static_cast<int>(group));
+      xs_split->SetAttr("axis", Attribute::Int(1));
+      Node* dy_split = b.Make("Split", {b.dy(0)}, static_cast<int>(group));
+      dy_split->SetAttr("axis", Attribute::Int(1));
+      if (b.opset() >= 18) {
+        xs_split->SetAttr("num_outputs", Attribute::Int(group));
+        dy_split->SetAttr("num_outputs", Attribute::Int(group));
+      }
+      std::vector<Value*> parts;
+      for (int64_t k = 0; k < group; ++k)
+        parts.push_back(weight_grad(xs_split->output(k), dy_split->output(k)));
+      Node* cat = b.Make("Concat", parts);
+      cat->SetAttr("axis", Attribute::Int(0));
+      b.dx[1] = cat->output(0);
+    }
+  }
+  if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", b.dy(0), {0, 2, 3}, false);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<OpDef> ConvOps() {
+  return {
+      {.op_type = "Conv",
+       .arity = {2, 3, 1, 1},
+       .infer = InferConv,
+       .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
+       .grad = GradConv},
+      {.op_type = "ConvTranspose",
+       .arity = {2, 3, 1, 1},
+       .infer = InferConvTranspose,
+       .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
+       .no_grad = "no gradient rule yet"},
+  };
+}
+
+}  // namespace amp

@@ -1,0 +1,236 @@
+// Matrix products: MatMul, Gemm, Einsum.
+//
+// Each op's facts in one record (ops/op_def.h): arity, type and shape
+// inference, precision class, shape-like inputs, gradient rule or why there
+// is none. Kernels are the backends' (kernels/cpu, kernels/cuda).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numbers>
+#include <set>
+
+#include "compiler/const_eval.h"
+#include "ops/families.h"
+#include "ops/grad_builder.h"
+#include "ops/infer_util.h"
+
+namespace amp {
+namespace {
+
+using Ctx = InferenceContext;
+using G = GradBuilder;
+
+// ---- type and shape inference ----
+
+Status InferMatMul(Ctx& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1}));
+  const auto& a = c.input_shape(0);
+  const auto& b = c.input_shape(1);
+  if (!a || !b) {
+    c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    return Status::Ok();
+  }
+  if (a->empty() || b->empty()) return c.Error("MatMul inputs must have rank >= 1");
+  Shape sa = *a, sb = *b;
+  bool va = sa.size() == 1, vb = sb.size() == 1;
+  if (va) sa.insert(sa.begin(), Dim(1));
+  if (vb) sb.push_back(Dim(1));
+  const Dim& k1 = sa.back();
+  const Dim& k2 = sb[sb.size() - 2];
+  if (k1.is_static() && k2.is_static() && k1.value() != k2.value())
+    return c.Error("inner dims differ: ", ShapeToString(*a), " x ", ShapeToString(*b));
+  Shape batch_a(sa.begin(), sa.end() - 2), batch_b(sb.begin(), sb.end() - 2);
+  Shape out;
+  size_t n = std::max(batch_a.size(), batch_b.size());
+  batch_a.insert(batch_a.begin(), n - batch_a.size(), Dim(1));
+  batch_b.insert(batch_b.begin(), n - batch_b.size(), Dim(1));
+  for (size_t i = 0; i < n; ++i) {
+    AMP_ASSIGN_OR_RETURN(Dim d, BroadcastDim(c, batch_a[i], batch_b[i]));
+    out.push_back(d);
+  }
+  if (!va) out.push_back(sa[sa.size() - 2]);
+  if (!vb) out.push_back(sb.back());
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
+Status InferGemm(Ctx& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
+  const auto& a = c.input_shape(0);
+  const auto& b = c.input_shape(1);
+  if (!a || !b) {
+    c.SetOutput(0, c.input_dtype(0), Shape{Dim(), Dim()});
+    return Status::Ok();
+  }
+  if (a->size() != 2 || b->size() != 2) return c.Error("Gemm inputs A and B must be 2-D");
+  bool ta = c.node().GetInt("transA", 0) != 0, tb = c.node().GetInt("transB", 0) != 0;
+  Dim m = (*a)[ta ? 1 : 0], ka = (*a)[ta ? 0 : 1];
+  Dim kb = (*b)[tb ? 1 : 0], n = (*b)[tb ? 0 : 1];
+  if (ka.is_static() && kb.is_static() && ka.value() != kb.value())
+    return c.Error("inner dims differ: A is ", ShapeToString(*a), ", B is ", ShapeToString(*b));
+  Shape out{m, n};
+  if (c.has_input(2) && c.input_shape(2)) {  // C must broadcast to [M, N]
+    const Shape& cs = *c.input_shape(2);
+    if (cs.size() > 2) return c.Error("Gemm input C must have rank <= 2");
+    for (size_t k = 0; k < cs.size(); ++k) {
+      const Dim& d = cs[k];
+      const Dim& o = out[2 - cs.size() + k];
+      if (d.is_static() && o.is_static() && d.value() != 1 && d.value() != o.value())
+        return c.Error("input C of shape ", ShapeToString(cs), " does not broadcast to ",
+                       ShapeToString(out));
+    }
+  }
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
+// Parses "ij,jk->ik" and computes the output shape.
+Status InferEinsum(Ctx& c) {
+  std::string eq = c.node().GetString("equation", "");
+  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
+  std::string lhs = eq, rhs;
+  bool explicit_out = false;
+  if (auto p = eq.find("->"); p != std::string::npos) {
+    lhs = eq.substr(0, p);
+    rhs = eq.substr(p + 2);
+    explicit_out = true;
+  }
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (terms.size() != c.num_inputs())
+    return c.Error("equation '", eq, "' does not match the inputs");
+  std::map<char, Dim> dims;
+  std::map<char, int> counts;
+  Shape ellipsis;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const auto& s = c.input_shape(i);
+    if (!s) {
+      c.SetOutput(0, c.input_dtype(0), std::nullopt);
+      return Status::Ok();
+    }
+    std::string t = terms[i];
+    size_t ell = t.find("...");
+    size_t letters = t.size() - (ell == std::string::npos ? 0 : 3);
+    if (ell == std::string::npos ? letters != s->size() : letters > s->size())
+      return c.Error("term '", t, "' does not match input rank ", s->size());
+    size_t ell_rank = s->size() - letters;
+    size_t d = 0;
+    for (size_t k = 0; k < t.size(); ++k) {
+      if (t.compare(k, 3, "...") == 0) {
+        Shape e(s->begin() + d, s->begin() + d + ell_rank);
+        if (e.size() > ellipsis.size())
+          ellipsis.insert(ellipsis.begin(), e.size() - ellipsis.size(), Dim(1));
+        for (size_t q = 0; q < e.size(); ++q) {
+          size_t o = ellipsis.size() - e.size() + q;
+          AMP_ASSIGN_OR_RETURN(ellipsis[o], BroadcastDim(c, ellipsis[o], e[q]));
+        }
+        d += ell_rank;
+        k += 2;
+        continue;
+      }
+      char ch = t[k];
+      const Dim& dim = (*s)[d++];
+      ++counts[ch];
+      if (!dims.count(ch) || (dims[ch].is_static() && dims[ch].value() == 1)) dims[ch] = dim;
+    }
+  }
+  if (!explicit_out) {
+    if (lhs.find("...") != std::string::npos) rhs = "...";
+    for (const auto& [ch, n] : counts)
+      if (n == 1) rhs += ch;
+  }
+  Shape out;
+  for (size_t k = 0; k < rhs.size(); ++k) {
+    if (rhs.compare(k, 3, "...") == 0) {
+      out.insert(out.end(), ellipsis.begin(), ellipsis.end());
+      k += 2;
+      continue;
+    }
+    if (!dims.count(rhs[k])) return c.Error("output letter '", rhs[k], "' is not in any input");
+    out.push_back(dims[rhs[k]]);
+  }
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
+// ---- gradients ----
+
+Status GradGemm(G& b) {
+  bool ta = b.node().GetInt("transA", 0) != 0, tb = b.node().GetInt("transB", 0) != 0;
+  float alpha = b.node().GetFloat("alpha", 1.0f), beta = b.node().GetFloat("beta", 1.0f);
+  Value* dy = b.dy(0);
+  b.dx.assign(b.node().num_inputs(), nullptr);
+  auto gemm = [&](Value* p, Value* q, bool t1, bool t2) {
+    Node* n = b.Make("Gemm", {p, q});
+    if (t1) n->SetAttr("transA", Attribute::Int(1));
+    if (t2) n->SetAttr("transB", Attribute::Int(1));
+    if (alpha != 1.0f) n->SetAttr("alpha", Attribute::Float(alpha));
+    return n->output(0);
+  };
+  if (b.wants(0)) b.dx[0] = ta ? gemm(b.x(1), dy, tb, true) : gemm(dy, b.x(1), false, !tb);
+  if (b.wants(1)) b.dx[1] = tb ? gemm(dy, b.x(0), true, ta) : gemm(b.x(0), dy, !ta, false);
+  if (b.node().num_inputs() > 2 && b.wants(2)) {
+    Value* g = beta == 1.0f ? dy : b.Op("Mul", {dy, b.Scalar(beta, b.y(0)->dtype())});
+    AMP_ASSIGN_OR_RETURN(b.dx[2], b.ReduceTo(g, ShapeOrDie(b.y(0)), b.x(2)));
+  }
+  return Status::Ok();
+}
+
+Status GradMatMul(G& b) {
+  const Shape& a = ShapeOrDie(b.x(0));
+  const Shape& w = ShapeOrDie(b.x(1));
+  if (a.size() < 2 || w.size() < 2)
+    return Unimplemented(b.node().Describe(),
+                         ": the gradient of MatMul with a 1-D input is not supported");
+  auto swap_last = [&](Value* v, size_t rank) {
+    std::vector<int64_t> perm;
+    for (size_t k = 0; k + 2 < rank; ++k) perm.push_back(static_cast<int64_t>(k));
+    perm.push_back(static_cast<int64_t>(rank - 1));
+    perm.push_back(static_cast<int64_t>(rank - 2));
+    return b.Transpose(v, perm);
+  };
+  const Shape& out = ShapeOrDie(b.y(0));
+  b.dx.assign(2, nullptr);
+  if (b.wants(0)) {
+    Value* g = b.Op("MatMul", {b.dy(0), swap_last(b.x(1), w.size())});
+    Shape gshape = out;
+    gshape.back() = a.back();
+    AMP_ASSIGN_OR_RETURN(b.dx[0], b.ReduceTo(g, gshape, b.x(0)));
+  }
+  if (b.wants(1)) {
+    Value* g = b.Op("MatMul", {swap_last(b.x(0), a.size()), b.dy(0)});
+    Shape gshape = out;
+    gshape[gshape.size() - 2] = a.back();
+    AMP_ASSIGN_OR_RETURN(b.dx[1], b.ReduceTo(g, gshape, b.x(1)));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<OpDef> GemmOps() {
+  return {
+      {.op_type = "MatMul",
+       .arity = {2, 2, 1, 1},
+       .infer = InferMatMul,
+       .precision = {OpClass::kHalf, "GEMM on tensor cores, FP32 accumulation"},
+       .grad = GradMatMul},
+      {.op_type = "Gemm",
+       .arity = {2, 3, 1, 1},
+       .infer = InferGemm,
+       .precision = {OpClass::kHalf, "GEMM on tensor cores, FP32 accumulation"},
+       .grad = GradGemm},
+      {.op_type = "Einsum",
+       .arity = {1, -1, 1, 1},
+       .infer = InferEinsum,
+       .precision = {OpClass::kHalf, "contraction on tensor cores, FP32 accumulation"},
+       .no_grad = "no gradient rule yet"},
+  };
+}
+
+}  // namespace amp

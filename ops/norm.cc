@@ -1,0 +1,201 @@
+// Normalizations and the softmax family.
+//
+// Each op's facts in one record (ops/op_def.h): arity, type and shape
+// inference, precision class, shape-like inputs, gradient rule or why there
+// is none. Kernels are the backends' (kernels/cpu, kernels/cuda).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numbers>
+#include <set>
+
+#include "compiler/const_eval.h"
+#include "ops/families.h"
+#include "ops/grad_builder.h"
+#include "ops/infer_util.h"
+
+namespace amp {
+namespace {
+
+using Ctx = InferenceContext;
+using G = GradBuilder;
+
+// ---- type and shape inference ----
+
+Status InferBatchNorm(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  // Opset 15 lets scale/bias and mean/var have their own types (T1, T2).
+  AMP_RETURN_IF_ERROR(SameDType(c, {1, 2}));
+  AMP_RETURN_IF_ERROR(SameDType(c, {3, 4}));
+  // Opset 14+: the running statistics are outputs only in training mode.
+  if (c.opset() >= 14 && c.node().GetInt("training_mode", 0) == 0 && c.num_outputs() > 1)
+    return c.Error("has ", c.num_outputs(),
+                   " outputs, but with training_mode 0 BatchNormalization has only Y");
+  // scale, B, mean and var are one value per channel (dim 1 of X).
+  const auto& x = c.input_shape(0);
+  if (x && x->size() < 2)
+    return c.Error("X must have rank >= 2, but has shape ", ShapeToString(*x));
+  for (size_t i = 1; i < 5 && i < c.num_inputs(); ++i) {
+    AMP_RETURN_IF_ERROR(RequireRank(c, i, 1, "a per-channel input"));
+    if (x && c.has_input(i) && c.input_shape(i) && (*x)[1].is_static() &&
+        (*c.input_shape(i))[0].is_static() && (*c.input_shape(i))[0].value() != (*x)[1].value())
+      return c.Error("input ", i, " has ", (*c.input_shape(i))[0].value(), " values but X has ",
+                     (*x)[1].value(), " channels");
+  }
+  c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
+  for (size_t i = 1; i < c.num_outputs(); ++i) c.SetOutput(i, c.input_dtype(3), c.input_shape(3));
+  return Status::Ok();
+}
+
+Status InferLayerNorm(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
+  DType stash = static_cast<DType>(c.node().GetInt("stash_type", 1));
+  if (c.num_outputs() > 1) {
+    std::optional<Shape> stat;
+    if (const auto& x = c.input_shape(0)) {
+      AMP_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(c, c.node().GetInt("axis", -1),
+                                                       static_cast<int64_t>(x->size())));
+      stat = *x;
+      for (size_t k = axis; k < x->size(); ++k) (*stat)[k] = Dim(1);
+    }
+    for (size_t i = 1; i < c.num_outputs(); ++i) c.SetOutput(i, stash, stat);
+  }
+  return Status::Ok();
+}
+
+Status InferSoftmax(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  if (const auto& x = c.input_shape(0); x && !x->empty())
+    AMP_RETURN_IF_ERROR(NormalizeAxis(c, c.node().GetInt("axis", -1), x->size()).status());
+  return InferUnary(c);
+}
+
+// ---- gradients ----
+
+// Normalization over `axes` with recomputed statistics:
+// dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+Value* NormalizeBackward(G& b, Value* x, Value* dxhat, const std::vector<int64_t>& axes, double eps,
+                         Value** xhat_out) {
+  Value* mean = b.Reduce("ReduceMean", x, axes, true);
+  Value* xc = b.Op("Sub", {x, mean});
+  Value* var = b.Reduce("ReduceMean", b.Op("Mul", {xc, xc}), axes, true);
+  Value* invstd =
+      b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps, x->dtype())})})});
+  Value* xhat = b.Op("Mul", {xc, invstd});
+  *xhat_out = xhat;
+  Value* m1 = b.Reduce("ReduceMean", dxhat, axes, true);
+  Value* m2 = b.Reduce("ReduceMean", b.Op("Mul", {dxhat, xhat}), axes, true);
+  return b.Op("Mul", {invstd, b.Op("Sub", {b.Op("Sub", {dxhat, m1}), b.Op("Mul", {xhat, m2})})});
+}
+
+Status GradSoftmax(G& b) {  // Softmax and LogSoftmax (opset 13: one axis)
+  int64_t axis = b.node().GetInt("axis", -1);
+  Value* dy = b.dy(0);
+  Value* y = b.y(0);
+  if (b.node().op_type() == "Softmax") {
+    Value* s = b.Reduce("ReduceSum", b.Op("Mul", {dy, y}), {axis}, true);
+    b.dx = {b.Op("Mul", {y, b.Op("Sub", {dy, s})})};
+  } else {
+    Value* s = b.Reduce("ReduceSum", dy, {axis}, true);
+    b.dx = {b.Op("Sub", {dy, b.Op("Mul", {b.Op("Exp", {y}), s})})};
+  }
+  return Status::Ok();
+}
+
+Status GradBatchNorm(G& b) {
+  const Node& n = b.node();
+  if (n.GetInt("training_mode", 0) == 0)
+    return Unimplemented(
+        n.Describe(),
+        ": the gradient of BatchNormalization in inference mode is not supported; export "
+        "the model in training mode");
+  size_t rank = ShapeOrDie(b.x(0)).size();
+  if (rank < 2) return InvalidArgument(n.Describe(), ": input rank must be >= 2");
+  std::vector<int64_t> axes = {0};
+  for (size_t k = 2; k < rank; ++k) axes.push_back(static_cast<int64_t>(k));
+  std::vector<int64_t> bshape(rank, 1);
+  bshape[1] = -1;
+  Value* gamma = b.Op("Reshape", {b.x(1), b.Ints(bshape)});
+  Value* dy = b.dy(0);
+  Value* xhat = nullptr;
+  Value* dx = NormalizeBackward(b, b.x(0), b.Op("Mul", {dy, gamma}), axes,
+                                n.GetFloat("epsilon", 1e-5f), &xhat);
+  b.dx.assign(5, nullptr);
+  if (b.wants(0)) b.dx[0] = dx;
+  if (b.wants(1)) b.dx[1] = b.Reduce("ReduceSum", b.Op("Mul", {dy, xhat}), axes, false);
+  if (b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", dy, axes, false);
+  return Status::Ok();
+}
+
+Status GradLayerNorm(G& b) {
+  const Node& n = b.node();
+  size_t rank = ShapeOrDie(b.x(0)).size();
+  int64_t axis = n.GetInt("axis", -1);
+  if (axis < -static_cast<int64_t>(rank) || axis >= static_cast<int64_t>(rank))
+    return InvalidArgument(n.Describe(), ": axis ", axis, " is out of range for rank ", rank);
+  if (axis < 0) axis += static_cast<int64_t>(rank);
+  std::vector<int64_t> norm_axes, outer_axes;
+  for (size_t k = 0; k < rank; ++k)
+    (static_cast<int64_t>(k) >= axis ? norm_axes : outer_axes).push_back(static_cast<int64_t>(k));
+  Value* dy = b.dy(0);
+  Value* xhat = nullptr;
+  Value* dx = NormalizeBackward(b, b.x(0), b.Op("Mul", {dy, b.x(1)}), norm_axes,
+                                n.GetFloat("epsilon", 1e-5f), &xhat);
+  b.dx.assign(n.num_inputs(), nullptr);
+  if (b.wants(0)) b.dx[0] = dx;
+  auto outer_sum = [&](Value* v) {
+    return outer_axes.empty() ? v : b.Reduce("ReduceSum", v, outer_axes, false);
+  };
+  if (b.wants(1)) b.dx[1] = outer_sum(b.Op("Mul", {dy, xhat}));
+  if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = outer_sum(dy);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<OpDef> NormOps() {
+  return {
+      {.op_type = "Softmax",
+       .arity = {1, 1, 1, 1},
+       .infer = InferSoftmax,
+       .precision = {OpClass::kFp32,
+                     "exp overflows and the normalizing sum loses precision in half"},
+       .grad = GradSoftmax},
+      {.op_type = "LogSoftmax",
+       .arity = {1, 1, 1, 1},
+       .infer = InferSoftmax,
+       .precision = {OpClass::kFp32,
+                     "exp overflows and the normalizing sum loses precision in half"},
+       .grad = GradSoftmax},
+      {.op_type = "Hardmax",
+       .arity = {1, 1, 1, 1},
+       .infer = InferSoftmax,
+       .precision = {OpClass::kFp32, "rounding to half could change which element is largest"},
+       .no_grad = "piecewise constant: zero gradient almost everywhere; amp has no rule"},
+      {.op_type = "BatchNormalization",
+       .arity = {5, 5, 1, 3},
+       .infer = InferBatchNorm,
+       .precision = {OpClass::kInfer, "half X and Y between half ops; FP32 statistics"},
+       .fp32_inputs = {1, 2, 3, 4},
+       .grad = GradBatchNorm,
+       .nondiff_inputs = {3, 4}},
+      {.op_type = "LayerNormalization",
+       .arity = {2, 3, 1, 3},
+       .infer = InferLayerNorm,
+       .precision = {OpClass::kFp32, "mean and variance need FP32"},
+       .grad = GradLayerNorm},
+      {.op_type = "GroupNormalization",
+       .arity = {3, 3, 1, 1},
+       .infer = InferUnaryFloat,
+       .precision = {OpClass::kFp32, "mean and variance need FP32"},
+       .no_grad = "no gradient rule yet"},
+      {.op_type = "InstanceNormalization",
+       .arity = {3, 3, 1, 1},
+       .infer = InferUnaryFloat,
+       .precision = {OpClass::kFp32, "mean and variance need FP32"},
+       .no_grad = "no gradient rule yet"},
+  };
+}
+
+}  // namespace amp

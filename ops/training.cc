@@ -1,0 +1,139 @@
+// Training ops: ONNX's ai.onnx.preview.training (Gradient, Adam, Momentum, Adagrad) and amp's own
+// ai.amp fused ops (FusedAdam, UnscaleCheck).
+//
+// Each op's facts in one record (ops/op_def.h): arity, type and shape
+// inference, precision class, shape-like inputs, gradient rule or why there
+// is none. Kernels are the backends' (kernels/cpu, kernels/cuda).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numbers>
+#include <set>
+
+#include "compiler/const_eval.h"
+#include "ops/families.h"
+#include "ops/grad_builder.h"
+#include "ops/infer_util.h"
+
+namespace amp {
+namespace {
+
+using Ctx = InferenceContext;
+using G = GradBuilder;
+
+// ---- type and shape inference ----
+
+// ai.onnx.preview.training optimizers: R, T, then groups of n tensors (X, G,
+// and V for Momentum, H for Adagrad, V and H for Adam); outputs are the new
+// X, then the new state, each typed like its input.
+Status InferPreviewOptimizer(InferenceContext& ctx) {
+  int groups_in = ctx.node().op_type() == "Adam" ? 4 : 3;
+  int groups_out = groups_in - 1;
+  int64_t rest = static_cast<int64_t>(ctx.num_inputs()) - 2;
+  if (rest <= 0 || rest % groups_in != 0)
+    return ctx.Error("expects R, T and ", groups_in, " groups of tensors");
+  int64_t n = rest / groups_in;
+  if (static_cast<int64_t>(ctx.num_outputs()) != groups_out * n)
+    return ctx.Error("expects ", groups_out * n, " outputs for ", n, " tensors");
+  for (int64_t j = 0; j < groups_out * n; ++j) {
+    size_t from = static_cast<size_t>(j < n ? 2 + j : 2 + n + j);
+    if (!ctx.has_input(from)) return ctx.Error("input ", from, " is missing");
+    ctx.SetOutput(j, ctx.input_dtype(from), ctx.input_shape(from));
+  }
+  return Status::Ok();
+}
+
+// Gradient: output i is the gradient of `y` with respect to the value named
+// xs[i], so it has that value's type. (The expand-gradient pass replaces the
+// node by the backward graph before anything runs.)
+Status InferGradient(InferenceContext& ctx) {
+  std::vector<std::string> xs;
+  if (const Attribute* a = ctx.node().FindAttr("xs")) xs = a->strings;
+  if (xs.size() != ctx.num_outputs())
+    return ctx.Error("has ", ctx.num_outputs(), " outputs for ", xs.size(), " names in xs");
+  if (!ctx.node().FindAttr("y"))
+    return ctx.Error("attribute y (the value to differentiate) is required");
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Value* x = ctx.node().graph()->FindValue(xs[i]);
+    if (!x) return ctx.Error("xs names '", xs[i], "', which the graph does not define");
+    ctx.SetOutput(i, x->dtype(), x->type().shape);
+  }
+  return Status::Ok();
+}
+
+// ai.amp FusedAdam (fuse-optimizer): lr, step, skip (optional), then n
+// parameters, n gradients, n first and n second moments; outputs the new
+// parameters and moments, each typed like its input.
+Status InferFusedAdam(InferenceContext& ctx) {
+  int64_t rest = static_cast<int64_t>(ctx.num_inputs()) - 3;
+  if (rest <= 0 || rest % 4 != 0)
+    return ctx.Error("expects lr, step, skip and 4 groups of tensors");
+  int64_t n = rest / 4;
+  if (static_cast<int64_t>(ctx.num_outputs()) != 3 * n)
+    return ctx.Error("expects ", 3 * n, " outputs for ", n, " parameters");
+  for (int64_t j = 0; j < 3 * n; ++j) {
+    size_t from = static_cast<size_t>(j < n ? 3 + j : 3 + n + j);
+    ctx.SetOutput(j, ctx.input_dtype(from), ctx.input_shape(from));
+  }
+  return Status::Ok();
+}
+
+// ai.amp UnscaleCheck (fuse-unscale): 1/S, then n gradients; outputs the n
+// unscaled gradients and a bool scalar (any of them not finite).
+Status InferUnscaleCheck(InferenceContext& ctx) {
+  if (ctx.num_outputs() != ctx.num_inputs())
+    return ctx.Error("expects one output per gradient and the flag");
+  for (size_t j = 1; j < ctx.num_inputs(); ++j)
+    ctx.SetOutput(j - 1, ctx.input_dtype(j), ctx.input_shape(j));
+  ctx.SetOutput(ctx.num_outputs() - 1, DType::kBool, Shape{});
+  return Status::Ok();
+}
+
+// ---- gradients ----
+
+// (none: see each record's no_grad)
+
+}  // namespace
+
+std::vector<OpDef> TrainingOps() {
+  return {
+      {.domain = "ai.onnx.preview.training",
+       .op_type = "Gradient",
+       .arity = {1, -1, 1, -1},
+       .infer = InferGradient,
+       .precision = {OpClass::kNone, "expanded by the compiler before precision is decided"},
+       .no_grad = "a training op: it computes gradients or updates, and is not differentiated"},
+      {.domain = "ai.onnx.preview.training",
+       .op_type = "Adam",
+       .arity = {6, -1, 3, -1},
+       .infer = InferPreviewOptimizer,
+       .precision = {OpClass::kNone, "a training op of another producer"},
+       .no_grad = "a training op: it computes gradients or updates, and is not differentiated"},
+      {.domain = "ai.onnx.preview.training",
+       .op_type = "Momentum",
+       .arity = {5, -1, 2, -1},
+       .infer = InferPreviewOptimizer,
+       .precision = {OpClass::kNone, "a training op of another producer"},
+       .no_grad = "a training op: it computes gradients or updates, and is not differentiated"},
+      {.domain = "ai.onnx.preview.training",
+       .op_type = "Adagrad",
+       .arity = {5, -1, 2, -1},
+       .infer = InferPreviewOptimizer,
+       .precision = {OpClass::kNone, "a training op of another producer"},
+       .no_grad = "a training op: it computes gradients or updates, and is not differentiated"},
+      {.domain = "ai.amp",
+       .op_type = "FusedAdam",
+       .arity = {7, -1, 3, -1},
+       .infer = InferFusedAdam,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-optimizer)"},
+       .no_grad = "made by fusion after autodiff: never differentiated"},
+      {.domain = "ai.amp",
+       .op_type = "UnscaleCheck",
+       .arity = {2, -1, 2, -1},
+       .infer = InferUnscaleCheck,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-unscale)"},
+       .no_grad = "made by fusion after autodiff: never differentiated"},
+  };
+}
+
+}  // namespace amp
