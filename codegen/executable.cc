@@ -77,7 +77,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   }
   PassPipeline pipeline = pipelines::Specialize({bindings, request.fuse_optimizer});
   AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
-  AMP_RETURN_IF_ERROR(InferShapes(m));
+  AMP_RETURN_IF_ERROR(RunShapeInference(m));
   // Every value must now have a static shape, and every node a kernel.
   std::vector<Node*> nodes = g.nodes();
   for (const Node* n : nodes) {
@@ -143,7 +143,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
     }
   // Every output gets a slot (kernels may write optional outputs nobody reads).
   auto call = [&](const Node* n) {
-    Call c{n, {}, {}};
+    Call c{n, KernelAttrs(*n), {}, {}};
     for (const Value* in : n->inputs()) c.inputs.push_back(in ? exe.slot_of.at(in->name()) : -1);
     for (const Value* out : n->outputs()) c.outputs.push_back(exe.slot_of.at(out->name()));
     return c;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "compiler/ir.h"
+#include "compiler/kernel_attrs.h"
 #include "compiler/status.h"
 #include "compiler/tensor.h"
 
@@ -51,9 +52,11 @@ struct Slot {
   size_t nbytes() const;
 };
 
-// One kernel call: slot indices of its inputs (-1: omitted) and outputs.
+// One kernel call: its node's op and attributes decoded once (what the
+// kernel reads), and slot indices of its inputs (-1: omitted) and outputs.
 struct Call {
-  const Node* node = nullptr;
+  const Node* node = nullptr;  // in Executable::model, for tools and tests
+  KernelAttrs attrs;
   std::vector<int> inputs;
   std::vector<int> outputs;
 };

@@ -14,7 +14,7 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 Status Finish(Model& m) {
-  AMP_RETURN_IF_ERROR(InferShapes(m));
+  AMP_RETURN_IF_ERROR(RunShapeInference(m));
   return VerifyModel(m);
 }
 

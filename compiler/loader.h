@@ -14,7 +14,7 @@ namespace amp {
 // Parses without inference (for tools that want to show the raw import).
 StatusOr<Model> ReadModel(const std::string& path,
                           TrainingInfoMode mode = TrainingInfoMode::kRefuse);
-// ReadModel + InferShapes + VerifyModel.
+// ReadModel + RunShapeInference + VerifyModel.
 StatusOr<Model> LoadModel(const std::string& path,
                           TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 // Same for ONNX text held in memory.

@@ -2,7 +2,7 @@
 //
 // Accepts IR versions 7..11 and default-domain opsets 13..kMaxOpset from both
 // PyTorch exporters. Only the structure is imported here; types and shapes of
-// intermediate values come from InferShapes (shape_inference.h). Every
+// intermediate values come from RunShapeInference (shape_inference.h). Every
 // malformed input is an error Status naming the problem, never a crash.
 #pragma once
 

@@ -184,7 +184,7 @@ class Driver {
 
 }  // namespace
 
-Status InferShapes(Model& model) { return Driver(model, Driver::Mode::kInfer).Run(); }
+Status RunShapeInference(Model& model) { return Driver(model, Driver::Mode::kInfer).Run(); }
 
 Status CheckTypes(const Model& model) { return Driver(model, Driver::Mode::kCheck).Run(); }
 

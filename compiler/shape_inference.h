@@ -15,7 +15,7 @@ namespace amp {
 // Sets the type of every node output. Declared types (value_info, graph
 // outputs) fill in what inference leaves unknown; a contradiction is an error.
 // Unknown ops and unsupported opsets are errors naming the node.
-Status InferShapes(Model& model);
+Status RunShapeInference(Model& model);
 
 // Re-infers every node and checks that the recorded types agree (element
 // types equal, ranks and static dims compatible). Changes nothing. The

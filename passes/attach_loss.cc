@@ -104,7 +104,7 @@ StatusOr<bool> AttachLoss::Run(Model& model) {
   g.AddOutput(loss);
   model.training.loss = loss->name();
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

@@ -148,7 +148,7 @@ StatusOr<bool> Autodiff::Run(Model& model) {
     t.gradients[p->name()] = id->output(0)->name();
   }
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

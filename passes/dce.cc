@@ -4,7 +4,7 @@
 
 namespace amp {
 
-StatusOr<bool> DeadCodeElimination::Run(Model& model) {
+StatusOr<bool> Dce::Run(Model& model) {
   Graph& g = *model.graph;
   // Mark backwards from the graph outputs.
   std::unordered_set<const Node*> live;

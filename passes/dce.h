@@ -6,7 +6,7 @@
 
 namespace amp {
 
-class DeadCodeElimination : public Pass {
+class Dce : public Pass {
  public:
   static constexpr std::string_view kName = "dce";
   std::string_view name() const override { return kName; }

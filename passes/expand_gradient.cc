@@ -49,7 +49,7 @@ StatusOr<bool> ExpandGradient::Run(Model& model) {
   }
   if (gradients.empty()) return false;
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

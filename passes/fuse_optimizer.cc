@@ -91,7 +91,7 @@ StatusOr<bool> FuseOptimizer::Run(Model& model) {
     update = it->second->name();
   }
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

@@ -43,7 +43,7 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   g.ReplaceAllUsesWith(found, new_found);
   t.Rename(found->name(), new_found->name());
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

@@ -1,31 +1,16 @@
-// infer-shapes: (re)computes the type and shape of every value.
-// bind-dims: replaces symbolic input dims by numbers (`--bind-dim batch=16`)
-// and re-infers, so that shape computations become static.
+// infer-shapes: (re)computes the type and shape of every value
+// (compiler/shape_inference.h's RunShapeInference, as a pass).
 #pragma once
-
-#include <map>
-#include <string>
 
 #include "passes/pass.h"
 
 namespace amp {
 
-class InferShapesPass : public Pass {
+class InferShapes : public Pass {
  public:
   static constexpr std::string_view kName = "infer-shapes";
   std::string_view name() const override { return kName; }
   StatusOr<bool> Run(Model& model) override;
-};
-
-class BindDims : public Pass {
- public:
-  static constexpr std::string_view kName = "bind-dims";
-  explicit BindDims(std::map<std::string, int64_t> bindings) : bindings_(std::move(bindings)) {}
-  std::string_view name() const override { return kName; }
-  StatusOr<bool> Run(Model& model) override;
-
- private:
-  std::map<std::string, int64_t> bindings_;
 };
 
 }  // namespace amp

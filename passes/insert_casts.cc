@@ -74,7 +74,7 @@ class Inserter {
       changed_ = true;
     }
     AMP_RETURN_IF_ERROR(g_.TopologicalSort());
-    AMP_RETURN_IF_ERROR(InferShapes(model_));
+    AMP_RETURN_IF_ERROR(RunShapeInference(model_));
     return changed_;
   }
 

@@ -122,7 +122,7 @@ StatusOr<bool> LossScaling::Run(Model& model) {
     n->set_precision(DType::kFloat32, "loss scaling: FP32");
   }
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

@@ -28,7 +28,7 @@ class Builder {
 
 }  // namespace
 
-StatusOr<bool> AddOptimizer::Run(Model& model) {
+StatusOr<bool> Optimizer::Run(Model& model) {
   Graph& g = *model.graph;
   TrainingInfo& t = model.training;
   if (t.has_optimizer) return false;  // already added: nothing to do
@@ -206,7 +206,7 @@ StatusOr<bool> AddOptimizer::Run(Model& model) {
   }
   t.gradients.clear();  // consumed; the exposing Identities are now dead
   AMP_RETURN_IF_ERROR(g.TopologicalSort());
-  AMP_RETURN_IF_ERROR(InferShapes(model));
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }
 

@@ -25,10 +25,10 @@ struct OptimizerOptions {
   float eps = 1e-8f;
 };
 
-class AddOptimizer : public Pass {
+class Optimizer : public Pass {
  public:
   static constexpr std::string_view kName = "optimizer";
-  explicit AddOptimizer(OptimizerOptions options) : options_(std::move(options)) {}
+  explicit Optimizer(OptimizerOptions options) : options_(std::move(options)) {}
   std::string_view name() const override { return kName; }
   StatusOr<bool> Run(Model& model) override;
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "passes/bind_dims.h"
 #include "passes/dce.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
@@ -19,11 +20,11 @@ PassPipeline ForLevel(const PrecisionPolicy& policy) {
   PassPipeline p;
   if (policy.level == OptLevel::kO0) return p;
   p.Add(std::make_unique<FoldShapes>());
-  p.Add(std::make_unique<DeadCodeElimination>());
+  p.Add(std::make_unique<Dce>());
   p.Add(std::make_unique<PaintPrecision>(policy));
   p.Add(std::make_unique<InsertCasts>());
   p.Add(std::make_unique<FoldCasts>());
-  p.Add(std::make_unique<DeadCodeElimination>());
+  p.Add(std::make_unique<Dce>());
   return p;
 }
 
@@ -31,7 +32,7 @@ PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings) {
   PassPipeline p;
   p.Add(std::make_unique<BindDims>(bindings));
   p.Add(std::make_unique<FoldShapes>());
-  p.Add(std::make_unique<DeadCodeElimination>());
+  p.Add(std::make_unique<Dce>());
   return p;
 }
 

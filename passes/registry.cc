@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "passes/autodiff.h"
+#include "passes/bind_dims.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
@@ -42,21 +43,21 @@ const Entry kPasses[] = {
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
        return std::make_unique<BindDims>(o.dim_bindings);
      }},
-    {DeadCodeElimination::kName, Make<DeadCodeElimination>},
+    {Dce::kName, Make<Dce>},
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
-    {InferShapesPass::kName, Make<InferShapesPass>},
+    {InferShapes::kName, Make<InferShapes>},
     {InsertCasts::kName, Make<InsertCasts>},
     {LossScaling::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
        return std::make_unique<LossScaling>(o.loss_scale);
      }},
-    {AddOptimizer::kName,
+    {Optimizer::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
-       return std::make_unique<AddOptimizer>(o.optimizer);
+       return std::make_unique<Optimizer>(o.optimizer);
      }},
     {PaintPrecision::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {

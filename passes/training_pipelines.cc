@@ -17,9 +17,9 @@ PassPipeline Training(const TrainingOptions& options) {
   p.Add(std::make_unique<Autodiff>(options.freeze));
   if (!options.gradients_only) {
     if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));
-    p.Add(std::make_unique<AddOptimizer>(options.optimizer));
+    p.Add(std::make_unique<Optimizer>(options.optimizer));
   }
-  p.Add(std::make_unique<DeadCodeElimination>());
+  p.Add(std::make_unique<Dce>());
   return p;
 }
 

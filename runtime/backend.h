@@ -13,6 +13,7 @@
 
 #include "codegen/executable.h"
 #include "compiler/ir.h"
+#include "compiler/kernel_attrs.h"
 #include "compiler/status.h"
 #include "kernels/tensor_ref.h"
 
@@ -27,9 +28,10 @@ class Backend : public KernelSupport {
   virtual Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   virtual Status CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
 
-  // Computes `node`; inputs and outputs live in this backend's memory and
-  // have the static shapes of the plan. `step` seeds random ops.
-  virtual Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
+  // Computes one call of an Executable (its op and decoded attributes);
+  // inputs and outputs live in this backend's memory and have the static
+  // shapes of the plan. `step` seeds random ops.
+  virtual Status Run(const KernelAttrs& call, const std::vector<const TensorRef*>& inputs,
                      const std::vector<TensorRef*>& outputs, uint64_t step) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual Status Synchronize() = 0;

@@ -56,10 +56,10 @@ class CpuBackend : public Backend {
 
   Status Supports(const Node& node) const override { return CpuSupports(node); }
 
-  Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
+  Status Run(const KernelAttrs& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     cpu::KernelFn fn = cpu::FindKernel(node.domain(), node.op_type());
-    if (!fn) return Supports(node);
+    if (!fn) return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for it");
     cpu::KernelContext ctx{node, inputs, outputs, step};
     return fn(ctx);
   }

@@ -30,7 +30,7 @@ Status CudaCheck(cudaError_t err, const char* what) {
 }
 
 struct Ctx {
-  const Node& node;
+  const KernelAttrs& node;  // the op and its attributes, decoded once
   const std::vector<const TensorRef*>& in;
   const std::vector<TensorRef*>& out;
   cudaStream_t stream;
@@ -313,7 +313,7 @@ Status UploadTensor(const Ctx& c, const Tensor& t, TensorRef& y) {
 
 Status ConstantFn(const Ctx& c) {
   TensorRef& y = c.O(0);
-  const Node& n = c.node;
+  const KernelAttrs& n = c.node;
   if (const Attribute* a = n.FindAttr("value")) return UploadTensor(c, a->t, y);
   Tensor t(y.dtype, y.dims);
   if (const Attribute* f = n.FindAttr("value_float")) {
@@ -611,7 +611,8 @@ const std::map<std::string, Fn>& Table() {
 }
 
 // "Op" for the default domain, "domain:Op" otherwise (the CPU table's keys).
-std::string Key(const Node& node) {
+template <typename N>  // Node or KernelAttrs
+std::string Key(const N& node) {
   return node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
                                                              : node.domain() + ":" + node.op_type();
 }
@@ -675,10 +676,11 @@ class CudaBackend : public Backend {
                      "copy on device");
   }
   Status Supports(const Node& node) const override { return CudaSupports(node); }
-  Status Run(const Node& node, const std::vector<const TensorRef*>& inputs,
+  Status Run(const KernelAttrs& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     auto it = Table().find(Key(node));
-    if (it == Table().end()) return Supports(node);
+    if (it == Table().end())
+      return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for it");
     Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step};
     Status st = it->second(c);
     if (!st.ok()) return st.WithContext(node.Describe());

@@ -148,14 +148,14 @@ StatusOr<std::unique_ptr<Session::Loaded>> Session::Load(Executable exe) {
     return st;
   }
   auto step = [&](const Call& c) {
-    Loaded::Step s{c.node, {}, {}};
+    Loaded::Step s{&c.attrs, {}, {}};
     for (int i : c.inputs) s.in.push_back(i < 0 ? nullptr : &l->refs[i]);
     for (int i : c.outputs) s.out.push_back(&l->refs[i]);
     return s;
   };
   for (const Call& c : e.init) {
     Loaded::Step s = step(c);
-    if (Status r = backend_->Run(*s.node, s.in, s.out, 0); !r.ok()) {
+    if (Status r = backend_->Run(*s.call, s.in, s.out, 0); !r.ok()) {
       Release(*l);
       return r;
     }
@@ -237,7 +237,7 @@ Status Session::Run() {
     AMP_RETURN_IF_ERROR(backend_->CopyToDevice(l->refs[slot].data, t.data(), t.nbytes()));
   }
   for (Loaded::Step& s : l->program) {
-    Status st = backend_->Run(*s.node, s.in, s.out, static_cast<uint64_t>(step_));
+    Status st = backend_->Run(*s.call, s.in, s.out, static_cast<uint64_t>(step_));
     if (!st.ok()) return st;
   }
   guard_skipped_ = false;

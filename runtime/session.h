@@ -128,7 +128,7 @@ class Session {
     std::vector<TensorRef> refs;  // one per slot of exe
     std::vector<void*> owned;     // its input buffers and constants
     struct Step {
-      const Node* node;
+      const KernelAttrs* call;
       std::vector<const TensorRef*> in;
       std::vector<TensorRef*> out;
     };

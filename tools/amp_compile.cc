@@ -154,9 +154,8 @@ int main(int argc, char** argv) {
     if (external_threshold < 0)
       return amp::InvalidArgument("--external-data-threshold must be 0 or more bytes, not ",
                                   external_threshold);
-    amp::PassOptions options;
-    AMP_ASSIGN_OR_RETURN(options.dim_bindings, amp::cli::ParseDimBindings(bind_dims));
-    AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
+    AMP_ASSIGN_OR_RETURN(auto dim_bindings, amp::cli::ParseDimBindings(bind_dims));
+    AMP_ASSIGN_OR_RETURN(amp::PrecisionPolicy policy, precision.Build());
     // Progress is reported only once everything succeeded, so that a failure
     // prints exactly one line.
     std::string log;
@@ -165,8 +164,8 @@ int main(int argc, char** argv) {
     int casts_before = amp::CountCasts(model);
     // Lower first: a model from another producer may hold Gradient nodes.
     amp::PassPipeline pipeline = amp::pipelines::Lower();
-    if (!options.dim_bindings.empty())
-      pipeline.Append(amp::pipelines::BindShapes(options.dim_bindings));
+    if (!dim_bindings.empty())
+      pipeline.Append(amp::pipelines::BindShapes(dim_bindings));
     if (!loss_kind.empty()) {
       amp::pipelines::TrainingOptions t;
       t.loss.kind = loss_kind;
@@ -178,7 +177,7 @@ int main(int argc, char** argv) {
       t.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
                      weight_decay, betas[0], betas[1], eps};
       bool scaled = loss_scale == "dynamic" ||
-                    (loss_scale == "auto" && options.precision.level != amp::OptLevel::kO0);
+                    (loss_scale == "auto" && policy.level != amp::OptLevel::kO0);
       if (loss_scale != "auto" && loss_scale != "dynamic" && loss_scale != "none") {
         try {
           size_t used = 0;
@@ -195,19 +194,19 @@ int main(int argc, char** argv) {
       t.gradients_only = emit == "gradients";
       pipeline.Append(amp::pipelines::Training(t));
     }
-    pipeline.Append(amp::pipelines::ForLevel(options.precision));
+    pipeline.Append(amp::pipelines::ForLevel(policy));
     AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
     pipeline.set_debug(debug);
     AMP_ASSIGN_OR_RETURN(bool changed, pipeline.Run(model));
     if (changed)
       log += amp::StrCat("amp-compile: after ", pipeline.Describe(), ": ", Summary(model), "\n");
-    if (options.precision.level == amp::OptLevel::kO3)
+    if (policy.level == amp::OptLevel::kO3)
       log +=
           "amp-compile: warning: O3 runs everything in half, softmax, norms and losses included; "
           "use it only to compare against O1/O2\n";
     // The policy file may have changed dtype and level: report what ran.
-    amp::ReportContext rc{amp::PrecisionName(options.precision.half_type),
-                          amp::OptLevelName(options.precision.level), casts_before};
+    amp::ReportContext rc{amp::PrecisionName(policy.half_type),
+                          amp::OptLevelName(policy.level), casts_before};
     nlohmann::json rep = amp::BuildPrecisionReport(model, rc);
     const auto& sum = rep["summary"];
     log += amp::StrCat("amp-compile: ", rc.opt_level, ": ", sum["half"].get<int>(), " nodes in ",

@@ -91,7 +91,7 @@ int64_t Product(const std::vector<int64_t>& v, size_t from) {
   return p;
 }
 
-std::vector<int64_t> AttrOr(const Node& n, const char* name, size_t r, int64_t def) {
+std::vector<int64_t> AttrOr(const KernelAttrs& n, const char* name, size_t r, int64_t def) {
   std::vector<int64_t> v = n.GetInts(name);
   if (v.empty()) v.assign(r, def);
   return v;
@@ -139,7 +139,7 @@ std::vector<int64_t> IndexTable(const std::vector<int64_t>& small,
 }
 
 // Pad at the start of each spatial dim, from pads or auto_pad.
-std::vector<int64_t> PadBegin(const Node& n, const std::vector<int64_t>& in,
+std::vector<int64_t> PadBegin(const KernelAttrs& n, const std::vector<int64_t>& in,
                               const std::vector<int64_t>& out, const std::vector<int64_t>& kernel,
                               const std::vector<int64_t>& strides,
                               const std::vector<int64_t>& dilations) {

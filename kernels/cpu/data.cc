@@ -365,7 +365,7 @@ void CopyTensor(const Tensor& t, TensorRef& y) {
 
 Status ConstantKernel(KernelContext& ctx) {
   TensorRef& y = ctx.out(0);
-  const Node& n = ctx.node;
+  const KernelAttrs& n = ctx.node;
   if (const Attribute* a = n.FindAttr("value")) {
     CopyTensor(a->t, y);
   } else if (const Attribute* f = n.FindAttr("value_float")) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "compiler/ir.h"
+#include "compiler/kernel_attrs.h"
 #include "compiler/status.h"
 #include "compiler/tensor.h"
 #include "kernels/tensor_ref.h"
@@ -23,7 +24,7 @@
 namespace amp::cpu {
 
 struct KernelContext {
-  const Node& node;
+  const KernelAttrs& node;               // the op and its attributes, decoded once
   std::vector<const TensorRef*> inputs;  // null where an optional input is omitted
   std::vector<TensorRef*> outputs;       // null where an optional output is unused
   uint64_t step = 0;                     // the training step (random ops mix it into their seed)
@@ -201,7 +202,7 @@ void Dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double a
 
 int64_t Product(const std::vector<int64_t>& v, size_t from = 0);
 // Attribute `name`, or `r` copies of `def` when absent.
-std::vector<int64_t> AttrOr(const Node& n, const char* name, size_t r, int64_t def);
+std::vector<int64_t> AttrOr(const KernelAttrs& n, const char* name, size_t r, int64_t def);
 // For every kernel position kp and every position p of the "small" grid (the
 // output grid of Conv and pooling, the input grid of ConvTranspose): the flat
 // index on the "large" grid at small*stride - pad + k*dilation, or -1 where
@@ -213,7 +214,7 @@ std::vector<int64_t> IndexTable(const std::vector<int64_t>& small,
                                 const std::vector<int64_t>& pad_begin,
                                 const std::vector<int64_t>& dilations);
 // Padding at the start of each spatial dim, from pads or auto_pad.
-std::vector<int64_t> PadBegin(const Node& n, const std::vector<int64_t>& in,
+std::vector<int64_t> PadBegin(const KernelAttrs& n, const std::vector<int64_t>& in,
                               const std::vector<int64_t>& out, const std::vector<int64_t>& kernel,
                               const std::vector<int64_t>& strides,
                               const std::vector<int64_t>& dilations);

@@ -16,7 +16,7 @@ struct Window {
   int64_t nin, nout, nk;
 };
 
-Window MakeWindow(const Node& n, const TensorRef& x, const TensorRef& y) {
+Window MakeWindow(const KernelAttrs& n, const TensorRef& x, const TensorRef& y) {
   Window w;
   size_t r = x.dims.size() - 2;
   w.in.assign(x.dims.begin() + 2, x.dims.end());

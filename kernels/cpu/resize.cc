@@ -25,7 +25,7 @@ double CubicWeight(double t, double a) {
 Status ResizeKernel(KernelContext& ctx) {
   const TensorRef& x = ctx.in(0);
   TensorRef& y = ctx.out(0);
-  const Node& n = ctx.node;
+  const KernelAttrs& n = ctx.node;
   if (n.GetInt("antialias", 0) != 0)
     return Unimplemented(n.Describe(), ": antialias is not supported");
   if (n.HasAttr("axes"))

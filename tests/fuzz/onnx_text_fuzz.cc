@@ -10,7 +10,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
-  auto model = amp::LoadModelText(text);  // ParseModelText + InferShapes + VerifyModel
+  auto model = amp::LoadModelText(text);  // ParseModelText + RunShapeInference + VerifyModel
   if (model.ok()) (void)amp::PrintModel(*model);
   return 0;
 }

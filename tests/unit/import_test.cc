@@ -71,7 +71,7 @@ onnx::ModelProto SmallModel() {
 StatusOr<Model> Load(const onnx::ModelProto& proto) {
   std::string bytes = proto.SerializeAsString();
   AMP_ASSIGN_OR_RETURN(Model m, ImportModelBytes(bytes.data(), bytes.size(), ""));
-  AMP_RETURN_IF_ERROR(InferShapes(m));
+  AMP_RETURN_IF_ERROR(RunShapeInference(m));
   return m;
 }
 

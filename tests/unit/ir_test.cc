@@ -21,7 +21,7 @@ Model Chain() {
   Node* relu = g.AddNode("Relu", {x}, {"y"});
   Node* neg = g.AddNode("Neg", {relu->output(0)}, {"z"});
   g.AddOutput(neg->output(0));
-  AMP_CHECK(InferShapes(m).ok());
+  AMP_CHECK(RunShapeInference(m).ok());
   return m;
 }
 

@@ -3,7 +3,9 @@
 // the pass that fails.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -365,6 +367,30 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(b.inverse_scale, a.inverse_scale);
   EXPECT_EQ(b.half_copies, a.half_copies);
   std::remove(path.c_str());
+}
+
+// A pass is found where its name says: pass "fold-casts" is class FoldCasts
+// in passes/fold_casts.h.
+TEST(PassesTest, EveryPassNameIsItsFileAndClassName) {
+  for (const std::string& name : RegisteredPassNames()) {
+    std::string file, cls;
+    bool upper = true;
+    for (char c : name) {
+      file += c == '-' ? '_' : c;
+      if (c == '-') {
+        upper = true;
+        continue;
+      }
+      cls += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+      upper = false;
+    }
+    std::ifstream header(std::string(AMP_SOURCE_DIR) + "/passes/" + file + ".h");
+    ASSERT_TRUE(header.good()) << name << ": no passes/" << file << ".h";
+    std::stringstream text;
+    text << header.rdbuf();
+    EXPECT_NE(text.str().find("class " + cls + " : public Pass"), std::string::npos)
+        << name << ": passes/" << file << ".h has no class " << cls;
+  }
 }
 
 }  // namespace

@@ -112,7 +112,8 @@ g (float16[3,200] a, float16[200,2] b) => (float16[3,2] y)
   for (auto& v : b) v = FloatToHalf(dist(rng));
   TensorRef ta{DType::kFloat16, {3, 200}, a.data()}, tb{DType::kFloat16, {200, 2}, b.data()},
       ty{DType::kFloat16, {3, 2}, y.data()};
-  cpu::KernelContext ctx{node, {&ta, &tb}, {&ty}, 0};
+  KernelAttrs attrs(node);
+  cpu::KernelContext ctx{attrs, {&ta, &tb}, {&ty}, 0};
   ASSERT_TRUE(Kernel("MatMul")(ctx).ok());
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 2; ++j) {
@@ -144,7 +145,8 @@ g (float[6] x) => (float16[6] y)
                           -0.0f};
   std::vector<uint16_t> y(6, 0x1234);
   TensorRef tx{DType::kFloat32, {6}, x.data()}, ty{DType::kFloat16, {6}, y.data()};
-  cpu::KernelContext ctx{*m->graph->nodes()[0], {&tx}, {&ty}, 0};
+  KernelAttrs attrs(*m->graph->nodes()[0]);
+  cpu::KernelContext ctx{attrs, {&tx}, {&ty}, 0};
   ASSERT_TRUE(Kernel("Cast")(ctx).ok());
   EXPECT_EQ(y[0], 0x3c00);
   EXPECT_EQ(y[1], 0x3c02);
@@ -175,7 +177,7 @@ g (float[2] x) => (float[2] y)
   m->training.updates = {{"w", "w_next"}};
   m->training.forward_outputs = {{"y", DType::kFloat32}};
   m->training.trainable = {"w"};
-  ASSERT_TRUE(InferShapes(*m).ok());
+  ASSERT_TRUE(RunShapeInference(*m).ok());
   std::string path = (std::filesystem::temp_directory_path() / "amp_session_test.onnx").string();
   Status saved = SaveModelFile(*m, path);
   ASSERT_TRUE(saved.ok()) << saved.message();
