@@ -121,9 +121,14 @@ class Painter {
     }
   }
 
-  void Set(Node* n, Color c, std::string rule) {
+  // Why a node has its colour, where a later step asks (the rule text is
+  // for the report only and is never compared).
+  enum class Why { kOther, kOverride, kInferHalfInputs };
+
+  void Set(Node* n, Color c, std::string rule, Why why = Why::kOther) {
     color_[n] = c;
     rule_[n] = std::move(rule);
+    why_[n] = why;
   }
 
   void Seed() {
@@ -136,9 +141,10 @@ class Painter {
       if (policy_.MatchesFp32Node(n->name(), outputs)) {
         Set(n, Color::kFp32,
             StrCat("override: --fp32-nodes matches '", n->name().empty() ? outputs[0] : n->name(),
-                   "'"));
+                   "'"),
+            Why::kOverride);
       } else if (policy_.fp32_ops.count(op)) {
-        Set(n, Color::kFp32, StrCat("override: --fp32-ops ", op));
+        Set(n, Color::kFp32, StrCat("override: --fp32-ops ", op), Why::kOverride);
       } else if (int first = FirstHalfOpset(op, policy_.half_type);
                  first == 0 || first > model_.OpsetVersion("")) {
         Set(n, Color::kFp32,
@@ -148,9 +154,9 @@ class Painter {
                          first, "; the model has opset ", model_.OpsetVersion(""),
                          " (export with opset ", first, " to run it in half)"));
       } else if (policy_.half_ops.count(op)) {
-        Set(n, Color::kHalf, StrCat("override: --half-ops ", op));
+        Set(n, Color::kHalf, StrCat("override: --half-ops ", op), Why::kOverride);
       } else if (op == "BatchNormalization" && policy_.keep_batchnorm_fp32) {
-        Set(n, Color::kFp32, "override: --keep-batchnorm-fp32");
+        Set(n, Color::kFp32, "override: --keep-batchnorm-fp32", Why::kOverride);
       } else if (op == "BatchNormalization" && model_.OpsetVersion("") < 15) {
         Set(n, Color::kFp32, "BatchNormalization before opset 15 needs one type for all inputs");
       } else if (policy_.level == OptLevel::kO3) {
@@ -196,8 +202,7 @@ class Painter {
 
   void KeepBatchTransposesIntoMatMulFp32() {
     for (Node* n : candidates_) {
-      if (fixed_.count(n) || rule_[n].starts_with("override:") || !IsBatchTransposeIntoMatMul(n))
-        continue;
+      if (fixed_.count(n) || why_[n] == Why::kOverride || !IsBatchTransposeIntoMatMul(n)) continue;
       Set(n, Color::kFp32,
           "fp32: a batch-axis Transpose into MatMul (onnxruntime workaround, "
           "docs/ONNXRUNTIME.md)");
@@ -272,9 +277,10 @@ class Painter {
           any_half |= FromHalfNode(v);
         }
         if (all_ok && any_half) {
+          bool infer = info_[n].op_class == OpClass::kInfer;
           Set(n, Color::kHalf,
-              info_[n].op_class == OpClass::kInfer ? "infer: its inputs are half"
-                                                   : "clear: follows its half input");
+              infer ? "infer: its inputs are half" : "clear: follows its half input",
+              infer ? Why::kInferHalfInputs : Why::kOther);
           changed = true;
         }
       }
@@ -301,8 +307,7 @@ class Painter {
     while (changed) {
       changed = false;
       for (Node* n : candidates_) {
-        if (info_[n].op_class != OpClass::kInfer || rule_[n] != "infer: its inputs are half")
-          continue;
+        if (info_[n].op_class != OpClass::kInfer || why_[n] != Why::kInferHalfInputs) continue;
         bool any_half = false;
         for (Node* c : Consumers(n)) any_half |= Painted(c, Color::kHalf);
         std::unordered_set<const Value*> half_inputs;
@@ -310,6 +315,7 @@ class Painter {
           if (FromHalfNode(v)) half_inputs.insert(v);
         if (!any_half && half_inputs.size() >= 2) {
           rule_[n] = "infer: half inputs outnumber the one cast back";
+          why_[n] = Why::kOther;
           continue;
         }
         if (!any_half) {
@@ -329,6 +335,7 @@ class Painter {
   std::unordered_map<Node*, OpClassInfo> info_;
   std::unordered_map<Node*, Color> color_;
   std::unordered_map<Node*, std::string> rule_;
+  std::unordered_map<Node*, Why> why_;
 };
 
 }  // namespace
