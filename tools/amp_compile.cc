@@ -164,8 +164,7 @@ int main(int argc, char** argv) {
     int casts_before = amp::CountCasts(model);
     // Lower first: a model from another producer may hold Gradient nodes.
     amp::PassPipeline pipeline = amp::pipelines::Lower();
-    if (!dim_bindings.empty())
-      pipeline.Append(amp::pipelines::BindShapes(dim_bindings));
+    if (!dim_bindings.empty()) pipeline.Append(amp::pipelines::BindShapes(dim_bindings));
     if (!loss_kind.empty()) {
       amp::pipelines::TrainingOptions t;
       t.loss.kind = loss_kind;
@@ -176,8 +175,8 @@ int main(int argc, char** argv) {
       t.freeze = freeze;
       t.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
                      weight_decay, betas[0], betas[1], eps};
-      bool scaled = loss_scale == "dynamic" ||
-                    (loss_scale == "auto" && policy.level != amp::OptLevel::kO0);
+      bool scaled =
+          loss_scale == "dynamic" || (loss_scale == "auto" && policy.level != amp::OptLevel::kO0);
       if (loss_scale != "auto" && loss_scale != "dynamic" && loss_scale != "none") {
         try {
           size_t used = 0;
@@ -205,8 +204,8 @@ int main(int argc, char** argv) {
           "amp-compile: warning: O3 runs everything in half, softmax, norms and losses included; "
           "use it only to compare against O1/O2\n";
     // The policy file may have changed dtype and level: report what ran.
-    amp::ReportContext rc{amp::PrecisionName(policy.half_type),
-                          amp::OptLevelName(policy.level), casts_before};
+    amp::ReportContext rc{amp::PrecisionName(policy.half_type), amp::OptLevelName(policy.level),
+                          casts_before};
     nlohmann::json rep = amp::BuildPrecisionReport(model, rc);
     const auto& sum = rep["summary"];
     log += amp::StrCat("amp-compile: ", rc.opt_level, ": ", sum["half"].get<int>(), " nodes in ",

@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (amp::TrainingInfoMode mode :
        {amp::TrainingInfoMode::kForward, amp::TrainingInfoMode::kStep}) {
     auto model = amp::ImportModelBytes(data, size, "", mode);
-    if (!model.ok() || !amp::RunShapeInference(*model).ok() || !amp::VerifyModel(*model).ok()) continue;
+    if (!model.ok() || !amp::RunShapeInference(*model).ok() || !amp::VerifyModel(*model).ok())
+      continue;
     if (mode != amp::TrainingInfoMode::kForward || model->graph->num_nodes() > 64) continue;
     amp::PassPipeline pipeline = amp::pipelines::ForLevel(amp::PrecisionPolicy{});
     if (!pipeline.Run(*model).ok()) continue;
