@@ -89,7 +89,7 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
                    {"fp32", get("fp32")},
                    {"untouched", get("untouched")}});
   }
-  return {
+  nlohmann::json report = {
       {"dtype", ctx.dtype},
       {"opt_level", ctx.opt_level},
       {"summary",
@@ -105,6 +105,26 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
        {{"fp32", bytes_fp32}, {"mixed", bytes_mixed}, {"symbolic_dims_counted_as_1", symbolic}}},
       {"ops", ops},
       {"nodes", nodes}};
+  // The training step, from its typed description.
+  const TrainingInfo& t = m.training;
+  if (t.active()) {
+    int64_t master_bytes = 0, half_bytes = 0;
+    for (const std::string& p : t.trainable)
+      if (const Value* v = m.graph->FindValue(p); v && v->has_initializer())
+        master_bytes += static_cast<int64_t>(v->initializer()->nbytes());
+    for (const auto& [p, copy] : t.half_copies)
+      if (const Value* v = m.graph->FindValue(p); v && v->has_initializer())
+        half_bytes += static_cast<int64_t>(v->initializer()->nbytes()) / 2;
+    report["training"] = {{"parameters", t.trainable.size()},
+                          {"fp32_master_bytes", master_bytes},
+                          {"half_copies", t.half_copies.size()},
+                          {"half_copy_bytes", half_bytes},
+                          {"optimizer", OptimizerKindName(t.optimizer.kind)},
+                          {"loss_scaling", t.unscaled.empty()         ? "none"
+                                           : t.growth_tracker.empty() ? "static"
+                                                                      : "dynamic"}};
+  }
+  return report;
 }
 
 std::string FormatPrecisionReport(const nlohmann::json& r) {
@@ -139,6 +159,15 @@ std::string FormatPrecisionReport(const nlohmann::json& r) {
                     ? "; symbolic dims counted as 1, use --bind-dim for totals"
                     : "");
   out += line;
+  if (r.contains("training")) {
+    const auto& t = r["training"];
+    out += StrCat("training step: ", t["parameters"].get<int>(), " parameters (",
+                  HumanBytes(t["fp32_master_bytes"].get<double>()), " of FP32 masters), ",
+                  t["half_copies"].get<int>(), " cast to half each step (",
+                  HumanBytes(t["half_copy_bytes"].get<double>()), "); optimizer ",
+                  t["optimizer"].get<std::string>(), "; loss scaling ",
+                  t["loss_scaling"].get<std::string>(), "\n");
+  }
   if (s["half"].get<int>() == 0) {
     out += r["opt_level"] == "O0"
                ? "amp converted nothing to half: --opt-level O0 keeps every op in FP32\n"

@@ -15,6 +15,7 @@
 #include "compiler/verifier.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/pipelines.h"
+#include "passes/precision_report.h"
 #include "passes/registry.h"
 
 namespace amp {
@@ -367,6 +368,14 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(b.inverse_scale, a.inverse_scale);
   EXPECT_EQ(b.half_copies, a.half_copies);
   std::remove(path.c_str());
+  // The report reads the same description.
+  nlohmann::json r = BuildPrecisionReport(*back, ReportContext{"fp16", "O1", 0});
+  ASSERT_TRUE(r.contains("training"));
+  EXPECT_EQ(r["training"]["parameters"], 2);
+  EXPECT_EQ(r["training"]["half_copies"], 1);
+  EXPECT_EQ(r["training"]["half_copy_bytes"], 4 * 2);  // w: 2x2 values of 2 bytes
+  EXPECT_EQ(r["training"]["optimizer"], "sgd");
+  EXPECT_EQ(r["training"]["loss_scaling"], "dynamic");
 }
 
 // A pass is found where its name says: pass "fold-casts" is class FoldCasts
