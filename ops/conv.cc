@@ -176,6 +176,28 @@ Status GradConv(G& b) {
   return Status::Ok();
 }
 
+// ---- cost ----
+
+// Each output element of Conv sums Cin/group * prod(kernel) products.
+int64_t FlopsConv(const Node& n) {
+  const Value* weight = n.input(1);
+  const auto w = weight->type().shape ? StaticDims(*weight->type().shape) : std::nullopt;
+  if (!w) return 0;
+  int64_t per = 1;
+  for (size_t i = 1; i < w->size(); ++i) per *= (*w)[i];
+  return 2 * StaticNumel(*n.output(0)) * per;
+}
+
+// ConvTranspose scatters each input element into Cout/group * prod(kernel).
+int64_t FlopsConvTranspose(const Node& n) {
+  const Value* weight = n.input(1);
+  const auto w = weight->type().shape ? StaticDims(*weight->type().shape) : std::nullopt;
+  if (!w) return 0;
+  int64_t per = 1;
+  for (size_t i = 1; i < w->size(); ++i) per *= (*w)[i];
+  return 2 * StaticNumel(*n.input(0)) * per;
+}
+
 }  // namespace
 
 std::vector<OpDef> ConvOps() {
@@ -184,12 +206,14 @@ std::vector<OpDef> ConvOps() {
        .arity = {2, 3, 1, 1},
        .infer = InferConv,
        .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
-       .grad = GradConv},
+       .grad = GradConv,
+       .matrix_flops = FlopsConv},
       {.op_type = "ConvTranspose",
        .arity = {2, 3, 1, 1},
        .infer = InferConvTranspose,
        .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
-       .no_grad = "no gradient rule yet"},
+       .no_grad = "no gradient rule yet",
+       .matrix_flops = FlopsConvTranspose},
   };
 }
 

@@ -211,6 +211,24 @@ Status GradMatMul(G& b) {
   return Status::Ok();
 }
 
+// ---- cost ----
+
+int64_t FlopsMatMul(const Node& n) {
+  const Value* x = n.input(0);
+  const auto a = x->type().shape ? StaticDims(*x->type().shape) : std::nullopt;
+  if (!a) return 0;
+  int64_t k = a->empty() ? 1 : a->back();
+  return 2 * StaticNumel(*n.output(0)) * k;
+}
+
+int64_t FlopsGemm(const Node& n) {
+  const Value* x = n.input(0);
+  const auto a = x->type().shape ? StaticDims(*x->type().shape) : std::nullopt;
+  if (!a) return 0;
+  int64_t k = a->size() == 2 ? (*a)[n.GetInt("transA", 0) ? 0 : 1] : 1;
+  return 2 * StaticNumel(*n.output(0)) * k;
+}
+
 }  // namespace
 
 std::vector<OpDef> GemmOps() {
@@ -219,12 +237,14 @@ std::vector<OpDef> GemmOps() {
        .arity = {2, 2, 1, 1},
        .infer = InferMatMul,
        .precision = {OpClass::kHalf, "GEMM on tensor cores, FP32 accumulation"},
-       .grad = GradMatMul},
+       .grad = GradMatMul,
+       .matrix_flops = FlopsMatMul},
       {.op_type = "Gemm",
        .arity = {2, 3, 1, 1},
        .infer = InferGemm,
        .precision = {OpClass::kHalf, "GEMM on tensor cores, FP32 accumulation"},
-       .grad = GradGemm},
+       .grad = GradGemm,
+       .matrix_flops = FlopsGemm},
       {.op_type = "Einsum",
        .arity = {1, -1, 1, 1},
        .infer = InferEinsum,

@@ -136,4 +136,13 @@ StatusOr<Shape> SpatialOut(const Ctx& c, const Shape& x, const std::vector<int64
   return out;
 }
 
+int64_t StaticNumel(const Value& v) {
+  if (!v.type().shape) return 0;
+  auto dims = StaticDims(*v.type().shape);
+  if (!dims) return 0;
+  int64_t n = 1;
+  for (int64_t d : *dims) n *= d;
+  return n;
+}
+
 }  // namespace amp

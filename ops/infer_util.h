@@ -37,4 +37,7 @@ Status InferUnaryFloat(InferenceContext& c);
 StatusOr<Shape> SpatialOut(const InferenceContext& c, const Shape& x,
                            const std::vector<int64_t>& kernel, bool ceil_mode);
 
+// Elements of a value whose shape is static (cost functions; 0 otherwise).
+int64_t StaticNumel(const Value& v);
+
 }  // namespace amp

@@ -22,6 +22,9 @@ class GradBuilder;  // ops/grad_builder.h
 
 using InferFn = Status (*)(InferenceContext&);
 using GradFn = Status (*)(GradBuilder&);
+// Multiply-adds times two of a node whose shapes are static (matrix ops:
+// what runs on the matrix engines).
+using FlopsFn = int64_t (*)(const Node&);
 
 // Precision classes for mixed precision, in the spirit of TensorFlow's
 // auto_mixed_precision lists and PyTorch autocast's op lists:
@@ -59,6 +62,12 @@ struct OpDef {
   const char* no_grad = nullptr;    // why there is no rule; set exactly when grad is null
   std::vector<int> nondiff_inputs;  // inputs that never get a gradient
   bool grad_reads_shapes = true;    // the rule reads ranks or dims (autodiff checks them known)
+
+  // ---- cost (codegen/cost_model.h) ----
+  // Matrix ops give their flops; every other op is costed at the vector
+  // rate, one operation per element of its inputs or of its outputs,
+  // whichever are more.
+  FlopsFn matrix_flops = nullptr;
 
   bool IsShapeInput(int slot) const;
   bool IsFp32Input(int slot) const;

@@ -11,7 +11,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 
+#include "codegen/cost_model.h"
+#include "codegen/executable.h"
 #include "compiler/loader.h"
 #include "compiler/onnx_export.h"
 #include "compiler/text.h"
@@ -20,6 +23,7 @@
 #include "passes/pipelines.h"
 #include "passes/precision_report.h"
 #include "passes/registry.h"
+#include "runtime/backend.h"
 #include "tools/cli_common.h"
 
 namespace {
@@ -33,6 +37,47 @@ std::string Summary(const amp::Model& m) {
   for (const amp::Value* v : m.graph->initializers()) params += v->initializer()->num_elements();
   return amp::StrCat(m.graph->num_nodes(), " nodes (", s, "), ", m.graph->initializers().size(),
                      " initializers with ", params, " elements, opset ", m.OpsetVersion(""));
+}
+
+// A backend's kernel table that lets every node through and remembers the
+// ones the backend lacks: the cost is estimated either way, and the report
+// says what is missing.
+class Recording : public amp::KernelSupport {
+ public:
+  explicit Recording(const amp::KernelSupport& real) : real_(real) {}
+  std::string_view name() const override { return real_.name(); }
+  amp::Status Supports(const amp::Node& node) const override {
+    if (!real_.Supports(node).ok()) missing_.insert(node.op_type());
+    return amp::Status::Ok();
+  }
+  const std::set<std::string>& missing() const { return missing_; }
+
+ private:
+  const amp::KernelSupport& real_;
+  mutable std::set<std::string> missing_;
+};
+
+// The step specialized for `target` at the bound dims, and its cost.
+amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::string& target,
+                                       const std::string& device_model) {
+  amp::SpecializeRequest r;
+  for (const amp::Value* v : model.graph->inputs()) {
+    auto dims = v->type().shape ? amp::StaticDims(*v->type().shape) : std::nullopt;
+    if (!dims)
+      return amp::InvalidArgument("--target needs every input dim fixed, but input '", v->name(),
+                                  "' is ", v->type().ToString(), "; pass --bind-dim NAME=N");
+    r.input_dims[v->name()] = *dims;
+  }
+  r.fuse_optimizer = target == "cuda";  // what amp-train does by default
+  AMP_ASSIGN_OR_RETURN(auto support, amp::KernelSupportFor(target));
+  Recording recording(*support);
+  AMP_ASSIGN_OR_RETURN(amp::Executable exe, amp::Specialize(model, r, recording));
+  AMP_ASSIGN_OR_RETURN(amp::DeviceModel device, amp::FindDeviceModel(device_model));
+  nlohmann::json cost = amp::CostToJson(amp::EstimateCost(exe, device), device);
+  cost["target"] = target;
+  cost["fused_optimizer"] = r.fuse_optimizer;
+  cost["ops_without_kernel"] = recording.missing();
+  return cost;
 }
 
 }  // namespace
@@ -52,6 +97,7 @@ int main(int argc, char** argv) {
   amp::LossScaleOptions ls;
   std::vector<std::string> bind_dims;
   int64_t external_threshold = 0;
+  std::string target, device_model = "h100";
   app.add_option("model", input, "input model (.onnx, or ONNX text)");
   app.add_option("-o,--out", output, "where to write the compiled model (.onnx)");
   precision.Add(app);
@@ -111,6 +157,12 @@ int main(int argc, char** argv) {
                  "fix a symbolic dim, e.g. --bind-dim batch=16 (repeatable)");
   app.add_option("--external-data-threshold", external_threshold,
                  "write tensors of at least this many bytes to OUT.onnx.data (0: inline)");
+  app.add_option("--target", target,
+                 "also specialize the step for this backend at the bound dims and put its cost "
+                 "(launches, flops, bytes, peak, predicted time) in the report")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--device-model", device_model,
+                 "the device the predicted time is for (h100 or h200; with --target)");
   app.add_flag("--list-ops", list_ops, "list the ONNX ops amp supports and exit");
   app.add_flag("--op-facts", op_facts,
                "print every op's record as JSON (arity, precision class, shape inputs, "
@@ -214,6 +266,17 @@ int main(int argc, char** argv) {
                        sum["casts_inserted"].get<int>(), " casts inserted\n");
     if (sum["half"].get<int>() == 0)
       log += "amp-compile: note: nothing was converted to half (see --report for why)\n";
+    if (!target.empty()) {
+      AMP_ASSIGN_OR_RETURN(rep["cost"], StepCost(model, target, device_model));
+      const auto& c = rep["cost"];
+      log +=
+          amp::StrCat("amp-compile: ", target, " step: ", c["launches"].get<int64_t>(),
+                      " launches, peak ", c["peak_bytes"].get<int64_t>() >> 20, " MiB, predicted ",
+                      c["predicted_ms"].get<double>(), " ms on ", device_model, "\n");
+      if (!c["ops_without_kernel"].empty())
+        log += amp::StrCat("amp-compile: note: the ", target, " backend has no kernel yet for ",
+                           c["ops_without_kernel"].dump(), "\n");
+    }
     if (!output.empty()) {
       amp::ExportOptions eo;
       eo.external_data_threshold = static_cast<size_t>(external_threshold);
@@ -238,6 +301,7 @@ int main(int argc, char** argv) {
     }
     std::fputs(log.c_str(), stderr);
     if (report) std::cout << amp::FormatPrecisionReport(rep);
+    if (report && rep.contains("cost")) std::cout << amp::FormatCost(rep["cost"]);
     if (print_ir) std::cout << amp::PrintModel(model);
     return amp::Status::Ok();
   });

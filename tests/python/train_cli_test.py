@@ -198,6 +198,35 @@ class TrainCli(unittest.TestCase):
                 for k in states["off"]:
                     self.assertTrue(np.array_equal(states["on"][k], states["off"][k]), f"{kind}: {k}")
 
+    def test_cost_report(self):
+        # --target specializes the step and puts its cost in the report; the
+        # CPU backend has every kernel, the CUDA one not yet cnn's Conv.
+        src = os.path.join(MODELS, "cnn", "model.onnx")
+        name = onnx.load(src).graph.input[0].type.tensor_type.shape.dim[0].dim_param
+        costs = {}
+        for target in ("cpu", "cuda"):
+            rep = os.path.join(self.dir, f"cost_{target}.json")
+            r = run([AMP_COMPILE, src, "--loss", "cross_entropy", "--optimizer", "adam",
+                     "--bind-dim", f"{name}=4", "--target", target, "--report-json", rep])
+            self.assertIn(f"amp-compile: {target} step: ", r.stderr)
+            costs[target] = json.load(open(rep))["cost"]
+        cpu, cuda = costs["cpu"], costs["cuda"]
+        self.assertEqual(cpu["ops_without_kernel"], [])
+        self.assertIn("Conv", cuda["ops_without_kernel"])
+        for c in (cpu, cuda):
+            self.assertGreater(c["launches"], 10)
+            self.assertGreater(c["flops"], 0)
+            self.assertEqual(c["peak_bytes"], c["arena_bytes"] + c["state_bytes"] + c["input_bytes"])
+            self.assertAlmostEqual(sum(k["predicted_ms"] for k in c["top_kernels"][:1]),
+                                   c["top_kernels"][0]["predicted_ms"])
+            self.assertLessEqual(len(c["top_kernels"]), 10)
+        # CUDA fuses the optimizer (as amp-train does there): fewer launches.
+        self.assertLess(cuda["launches"], cpu["launches"])
+        # Without every dim bound there is no cost to give.
+        r = run([AMP_COMPILE, src, "--loss", "cross_entropy", "--target", "cpu"], ok=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--target needs every input dim fixed", r.stderr)
+
     def test_eval_and_export_inference(self):
         step = self.compile("cnn", "adam_amp")
         out = os.path.join(self.dir, "trained.onnx")
