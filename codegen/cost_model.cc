@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "ops/op_def.h"
 
@@ -81,6 +82,50 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
     cost.predicted_s += k.seconds;
     cost.kernels.push_back(k);
   }
+  // Liveness of arena bytes over the program: a value (or the root it is a
+  // view of) is live from its call to its last reader; kept values to the end.
+  const size_t n = exe.program.size();
+  std::map<int, std::pair<size_t, size_t>> live;  // root slot -> [first, last]
+  std::map<int, int> root;                        // slot -> the slot whose bytes it uses
+  for (size_t pos = 0; pos < n; ++pos) {
+    const Call& c = exe.program[pos];
+    for (int i : c.inputs)
+      if (i >= 0 && root.count(i)) {
+        auto& span = live[root[i]];
+        span.second = std::max(span.second, pos);
+      }
+    for (int i : c.outputs) {
+      if (exe.slots[i].kind != SlotKind::kArena) continue;
+      if (IsView(exe, c) && i == c.outputs[0] && root.count(c.inputs[0])) {
+        root[i] = root[c.inputs[0]];
+      } else {
+        root[i] = i;
+        live[i] = {pos, pos};
+      }
+      if (exe.slots[i].value->is_graph_output()) live[root[i]].second = n;
+    }
+  }
+  std::vector<int64_t> delta(n + 2, 0);
+  auto bytes_of = [&](int slot) { return static_cast<int64_t>(exe.slots[slot].nbytes()); };
+  for (const auto& [slot, span] : live) {
+    delta[span.first] += bytes_of(slot);
+    delta[std::min(span.second, n) + 1] -= bytes_of(slot);
+  }
+  int64_t running = 0;
+  size_t peak_pos = 0;
+  for (size_t pos = 0; pos < n; ++pos) {
+    running += delta[pos];
+    if (running > cost.live_peak_bytes) {
+      cost.live_peak_bytes = running;
+      peak_pos = pos;
+    }
+  }
+  if (n) cost.live_peak_at = exe.program[peak_pos].node;
+  for (const auto& [slot, span] : live)
+    if (span.first <= peak_pos && peak_pos <= span.second)
+      cost.live_at_peak.emplace_back(exe.slots[slot].value, bytes_of(slot));
+  std::stable_sort(cost.live_at_peak.begin(), cost.live_at_peak.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
   std::stable_sort(cost.kernels.begin(), cost.kernels.end(),
                    [](const KernelCost& a, const KernelCost& b) { return a.seconds > b.seconds; });
   return cost;
@@ -97,7 +142,17 @@ nlohmann::json CostToJson(const StepCost& cost, const DeviceModel& device, size_
                        {"rate", k.matrix ? "matrix" : "vector"},
                        {"predicted_ms", k.seconds * 1e3}});
   }
+  nlohmann::json holders = nlohmann::json::array();
+  for (size_t i = 0; i < cost.live_at_peak.size() && i < top; ++i) {
+    const Value* v = cost.live_at_peak[i].first;
+    holders.push_back({{"value", v->name()},
+                       {"bytes", cost.live_at_peak[i].second},
+                       {"made_by", v->producer() ? v->producer()->op_type() : ""}});
+  }
   return {{"device_model", device.name},
+          {"live_peak_bytes", cost.live_peak_bytes},
+          {"live_peak_at", cost.live_peak_at ? cost.live_peak_at->Describe() : ""},
+          {"live_at_peak", holders},
           {"device_source", device.source},
           {"launches", cost.launches},
           {"flops", cost.flops},
@@ -123,6 +178,14 @@ std::string FormatCost(const nlohmann::json& c) {
       line, sizeof(line), "peak %.1f MiB = arena %.1f + state and constants %.1f + inputs %.1f\n",
       mib(c["peak_bytes"]), mib(c["arena_bytes"]), mib(c["state_bytes"]), mib(c["input_bytes"]));
   out += line;
+  std::snprintf(line, sizeof(line), "arena peak: %.1f MiB live at %s; largest there:\n",
+                mib(c["live_peak_bytes"]), c["live_peak_at"].get<std::string>().c_str());
+  out += line;
+  for (const auto& h : c["live_at_peak"]) {
+    std::snprintf(line, sizeof(line), "  %10.1f MiB  %s (%s)\n", mib(h["bytes"]),
+                  h["value"].get<std::string>().c_str(), h["made_by"].get<std::string>().c_str());
+    out += line;
+  }
   out += "most expensive kernels:\n";
   for (const auto& k : c["top_kernels"]) {
     std::snprintf(line, sizeof(line), "  %8.4f ms  %-7s %s\n", k["predicted_ms"].get<double>(),

@@ -49,6 +49,12 @@ struct StepCost {
   int64_t input_bytes = 0;
   double predicted_s = 0;
   std::vector<KernelCost> kernels;  // every launch, most expensive first
+  // What holds the arena's peak: the program point where the most arena
+  // bytes are live (views counted once), and the values live there, largest
+  // first.
+  int64_t live_peak_bytes = 0;
+  const Node* live_peak_at = nullptr;
+  std::vector<std::pair<const Value*, int64_t>> live_at_peak;
 };
 
 StepCost EstimateCost(const Executable& exe, const DeviceModel& device);

@@ -202,6 +202,18 @@ Status GradMatMul(G& b) {
     gshape.back() = a.back();
     AMP_ASSIGN_OR_RETURN(b.dx[0], b.ReduceTo(g, gshape, b.x(0)));
   }
+  // A 2-D weight under an N-D input (a Linear layer on [batch, seq, K]): its
+  // gradient is one 2-D GEMM over the flattened leading dims, x2ᵀ · dy2 with
+  // x2 = [rows, K], dy2 = [rows, N], instead of a batched outer product of
+  // [..., K, N] reduced afterwards (rows times the weight's size).
+  if (b.wants(1) && w.size() == 2 && a.size() > 2 && w[0].is_static() && w[1].is_static()) {
+    Value* x2 = b.Op("Reshape", {b.x(0), b.Ints({-1, w[0].value()})});
+    Value* dy2 = b.Op("Reshape", {b.dy(0), b.Ints({-1, w[1].value()})});
+    Node* gemm = b.Make("Gemm", {x2, dy2});
+    gemm->SetAttr("transA", Attribute::Int(1));
+    b.dx[1] = gemm->output(0);
+    return Status::Ok();
+  }
   if (b.wants(1)) {
     Value* g = b.Op("MatMul", {swap_last(b.x(0), a.size()), b.dy(0)});
     Shape gshape = out;
