@@ -46,8 +46,10 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
   StepCost cost;
   cost.arena_bytes = static_cast<int64_t>(exe.arena_bytes);
   for (const Slot& s : exe.slots) {
-    if (s.kind == SlotKind::kPersistent || s.kind == SlotKind::kConstant)
-      cost.state_bytes += static_cast<int64_t>(s.nbytes());
+    // A slot that writes over a piece of state in place has no bytes of its own.
+    bool own = s.kind == SlotKind::kConstant ||
+               (s.kind == SlotKind::kPersistent && s.buffer == s.value->name());
+    if (own) cost.state_bytes += static_cast<int64_t>(s.nbytes());
     if (s.kind == SlotKind::kInput) cost.input_bytes += static_cast<int64_t>(s.nbytes());
   }
   cost.peak_bytes = cost.arena_bytes + cost.state_bytes + cost.input_bytes;
@@ -55,6 +57,8 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
     if (IsView(exe, c)) continue;
     KernelCost k;
     k.node = c.node;
+    k.label = c.node->Describe();
+    k.op = c.node->op_type();
     int64_t elements[2] = {0, 0};  // read, written
     for (int side = 0; side < 2; ++side)
       for (int i : side == 0 ? c.inputs : c.outputs) {
@@ -78,6 +82,20 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
                 device.launch_s;
     cost.launches += 1;
     cost.flops += k.flops;
+    cost.bytes += k.bytes;
+    cost.predicted_s += k.seconds;
+    cost.kernels.push_back(k);
+  }
+  // Each update not written in place is copied over its state after the step.
+  for (auto [state, update] : exe.updates) {
+    const Slot &s = exe.slots[state], &u = exe.slots[update];
+    if (u.kind == SlotKind::kPersistent && u.buffer == s.buffer) continue;
+    KernelCost k;
+    k.label = "update of '" + s.value->name() + "'";
+    k.op = "copy";
+    k.bytes = 2 * static_cast<int64_t>(s.nbytes());
+    k.seconds = static_cast<double>(k.bytes) / device.bytes_per_s + device.launch_s;
+    cost.launches += 1;
     cost.bytes += k.bytes;
     cost.predicted_s += k.seconds;
     cost.kernels.push_back(k);
@@ -135,8 +153,8 @@ nlohmann::json CostToJson(const StepCost& cost, const DeviceModel& device, size_
   nlohmann::json kernels = nlohmann::json::array();
   for (size_t i = 0; i < cost.kernels.size() && i < top; ++i) {
     const KernelCost& k = cost.kernels[i];
-    kernels.push_back({{"node", k.node->Describe()},
-                       {"op", k.node->op_type()},
+    kernels.push_back({{"node", k.label},
+                       {"op", k.op},
                        {"flops", k.flops},
                        {"bytes", k.bytes},
                        {"rate", k.matrix ? "matrix" : "vector"},

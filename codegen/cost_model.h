@@ -31,7 +31,9 @@ const std::vector<DeviceModel>& DeviceModels();
 StatusOr<DeviceModel> FindDeviceModel(std::string_view name);
 
 struct KernelCost {
-  const Node* node = nullptr;
+  const Node* node = nullptr;  // null for the copy of a state's update after the step
+  std::string label;           // the node, or "update of <state>"
+  std::string op;
   int64_t flops = 0;
   int64_t bytes = 0;  // inputs read once, outputs written once
   bool matrix = false;

@@ -1,9 +1,11 @@
 #include "codegen/executable.h"
 
+#include <map>
 #include <unordered_set>
 
 #include "codegen/memory_plan.h"
 #include "compiler/shape_inference.h"
+#include "ops/op_def.h"
 #include "passes/pipelines.h"
 
 namespace amp {
@@ -111,6 +113,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
       return Unimplemented("initializer '", v->name(),
                            "' has an element type the runtime cannot hold");
     add_slot(v, persistent ? SlotKind::kPersistent : SlotKind::kConstant);
+    if (persistent) exe.slots.back().buffer = v->name();
   }
   std::unordered_set<const Node*> constant_nodes;
   std::vector<const Node*> order;
@@ -120,6 +123,37 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
       add_slot(n->output(0), SlotKind::kConstant);
     } else {
       order.push_back(n);
+    }
+  }
+  // In-place state updates: the output that is a state's new value shares
+  // the state's buffer when its op allows it and no later node reads the
+  // old value.
+  if (request.in_place_updates) {
+    std::map<std::string, std::string> update_of(m.training.updates.begin(),
+                                                 m.training.updates.end());
+    std::unordered_map<const Node*, size_t> position;
+    for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
+    for (const Node* n : order) {
+      const OpDef* def = FindOp(n->domain(), n->op_type());
+      if (!def || !def->inplace) continue;
+      for (auto [out_i, in_i] : def->inplace(*n)) {
+        const Value* out = n->output(out_i);
+        const Value* state = n->input(in_i);
+        int s = state ? exe.Find(state->name()) : -1;
+        if (s < 0 || exe.slots[s].kind != SlotKind::kPersistent || state->is_graph_output())
+          continue;
+        auto u = update_of.find(state->name());
+        if (u == update_of.end() || u->second != out->name() || out->dtype() != state->dtype() ||
+            *StaticDims(*out->type().shape) != exe.slots[s].dims)
+          continue;
+        bool read_later = false;
+        for (const Use& use : state->uses())
+          read_later |=
+              use.node != n && position.count(use.node) && position[use.node] > position[n];
+        if (read_later || exe.slot_of.count(out->name())) continue;
+        add_slot(out, SlotKind::kPersistent);
+        exe.slots.back().buffer = state->name();
+      }
     }
   }
   // Intermediates: the arena, planned by liveness.

@@ -46,7 +46,9 @@ enum class SlotKind {
 struct Slot {
   const Value* value = nullptr;  // in Executable::model
   SlotKind kind = SlotKind::kArena;
-  size_t offset = 0;  // kArena only
+  size_t offset = 0;   // kArena only
+  std::string buffer;  // kPersistent: the initializer whose buffer it is (itself, or the
+                       // state an in-place update writes over)
   DType dtype = DType::kUndefined;
   std::vector<int64_t> dims;
   size_t nbytes() const;
@@ -72,6 +74,11 @@ struct SpecializeRequest {
   // Replace the per-gradient unscale and the per-parameter Adam/AdamW
   // update by multi-tensor nodes (fuse-unscale, fuse-optimizer).
   bool fuse_optimizer = false;
+  // Let an op that may (its record's `inplace`) write a piece of state's
+  // new value over the old one, when nothing reads the old one later: no
+  // arena bytes for it and no copy after the step. Off when the caller needs
+  // the old state after the step (the runtime's non-finite guard).
+  bool in_place_updates = true;
 };
 
 struct Executable {

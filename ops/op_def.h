@@ -11,6 +11,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "compiler/status.h"
@@ -22,6 +23,9 @@ class GradBuilder;  // ops/grad_builder.h
 
 using InferFn = Status (*)(InferenceContext&);
 using GradFn = Status (*)(GradBuilder&);
+// Output/input index pairs of a node that may share bytes: the kernel reads
+// each element of the input before it writes that element of the output.
+using InplaceFn = std::vector<std::pair<int, int>> (*)(const Node&);
 // Multiply-adds times two of a node whose shapes are static (matrix ops:
 // what runs on the matrix engines).
 using FlopsFn = int64_t (*)(const Node&);
@@ -68,6 +72,9 @@ struct OpDef {
   // rate, one operation per element of its inputs or of its outputs,
   // whichever are more.
   FlopsFn matrix_flops = nullptr;
+  // Outputs that may be written over an input (codegen updates state in
+  // place through them).
+  InplaceFn inplace = nullptr;
 
   bool IsShapeInput(int slot) const;
   bool IsFp32Input(int slot) const;

@@ -93,6 +93,19 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
 
 // (none: see each record's no_grad)
 
+// FusedAdam reads p, m and v at an index before it writes them there: new
+// parameter k over p_k, new moments over m_k and v_k.
+std::vector<std::pair<int, int>> InplaceFusedAdam(const Node& n) {
+  int count = static_cast<int>(n.num_inputs() - 3) / 4;
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 0; k < count; ++k) {
+    pairs.emplace_back(k, 3 + k);
+    pairs.emplace_back(count + k, 3 + 2 * count + k);
+    pairs.emplace_back(2 * count + k, 3 + 3 * count + k);
+  }
+  return pairs;
+}
+
 }  // namespace
 
 std::vector<OpDef> TrainingOps() {
@@ -126,7 +139,8 @@ std::vector<OpDef> TrainingOps() {
        .arity = {7, -1, 3, -1},
        .infer = InferFusedAdam,
        .precision = {OpClass::kNone, "FP32 by construction (fuse-optimizer)"},
-       .no_grad = "made by fusion after autodiff: never differentiated"},
+       .no_grad = "made by fusion after autodiff: never differentiated",
+       .inplace = InplaceFusedAdam},
       {.domain = "ai.amp",
        .op_type = "UnscaleCheck",
        .arity = {2, -1, 2, -1},

@@ -61,6 +61,9 @@ StatusOr<bool> FuseOptimizer::Run(Model& model) {
     params.push_back({p, g32, m, v});
   }
   if (params.empty()) return false;
+  // A step without loss scaling never skips: FusedAdam's skip input is then
+  // a constant false (its slot is not optional).
+  if (!skip) skip = g.AddScalar("optimizer.never_skip", DType::kBool, 0);
   std::vector<Value*> inputs = {lr, step, skip};
   for (auto field : {&Param::p, &Param::g, &Param::m, &Param::v})
     for (const Param& pr : params) inputs.push_back(pr.*field);

@@ -123,7 +123,7 @@ StatusOr<std::unique_ptr<Session::Loaded>> Session::Load(Executable exe) {
     r.dims = slot.dims;
     switch (slot.kind) {
       case SlotKind::kPersistent:
-        r.data = persistent_.at(slot.value->name()).data;
+        r.data = persistent_.at(slot.buffer).data;
         break;
       case SlotKind::kArena:
         break;  // bound to the arena when activated
@@ -180,6 +180,9 @@ StatusOr<Session::Loaded*> Session::Prepare() {
     for (const auto& [name, t] : pending_) r.input_dims[name] = t.dims();
     r.keep = options_.extra_outputs;
     r.fuse_optimizer = options_.fuse_optimizer;
+    // The non-finite guard restores nothing: it needs the old state intact.
+    r.in_place_updates =
+        !(options_.non_finite != NonFinitePolicy::kApply && base_->training.skip_step.empty());
     auto built = Specialize(*base_, r, *backend_);
     if (!built.ok() && built.status().code() == StatusCode::kUnimplemented &&
         options_.freeze_shape_inputs) {

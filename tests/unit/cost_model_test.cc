@@ -1,7 +1,8 @@
 // The cost model's arithmetic on a step small enough to count by hand.
+#include "codegen/cost_model.h"
+
 #include <gtest/gtest.h>
 
-#include "codegen/cost_model.h"
 #include "compiler/loader.h"
 #include "compiler/shape_inference.h"
 #include "runtime/backend.h"

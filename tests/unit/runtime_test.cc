@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "codegen/executable.h"
@@ -343,6 +345,56 @@ g (float[N,3] x) => (float[N,3] y)
     EXPECT_EQ((*s)->memory().nodes, 2u);
   }
   EXPECT_EQ((*s)->cached_executables(), 3u);  // N = 2, 5, 1
+}
+
+// The fused Adam update writes the parameters and moments over the old ones
+// (its record allows it, nothing reads the old values later): the arena
+// holds none of them and nothing is copied after the step, and the state is
+// bit for bit what the copying step gives.
+TEST(SessionTest, FusedAdamUpdatesStateInPlace) {
+  auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/mlp/model.onnx");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  pipelines::TrainingOptions t;
+  t.optimizer.kind = "adamw";
+  t.optimizer.lr = 0.01f;
+  t.optimizer.weight_decay = 0.1f;  // an FP32 step: no loss scaling
+  ASSERT_TRUE(pipelines::Training(t).Run(*m).ok());
+  std::map<std::string, Tensor> state;
+  size_t arena[2] = {0, 0};
+  for (int copy = 0; copy < 2; ++copy) {
+    SessionOptions o;
+    o.fuse_optimizer = true;
+    // The non-finite guard of an FP32 step needs the old state after the
+    // step, so it turns in-place off.
+    if (copy) o.non_finite = NonFinitePolicy::kError;
+    auto s = Session::Create(CloneModel(*m), o);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    Tensor x = RandomTensor({4, 64}, 3);
+    Tensor y = Tensor::FromVector<int64_t>(DType::kInt64, {4}, {1, 7, 3, 0});
+    Tensor lr(DType::kFloat32, {});
+    lr.SetDouble(0, 0.01);
+    for (int step = 0; step < 3; ++step) {
+      ASSERT_TRUE((*s)->SetInput("input", x).ok());
+      ASSERT_TRUE((*s)->SetInput("labels", y).ok());
+      ASSERT_TRUE((*s)->SetInput("lr", lr).ok());
+      Status st = (*s)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+    }
+    arena[copy] = (*s)->memory().arena_bytes;
+    for (const std::string& name : (*s)->StateNames()) {
+      auto v = (*s)->Fetch(name);
+      ASSERT_TRUE(v.ok());
+      if (!copy) {
+        state[name] = *v;
+        continue;
+      }
+      ASSERT_EQ(v->nbytes(), state[name].nbytes()) << name;
+      EXPECT_EQ(std::memcmp(v->data(), state[name].data(), v->nbytes()), 0) << name;
+    }
+  }
+  // In place, the arena does not hold the new parameters and moments (three
+  // times the parameters' 3.4 KiB at least).
+  EXPECT_LT(arena[0] + 3 * 3000, arena[1]) << arena[0] << " vs " << arena[1];
 }
 
 }  // namespace
