@@ -164,7 +164,11 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   for (const std::string& name : extra)
     if (const Value* v = g.FindValue(name)) keep.insert(v);
   auto in_arena = [&](const Value* v) { return !exe.slot_of.count(v->name()); };
-  MemoryPlan plan = PlanMemory(order, in_arena, keep);
+  auto inplace = [](const Node& n) {
+    const OpDef* def = FindOp(n.domain(), n.op_type());
+    return def && def->inplace ? def->inplace(n) : std::vector<std::pair<int, int>>{};
+  };
+  MemoryPlan plan = PlanMemory(order, in_arena, keep, 64, inplace);
   exe.arena_bytes = plan.arena_bytes;
   exe.unshared_bytes = plan.unshared_bytes;
   // In node order, so that slot numbers do not depend on hashing.

@@ -16,7 +16,8 @@ bool IsView(const Node& n) {
 
 MemoryPlan PlanMemory(const std::vector<const Node*>& order,
                       const std::function<bool(const Value*)>& in_arena,
-                      const std::unordered_set<const Value*>& keep, size_t alignment) {
+                      const std::unordered_set<const Value*>& keep, size_t alignment,
+                      const InplacePairs& inplace) {
   struct Interval {
     const Value* v;
     size_t bytes;
@@ -33,7 +34,11 @@ MemoryPlan PlanMemory(const std::vector<const Node*>& order,
       if (it != index.end()) live[it->second].last = std::max(live[it->second].last, pos);
     }
     const Node* n = order[pos];
-    for (const Value* out : n->outputs()) {
+    std::vector<std::pair<int, int>> pairs;
+    if (inplace) pairs = inplace(*n);
+    std::unordered_set<const Value*> taken;  // inputs an output already writes over
+    for (size_t k = 0; k < n->num_outputs(); ++k) {
+      const Value* out = n->output(k);
       if (!out || !in_arena(out)) continue;
       size_t bytes = static_cast<size_t>(*out->type().NumElements()) * DTypeSize(out->dtype());
       bytes = (std::max<size_t>(bytes, 1) + alignment - 1) / alignment * alignment;
@@ -50,6 +55,27 @@ MemoryPlan PlanMemory(const std::vector<const Node*>& order,
         if (keep.count(out)) live[root->second].last = end;
         continue;
       }
+      // In place: an input that this node is the only reader of, its own
+      // bytes (not a view's), the same size, not kept.
+      bool placed = false;
+      for (auto [o, i] : pairs) {
+        const Value* victim = o == static_cast<int>(k) ? n->input(i) : nullptr;
+        if (!victim || taken.count(victim) || keep.count(victim) || victim->is_graph_output() ||
+            victim->uses().size() != 1)
+          continue;
+        auto it = index.find(victim);
+        if (it == index.end() || live[it->second].v != victim || live[it->second].bytes != bytes)
+          continue;
+        index[out] = it->second;
+        aliases.emplace_back(out, it->second);
+        live[it->second].last = keep.count(out) ? end : pos;
+        taken.insert(victim);
+        plan.unshared_bytes += bytes;
+        ++plan.in_place;
+        placed = true;
+        break;
+      }
+      if (placed) continue;
       index[out] = live.size();
       // A value nobody reads still needs its bytes while its node runs.
       live.push_back({out, bytes, pos, keep.count(out) ? end : pos});

@@ -12,6 +12,7 @@
 #include <functional>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "compiler/ir.h"
@@ -23,14 +24,21 @@ struct MemoryPlan {
   size_t arena_bytes = 0;                            // the planned peak: the arena's size
   size_t unshared_bytes = 0;  // what the same values would take without reuse
   size_t aliased = 0;         // views (Reshape, Squeeze, ...) that share their input's bytes
+  size_t in_place = 0;        // outputs written over an input that dies there
 };
 
 // `order`: the nodes in execution order. `in_arena(v)`: whether v's memory
 // comes from the arena (not an input, initializer or other pinned buffer);
 // v's type must have a static shape. Values in `keep` stay live to the end
 // (graph outputs, values read after the step). Offsets are `alignment`-aligned.
+// `inplace(n)`, when given, names output/input pairs of `n` that may share
+// bytes (its kernel reads an element before writing it): an output then
+// takes the bytes of an input that dies at `n` (read by nothing else, not
+// kept) instead of bytes of its own.
+using InplacePairs = std::function<std::vector<std::pair<int, int>>(const Node&)>;
 MemoryPlan PlanMemory(const std::vector<const Node*>& order,
                       const std::function<bool(const Value*)>& in_arena,
-                      const std::unordered_set<const Value*>& keep, size_t alignment = 64);
+                      const std::unordered_set<const Value*>& keep, size_t alignment = 64,
+                      const InplacePairs& inplace = nullptr);
 
 }  // namespace amp

@@ -106,6 +106,13 @@ std::vector<std::pair<int, int>> InplaceFusedAdam(const Node& n) {
   return pairs;
 }
 
+// UnscaleCheck reads each gradient element before writing its unscaled value.
+std::vector<std::pair<int, int>> InplaceUnscaleCheck(const Node& n) {
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 0; k + 1 < static_cast<int>(n.num_inputs()); ++k) pairs.emplace_back(k, 1 + k);
+  return pairs;
+}
+
 }  // namespace
 
 std::vector<OpDef> TrainingOps() {
@@ -146,7 +153,8 @@ std::vector<OpDef> TrainingOps() {
        .arity = {2, -1, 2, -1},
        .infer = InferUnscaleCheck,
        .precision = {OpClass::kNone, "FP32 by construction (fuse-unscale)"},
-       .no_grad = "made by fusion after autodiff: never differentiated"},
+       .no_grad = "made by fusion after autodiff: never differentiated",
+       .inplace = InplaceUnscaleCheck},
   };
 }
 

@@ -23,6 +23,43 @@
 namespace amp {
 namespace {
 
+// An output its op may write over an input takes that input's bytes when
+// the input dies there, and only then.
+TEST(MemoryPlanTest, InPlaceOutputsTakeTheBytesOfInputsThatDieThere) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[256] x) => (float[256] y, float[256] z)
+{
+  a = Relu (x)
+  b = Exp (x)
+  p = Neg (a)
+  q = Neg (b)
+  y = Add (p, b)
+  z = Sigmoid (q)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::vector<const Node*> order;
+  for (const Node* n : m->graph->nodes()) order.push_back(n);
+  auto in_arena = [](const Value* v) { return !v->is_graph_input(); };
+  std::unordered_set<const Value*> keep(m->graph->outputs().begin(), m->graph->outputs().end());
+  // Neg may write over its input.
+  auto inplace = [](const Node& n) {
+    return n.op_type() == "Neg" ? std::vector<std::pair<int, int>>{{0, 0}}
+                                : std::vector<std::pair<int, int>>{};
+  };
+  MemoryPlan plan = PlanMemory(order, in_arena, keep, 64, inplace);
+  const Graph& g = *m->graph;
+  auto at = [&](const char* name) { return plan.offsets.at(g.FindValue(name)); };
+  EXPECT_EQ(at("p"), at("a"));  // a's only reader is p's Neg: p takes its bytes
+  EXPECT_NE(at("q"), at("b"));  // b is read again by y's Add: q needs its own
+  EXPECT_EQ(plan.in_place, 1u);
+  // Without the op's permission nothing is shared.
+  MemoryPlan plain = PlanMemory(order, in_arena, keep);
+  EXPECT_EQ(plain.in_place, 0u);
+  EXPECT_NE(plain.offsets.at(g.FindValue("p")), plain.offsets.at(g.FindValue("a")));
+}
+
 TEST(MemoryPlanTest, LiveValuesNeverOverlapAndDeadOnesShare) {
   // A chain with fan-out: a feeds b and d, so a stays live until d.
   auto m = LoadModelText(R"(
