@@ -167,7 +167,10 @@ nlohmann::json CostToJson(const StepCost& cost, const DeviceModel& device, size_
                        {"bytes", cost.live_at_peak[i].second},
                        {"made_by", v->producer() ? v->producer()->op_type() : ""}});
   }
+  std::map<std::string, int64_t> by_op;
+  for (const KernelCost& k : cost.kernels) ++by_op[k.op];
   return {{"device_model", device.name},
+          {"launches_by_op", by_op},
           {"live_peak_bytes", cost.live_peak_bytes},
           {"live_peak_at", cost.live_peak_at ? cost.live_peak_at->Describe() : ""},
           {"live_at_peak", holders},

@@ -35,13 +35,35 @@ void Xgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, cons
   Dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+// Where a GEMM accumulates: the output itself when it has the accumulation
+// type (no temporary, no copy), else a temporary rounded into it once.
 template <typename S>
-void Store(const std::vector<S>& acc, TensorRef& y) {
-  if constexpr (std::is_same_v<S, double>)
-    std::copy(acc.begin(), acc.end(), y.as<double>());
-  else
-    FromFloat(acc, y);
-}
+class Accumulator {
+ public:
+  Accumulator(TensorRef& y, int64_t n) : y_(y) {
+    bool direct =
+        std::is_same_v<S, double> ? y.dtype == DType::kFloat64 : y.dtype == DType::kFloat32;
+    if (direct) {
+      ptr_ = y.as<S>();
+    } else {
+      temp_.assign(static_cast<size_t>(n), S{0});
+      ptr_ = temp_.data();
+    }
+  }
+  S* data() { return ptr_; }
+  void Store() {
+    if (temp_.empty()) return;
+    if constexpr (std::is_same_v<S, double>)
+      std::copy(temp_.begin(), temp_.end(), y_.as<double>());
+    else
+      FromFloat(temp_, y_);
+  }
+
+ private:
+  TensorRef& y_;
+  S* ptr_ = nullptr;
+  std::vector<S> temp_;
+};
 
 template <typename S>
 Status GemmImpl(KernelContext& ctx) {
@@ -55,19 +77,21 @@ Status GemmImpl(KernelContext& ctx) {
   int64_t m = y.dims[0], n = y.dims[1];
   int64_t k = ta ? a.dims[0] : a.dims[1];
   Operand<S> fa(a), fb(b);
-  std::vector<S> acc(m * n, S{0});
+  // Straight into the output when it has the accumulation type; else a
+  // temporary rounded once at the end.
+  Accumulator<S> acc(y, m * n);
   if (ctx.has_input(2) && beta != 0) {
     const TensorRef& c = ctx.in(2);
     std::vector<int64_t> s = BroadcastStrides(c.dims, y.dims);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j)
-        acc[i * n + j] = static_cast<S>(ReadDouble(c, i * s[0] + j * s[1]));
+        acc.data()[i * n + j] = static_cast<S>(ReadDouble(c, i * s[0] + j * s[1]));
   } else {
     beta = 0;
   }
   Xgemm(ta, tb, m, n, k, S(alpha), fa.data(), ta ? m : k, fb.data(), tb ? k : n, S(beta),
         acc.data(), n);
-  Store(acc, y);
+  acc.Store();
   return Status::Ok();
 }
 
@@ -76,9 +100,14 @@ Status MatMulImpl(KernelContext& ctx) {
   const TensorRef& a = ctx.in(0);
   const TensorRef& b = ctx.in(1);
   TensorRef& y = ctx.out(0);
+  // ai.amp MatMulT (transpose-folding) reads A and/or B with their last two
+  // axes swapped; ONNX MatMul has no flags.
+  bool ta = ctx.node.GetInt("transA", 0) != 0, tb = ctx.node.GetInt("transB", 0) != 0;
   std::vector<int64_t> ad = a.dims, bd = b.dims;
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
+  if (ta) std::swap(ad[ad.size() - 1], ad[ad.size() - 2]);
+  if (tb) std::swap(bd[bd.size() - 1], bd[bd.size() - 2]);
   int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
   // Batch dims of the output (the broadcast of both operands' batch dims).
   std::vector<int64_t> batch_a(ad.begin(), ad.end() - 2), batch_b(bd.begin(), bd.end() - 2);
@@ -93,7 +122,7 @@ Status MatMulImpl(KernelContext& ctx) {
   int64_t nbatch = 1;
   for (int64_t d : batch) nbatch *= d;
   Operand<S> fa(a), fb(b);
-  std::vector<S> acc(nbatch * m * n);
+  Accumulator<S> acc(y, nbatch * m * n);
   std::vector<int64_t> idx(br, 0);
   for (int64_t bi = 0; bi < nbatch; ++bi) {
     int64_t oa = 0, ob = 0;
@@ -101,14 +130,14 @@ Status MatMulImpl(KernelContext& ctx) {
       oa += idx[d] * sa[d];
       ob += idx[d] * sb[d];
     }
-    Xgemm(false, false, m, n, k, S(1), fa.data() + oa * m * k, k, fb.data() + ob * k * n, n, S(0),
-          acc.data() + bi * m * n, n);
+    Xgemm(ta, tb, m, n, k, S(1), fa.data() + oa * m * k, ta ? m : k, fb.data() + ob * k * n,
+          tb ? k : n, S(0), acc.data() + bi * m * n, n);
     for (int64_t d = static_cast<int64_t>(br) - 1; d >= 0; --d) {
       if (++idx[d] < batch[d]) break;
       idx[d] = 0;
     }
   }
-  Store(acc, y);
+  acc.Store();
   return Status::Ok();
 }
 
