@@ -78,6 +78,9 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
       if (shape[i].is_unknown()) shape[i] = Dim(dims[i]);
   }
   PassPipeline pipeline = pipelines::Specialize({bindings, request.fuse_optimizer});
+  PipelineDebug debug;
+  debug.disabled = request.disabled_passes;
+  pipeline.set_debug(debug);
   AMP_RETURN_IF_ERROR(pipeline.Run(m).status());
   AMP_RETURN_IF_ERROR(RunShapeInference(m));
   // Every value must now have a static shape, and every node a kernel.

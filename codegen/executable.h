@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -79,6 +80,9 @@ struct SpecializeRequest {
   // arena bytes for it and no copy after the step. Off when the caller needs
   // the old state after the step (the runtime's non-finite guard).
   bool in_place_updates = true;
+  // Passes of the specialization pipeline not to run, by name (to compare a
+  // fusion against the unfused step, as ONNX Runtime's disable-by-name).
+  std::set<std::string, std::less<>> disabled_passes;
 };
 
 struct Executable {

@@ -32,6 +32,12 @@ Status InferMatMul(Ctx& c) {
   }
   if (a->empty() || b->empty()) return c.Error("MatMul inputs must have rank >= 1");
   Shape sa = *a, sb = *b;
+  // ai.amp MatMulT: an operand read with its last two axes swapped.
+  bool ta = c.node().GetInt("transA", 0) != 0, tb = c.node().GetInt("transB", 0) != 0;
+  if ((ta && sa.size() < 2) || (tb && sb.size() < 2))
+    return c.Error("transA/transB need an operand of rank >= 2");
+  if (ta) std::swap(sa[sa.size() - 1], sa[sa.size() - 2]);
+  if (tb) std::swap(sb[sb.size() - 1], sb[sb.size() - 2]);
   bool va = sa.size() == 1, vb = sb.size() == 1;
   if (va) sa.insert(sa.begin(), Dim(1));
   if (vb) sb.push_back(Dim(1));
@@ -229,7 +235,8 @@ int64_t FlopsMatMul(const Node& n) {
   const Value* x = n.input(0);
   const auto a = x->type().shape ? StaticDims(*x->type().shape) : std::nullopt;
   if (!a) return 0;
-  int64_t k = a->empty() ? 1 : a->back();
+  bool ta = n.GetInt("transA", 0) != 0 && a->size() >= 2;
+  int64_t k = a->empty() ? 1 : ta ? (*a)[a->size() - 2] : a->back();
   return 2 * StaticNumel(*n.output(0)) * k;
 }
 
@@ -257,6 +264,13 @@ std::vector<OpDef> GemmOps() {
        .precision = {OpClass::kHalf, "GEMM on tensor cores, FP32 accumulation"},
        .grad = GradGemm,
        .matrix_flops = FlopsGemm},
+      {.domain = "ai.amp",
+       .op_type = "MatMulT",
+       .arity = {2, 2, 1, 1},
+       .infer = InferMatMul,
+       .precision = {OpClass::kNone, "made by transpose-folding after precision was decided"},
+       .no_grad = "made by transpose-folding after autodiff: never differentiated",
+       .matrix_flops = FlopsMatMul},
       {.op_type = "Einsum",
        .arity = {1, -1, 1, 1},
        .infer = InferEinsum,

@@ -13,6 +13,7 @@
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
 #include "passes/paint_precision.h"
+#include "passes/transpose_folding.h"
 
 namespace amp::pipelines {
 
@@ -45,6 +46,7 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     p.Add(std::make_unique<FuseUnscale>());
     p.Add(std::make_unique<FuseOptimizer>());
   }
+  p.Add(std::make_unique<TransposeFolding>());
   p.Append(BindShapes(options.bindings));
   return p;
 }

@@ -45,7 +45,7 @@ struct SpecializeOptions {
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
-// bind-dims, fold-shapes, dce.
+// transpose-folding, bind-dims, fold-shapes, dce.
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

@@ -14,6 +14,7 @@
 #include "passes/insert_casts.h"
 #include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
+#include "passes/transpose_folding.h"
 
 namespace amp {
 namespace {
@@ -49,6 +50,7 @@ const Entry kPasses[] = {
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
+    {TransposeFolding::kName, Make<TransposeFolding>},
     {InferShapes::kName, Make<InferShapes>},
     {InsertCasts::kName, Make<InsertCasts>},
     {LossScaling::kName,

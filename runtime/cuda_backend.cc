@@ -429,9 +429,13 @@ Status GemmFn(const Ctx& c) {
 }
 
 Status MatMulFn(const Ctx& c) {
+  // ai.amp MatMulT reads A and/or B with their last two axes swapped.
+  bool ta = c.node.GetInt("transA", 0) != 0, tb = c.node.GetInt("transB", 0) != 0;
   std::vector<int64_t> ad = c.I(0).dims, bd = c.I(1).dims;
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
+  if (ta) std::swap(ad[ad.size() - 1], ad[ad.size() - 2]);
+  if (tb) std::swap(bd[bd.size() - 1], bd[bd.size() - 2]);
   int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
   std::vector<int64_t> ba(ad.begin(), ad.end() - 2), bb(bd.begin(), bd.end() - 2);
   auto prod = [](const std::vector<int64_t>& v) {
@@ -445,10 +449,12 @@ Status MatMulFn(const Ctx& c) {
   void* Y = c.O(0).data;
   int dt = Dt(c.O(0));
   auto gemm = [&](int64_t mm, int64_t batch, int64_t sa, int64_t sb, int64_t sc) {
-    return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, false, false, mm, n, k, 1.f, A, B, 0.f,
-                      Y, dt, batch, sa, sb, sc, c.stream);
+    return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, mm, n, k, 1.f, A, B, 0.f, Y, dt,
+                      batch, sa, sb, sc, c.stream);
   };
-  if (nb == 1) return gemm(na * m, 1, 0, 0, 0);  // weights: one GEMM over all rows
+  // Weights: one GEMM over all rows (A's rows are contiguous only untransposed).
+  if (nb == 1 && !ta) return gemm(na * m, 1, 0, 0, 0);
+  if (nb == 1) return gemm(m, na, m * k, 0, m * n);
   if (ba == bb) return gemm(m, na, m * k, k * n, m * n);
   if (na == 1) return gemm(m, nb, 0, k * n, m * n);
   return Unimplemented(c.node.Describe(), ": MatMul with mixed broadcast batch dims on CUDA");
@@ -603,6 +609,7 @@ const std::map<std::string, Fn>& Table() {
     m["NegativeLogLikelihoodLoss"] = [](const Ctx& c) { return LossFn(c, false); };
     m["Gemm"] = GemmFn;
     m["MatMul"] = MatMulFn;
+    m["ai.amp:MatMulT"] = MatMulFn;
     m["ai.amp:FusedAdam"] = FusedAdamFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;

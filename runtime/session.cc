@@ -180,6 +180,7 @@ StatusOr<Session::Loaded*> Session::Prepare() {
     for (const auto& [name, t] : pending_) r.input_dims[name] = t.dims();
     r.keep = options_.extra_outputs;
     r.fuse_optimizer = options_.fuse_optimizer;
+    r.disabled_passes = options_.disabled_passes;
     // The non-finite guard restores nothing: it needs the old state intact.
     r.in_place_updates =
         !(options_.non_finite != NonFinitePolicy::kApply && base_->training.skip_step.empty());

@@ -18,6 +18,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,6 +60,9 @@ struct SessionOptions {
   // See NonFinitePolicy. Checking reads the loss and the new state after
   // each step (both are live at its end anyway: no memory is added).
   NonFinitePolicy non_finite = NonFinitePolicy::kApply;
+  // Specialization passes not to run, by name (e.g. "transpose-folding"):
+  // for comparing a fusion with the unfused step.
+  std::set<std::string, std::less<>> disabled_passes;
 };
 
 struct MemoryReport {

@@ -158,6 +158,7 @@ Status MatMulKernel(KernelContext& ctx) {
 void RegisterGemmKernels(KernelTable& t) {
   t["Gemm"] = GemmKernel;
   t["MatMul"] = MatMulKernel;
+  t["ai.amp:MatMulT"] = MatMulKernel;  // MatMul reading transA/transB
 }
 
 }  // namespace amp::cpu

@@ -198,9 +198,10 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,loss-scaling,optimizer,dce");
   t.gradients_only = true;
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
-  EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(), "bind-dims,fold-shapes,dce");
+  EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(),
+            "transpose-folding,bind-dims,fold-shapes,dce");
   EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
-            "fuse-unscale,fuse-optimizer,bind-dims,fold-shapes,dce");
+            "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());

@@ -1,0 +1,81 @@
+#include "passes/transpose_folding.h"
+
+#include <vector>
+
+#include "compiler/shape_inference.h"
+
+namespace amp {
+namespace {
+
+// `v`'s producer when it is a Transpose swapping exactly the last two of its
+// rank >= 2 axes; else null.
+Node* SwapLastTwo(Value* v) {
+  Node* t = ProducerIf(v, "Transpose");
+  if (!t || !t->input(0)->type().shape) return nullptr;
+  size_t rank = t->input(0)->type().shape->size();
+  std::vector<int64_t> perm = t->GetInts("perm");
+  if (rank < 2 || perm.size() != rank) return nullptr;
+  for (size_t i = 0; i + 2 < rank; ++i)
+    if (perm[i] != static_cast<int64_t>(i)) return nullptr;
+  if (perm[rank - 2] != static_cast<int64_t>(rank - 1) ||
+      perm[rank - 1] != static_cast<int64_t>(rank - 2))
+    return nullptr;
+  return t;
+}
+
+}  // namespace
+
+StatusOr<bool> TransposeFolding::Run(Model& model) {
+  Graph& g = *model.graph;
+  bool changed = false;
+  for (Node* n : g.nodes()) {
+    bool matmul = n->op_type() == "MatMul" && n->domain().empty();
+    bool matmul_t = n->op_type() == "MatMulT" && n->domain() == "ai.amp";
+    bool gemm = n->op_type() == "Gemm" && n->domain().empty();
+    if (!matmul && !matmul_t && !gemm) continue;
+    bool flip[2] = {false, false};
+    Value* source[2] = {n->input(0), n->input(1)};
+    for (int i = 0; i < 2; ++i)
+      if (Node* t = SwapLastTwo(n->input(i)); t && t->input(0)->type().shape->size() >= 2) {
+        flip[i] = true;
+        source[i] = t->input(0);
+      }
+    if (!flip[0] && !flip[1]) continue;
+    const char* attr[2] = {"transA", "transB"};
+    if (gemm) {
+      for (int i = 0; i < 2; ++i)
+        if (flip[i]) {
+          n->SetAttr(attr[i], Attribute::Int(n->GetInt(attr[i], 0) ? 0 : 1));
+          n->SetInput(i, source[i]);
+        }
+    } else {
+      // MatMul (or a MatMulT folded before) becomes MatMulT with the flags.
+      Node* t =
+          g.AddNode("MatMulT", {source[0], source[1]}, {n->output(0)->name() + "_t"}, "ai.amp");
+      if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
+      for (int i = 0; i < 2; ++i)
+        t->SetAttr(attr[i], Attribute::Int((n->GetInt(attr[i], 0) != 0) != flip[i] ? 1 : 0));
+      t->set_precision(n->precision().compute, n->precision().rule);
+      t->set_name(n->name());
+      g.MoveBefore(t, n);  // the MatMul's place in the schedule, not the end
+      Value* out = n->output(0);
+      std::string name = out->name();
+      g.ReplaceAllUsesWith(out, t->output(0));
+      g.EraseNode(n);
+      // The result keeps its name (the step's description may name it).
+      AMP_RETURN_IF_ERROR(g.RenameValue(t->output(0), name));
+    }
+    changed = true;
+  }
+  if (!changed) return false;
+  // Transposes nobody reads any more.
+  for (Node* n : g.nodes())
+    if (n->op_type() == "Transpose" && n->domain().empty() && n->output(0)->uses().empty() &&
+        !n->output(0)->is_graph_output())
+      g.EraseNode(n);
+  AMP_RETURN_IF_ERROR(g.TopologicalSort());
+  AMP_RETURN_IF_ERROR(RunShapeInference(model));
+  return true;
+}
+
+}  // namespace amp
