@@ -595,18 +595,48 @@ Status GradTranspose(G& b) {
   return Status::Ok();
 }
 
+// dX: the output gradient added back at the gathered positions
+// (ScatterND with reduction add, which sums repeated indices). ScatterND
+// scatters along the leading axis, so for Gather on axis a the data is seen
+// with axis a first: X is transposed to [X_a, X_0..X_a-1, X_a+1..] and dY,
+// shaped X_0..X_a-1 + q + X_a+1.. for indices of shape q, to
+// q + X_0..X_a-1 + X_a+1..; the result is transposed back.
 Status GradGather(G& b) {
   const Node& n = b.node();
-  if (n.GetInt("axis", 0) != 0)
-    return Unimplemented(n.Describe(), ": Gather's gradient supports axis 0 only");
   if (b.opset() < 16)
     return Unimplemented(n.Describe(), ": Gather's gradient needs opset 16 (ScatterND add)");
-  Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(b.x(0))});
+  const Shape& xs = ShapeOrDie(b.x(0));
+  const Shape& qs = ShapeOrDie(b.x(1));
+  const int64_t r = static_cast<int64_t>(xs.size()), q = static_cast<int64_t>(qs.size());
+  int64_t a = n.GetInt("axis", 0);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) return InvalidArgument(n.Describe(), ": axis out of range");
+  Value* data = b.x(0);
+  Value* dy = b.dy(0);
+  std::vector<int64_t> perm_x;  // X with axis a first
+  if (a != 0) {
+    perm_x.push_back(a);
+    for (int64_t i = 0; i < r; ++i)
+      if (i != a) perm_x.push_back(i);
+    std::vector<int64_t> perm_y;  // dY with the index dims first
+    for (int64_t i = 0; i < q; ++i) perm_y.push_back(a + i);
+    for (int64_t i = 0; i < a; ++i) perm_y.push_back(i);
+    for (int64_t i = a + q; i < r - 1 + q; ++i) perm_y.push_back(i);
+    data = b.Transpose(data, perm_x);
+    dy = b.Transpose(dy, perm_y);
+  }
+  Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(data)});
   zeros->SetAttr("value", Attribute::FromTensor(Tensor(b.x(0)->dtype(), {1})));
   Value* idx = b.Op("Unsqueeze", {b.x(1), b.Ints({-1})});
-  Node* s = b.Make("ScatterND", {zeros->output(0), idx, b.dy(0)});
+  Node* s = b.Make("ScatterND", {zeros->output(0), idx, dy});
   s->SetAttr("reduction", Attribute::String("add"));
-  b.dx = {s->output(0), nullptr};
+  Value* dx = s->output(0);
+  if (a != 0) {
+    std::vector<int64_t> inverse(r);
+    for (int64_t i = 0; i < r; ++i) inverse[perm_x[i]] = i;
+    dx = b.Transpose(dx, inverse);
+  }
+  b.dx = {dx, nullptr};
   return Status::Ok();
 }
 

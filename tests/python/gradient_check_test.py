@@ -53,6 +53,10 @@ CASES = {
     "concat_split": (D, "c = Concat <axis = 1> (w, v)\n a, b = Split <axis = 1> (c, sp)\n y = Mul (a, b)", {},
                      {"w": [2, 3], "v": [2, 3]}, "mse"),
     "gather": (D, "y = Gather <axis = 0> (w, idx)", {}, {"w": [5, 3]}, "mse"),
+    # Any axis, index tensors of any rank, repeated indices summed: the class
+    # token of ViT/BERT (a scalar index on axis 1) and a 2-D index on axis 2.
+    "gather_axis1_scalar": (D, "y = Gather <axis = 1> (w, i0)", {}, {"w": [2, 5, 3]}, "mse"),
+    "gather_axis2_matrix": (D, "y = Gather <axis = -1> (w, idx2)", {}, {"w": [2, 3, 5]}, "mse"),
     "where_expand": (D, "c = Greater (x, zero)\n e = Expand (w, shp2)\n y = Where (c, e, v)", {"x": [3, 4]},
                      {"w": [1, 4], "v": [3, 1]}, "mse"),
     "cross_entropy": (F, "y = Identity (w)", {}, {"w": [4, 5]}, "cross_entropy"),
@@ -80,7 +84,8 @@ CASES = {
 CONSTANTS = {
     "shp": ("int64", [2], [3, 8]), "ax0": ("int64", [1], [0]), "ax": ("int64", [1], [0]),
     "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
-    "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]), "shp2": ("int64", [2], [3, 4]),
+    "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
+    "i0": ("int64", [], [3]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
 }
 
 
@@ -109,7 +114,8 @@ def build(name, case):
     if "zero" in body:
         text += f"  zero = Constant <value = {dtype} {{0.0}}> ()\n"
     for c, (t, shape, vals) in used.items():
-        text += f"  {c} = Constant <value = {t}[{shape[0]}] {{{', '.join(map(str, vals))}}}> ()\n"
+        ttype = f"{t}[{','.join(map(str, shape))}]" if shape else t
+        text += f"  {c} = Constant <value = {ttype} {{{', '.join(map(str, vals))}}}> ()\n"
     text += "  " + body + "\n}\n"
     model = parser.parse_model(text)
     del model.graph.output[:]
