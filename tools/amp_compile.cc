@@ -225,6 +225,33 @@ int main(int argc, char** argv) {
     std::string log;
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
     log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
+    if (output.empty() && !report && report_json.empty() && dot_file.empty() && !print_ir)
+      return amp::InvalidArgument(
+          "nothing to write: pass -o OUT.onnx (or --report, --report-json, --dot or --print-ir "
+          "to inspect the compiled model without writing it)");
+    // Training flags without --loss: a model whose only output is a scalar is
+    // its own loss (--loss model); otherwise the step cannot be built, and
+    // writing an inference model instead would ignore what was asked.
+    if (loss_kind.empty()) {
+      std::string asked;
+      for (const char* flag :
+           {"--optimizer", "--loss-scale", "--lr", "--momentum", "--weight-decay", "--betas",
+            "--freeze", "--nesterov", "--dampening", "--eps"})
+        if (app.count(flag) > 0) asked += asked.empty() ? flag : std::string(", ") + flag;
+      if (!asked.empty()) {
+        const auto& outs = model.graph->outputs();
+        bool scalar = outs.size() == 1 && outs[0]->type().shape && outs[0]->type().shape->empty();
+        if (!scalar)
+          return amp::InvalidArgument(
+              asked,
+              " given without --loss, and the model's output is not a scalar loss: pass "
+              "--loss cross_entropy, mse, bce_with_logits, l1 (or model, for a model that "
+              "returns its own loss)");
+        loss_kind = "model";
+        log += amp::StrCat("amp-compile: the model's only output '", outs[0]->name(),
+                           "' is a scalar: training it as its own loss (--loss model)\n");
+      }
+    }
     int casts_before = amp::CountCasts(model);
     // Lower first: a model from another producer may hold Gradient nodes.
     amp::PassPipeline pipeline = amp::pipelines::Lower();

@@ -147,7 +147,8 @@ class Malformed(unittest.TestCase):
         self.write("m/w.bin", np.arange(6, dtype=np.float32).tobytes())
         self.write("secret.bin", np.arange(6, dtype=np.float32).tobytes())
         ok = self.write("m/ok.onnx", self.external("w.bin", 8))
-        r = subprocess.run([AMP_COMPILE, ok], capture_output=True, text=True, timeout=30)
+        r = subprocess.run([AMP_COMPILE, ok, "-o", os.path.join(self.dir, "ok_out.onnx")],
+                           capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.expect_error(self.write("m/abs.onnx", self.external(os.path.join(self.dir, "secret.bin"))),
                           "is an absolute path")
@@ -193,6 +194,31 @@ class Malformed(unittest.TestCase):
         self.expect_error(path, "--loss-scale expects dynamic, none or a number", extra=["--loss", "mse", "--loss-scale", "big"])
         self.expect_error(path, "loss scale options out of range",
                           extra=["--loss", "mse", "--loss-scale", "dynamic", "--backoff-factor", "2"])
+
+    def test_flags_that_would_be_ignored_are_errors(self):
+        path = self.write("ok.onnx", small_model())
+        # Nothing to write: no -o and no report.
+        r = subprocess.run([AMP_COMPILE, path], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("nothing to write: pass -o OUT.onnx", r.stderr)
+        # Training flags without --loss on a model whose output is no loss.
+        self.expect_error(path, "--optimizer, --lr given without --loss",
+                          extra=["--optimizer", "adam", "--lr", "1e-3"])
+        self.expect_error(path, "--loss-scale given without --loss", extra=["--loss-scale", "dynamic"])
+        # A model whose only output is a scalar is its own loss.
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+        loss = helper.make_tensor_value_info("l", TensorProto.FLOAT, [])
+        nodes = [helper.make_node("Mul", ["x", "w"], ["s"]),
+                 helper.make_node("ReduceSum", ["s"], ["l"], keepdims=0)]
+        g = helper.make_graph(nodes, "g", [x], [loss],
+                              [numpy_helper.from_array(np.array([1, -2, 3, 0.5], np.float32), "w")])
+        scalar = self.write("scalar.onnx", helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+        out = os.path.join(self.dir, "step.onnx")
+        r = subprocess.run([AMP_COMPILE, scalar, "--optimizer", "sgd", "--lr", "0.1", "-o", out],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("training it as its own loss (--loss model)", r.stderr)
+        self.assertEqual(len(onnx.load(out).training_info), 1)
 
     def test_bad_flags(self):
         path = self.write("ok.onnx", small_model())
