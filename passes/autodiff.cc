@@ -40,7 +40,71 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
   std::unordered_map<const Value*, std::vector<Value*>> contributions;
   contributions[y].push_back(seed);
 
+  // Gathers of one constant position along axis 0 (how exporters split a
+  // packed QKV projection) are collected per source: when they cover every
+  // position once and nothing else contributes, the source's gradient is the
+  // Concat of their output gradients, instead of one zero-filled ScatterND
+  // per Gather summed.
+  struct GatherPart {
+    int64_t index;
+    Value* dy;
+    Node* node;
+  };
+  std::unordered_map<const Value*, std::vector<GatherPart>> gather_parts;
+  auto scalar_gather = [&](const Node& n, int64_t* index) {
+    if (n.op_type() != "Gather" || !n.domain().empty() || n.GetInt("axis", 0) != 0) return false;
+    const Tensor* idx = ConstInput(n.input(1));
+    const auto& xs = n.input(0)->type().shape;
+    if (!idx || !idx->dims().empty() || !IsInteger(idx->dtype()) || !xs || xs->empty() ||
+        !(*xs)[0].is_static())
+      return false;
+    int64_t d0 = (*xs)[0].value(), i = idx->GetInt(0);
+    if (i < 0) i += d0;
+    if (i < 0 || i >= d0) return false;
+    *index = i;
+    return true;
+  };
+  // The parts of `v` as a Concat when they cover it exactly, else through
+  // Gather's own rule; either way they become contributions.
+  auto settle_parts = [&](const Value* v) -> Status {
+    auto it = gather_parts.find(v);
+    if (it == gather_parts.end() || it->second.empty()) return Status::Ok();
+    std::vector<GatherPart> parts = std::move(it->second);
+    gather_parts.erase(it);
+    int64_t d0 = (*v->type().shape)[0].value();
+    std::vector<Value*> by_index(static_cast<size_t>(d0), nullptr);
+    bool exact = contributions[v].empty() && static_cast<int64_t>(parts.size()) == d0;
+    for (const GatherPart& p : parts) {
+      if (by_index[p.index]) exact = false;
+      by_index[p.index] = p.dy;
+    }
+    if (exact) {
+      Value* axis0 = g.AddConstant(v->name() + "_grad_axis",
+                                   Tensor::FromVector<int64_t>(DType::kInt64, {1}, {0}));
+      std::vector<Value*> pieces;
+      for (Value* dy : by_index)
+        pieces.push_back(
+            g.AddNode("Unsqueeze", {dy, axis0}, {v->name() + "_grad_part"})->output(0));
+      Node* cat = g.AddNode("Concat", pieces, {v->name() + "_grad_concat"});
+      cat->SetAttr("axis", Attribute::Int(0));
+      contributions[v].push_back(cat->output(0));
+      return Status::Ok();
+    }
+    const OpDef* gather = FindOp("", "Gather");
+    for (const GatherPart& p : parts) {
+      GradBuilder b(model, *p.node, {p.dy}, {true, false});
+      AMP_RETURN_IF_ERROR(gather->grad(b));
+      contributions[v].push_back(b.dx[0]);
+    }
+    return Status::Ok();
+  };
+
+  Status deferred = Status::Ok();  // a failure inside total(), reported after the sweep
   auto total = [&](const Value* v) -> Value* {
+    if (Status st = settle_parts(v); !st.ok()) {
+      if (deferred.ok()) deferred = st;
+      return nullptr;
+    }
     auto it = contributions.find(v);
     if (it == contributions.end() || it->second.empty()) return nullptr;
     if (it->second.size() == 1) return it->second[0];
@@ -57,6 +121,7 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
       gy.push_back(depends.count(out) ? total(out) : nullptr);
       any_grad |= gy.back() != nullptr;
     }
+    AMP_RETURN_IF_ERROR(deferred);
     if (!any_grad) continue;
     std::vector<bool> wanted;
     bool any_wanted = false;
@@ -66,6 +131,10 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
       any_wanted |= w;
     }
     if (!any_wanted) continue;
+    if (int64_t index = 0; wanted[0] && scalar_gather(*n, &index)) {
+      gather_parts[n->input(0)].push_back({index, gy[0], n});
+      continue;
+    }
     const OpDef* def = FindOp(n->domain(), n->op_type());
     GradFn rule = def ? def->grad : nullptr;
     if (!rule)
@@ -92,6 +161,7 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
   }
   std::vector<Value*> out;
   for (Value* p : wrt) out.push_back(total(p));
+  AMP_RETURN_IF_ERROR(deferred);
   return out;
 }
 

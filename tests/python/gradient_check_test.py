@@ -57,6 +57,10 @@ CASES = {
     # token of ViT/BERT (a scalar index on axis 1) and a 2-D index on axis 2.
     "gather_axis1_scalar": (D, "y = Gather <axis = 1> (w, i0)", {}, {"w": [2, 5, 3]}, "mse"),
     "gather_axis2_matrix": (D, "y = Gather <axis = -1> (w, idx2)", {}, {"w": [2, 3, 5]}, "mse"),
+    # A packed projection split by one Gather per position (as exporters
+    # write the QKV split): its gradient is a Concat, not summed scatters.
+    "gather_split": (D, "q = Gather <axis = 0> (w, c0)\n k = Gather <axis = 0> (w, c1)\n v = Gather <axis = 0> (w, c2)\n"
+                        " s = Mul (q, k)\n y = Add (s, v)", {}, {"w": [3, 2, 4]}, "mse"),
     "where_expand": (D, "c = Greater (x, zero)\n e = Expand (w, shp2)\n y = Where (c, e, v)", {"x": [3, 4]},
                      {"w": [1, 4], "v": [3, 1]}, "mse"),
     "cross_entropy": (F, "y = Identity (w)", {}, {"w": [4, 5]}, "cross_entropy"),
@@ -85,7 +89,7 @@ CONSTANTS = {
     "shp": ("int64", [2], [3, 8]), "ax0": ("int64", [1], [0]), "ax": ("int64", [1], [0]),
     "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
-    "i0": ("int64", [], [3]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
+    "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
 }
 
 
