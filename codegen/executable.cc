@@ -1,6 +1,7 @@
 #include "codegen/executable.h"
 
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "codegen/memory_plan.h"
@@ -134,6 +135,10 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   if (request.in_place_updates) {
     std::map<std::string, std::string> update_of(m.training.updates.begin(),
                                                  m.training.updates.end());
+    // A state that is itself some state's new value must keep its old
+    // value until the copies after the step.
+    std::set<std::string> update_values;
+    for (const auto& [state, update] : m.training.updates) update_values.insert(update);
     std::unordered_map<const Node*, size_t> position;
     for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
     for (const Node* n : order) {
@@ -143,7 +148,8 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
         const Value* out = n->output(out_i);
         const Value* state = n->input(in_i);
         int s = state ? exe.Find(state->name()) : -1;
-        if (s < 0 || exe.slots[s].kind != SlotKind::kPersistent || state->is_graph_output())
+        if (s < 0 || exe.slots[s].kind != SlotKind::kPersistent || state->is_graph_output() ||
+            update_values.count(state->name()))
           continue;
         auto u = update_of.find(state->name());
         if (u == update_of.end() || u->second != out->name() || out->dtype() != state->dtype() ||

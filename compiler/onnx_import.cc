@@ -3,11 +3,13 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -135,10 +137,21 @@ Status ImportDescription(const nlohmann::json& j, const Graph& g, TrainingInfo& 
                              "' (amp writes sgd, adam or adamw)");
     d.lr = str(o, "lr");
     auto num = [&](const char* key, auto& field) -> Status {
+      using T = std::decay_t<decltype(field)>;
       if (!o.contains(key)) return Status::Ok();
-      if (!o[key].is_number() && !o[key].is_boolean())
-        return InvalidArgument("metadata 'amp.training': optimizer '", key, "' is not a number");
-      field = o[key].get<std::decay_t<decltype(field)>>();
+      const nlohmann::json& v = o[key];
+      if constexpr (std::is_same_v<T, bool>) {
+        if (!v.is_boolean())
+          return InvalidArgument("metadata 'amp.training': optimizer '", key, "' is not a boolean");
+        field = v.get<bool>();
+      } else {
+        double x = v.is_number() ? v.get<double>() : std::nan("");
+        // NaN fails both tests; float fields must fit a float.
+        if (!(std::fabs(x) <= (std::is_same_v<T, float> ? 3.4e38 : 1.7e308)))
+          return InvalidArgument("metadata 'amp.training': optimizer '", key,
+                                 "' is not a finite number");
+        field = static_cast<T>(x);
+      }
       return Status::Ok();
     };
     AMP_RETURN_IF_ERROR(num("default_lr", d.default_lr));
@@ -195,22 +208,28 @@ Status Importer::ImportTrainingInfo(Model& m) {
     nlohmann::json j = nlohmann::json::parse(it->second, nullptr, false);
     if (j.is_discarded() || !j.is_object())
       return InvalidArgument("metadata 'amp.training' is not valid JSON");
-    info.loss = j.value("loss", "");
-    info.skip_step = j.value("skip_step", "");
-    if (j.contains("trainable") && j["trainable"].is_array())
-      for (const auto& p : j["trainable"])
-        if (p.is_string()) info.trainable.push_back(p.get<std::string>());
-    // Steps written before these were recorded used fixed names.
-    for (auto [key, field, legacy] :
-         {std::tuple<const char*, std::string*, const char*>{"loss_scale", &info.loss_scale,
-                                                             "loss_scale"},
-          {"growth_tracker", &info.growth_tracker, "loss_scale.growth_tracker"},
-          {"optimizer_step", &info.optimizer_step, "optimizer.step"}}) {
-      std::string name = j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : legacy;
-      if (m.graph->FindValue(name)) *field = name;
+    // A value of the wrong JSON type is an error, never an exception.
+    try {
+      info.loss = j.value("loss", "");
+      info.skip_step = j.value("skip_step", "");
+      if (j.contains("trainable") && j["trainable"].is_array())
+        for (const auto& p : j["trainable"])
+          if (p.is_string()) info.trainable.push_back(p.get<std::string>());
+      // Steps written before these were recorded used fixed names.
+      for (auto [key, field, legacy] :
+           {std::tuple<const char*, std::string*, const char*>{"loss_scale", &info.loss_scale,
+                                                               "loss_scale"},
+            {"growth_tracker", &info.growth_tracker, "loss_scale.growth_tracker"},
+            {"optimizer_step", &info.optimizer_step, "optimizer.step"}}) {
+        std::string name =
+            j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : legacy;
+        if (m.graph->FindValue(name)) *field = name;
+      }
+      info.has_optimizer = !info.updates.empty();
+      AMP_RETURN_IF_ERROR(ImportDescription(j, *m.graph, info));
+    } catch (const nlohmann::json::exception& e) {
+      return InvalidArgument("metadata 'amp.training' is malformed: ", e.what());
     }
-    info.has_optimizer = !info.updates.empty();
-    AMP_RETURN_IF_ERROR(ImportDescription(j, *m.graph, info));
   }
   if (info.loss.empty() && m.graph->outputs().size() > 0) info.loss = m.graph->outputs()[0]->name();
   for (const std::string* name : {&info.loss, &info.skip_step})

@@ -53,7 +53,10 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
   std::unordered_map<const Value*, std::vector<GatherPart>> gather_parts;
   auto scalar_gather = [&](const Node& n, int64_t* index) {
     if (n.op_type() != "Gather" || !n.domain().empty() || n.GetInt("axis", 0) != 0) return false;
-    const Tensor* idx = ConstInput(n.input(1));
+    // A Constant node only: an initializer index could be rebound later,
+    // and the Concat fixes each part's position now.
+    const Node* c = ProducerIf(n.input(1), "Constant");
+    const Tensor* idx = c ? ConstInput(n.input(1)) : nullptr;
     const auto& xs = n.input(0)->type().shape;
     if (!idx || !idx->dims().empty() || !IsInteger(idx->dtype()) || !xs || xs->empty() ||
         !(*xs)[0].is_static())

@@ -208,10 +208,11 @@ StatusOr<Session::Loaded*> Session::Prepare() {
   // One arena for every Executable: grown to the largest plan.
   bool fresh = false;
   if (l->exe.arena_bytes > arena_capacity_ || !arena_) {
+    // The new arena first: if it cannot be had, the old one (and the last
+    // Run's values, which Fetch may still read) stays.
+    AMP_ASSIGN_OR_RETURN(void* grown, backend_->Allocate(l->exe.arena_bytes));
     if (arena_) backend_->Free(arena_);
-    arena_ = nullptr;
-    arena_capacity_ = 0;
-    AMP_ASSIGN_OR_RETURN(arena_, backend_->Allocate(l->exe.arena_bytes));
+    arena_ = grown;
     arena_capacity_ = l->exe.arena_bytes;
     fresh = true;
   }

@@ -13,6 +13,7 @@
 #include "compiler/onnx_export.h"
 #include "compiler/text.h"
 #include "compiler/verifier.h"
+#include "onnx/onnx_pb.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/pipelines.h"
 #include "passes/precision_report.h"
@@ -368,7 +369,27 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(b.unscaled, a.unscaled);
   EXPECT_EQ(b.inverse_scale, a.inverse_scale);
   EXPECT_EQ(b.half_copies, a.half_copies);
-  std::remove(path.c_str());
+  // A description of the wrong JSON types is refused, never thrown.
+  {
+    onnx::ModelProto proto;
+    std::ifstream in(path, std::ios::binary);
+    ASSERT_TRUE(proto.ParseFromIstream(&in));
+    for (auto& p : *proto.mutable_metadata_props())
+      if (p.key() == "amp.training") {
+        nlohmann::json j = nlohmann::json::parse(p.value());
+        j["optimizer"]["nesterov"] = 1;
+        p.set_value(j.dump());
+      }
+    std::string bad = ::testing::TempDir() + "amp_description_bad.onnx";
+    std::ofstream out(bad, std::ios::binary);
+    ASSERT_TRUE(proto.SerializeToOstream(&out));
+    out.close();
+    auto refused = LoadModel(bad, TrainingInfoMode::kStep);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("'nesterov' is not a boolean"), std::string::npos)
+        << refused.status().message();
+    std::remove(bad.c_str());
+  }
   // The report reads the same description.
   nlohmann::json r = BuildPrecisionReport(*back, ReportContext{"fp16", "O1", 0});
   ASSERT_TRUE(r.contains("training"));
@@ -377,6 +398,7 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(r["training"]["half_copy_bytes"], 4 * 2);  // w: 2x2 values of 2 bytes
   EXPECT_EQ(r["training"]["optimizer"], "sgd");
   EXPECT_EQ(r["training"]["loss_scaling"], "dynamic");
+  std::remove(path.c_str());
 }
 
 // A pass is found where its name says: pass "fold-casts" is class FoldCasts

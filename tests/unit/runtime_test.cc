@@ -480,5 +480,37 @@ g (float[2,5,3] x, float[4,5] w, float[4,6] v) => (float[2,3,4] y, float[5,6] z,
   }
 }
 
+// A state whose old value is itself another state's new value (a "previous
+// weights" copy) is not updated in place: the copy after the step must read
+// the old value.
+TEST(ExecutableTest, AStateOtherStatesReadIsNotUpdatedInPlace) {
+  auto m = LoadModel(std::string(AMP_SOURCE_DIR) + "/models/mlp/model.onnx");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  pipelines::TrainingOptions t;
+  t.optimizer.kind = "adam";
+  t.loss_scale = LossScaleOptions{};
+  ASSERT_TRUE(pipelines::Training(t).Run(*m).ok());
+  const std::string w = m->training.optimizer.params[0].param;
+  const Value* wv = m->graph->FindValue(w);
+  Value* prev = m->graph->AddInitializer("previous_w", *wv->initializer());
+  m->graph->AddOutput(prev);  // read after the step, so kept
+  m->training.updates.push_back({"previous_w", w});
+  auto cpu = KernelSupportFor("cpu");
+  ASSERT_TRUE(cpu.ok());
+  SpecializeRequest r;
+  r.input_dims = {{"input", {4, 64}}, {"labels", {4}}, {"lr", {}}};
+  r.fuse_optimizer = true;
+  auto exe = Specialize(*m, r, **cpu);
+  ASSERT_TRUE(exe.ok()) << exe.status().message();
+  int in_place = 0, w_in_place = 0;
+  for (const Slot& s : exe->slots)
+    if (s.kind == SlotKind::kPersistent && s.buffer != s.value->name()) {
+      ++in_place;
+      w_in_place += s.buffer == w;
+    }
+  EXPECT_GT(in_place, 0);    // the other parameters and moments still are
+  EXPECT_EQ(w_in_place, 0);  // but not the one previous_w reads
+}
+
 }  // namespace
 }  // namespace amp
