@@ -24,9 +24,14 @@ echo
 echo "== the training step: loss, backward, Adam on FP32 master weights, O1 fp16, dynamic loss scaling"
 ./build/tools/amp-compile models/tfm/model.onnx --loss cross_entropy --label labels \
     --optimizer adam --lr 1e-3 -o out/tfm_step.onnx
-# The CUDA runtime is not built yet (issue 6): the CPU runtime trains, with
-# fp16 rounding emulated exactly.
+# On the GPU when there is one and this build has CUDA; else the CPU runtime,
+# which emulates fp16 rounding exactly. (The CUDA backend has not yet run on
+# a GPU: issue 16.)
 device=cpu
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 &&
+    grep -q "^CMAKE_CUDA_COMPILER:.*nvcc" build/CMakeCache.txt 2>/dev/null; then
+  device=cuda
+fi
 echo
 echo "== amp-train out/tfm_step.onnx --data models/tfm/train.npz --batch-size 4 --steps 12 --device $device"
 ./build/tools/amp-train out/tfm_step.onnx --data models/tfm/train.npz --batch-size 4 --steps 12 \
