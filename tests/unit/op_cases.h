@@ -127,6 +127,18 @@ inline const Case kCases[] = {
      R"(g (float16[2,3,4,5] x, float16[2,3,5,6] x2) => (float16[2,3,4,6] y) { y = MatMul (x, x2) })"},
     {"matmul_weights_bf16",
      R"(g (bfloat16[2,7,5] x, bfloat16[5,3] x2) => (bfloat16[2,7,3] y) { y = MatMul (x, x2) })"},
+    // Transposes of the last two axes that specialization folds into the
+    // GEMM's flags (transpose-folding: ai.amp MatMulT), batched and weights.
+    {"matmul_t_batched_f16",
+     R"(g (float16[2,5,4] x, float16[2,6,5] x2) => (float16[2,4,6] y) {
+       t = Transpose <perm = [0, 2, 1]> (x)
+       t2 = Transpose <perm = [0, 2, 1]> (x2)
+       y = MatMul (t, t2) })"},
+    {"matmul_t_weights_f32",
+     R"(g (float[3,5,4] x, float[6,5] x2) => (float[3,4,6] y) {
+       t = Transpose <perm = [0, 2, 1]> (x)
+       t2 = Transpose <perm = [1, 0]> (x2)
+       y = MatMul (t, t2) })"},
     {"matmul_f32_shared_lhs",
      R"(g (float[4,5] x, float[3,5,6] x2) => (float[3,4,6] y) { y = MatMul (x, x2) })"},
     {"fused_adam",
