@@ -65,4 +65,17 @@ bool IsSupportedDType(int32_t onnx_type) {
   return info != nullptr && info->size != 0;
 }
 
+std::string PrecisionName(DType t) {
+  switch (t) {
+    case DType::kFloat16:
+      return "fp16";
+    case DType::kBFloat16:
+      return "bf16";
+    case DType::kFloat32:
+      return "fp32";
+    default:
+      return std::string(DTypeName(t));
+  }
+}
+
 }  // namespace amp

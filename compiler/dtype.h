@@ -34,6 +34,9 @@ enum class DType : int32_t {
 size_t DTypeSize(DType t);
 // The name ONNX's textual syntax uses ("float", "float16", "int64", ...).
 std::string_view DTypeName(DType t);
+// "fp16", "bf16", "fp32" for the float types precision passes decide
+// between; DTypeName otherwise.
+std::string PrecisionName(DType t);
 std::optional<DType> DTypeFromName(std::string_view name);
 // A known TensorProto.DataType number that amp can represent.
 bool IsSupportedDType(int32_t onnx_type);

@@ -205,17 +205,8 @@ std::unique_ptr<Graph> Graph::Clone() const {
   return g;
 }
 
-const char* PrecisionDecision::name() const {
-  switch (compute) {
-    case DType::kFloat16:
-      return "fp16";
-    case DType::kBFloat16:
-      return "bf16";
-    case DType::kFloat32:
-      return "fp32";
-    default:
-      return "";
-  }
+std::string PrecisionDecision::name() const {
+  return decided() ? PrecisionName(compute) : std::string();
 }
 
 const char* OptimizerKindName(OptimizerKind k) {
@@ -229,6 +220,12 @@ const char* OptimizerKindName(OptimizerKind k) {
     default:
       return "none";
   }
+}
+
+OptimizerKind ParseOptimizerKind(std::string_view name) {
+  for (OptimizerKind k : {OptimizerKind::kSgd, OptimizerKind::kAdam, OptimizerKind::kAdamW})
+    if (name == OptimizerKindName(k)) return k;
+  return OptimizerKind::kNone;
 }
 
 void TrainingInfo::Rename(const std::string& from, const std::string& to) {

@@ -92,7 +92,7 @@ struct PrecisionDecision {
   std::string rule;
   bool decided() const { return compute != DType::kUndefined; }
   // "fp16", "bf16", "fp32", or "" when not decided (for printing only).
-  const char* name() const;
+  std::string name() const;
 };
 
 // Who made a node: the model, or insert-casts (a Cast at a precision
@@ -245,6 +245,8 @@ class Graph {
 
 enum class OptimizerKind { kNone, kSgd, kAdam, kAdamW };
 const char* OptimizerKindName(OptimizerKind k);  // "none", "sgd", "adam", "adamw"
+// The kind a name gives ("sgd", "adam", "adamw"); kNone for any other.
+OptimizerKind ParseOptimizerKind(std::string_view name);
 
 // The optimizer of a training step, as PyTorch's hyperparameters, and the
 // values it reads and keeps for each parameter (names, as TrainingInfo's).

@@ -128,10 +128,7 @@ Status ImportDescription(const nlohmann::json& j, const Graph& g, TrainingInfo& 
     const nlohmann::json& o = j["optimizer"];
     OptimizerInfo& d = info.optimizer;
     std::string kind = str(o, "kind");
-    d.kind = kind == "sgd"     ? OptimizerKind::kSgd
-             : kind == "adam"  ? OptimizerKind::kAdam
-             : kind == "adamw" ? OptimizerKind::kAdamW
-                               : OptimizerKind::kNone;
+    d.kind = ParseOptimizerKind(kind);
     if (d.kind == OptimizerKind::kNone)
       return InvalidArgument("metadata 'amp.training' names optimizer '", kind,
                              "' (amp writes sgd, adam or adamw)");

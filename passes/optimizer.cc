@@ -58,9 +58,7 @@ StatusOr<bool> Optimizer::Run(Model& model) {
   // The typed description: what fuse-optimizer replaces, amp-train binds
   // and the report prints.
   OptimizerInfo& info = t.optimizer;
-  info.kind = o.kind == "sgd"    ? OptimizerKind::kSgd
-              : o.kind == "adam" ? OptimizerKind::kAdam
-                                 : OptimizerKind::kAdamW;
+  info.kind = ParseOptimizerKind(o.kind);
   info.lr = lr->name();
   info.default_lr = o.lr;
   info.momentum = o.momentum;

@@ -23,19 +23,6 @@ StatusOr<DType> ParseHalfType(const std::string& s) {
   return InvalidArgument("unknown dtype '", s, "' (fp16 or bf16)");
 }
 
-std::string PrecisionName(DType t) {
-  switch (t) {
-    case DType::kFloat16:
-      return "fp16";
-    case DType::kBFloat16:
-      return "bf16";
-    case DType::kFloat32:
-      return "fp32";
-    default:
-      return std::string(DTypeName(t));
-  }
-}
-
 Status PrecisionPolicy::MergeJsonFile(const std::string& path) {
   auto source = ReadRegularFile(path);
   if (!source.ok())

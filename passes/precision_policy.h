@@ -43,7 +43,5 @@ struct PrecisionPolicy {
 StatusOr<OptLevel> ParseOptLevel(const std::string& s);
 std::string OptLevelName(OptLevel level);
 StatusOr<DType> ParseHalfType(const std::string& s);
-// "fp16" / "bf16" / "fp32" as printed in annotations and reports.
-std::string PrecisionName(DType t);
 
 }  // namespace amp
