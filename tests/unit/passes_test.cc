@@ -390,6 +390,28 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
         << refused.status().message();
     std::remove(bad.c_str());
   }
+  // A description naming a value the step does not compute is refused.
+  {
+    onnx::ModelProto proto;
+    std::ifstream in(path, std::ios::binary);
+    ASSERT_TRUE(proto.ParseFromIstream(&in));
+    for (auto& p : *proto.mutable_metadata_props())
+      if (p.key() == "amp.training") {
+        nlohmann::json j = nlohmann::json::parse(p.value());
+        j["optimizer"]["params"][0]["grad"] = "no_such_value";
+        p.set_value(j.dump());
+      }
+    std::string bad = ::testing::TempDir() + "amp_description_unknown.onnx";
+    std::ofstream out(bad, std::ios::binary);
+    ASSERT_TRUE(proto.SerializeToOstream(&out));
+    out.close();
+    auto refused = LoadModel(bad, TrainingInfoMode::kStep);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("names 'no_such_value', which the step does not"),
+              std::string::npos)
+        << refused.status().message();
+    std::remove(bad.c_str());
+  }
   // The report reads the same description.
   nlohmann::json r = BuildPrecisionReport(*back, ReportContext{"fp16", "O1", 0});
   ASSERT_TRUE(r.contains("training"));
