@@ -1,7 +1,7 @@
 // The compiler's last step: a model (a training step or a forward graph)
 // specialized to one set of input shapes, with its buffer assignment and its
 // program, ready for a backend to run. As in XLA, buffer assignment belongs
-// to compilation: the runtime (runtime/session.h) only allocates what an
+// to compilation: the runtime (runtime/executor.h) only allocates what an
 // Executable says, binds pointers and runs its calls.
 //
 //   SpecializeRequest r;

@@ -1,6 +1,6 @@
 // The Backend interface: what the executor needs from a device. The CPU
 // backend (cpu_backend.cc) and the CUDA backend (cuda_backend.cc) implement
-// it; the executor (session.h) and the Executables it runs are the same for
+// it; the executor (executor.h) and the Executables it runs are the same for
 // both. What each backend can run is a table readable without a device
 // (KernelSupportFor), which the compiler and the op-consistency test read.
 #pragma once

@@ -18,7 +18,7 @@ std::string CheckpointPath(const std::string& dir) {
   return (std::filesystem::path(dir) / "checkpoint.npz").string();
 }
 
-Status SaveCheckpoint(const Session& session, const std::string& dir, const nlohmann::json& meta) {
+Status SaveCheckpoint(const Executor& session, const std::string& dir, const nlohmann::json& meta) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return IoError("cannot create the checkpoint folder '", dir, "': ", ec.message());
@@ -45,7 +45,7 @@ bool IsCount(double v) { return std::isfinite(v) && v >= 0 && v <= kMaxStep && v
 
 }  // namespace
 
-StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir) {
+StatusOr<nlohmann::json> LoadCheckpoint(Executor& session, const std::string& dir) {
   std::string path = CheckpointPath(dir);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return NotFound("no checkpoint at '", path, "'");

@@ -9,14 +9,14 @@
 #include <string>
 
 #include "compiler/status.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 
 namespace amp {
 
 // DIR/checkpoint.npz
 std::string CheckpointPath(const std::string& dir);
 // Creates `dir` if needed and writes the checkpoint there.
-Status SaveCheckpoint(const Session& session, const std::string& dir, const nlohmann::json& meta);
+Status SaveCheckpoint(const Executor& session, const std::string& dir, const nlohmann::json& meta);
 // The largest step a checkpoint (and amp-train's --steps) may hold: counts up
 // to 2^53 are exact in the float state that optimizers keep them in.
 inline constexpr int64_t kMaxStep = int64_t{1} << 53;
@@ -26,6 +26,6 @@ inline constexpr int64_t kMaxStep = int64_t{1} << 53;
 // other entries, every value finite, the step 0 to kMaxStep, a positive
 // loss scale, whole non-negative counters (the optimizer's step at most the
 // checkpoint's), non-negative second moments. The error names the entry.
-StatusOr<nlohmann::json> LoadCheckpoint(Session& session, const std::string& dir);
+StatusOr<nlohmann::json> LoadCheckpoint(Executor& session, const std::string& dir);
 
 }  // namespace amp

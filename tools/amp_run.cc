@@ -16,7 +16,7 @@
 #include "compiler/loader.h"
 #include "compiler/onnx_import.h"
 #include "passes/pipelines.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 #include "tools/cli_common.h"
 
 namespace fs = std::filesystem;
@@ -93,15 +93,15 @@ std::string Compare(const Tensor& got, const Tensor& want, const std::string& na
 Result RunTest(const fs::path& model_path, const fs::path& test_dir) {
   auto sets = Sorted(test_dir, "test_data_set_");
   if (sets.empty()) return {Outcome::kSkip, "no test_data_set_* folders"};
-  SessionOptions so;
+  ExecutorOptions so;
   so.mode = TrainingInfoMode::kForward;
   so.freeze_shape_inputs = true;  // e.g. Reshape's shape given as an input
   // The compile path first (a Gradient node becomes its backward graph),
   // then the runtime.
-  auto opened = [&]() -> StatusOr<std::unique_ptr<Session>> {
+  auto opened = [&]() -> StatusOr<std::unique_ptr<Executor>> {
     AMP_ASSIGN_OR_RETURN(Model m, LoadModel(model_path.string(), so.mode));
     AMP_RETURN_IF_ERROR(pipelines::Lower().Run(m).status());
-    return Session::Create(std::move(m), so);
+    return Executor::Create(std::move(m), so);
   }();
   if (!opened.ok()) {
     // Unsupported ops, types and features are skips; anything else (a model
@@ -109,7 +109,7 @@ Result RunTest(const fs::path& model_path, const fs::path& test_dir) {
     bool skip = opened.status().code() == StatusCode::kUnimplemented;
     return {skip ? Outcome::kSkip : Outcome::kFail, opened.status().message()};
   }
-  std::unique_ptr<Session> session = std::move(*opened);
+  std::unique_ptr<Executor> session = std::move(*opened);
   std::vector<std::string> input_names, output_names;
   for (const Value* v : session->model().graph->inputs()) input_names.push_back(v->name());
   for (const Value* v : session->model().graph->outputs()) output_names.push_back(v->name());

@@ -27,7 +27,7 @@
 #include "compiler/onnx_export.h"
 #include "runtime/checkpoint.h"
 #include "runtime/npz.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 #include "tools/cli_common.h"
 
 namespace amp {
@@ -149,12 +149,12 @@ StatusOr<double> DefaultLr(const Model& m) {
 }
 
 // Loss (mean cross-entropy) and accuracy of the forward graph over the data.
-Status Evaluate(const Flags& f, const Session& trained, const std::map<std::string, Tensor>& data,
+Status Evaluate(const Flags& f, const Executor& trained, const std::map<std::string, Tensor>& data,
                 const std::string& label_input, int64_t batch) {
-  SessionOptions so;
+  ExecutorOptions so;
   so.device = f.device;
   so.mode = TrainingInfoMode::kForward;
-  AMP_ASSIGN_OR_RETURN(auto fwd, Session::Open(f.model, so));
+  AMP_ASSIGN_OR_RETURN(auto fwd, Executor::Open(f.model, so));
   for (const std::string& name : trained.StateNames()) {
     auto t = trained.Fetch(name);
     if (t.ok() && fwd->Initializer(name).ok()) AMP_RETURN_IF_ERROR(fwd->SetInitializer(name, *t));
@@ -205,7 +205,7 @@ Status Evaluate(const Flags& f, const Session& trained, const std::map<std::stri
   return Status::Ok();
 }
 
-Status ExportInference(const Flags& f, const Session& trained) {
+Status ExportInference(const Flags& f, const Executor& trained) {
   AMP_ASSIGN_OR_RETURN(Model m, LoadModel(f.model, TrainingInfoMode::kForward));
   for (const std::string& name : trained.StateNames()) {
     Value* v = m.graph->FindValue(name);
@@ -224,7 +224,7 @@ Status ExportInference(const Flags& f, const Session& trained) {
 
 Status Train(const Flags& f) {
   AMP_RETURN_IF_ERROR(ValidateFlags(f));
-  SessionOptions so;
+  ExecutorOptions so;
   so.device = f.device;
   // A step without loss scaling (FP32) that computes a non-finite loss or
   // gradient stops training (or is skipped), instead of writing NaN state.
@@ -233,7 +233,7 @@ Status Train(const Flags& f) {
   // on both devices: on the CPU it is bit-identical to the graph as written
   // (tested) and halves the benchmark MLP's FP32 Adam step.
   so.fuse_optimizer = f.fuse_optimizer != "off";
-  AMP_ASSIGN_OR_RETURN(auto session, Session::Open(f.model, so));
+  AMP_ASSIGN_OR_RETURN(auto session, Executor::Open(f.model, so));
   if (!session->is_training())
     return InvalidArgument("'", f.model,
                            "' is not a training step; compile it with amp-compile --loss ... "

@@ -1,5 +1,5 @@
 // The checkpoint loader (runtime/checkpoint.h) on arbitrary bytes as
-// DIR/checkpoint.npz, against a Session of a small training step
+// DIR/checkpoint.npz, against a Executor of a small training step
 // (mlp_step.onnx: models/mlp, Adam, O1 fp16 with dynamic loss scaling, only
 // head.bias trained, so that its checkpoint is small). The input's zip CRCs
 // are recomputed first (fuzz_util.h) so that mutations reach the contents. A
@@ -18,12 +18,12 @@
 #include <vector>
 
 #include "runtime/checkpoint.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
-amp::Session* g_session = nullptr;  // lives for the whole process
+amp::Executor* g_session = nullptr;  // lives for the whole process
 std::string g_dir;
 amp::Tensor g_input, g_labels, g_lr;
 
@@ -35,7 +35,7 @@ void RemoveDir() {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  auto session = amp::Session::Open(AMP_SOURCE_DIR "/tests/fuzz/mlp_step.onnx");
+  auto session = amp::Executor::Open(AMP_SOURCE_DIR "/tests/fuzz/mlp_step.onnx");
   if (!session.ok()) {
     std::fprintf(stderr, "checkpoint_fuzz: %s\n", std::string(session.status().message()).c_str());
     std::abort();

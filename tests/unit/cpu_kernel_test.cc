@@ -11,7 +11,7 @@
 #include <fstream>
 #include <regex>
 
-#include "runtime/session.h"
+#include "runtime/executor.h"
 #include "tests/unit/op_cases.h"
 
 namespace amp {
@@ -60,18 +60,18 @@ class CpuKernelTest : public ::testing::TestWithParam<Case> {};
 TEST_P(CpuKernelTest, MatchesFloat64) {
   const Case& c = GetParam();
   if (!HasDoubleTwin(c)) GTEST_SKIP() << c.name << " has no float64 twin (see HasDoubleTwin)";
-  SessionOptions opts;
+  ExecutorOptions opts;
   opts.mode = TrainingInfoMode::kForward;
   opts.poison = true;
   std::string low_path = Write(c.name, c.text, c.opset);
   std::string ref_path = Write(std::string(c.name) + "_f64", ToDouble(c.text), c.opset);
-  auto low = Session::Open(low_path, opts);
+  auto low = Executor::Open(low_path, opts);
   ASSERT_TRUE(low.ok()) << low.status().message();
   // The reference runs the graph as written: no specialization fusion
   // (transpose-folding would put the same flagged GEMM on both sides).
-  SessionOptions ref_opts = opts;
+  ExecutorOptions ref_opts = opts;
   ref_opts.disabled_passes.insert("transpose-folding");
-  auto ref = Session::Open(ref_path, ref_opts);
+  auto ref = Executor::Open(ref_path, ref_opts);
   ASSERT_TRUE(ref.ok()) << ref.status().message();
   std::mt19937 rng(std::hash<std::string>{}(c.name) + 1);
   int compared = 0;

@@ -10,7 +10,7 @@
 #include <random>
 
 #include "runtime/backend.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 #include "tests/unit/op_cases.h"
 
 namespace amp {
@@ -47,13 +47,13 @@ TEST_P(CudaBackendTest, MatchesCpu) {
     f << "<ir_version: 8, opset_import: [\"\" : " << c.opset << ", \"ai.amp\" : 1]>\n"
       << c.text << "\n";
   }
-  SessionOptions cpu_opts, gpu_opts;
+  ExecutorOptions cpu_opts, gpu_opts;
   cpu_opts.mode = gpu_opts.mode = TrainingInfoMode::kForward;
   cpu_opts.poison = gpu_opts.poison = true;
   gpu_opts.device = "cuda";
-  auto cpu = Session::Open(path.string(), cpu_opts);
+  auto cpu = Executor::Open(path.string(), cpu_opts);
   ASSERT_TRUE(cpu.ok()) << cpu.status().message();
-  auto gpu = Session::Open(path.string(), gpu_opts);
+  auto gpu = Executor::Open(path.string(), gpu_opts);
   ASSERT_TRUE(gpu.ok()) << gpu.status().message();
   std::mt19937 rng(std::hash<std::string>{}(c.name));
   for (int round = 0; round < 2; ++round) {  // fresh inputs each round

@@ -1,6 +1,6 @@
 // The runtime's pieces on their own: the memory plan never lets two live
 // values share bytes, half kernels compute in FP32 and round once, and a
-// Session runs a text model and applies its update bindings.
+// Executor runs a text model and applies its update bindings.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,7 +18,7 @@
 #include "compiler/text.h"
 #include "kernels/cpu/kernel.h"
 #include "passes/pipelines.h"
-#include "runtime/session.h"
+#include "runtime/executor.h"
 
 namespace amp {
 namespace {
@@ -220,7 +220,7 @@ g (float[2] x) => (float[2] y)
   std::string path = (std::filesystem::temp_directory_path() / "amp_session_test.onnx").string();
   Status saved = SaveModelFile(*m, path);
   ASSERT_TRUE(saved.ok()) << saved.message();
-  auto s = Session::Open(path);
+  auto s = Executor::Open(path);
   ASSERT_TRUE(s.ok()) << s.status().message();
   Tensor x = Tensor::FromVector<float>(DType::kFloat32, {2}, {0.25f, -1.0f});
   for (int i = 0; i < 2; ++i) {
@@ -243,7 +243,7 @@ g (float[2] x) => (float[2] y)
       << unknown.message();
   Status shape = (*s)->SetInput("x", Tensor::FromVector<float>(DType::kFloat32, {3}, {1, 2, 3}));
   EXPECT_NE(shape.message().find("input 'x' has shape [3]"), std::string::npos) << shape.message();
-  auto fresh = Session::Open(path);
+  auto fresh = Executor::Open(path);
   ASSERT_TRUE(fresh.ok());
   Status unbound = (*fresh)->Run();
   EXPECT_NE(unbound.message().find("input 'x' (float[2]) is not bound"), std::string::npos)
@@ -327,15 +327,15 @@ g (float[3] a, float[3] b) => (float[3] d, float[3] dd_da, float[3] dd_db)
   dd_da, dd_db = ai.onnx.preview.training.Gradient <xs = ["a", "b"], y = "d"> (a, b)
 })");
   ASSERT_TRUE(m.ok()) << m.status().message();
-  SessionOptions fwd;
+  ExecutorOptions fwd;
   fwd.mode = TrainingInfoMode::kForward;
-  auto refused = Session::Create(CloneModel(*m), fwd);
+  auto refused = Executor::Create(CloneModel(*m), fwd);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("compile the model with amp-compile first"),
             std::string::npos)
       << refused.status().message();
   ASSERT_TRUE(pipelines::Lower().Run(*m).ok());
-  auto s = Session::Create(std::move(*m), fwd);
+  auto s = Executor::Create(std::move(*m), fwd);
   ASSERT_TRUE(s.ok()) << s.status().message();
   Tensor a = RandomTensor({3}, 1), b = RandomTensor({3}, 2);
   ASSERT_TRUE((*s)->SetInput("a", a).ok());
@@ -361,10 +361,10 @@ g (float[N,3] x) => (float[N,3] y)
   y = Relu (z)
 })");
   ASSERT_TRUE(m.ok()) << m.status().message();
-  SessionOptions o;
+  ExecutorOptions o;
   o.mode = TrainingInfoMode::kForward;
   o.poison = true;
-  auto s = Session::Create(std::move(*m), o);
+  auto s = Executor::Create(std::move(*m), o);
   ASSERT_TRUE(s.ok()) << s.status().message();
   const float w[3] = {1.f, -2.f, 3.f};
   uint32_t seed = 10;
@@ -399,12 +399,12 @@ TEST(SessionTest, FusedAdamUpdatesStateInPlace) {
   std::map<std::string, Tensor> state;
   size_t arena[2] = {0, 0};
   for (int copy = 0; copy < 2; ++copy) {
-    SessionOptions o;
+    ExecutorOptions o;
     o.fuse_optimizer = true;
     // The non-finite guard of an FP32 step needs the old state after the
     // step, so it turns in-place off.
     if (copy) o.non_finite = NonFinitePolicy::kError;
-    auto s = Session::Create(CloneModel(*m), o);
+    auto s = Executor::Create(CloneModel(*m), o);
     ASSERT_TRUE(s.ok()) << s.status().message();
     Tensor x = RandomTensor({4, 64}, 3);
     Tensor y = Tensor::FromVector<int64_t>(DType::kInt64, {4}, {1, 7, 3, 0});
@@ -450,11 +450,11 @@ g (float[2,5,3] x, float[4,5] w, float[4,6] v) => (float[2,3,4] y, float[5,6] z,
   for (int fold = 0; fold < 2; ++fold) {
     auto m = LoadModelText(text);
     ASSERT_TRUE(m.ok()) << m.status().message();
-    SessionOptions o;
+    ExecutorOptions o;
     o.mode = TrainingInfoMode::kForward;
     o.poison = true;
     if (!fold) o.disabled_passes.insert("transpose-folding");
-    auto s = Session::Create(std::move(*m), o);
+    auto s = Executor::Create(std::move(*m), o);
     ASSERT_TRUE(s.ok()) << s.status().message();
     ASSERT_TRUE((*s)->SetInput("x", RandomTensor({2, 5, 3}, 21)).ok());
     ASSERT_TRUE((*s)->SetInput("w", RandomTensor({4, 5}, 22)).ok());

@@ -1,7 +1,7 @@
 // The executor: runs a model that amp-compile wrote - the training step from
 // its training_info, or its forward graph - on a Backend.
 //
-//   auto s = Session::Open("step.onnx", {.device = "cpu"});
+//   auto s = Executor::Open("step.onnx", {.device = "cpu"});
 //   s->SetInput("input", x); s->SetInput("labels", y); s->SetInput("lr", lr);
 //   s->Run();                        // one step: forward, backward, update
 //   float loss = s->Fetch("loss")->GetDouble(0);
@@ -40,7 +40,7 @@ enum class NonFinitePolicy {
   kSkip,   // leave the state as before the step; StepSkipped() is true
 };
 
-struct SessionOptions {
+struct ExecutorOptions {
   std::string device = "cpu";
   // kStep runs the training step; kForward the forward (inference) graph.
   TrainingInfoMode mode = TrainingInfoMode::kStep;
@@ -73,17 +73,17 @@ struct MemoryReport {
   size_t nodes = 0;  // nodes a step runs (constants excluded)
 };
 
-class Session {
+class Executor {
  public:
-  static StatusOr<std::unique_ptr<Session>> Open(const std::string& path,
-                                                 const SessionOptions& options = {});
+  static StatusOr<std::unique_ptr<Executor>> Open(const std::string& path,
+                                                 const ExecutorOptions& options = {});
   // From a model in memory (the training step in Model::training when
   // options.mode is kStep). Gradient nodes must have been expanded by the
   // compiler (pipelines::Lower) first.
-  static StatusOr<std::unique_ptr<Session>> Create(Model model, const SessionOptions& options = {});
-  ~Session();
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
+  static StatusOr<std::unique_ptr<Executor>> Create(Model model, const ExecutorOptions& options = {});
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
 
   // The model as loaded (symbolic dims), with Model::training for a step.
   const Model& model() const { return *base_; }
@@ -124,7 +124,7 @@ class Session {
   static constexpr size_t kMaxCached = 8;
 
  private:
-  Session() = default;
+  Executor() = default;
   // An Executable loaded onto the backend: a TensorRef per slot, the program
   // as kernel calls on them.
   struct Loaded {
@@ -153,7 +153,7 @@ class Session {
   StatusOr<std::string> FirstNonFinite() const;
   const TensorRef* Ref(const std::string& name) const;
 
-  SessionOptions options_;
+  ExecutorOptions options_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> base_;  // as given; every specialization starts from it
 

@@ -1,4 +1,4 @@
-#include "runtime/session.h"
+#include "runtime/executor.h"
 
 #include <algorithm>
 #include <cmath>
@@ -16,20 +16,20 @@ std::string DimsToString(const std::vector<int64_t>& dims) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Session>> Session::Open(const std::string& path,
-                                                 const SessionOptions& options) {
+StatusOr<std::unique_ptr<Executor>> Executor::Open(const std::string& path,
+                                                 const ExecutorOptions& options) {
   AMP_ASSIGN_OR_RETURN(Model m, LoadModel(path, options.mode));
   return Create(std::move(m), options);
 }
 
-StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOptions& options) {
+StatusOr<std::unique_ptr<Executor>> Executor::Create(Model model, const ExecutorOptions& options) {
   for (const Node* n : model.graph->nodes())
     if (n->op_type() == "Gradient" && n->domain() == "ai.onnx.preview.training")
       return Unimplemented(n->Describe(),
                            ": the runtime runs compiled steps, and a Gradient node is expanded "
                            "into its backward graph by the compiler; compile the model with "
                            "amp-compile first (amp-run does this itself)");
-  std::unique_ptr<Session> s(new Session());
+  std::unique_ptr<Executor> s(new Executor());
   s->options_ = options;
   AMP_ASSIGN_OR_RETURN(s->backend_, CreateBackend(options.device));
   s->base_ = std::make_unique<Model>(std::move(model));
@@ -49,19 +49,19 @@ StatusOr<std::unique_ptr<Session>> Session::Create(Model model, const SessionOpt
   return s;
 }
 
-void Session::Release(Loaded& l) {
+void Executor::Release(Loaded& l) {
   for (void* p : l.owned) backend_->Free(p);
   l.owned.clear();
 }
 
-Session::~Session() {
+Executor::~Executor() {
   if (!backend_) return;
   for (auto& [name, r] : persistent_) backend_->Free(r.data);
   for (auto& l : cache_) Release(*l);
   if (arena_) backend_->Free(arena_);
 }
 
-Status Session::SetInput(const std::string& name, const Tensor& value) {
+Status Executor::SetInput(const std::string& name, const Tensor& value) {
   const Value* in = nullptr;
   for (const Value* v : base_->graph->inputs())
     if (v->name() == name) in = v;
@@ -90,11 +90,11 @@ Status Session::SetInput(const std::string& name, const Tensor& value) {
   return Status::Ok();
 }
 
-Status Session::Copy(const TensorRef& from, TensorRef& to) {
+Status Executor::Copy(const TensorRef& from, TensorRef& to) {
   return backend_->CopyOnDevice(to.data, from.data, from.nbytes());
 }
 
-bool Session::Matches(const Executable& exe) const {
+bool Executor::Matches(const Executable& exe) const {
   const SpecializeRequest& r = exe.request;
   if (r.input_dims.size() + r.frozen.size() != pending_.size()) return false;
   for (const auto& [name, t] : pending_) {
@@ -110,7 +110,7 @@ bool Session::Matches(const Executable& exe) const {
   return true;
 }
 
-StatusOr<std::unique_ptr<Session::Loaded>> Session::Load(Executable exe) {
+StatusOr<std::unique_ptr<Executor::Loaded>> Executor::Load(Executable exe) {
   auto l = std::make_unique<Loaded>();
   l->exe = std::move(exe);
   const Executable& e = l->exe;
@@ -166,7 +166,7 @@ StatusOr<std::unique_ptr<Session::Loaded>> Session::Load(Executable exe) {
   return l;
 }
 
-StatusOr<Session::Loaded*> Session::Prepare() {
+StatusOr<Executor::Loaded*> Executor::Prepare() {
   Loaded* l = nullptr;
   for (size_t i = 0; i < cache_.size(); ++i)
     if (Matches(cache_[i]->exe)) {
@@ -234,7 +234,7 @@ StatusOr<Session::Loaded*> Session::Prepare() {
   return l;
 }
 
-Status Session::Run() {
+Status Executor::Run() {
   AMP_ASSIGN_OR_RETURN(Loaded * l, Prepare());
   for (const auto& [name, t] : pending_) {
     int slot = l->exe.Find(name);
@@ -266,14 +266,14 @@ Status Session::Run() {
   return Status::Ok();
 }
 
-const TensorRef* Session::Ref(const std::string& name) const {
+const TensorRef* Executor::Ref(const std::string& name) const {
   if (auto it = persistent_.find(name); it != persistent_.end()) return &it->second;
   if (!active_) return nullptr;
   int slot = active_->exe.Find(name);
   return slot < 0 ? nullptr : &active_->refs[slot];
 }
 
-StatusOr<Tensor> Session::Fetch(const std::string& name) const {
+StatusOr<Tensor> Executor::Fetch(const std::string& name) const {
   const TensorRef* r = Ref(name);
   if (!r)
     return NotFound("no value '", name, "' to fetch", active_ ? "" : " (Run has not been called)");
@@ -282,25 +282,25 @@ StatusOr<Tensor> Session::Fetch(const std::string& name) const {
   return t;
 }
 
-StatusOr<double> Session::Loss() const {
+StatusOr<double> Executor::Loss() const {
   if (base_->training.loss.empty()) return NotFound("the model is not a training step");
   AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(base_->training.loss));
   return t.GetDouble(0);
 }
 
-StatusOr<double> Session::LossScale() const {
+StatusOr<double> Executor::LossScale() const {
   const std::string& name = base_->training.loss_scale;
   if (name.empty() || !persistent_.count(name)) return 1.0;
   AMP_ASSIGN_OR_RETURN(Tensor t, Fetch(name));
   return t.GetDouble(0);
 }
 
-bool Session::Guarded() const {
+bool Executor::Guarded() const {
   return options_.non_finite != NonFinitePolicy::kApply && is_training() && active_ &&
          active_->exe.model->training.skip_step.empty();
 }
 
-StatusOr<std::string> Session::FirstNonFinite() const {
+StatusOr<std::string> Executor::FirstNonFinite() const {
   AMP_ASSIGN_OR_RETURN(double loss, Loss());
   if (!std::isfinite(loss)) return StrCat("the loss (", loss, ")");
   // The new state rather than the gradients: a non-finite gradient makes its
@@ -320,7 +320,7 @@ StatusOr<std::string> Session::FirstNonFinite() const {
   return std::string();
 }
 
-StatusOr<bool> Session::StepSkipped() const {
+StatusOr<bool> Executor::StepSkipped() const {
   if (guard_skipped_) return true;
   // The specialized step's name: fuse-unscale gives the flag a new producer.
   const TrainingInfo& t0 = active_ ? active_->exe.model->training : base_->training;
@@ -329,19 +329,19 @@ StatusOr<bool> Session::StepSkipped() const {
   return t.GetInt(0) != 0;
 }
 
-std::vector<std::string> Session::StateNames() const {
+std::vector<std::string> Executor::StateNames() const {
   std::vector<std::string> out;
   for (const auto& [state, update] : base_->training.updates) out.push_back(state);
   return out;
 }
 
-StatusOr<Tensor> Session::Initializer(const std::string& name) const {
+StatusOr<Tensor> Executor::Initializer(const std::string& name) const {
   auto it = persistent_.find(name);
   if (it == persistent_.end()) return NotFound("the model has no initializer '", name, "'");
   return Fetch(name);
 }
 
-Status Session::SetInitializer(const std::string& name, const Tensor& value) {
+Status Executor::SetInitializer(const std::string& name, const Tensor& value) {
   auto it = persistent_.find(name);
   if (it == persistent_.end()) return NotFound("the model has no initializer '", name, "'");
   const TensorRef& r = it->second;
