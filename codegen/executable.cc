@@ -172,6 +172,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   if (!m.training.loss.empty()) extra.push_back(m.training.loss);
   for (const std::string& name : extra)
     if (const Value* v = g.FindValue(name)) keep.insert(v);
+  for (const Value* v : keep) exe.kept.insert(v->name());
   auto in_arena = [&](const Value* v) { return !exe.slot_of.count(v->name()); };
   auto inplace = [](const Node& n) {
     const OpDef* def = FindOp(n.domain(), n.op_type());

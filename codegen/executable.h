@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "compiler/ir.h"
@@ -94,6 +95,10 @@ struct Executable {
   // State slot (kPersistent) <- the slot of its new value, applied after a
   // training step.
   std::vector<std::pair<int, int>> updates;
+  // The arena values still valid when a step ends (graph outputs, the loss,
+  // the skip flag, request.keep); every other intermediate's memory is
+  // reused during the step.
+  std::unordered_set<std::string> kept;
   size_t arena_bytes = 0;     // the planned peak of all intermediates
   size_t unshared_bytes = 0;  // the same without reuse
   SpecializeRequest request;  // what it was made for

@@ -8,27 +8,9 @@
 #include <string>
 #include <string_view>
 
-namespace amp {
+#include "amp/dtype.h"  // DType
 
-enum class DType : int32_t {
-  kUndefined = 0,
-  kFloat32 = 1,
-  kUInt8 = 2,
-  kInt8 = 3,
-  kUInt16 = 4,
-  kInt16 = 5,
-  kInt32 = 6,
-  kInt64 = 7,
-  kString = 8,
-  kBool = 9,
-  kFloat16 = 10,
-  kFloat64 = 11,
-  kUInt32 = 12,
-  kUInt64 = 13,
-  kComplex64 = 14,
-  kComplex128 = 15,
-  kBFloat16 = 16,
-};
+namespace amp {
 
 // Bytes per element; 0 for types amp cannot hold in memory (string, undefined).
 size_t DTypeSize(DType t);

@@ -46,4 +46,14 @@ StatusOr<Model> LoadModelText(const std::string& text) {
   return m;
 }
 
+StatusOr<Model> LoadModelBytes(const std::string& bytes, TrainingInfoMode mode) {
+  size_t first = bytes.find_first_not_of(" \t\r\n");
+  bool text = first != std::string::npos && bytes[first] == '<';
+  StatusOr<Model> m =
+      text ? ParseModelText(bytes) : ImportModelBytes(bytes.data(), bytes.size(), "", mode);
+  if (!m.ok()) return m.status();
+  AMP_RETURN_IF_ERROR(Finish(*m));
+  return m;
+}
+
 }  // namespace amp

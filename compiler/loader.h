@@ -19,5 +19,9 @@ StatusOr<Model> LoadModel(const std::string& path,
                           TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 // Same for ONNX text held in memory.
 StatusOr<Model> LoadModelText(const std::string& text);
+// A serialized ModelProto, or ONNX text (starting with '<'), held in memory;
+// no external data.
+StatusOr<Model> LoadModelBytes(const std::string& bytes,
+                               TrainingInfoMode mode = TrainingInfoMode::kRefuse);
 
 }  // namespace amp

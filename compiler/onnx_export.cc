@@ -347,17 +347,28 @@ Status SaveModelFile(const Model& model, const std::string& path, const ExportOp
   AMP_ASSIGN_OR_RETURN(onnx::ModelProto proto, Export(model, options, ex));
   if (proto.ByteSizeLong() >= (size_t{2} << 30))
     return InvalidArgument("the model is over 2 GiB; write its weights as external data");
+  std::string bytes;
+  if (!proto.SerializeToString(&bytes)) return Internal("the model could not be serialized");
+  return WriteFileAtomically(path, bytes);
+}
+
+Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) return IoError("cannot write '", tmp, "': ", std::strerror(errno));
-    if (!proto.SerializeToOstream(&f))
-      return IoError("writing '", tmp, "' failed: ", std::strerror(errno));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     f.close();
-    if (!f) return IoError("writing '", tmp, "' failed: ", std::strerror(errno));
+    if (!f) {
+      std::remove(tmp.c_str());
+      return IoError("writing '", tmp, "' failed: ", std::strerror(errno));
+    }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return IoError("cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    return IoError("cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
+  }
   return Status::Ok();
 }
 

@@ -38,5 +38,8 @@ StatusOr<onnx::ModelProto> ExportModelProto(const Model& model, const ExportOpti
 // Writes atomically (temporary file + rename).
 Status SaveModelFile(const Model& model, const std::string& path,
                      const ExportOptions& options = {});
+// `bytes` to `path` through a temporary file and a rename: a failed write
+// leaves what was there.
+Status WriteFileAtomically(const std::string& path, const std::string& bytes);
 
 }  // namespace amp

@@ -89,6 +89,8 @@ StatusOr<Model> Importer::Run() {
   if (proto_.functions_size() > 0)
     return Unimplemented("model-local functions are not supported (the model defines '",
                          proto_.functions(0).name(), "'); export without them (inline them)");
+  if (mode_ == TrainingInfoMode::kAuto)
+    mode_ = proto_.training_info_size() > 0 ? TrainingInfoMode::kStep : TrainingInfoMode::kForward;
   if (proto_.training_info_size() > 0 && mode_ == TrainingInfoMode::kRefuse)
     return Unimplemented(
         "the model already has training_info; amp imports inference or "
@@ -199,6 +201,14 @@ Status Importer::ImportTrainingInfo(Model& m) {
                              "', which the step does not compute");
     info.updates.emplace_back(kv.key(), kv.value());
   }
+  // The main graph is the forward model: its outputs that the step computes
+  // too are the model's own outputs (the logits), with their exported types.
+  for (const auto& out : proto_.graph().output())
+    if (m.graph->FindValue(out.name())) {
+      int32_t t = out.type().tensor_type().elem_type();
+      info.forward_outputs.emplace_back(
+          out.name(), IsSupportedDType(t) ? static_cast<DType>(t) : DType::kUndefined);
+    }
   // amp's metadata names the loss, the trainable parameters and the skip flag.
   auto it = m.metadata.find("amp.training");
   if (it != m.metadata.end()) {

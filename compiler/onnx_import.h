@@ -29,6 +29,7 @@ enum class TrainingInfoMode {
   kForward,  // import the main graph (the forward model) and ignore the step
   kStep,     // import training_info[0]'s algorithm as the graph, with the main
              // graph's initializers and Model::training from the bindings
+  kAuto,     // kStep when the model has training_info, else kForward
 };
 
 // Reads a binary .onnx file. External data is resolved relative to the file's

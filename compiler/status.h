@@ -1,7 +1,9 @@
-// Status and StatusOr: the error type that flows through the compiler and the
-// runtime. Library code never exits or aborts on bad input; it returns a Status
-// whose message names the problem (and the node, where there is one). The CLI
-// maps it to one line on stderr and exit code 1.
+// Status and StatusOr (the public amp/status.h) with what amp's own code
+// builds them with: StrCat, the InvalidArgument/NotFound/... makers, the
+// AMP_RETURN_IF_ERROR / AMP_ASSIGN_OR_RETURN macros and AMP_CHECK. Library
+// code never exits or aborts on bad input; it returns a Status whose message
+// names the problem (and the node, where there is one). The CLI maps it to one
+// line on stderr and exit code 1.
 #pragma once
 
 #include <cmath>
@@ -13,37 +15,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "amp/status.h"  // Status, StatusCode, StatusOr
+
 namespace amp {
-
-enum class StatusCode {
-  kOk = 0,
-  kInvalidArgument,  // malformed model or flag
-  kUnimplemented,    // valid ONNX that amp does not support (yet)
-  kNotFound,         // a file or name that does not exist
-  kIoError,          // the file system failed
-  kInternal,         // an amp bug
-};
-
-class [[nodiscard]] Status {
- public:
-  Status() = default;
-  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
-  static Status Ok() { return Status(); }
-
-  bool ok() const { return code_ == StatusCode::kOk; }
-  StatusCode code() const { return code_; }
-  const std::string& message() const { return message_; }
-
-  // Prefixes context ("while importing node 'x': ") to an error; no-op on OK.
-  Status WithContext(const std::string& context) const {
-    if (ok()) return *this;
-    return Status(code_, context + ": " + message_);
-  }
-
- private:
-  StatusCode code_ = StatusCode::kOk;
-  std::string message_;
-};
 
 namespace internal {
 inline void AppendAll(std::ostringstream&) {}
@@ -88,29 +62,6 @@ template <typename... Args>
 Status Internal(const Args&... args) {
   return Status(StatusCode::kInternal, StrCat(args...));
 }
-
-// A value or the Status that explains why there is none.
-template <typename T>
-class [[nodiscard]] StatusOr {
- public:
-  StatusOr(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
-  StatusOr(Status status)                          // NOLINT: implicit by design
-      : status_(status.ok() ? Internal("StatusOr constructed from an OK status without a value")
-                            : std::move(status)) {}
-  bool ok() const { return status_.ok(); }
-  const Status& status() const { return status_; }
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T& operator*() & { return *value_; }
-  const T& operator*() const& { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-
- private:
-  Status status_;
-  std::optional<T> value_;
-};
 
 // Internal invariant: a broken one is an amp bug, reported with file and line.
 [[noreturn]] inline void CheckFailed(const char* file, int line, const char* cond) {

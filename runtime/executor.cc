@@ -17,7 +17,7 @@ std::string DimsToString(const std::vector<int64_t>& dims) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Executor>> Executor::Open(const std::string& path,
-                                                 const ExecutorOptions& options) {
+                                                   const ExecutorOptions& options) {
   AMP_ASSIGN_OR_RETURN(Model m, LoadModel(path, options.mode));
   return Create(std::move(m), options);
 }
@@ -61,7 +61,8 @@ Executor::~Executor() {
   if (arena_) backend_->Free(arena_);
 }
 
-Status Executor::SetInput(const std::string& name, const Tensor& value) {
+Status Executor::CheckInput(const std::string& name, DType dtype,
+                            const std::vector<int64_t>& dims) const {
   const Value* in = nullptr;
   for (const Value* v : base_->graph->inputs())
     if (v->name() == name) in = v;
@@ -73,20 +74,39 @@ Status Executor::SetInput(const std::string& name, const Tensor& value) {
     }
     return InvalidArgument("the model has no input '", name, "' (its inputs: ", names, ")");
   }
-  if (value.dtype() != in->dtype())
-    return InvalidArgument("input '", name, "' is ", DTypeName(value.dtype()),
-                           "; the model expects ", DTypeName(in->dtype()));
+  if (dtype != in->dtype())
+    return InvalidArgument("input '", name, "' is ", DTypeName(dtype), "; the model expects ",
+                           DTypeName(in->dtype()));
+  for (int64_t d : dims)
+    if (d < 0) return InvalidArgument("input '", name, "' has a negative dim ", d);
   if (in->type().shape) {
     const Shape& shape = *in->type().shape;
-    if (shape.size() != value.dims().size())
-      return InvalidArgument("input '", name, "' has shape ", DimsToString(value.dims()),
+    if (shape.size() != dims.size())
+      return InvalidArgument("input '", name, "' has shape ", DimsToString(dims),
                              "; the model expects ", in->type().ToString());
     for (size_t i = 0; i < shape.size(); ++i)
-      if (shape[i].is_static() && shape[i].value() != value.dims()[i])
-        return InvalidArgument("input '", name, "' has shape ", DimsToString(value.dims()),
+      if (shape[i].is_static() && shape[i].value() != dims[i])
+        return InvalidArgument("input '", name, "' has shape ", DimsToString(dims),
                                "; the model expects ", in->type().ToString());
   }
-  pending_[name] = value;
+  return Status::Ok();
+}
+
+Status Executor::SetInput(const std::string& name, const Tensor& value) {
+  AMP_RETURN_IF_ERROR(CheckInput(name, value.dtype(), value.dims()));
+  pending_[name] = Pending{value, nullptr, value.dtype(), value.dims(), value.nbytes()};
+  return Status::Ok();
+}
+
+Status Executor::SetInputOnDevice(const std::string& name, DType dtype, std::vector<int64_t> dims,
+                                  const void* data) {
+  AMP_RETURN_IF_ERROR(CheckInput(name, dtype, dims));
+  size_t n = DTypeSize(dtype);
+  for (int64_t d : dims)
+    if (__builtin_mul_overflow(n, static_cast<size_t>(d), &n))
+      return InvalidArgument("input '", name, "' has more bytes than memory holds");
+  if (!data && n > 0) return InvalidArgument("input '", name, "' has no data (a null pointer)");
+  pending_[name] = Pending{Tensor(), data, dtype, std::move(dims), n};
   return Status::Ok();
 }
 
@@ -97,15 +117,16 @@ Status Executor::Copy(const TensorRef& from, TensorRef& to) {
 bool Executor::Matches(const Executable& exe) const {
   const SpecializeRequest& r = exe.request;
   if (r.input_dims.size() + r.frozen.size() != pending_.size()) return false;
-  for (const auto& [name, t] : pending_) {
+  for (const auto& [name, p] : pending_) {
     if (auto f = r.frozen.find(name); f != r.frozen.end()) {
-      // Frozen values are part of the graph.
-      if (f->second.dims() != t.dims() || std::memcmp(f->second.data(), t.data(), t.nbytes()) != 0)
+      // Frozen values are part of the graph (only host inputs are frozen).
+      if (p.device || f->second.dims() != p.dims ||
+          std::memcmp(f->second.data(), p.host.data(), p.nbytes) != 0)
         return false;
       continue;
     }
     auto d = r.input_dims.find(name);
-    if (d == r.input_dims.end() || d->second != t.dims()) return false;
+    if (d == r.input_dims.end() || d->second != p.dims) return false;
   }
   return true;
 }
@@ -177,7 +198,7 @@ StatusOr<Executor::Loaded*> Executor::Prepare() {
     }
   if (!l) {
     SpecializeRequest r;
-    for (const auto& [name, t] : pending_) r.input_dims[name] = t.dims();
+    for (const auto& [name, p] : pending_) r.input_dims[name] = p.dims;
     r.keep = options_.extra_outputs;
     r.fuse_optimizer = options_.fuse_optimizer;
     r.disabled_passes = options_.disabled_passes;
@@ -188,9 +209,9 @@ StatusOr<Executor::Loaded*> Executor::Prepare() {
     if (!built.ok() && built.status().code() == StatusCode::kUnimplemented &&
         options_.freeze_shape_inputs) {
       // Shapes that only the inputs' values decide: freeze the integer inputs.
-      for (const auto& [name, t] : pending_)
-        if (IsInteger(t.dtype())) {
-          r.frozen[name] = t;
+      for (const auto& [name, p] : pending_)
+        if (IsInteger(p.dtype) && !p.device) {
+          r.frozen[name] = p.host;
           r.input_dims.erase(name);
         }
       if (!r.frozen.empty()) built = Specialize(*base_, r, *backend_);
@@ -236,10 +257,12 @@ StatusOr<Executor::Loaded*> Executor::Prepare() {
 
 Status Executor::Run() {
   AMP_ASSIGN_OR_RETURN(Loaded * l, Prepare());
-  for (const auto& [name, t] : pending_) {
+  for (const auto& [name, p] : pending_) {
     int slot = l->exe.Find(name);
     if (slot < 0 || l->exe.slots[slot].kind != SlotKind::kInput) continue;  // frozen
-    AMP_RETURN_IF_ERROR(backend_->CopyToDevice(l->refs[slot].data, t.data(), t.nbytes()));
+    void* to = l->refs[slot].data;
+    AMP_RETURN_IF_ERROR(p.device ? backend_->CopyOnDevice(to, p.device, p.nbytes)
+                                 : backend_->CopyToDevice(to, p.host.data(), p.nbytes));
   }
   for (Loaded::Step& s : l->program) {
     Status st = backend_->Run(*s.call, s.in, s.out, static_cast<uint64_t>(step_));
@@ -277,6 +300,13 @@ StatusOr<Tensor> Executor::Fetch(const std::string& name) const {
   const TensorRef* r = Ref(name);
   if (!r)
     return NotFound("no value '", name, "' to fetch", active_ ? "" : " (Run has not been called)");
+  if (!persistent_.count(name)) {
+    int slot = active_->exe.Find(name);
+    if (active_->exe.slots[slot].kind == SlotKind::kArena && !active_->exe.kept.count(name))
+      return NotFound("'", name, "' is an intermediate of the step whose memory is reused before ",
+                      "the step ends; ask for it to be kept (ExecutorOptions::extra_outputs, ",
+                      "SessionOptions::fetch) to read it");
+  }
   Tensor t(r->dtype, r->dims);
   AMP_RETURN_IF_ERROR(backend_->CopyToHost(t.mutable_data(), r->data, t.nbytes()));
   return t;

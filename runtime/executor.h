@@ -76,11 +76,12 @@ struct MemoryReport {
 class Executor {
  public:
   static StatusOr<std::unique_ptr<Executor>> Open(const std::string& path,
-                                                 const ExecutorOptions& options = {});
+                                                  const ExecutorOptions& options = {});
   // From a model in memory (the training step in Model::training when
   // options.mode is kStep). Gradient nodes must have been expanded by the
   // compiler (pipelines::Lower) first.
-  static StatusOr<std::unique_ptr<Executor>> Create(Model model, const ExecutorOptions& options = {});
+  static StatusOr<std::unique_ptr<Executor>> Create(Model model,
+                                                    const ExecutorOptions& options = {});
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -93,6 +94,11 @@ class Executor {
   // Binds a graph input for the next Run (copied). Its element type must be
   // the declared one; its dims fix the symbolic ones.
   Status SetInput(const std::string& name, const Tensor& value);
+  // The same from memory of this executor's backend (a CUDA pointer for
+  // "cuda", host memory for "cpu"): dense row-major data, read by the next
+  // Run, which copies it (so it must stay valid until then).
+  Status SetInputOnDevice(const std::string& name, DType dtype, std::vector<int64_t> dims,
+                          const void* data);
   // Runs the graph once; for a training step, then replaces every piece of
   // state by its update.
   Status Run();
@@ -159,8 +165,17 @@ class Executor {
 
   // Persistent buffers: initializers by name (parameters, state, constants).
   std::map<std::string, TensorRef> persistent_;
-  // Bound inputs (host copies).
-  std::map<std::string, Tensor> pending_;
+  // A bound input: a host copy, or a pointer into the backend's memory.
+  struct Pending {
+    Tensor host;
+    const void* device = nullptr;
+    DType dtype = DType::kUndefined;
+    std::vector<int64_t> dims;
+    size_t nbytes = 0;
+  };
+  // Checks a value for input `name` against its declaration.
+  Status CheckInput(const std::string& name, DType dtype, const std::vector<int64_t>& dims) const;
+  std::map<std::string, Pending> pending_;
   // Specializations, least recently used first; active_ is the last Run's.
   std::vector<std::unique_ptr<Loaded>> cache_;
   Loaded* active_ = nullptr;

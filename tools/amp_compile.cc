@@ -19,6 +19,7 @@
 #include "compiler/onnx_export.h"
 #include "compiler/text.h"
 #include "ops/op_def.h"
+#include "passes/compile.h"
 #include "passes/op_classes.h"
 #include "passes/pipelines.h"
 #include "passes/precision_report.h"
@@ -27,17 +28,6 @@
 #include "tools/cli_common.h"
 
 namespace {
-
-std::string Summary(const amp::Model& m) {
-  std::map<std::string, int> ops;
-  for (const amp::Node* n : m.graph->nodes()) ++ops[n->op_type()];
-  std::string s;
-  for (const auto& [op, count] : ops) s += amp::StrCat(s.empty() ? "" : ", ", op, " x", count);
-  int64_t params = 0;
-  for (const amp::Value* v : m.graph->initializers()) params += v->initializer()->num_elements();
-  return amp::StrCat(m.graph->num_nodes(), " nodes (", s, "), ", m.graph->initializers().size(),
-                     " initializers with ", params, " elements, opset ", m.OpsetVersion(""));
-}
 
 // A backend's kernel table that lets every node through and remembers the
 // ones the backend lacks: the cost is estimated either way, and the report
@@ -219,12 +209,36 @@ int main(int argc, char** argv) {
       return amp::InvalidArgument("--external-data-threshold must be 0 or more bytes, not ",
                                   external_threshold);
     AMP_ASSIGN_OR_RETURN(auto dim_bindings, amp::cli::ParseDimBindings(bind_dims));
-    AMP_ASSIGN_OR_RETURN(amp::PrecisionPolicy policy, precision.Build());
+    amp::CompileOptions options = precision.Options();
+    options.label = label;
+    options.label_dtype = label_dtype;
+    options.output = loss_output;
+    options.freeze = freeze;
+    options.seed = seed;
+    options.optimizer = optimizer;
+    options.lr = lr;
+    options.momentum = momentum;
+    options.dampening = dampening;
+    options.nesterov = nesterov;
+    options.weight_decay = weight_decay;
+    options.beta1 = betas[0];
+    options.beta2 = betas[1];
+    options.eps = eps;
+    options.loss_scale = loss_scale;
+    options.init_scale = ls.init_scale;
+    options.growth_factor = ls.growth_factor;
+    options.backoff_factor = ls.backoff_factor;
+    options.growth_interval = ls.growth_interval;
+    options.min_scale = ls.min_scale;
+    options.max_scale = ls.max_scale;
+    options.emit = emit;
+    options.bind_dims = dim_bindings;
+    AMP_RETURN_IF_ERROR(amp::ValidateCompileOptions(options));
     // Progress is reported only once everything succeeded, so that a failure
     // prints exactly one line.
     std::string log;
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
-    log += amp::StrCat("amp-compile: imported ", input, ": ", Summary(model), "\n");
+    log += amp::StrCat("amp-compile: imported ", input, ": ", amp::ModelSummary(model), "\n");
     if (output.empty() && !report && report_json.empty() && dot_file.empty() && !print_ir)
       return amp::InvalidArgument(
           "nothing to write: pass -o OUT.onnx (or --report, --report-json, --dot or --print-ir "
@@ -252,59 +266,15 @@ int main(int argc, char** argv) {
                            "' is a scalar: training it as its own loss (--loss model)\n");
       }
     }
-    int casts_before = amp::CountCasts(model);
-    // Lower first: a model from another producer may hold Gradient nodes.
-    amp::PassPipeline pipeline = amp::pipelines::Lower();
-    if (!dim_bindings.empty()) pipeline.Append(amp::pipelines::BindShapes(dim_bindings));
-    if (!loss_kind.empty()) {
-      amp::pipelines::TrainingOptions t;
-      t.loss.kind = loss_kind;
-      t.loss.label = label;
-      t.loss.seed = seed;
-      t.loss.label_type = label_dtype == "int32" ? amp::DType::kInt32 : amp::DType::kInt64;
-      t.loss.output = loss_output;
-      t.freeze = freeze;
-      t.optimizer = {optimizer,    lr,       momentum, dampening, nesterov,
-                     weight_decay, betas[0], betas[1], eps};
-      bool scaled =
-          loss_scale == "dynamic" || (loss_scale == "auto" && policy.level != amp::OptLevel::kO0);
-      if (loss_scale != "auto" && loss_scale != "dynamic" && loss_scale != "none") {
-        try {
-          size_t used = 0;
-          ls.init_scale = std::stof(loss_scale, &used);
-          if (used != loss_scale.size()) throw std::invalid_argument("trailing");
-        } catch (const std::exception&) {
-          return amp::InvalidArgument("--loss-scale expects dynamic, none or a number, got '",
-                                      loss_scale, "'");
-        }
-        ls.dynamic = false;
-        scaled = true;
-      }
-      if (scaled) t.loss_scale = ls;
-      t.gradients_only = emit == "gradients";
-      pipeline.Append(amp::pipelines::Training(t));
-    }
-    pipeline.Append(amp::pipelines::ForLevel(policy));
+    options.loss = loss_kind;
     AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
-    pipeline.set_debug(debug);
-    AMP_ASSIGN_OR_RETURN(bool changed, pipeline.Run(model));
-    if (changed)
-      log += amp::StrCat("amp-compile: after ", pipeline.Describe(), ": ", Summary(model), "\n");
-    if (policy.level == amp::OptLevel::kO3)
-      log +=
-          "amp-compile: warning: O3 runs everything in half, softmax, norms and losses included; "
-          "use it only to compare against O1/O2\n";
-    // The policy file may have changed dtype and level: report what ran.
-    amp::ReportContext rc{amp::PrecisionName(policy.half_type), amp::OptLevelName(policy.level),
-                          casts_before};
-    nlohmann::json rep = amp::BuildPrecisionReport(model, rc);
-    const auto& sum = rep["summary"];
-    log += amp::StrCat("amp-compile: ", rc.opt_level, ": ", sum["half"].get<int>(), " nodes in ",
-                       rc.dtype, ", ", sum["fp32"].get<int>(), " in fp32, ",
-                       sum["untouched"].get<int>(), " untouched; ",
-                       sum["casts_inserted"].get<int>(), " casts inserted\n");
-    if (sum["half"].get<int>() == 0)
-      log += "amp-compile: note: nothing was converted to half (see --report for why)\n";
+    AMP_ASSIGN_OR_RETURN(amp::CompileResult compiled, amp::CompileModel(model, options, debug));
+    for (size_t at = 0; at < compiled.log.size();) {
+      size_t end = compiled.log.find('\n', at);
+      log += "amp-compile: " + compiled.log.substr(at, end - at + 1);
+      at = end + 1;
+    }
+    nlohmann::json& rep = compiled.report;
     if (!target.empty()) {
       AMP_ASSIGN_OR_RETURN(rep["cost"], StepCost(model, target, device_model));
       const auto& c = rep["cost"];

@@ -24,10 +24,10 @@
 #include <set>
 
 #include "compiler/loader.h"
-#include "compiler/onnx_export.h"
 #include "runtime/checkpoint.h"
-#include "runtime/npz.h"
 #include "runtime/executor.h"
+#include "runtime/export_inference.h"
+#include "runtime/npz.h"
 #include "tools/cli_common.h"
 
 namespace amp {
@@ -207,16 +207,7 @@ Status Evaluate(const Flags& f, const Executor& trained, const std::map<std::str
 
 Status ExportInference(const Flags& f, const Executor& trained) {
   AMP_ASSIGN_OR_RETURN(Model m, LoadModel(f.model, TrainingInfoMode::kForward));
-  for (const std::string& name : trained.StateNames()) {
-    Value* v = m.graph->FindValue(name);
-    if (!v || !v->has_initializer()) continue;
-    AMP_ASSIGN_OR_RETURN(Tensor t, trained.Fetch(name));
-    m.graph->SetInitializerData(v, std::move(t));
-  }
-  m.metadata.erase("amp.training");
-  m.metadata.erase("amp.lr");
-  m.training = TrainingInfo{};
-  AMP_RETURN_IF_ERROR(SaveModelFile(m, f.export_inference));
+  AMP_RETURN_IF_ERROR(amp::ExportInference(trained, std::move(m), f.export_inference));
   std::fprintf(stderr, "amp-train: wrote the trained inference model to %s\n",
                f.export_inference.c_str());
   return Status::Ok();

@@ -11,14 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "amp/version.h"
 #include "compiler/status.h"
+#include "passes/compile.h"
 #include "passes/pass.h"
 #include "passes/precision_policy.h"
 #include "passes/registry.h"
 
 namespace amp::cli {
 
-inline constexpr const char* kVersion = "0.1.0";
+inline constexpr const char* kVersion = AMP_VERSION;
 
 inline StatusOr<std::map<std::string, int64_t>> ParseDimBindings(
     const std::vector<std::string>& specs) {
@@ -66,19 +68,20 @@ struct PrecisionFlags {
                  "run BatchNormalization entirely in FP32");
   }
 
-  // Flags first, then the policy file on top (it names its own fields).
-  StatusOr<PrecisionPolicy> Build() const {
-    PrecisionPolicy p;
-    AMP_ASSIGN_OR_RETURN(p.level, ParseOptLevel(opt_level));
-    AMP_ASSIGN_OR_RETURN(p.half_type, ParseHalfType(dtype));
-    p.fp32_ops.insert(fp32_ops.begin(), fp32_ops.end());
-    p.half_ops.insert(half_ops.begin(), half_ops.end());
-    p.fp32_nodes = fp32_nodes;
-    p.keep_batchnorm_fp32 = keep_batchnorm_fp32;
-    if (!policy_file.empty()) AMP_RETURN_IF_ERROR(p.MergeJsonFile(policy_file));
-    AMP_RETURN_IF_ERROR(p.Validate());
-    return p;
+  // The flags as the compiler's options (its precision fields).
+  CompileOptions Options() const {
+    CompileOptions o;
+    o.opt_level = opt_level;
+    o.dtype = dtype;
+    o.fp32_ops = fp32_ops;
+    o.half_ops = half_ops;
+    o.fp32_nodes = fp32_nodes;
+    o.policy_file = policy_file;
+    o.keep_batchnorm_fp32 = keep_batchnorm_fp32;
+    return o;
   }
+  // Flags first, then the policy file on top (it names its own fields).
+  StatusOr<PrecisionPolicy> Build() const { return PolicyFor(Options()); }
 };
 
 // --print-after and --disable-pass, shared by amp-compile and amp-opt.
