@@ -1,5 +1,5 @@
 // Training ops: ONNX's ai.onnx.preview.training (Gradient, Adam, Momentum, Adagrad) and amp's own
-// ai.amp fused ops (FusedAdam, UnscaleCheck).
+// ai.amp fused ops (FusedAdam, UnscaleCheck) and its collective (AllReduce).
 //
 // Each op's facts in one record (ops/op_def.h): arity, type and shape
 // inference, precision class, shape-like inputs, gradient rule or why there
@@ -89,6 +89,19 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp AllReduce (data-parallel): n FP32 tensors in, their means over the
+// ranks out, typed like the inputs.
+Status InferAllReduce(InferenceContext& ctx) {
+  if (ctx.num_outputs() != ctx.num_inputs()) return ctx.Error("expects one output per input");
+  for (size_t j = 0; j < ctx.num_inputs(); ++j) {
+    if (ctx.input_dtype(j) != DType::kFloat32)
+      return ctx.Error("reduces float tensors, but input ", j, " is ",
+                       DTypeName(ctx.input_dtype(j)));
+    ctx.SetOutput(j, ctx.input_dtype(j), ctx.input_shape(j));
+  }
+  return Status::Ok();
+}
+
 // ---- gradients ----
 
 // (none: see each record's no_grad)
@@ -103,6 +116,13 @@ std::vector<std::pair<int, int>> InplaceFusedAdam(const Node& n) {
     pairs.emplace_back(count + k, 3 + 2 * count + k);
     pairs.emplace_back(2 * count + k, 3 + 3 * count + k);
   }
+  return pairs;
+}
+
+// AllReduce reads each input before writing its output.
+std::vector<std::pair<int, int>> InplaceAllReduce(const Node& n) {
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 0; k < static_cast<int>(n.num_inputs()); ++k) pairs.emplace_back(k, k);
   return pairs;
 }
 
@@ -155,6 +175,13 @@ std::vector<OpDef> TrainingOps() {
        .precision = {OpClass::kNone, "FP32 by construction (fuse-unscale)"},
        .no_grad = "made by fusion after autodiff: never differentiated",
        .inplace = InplaceUnscaleCheck},
+      {.domain = "ai.amp",
+       .op_type = "AllReduce",
+       .arity = {1, -1, 1, -1},
+       .infer = InferAllReduce,
+       .precision = {OpClass::kFp32, "gradients are reduced across ranks in FP32"},
+       .no_grad = "made by data-parallel after autodiff: never differentiated",
+       .inplace = InplaceAllReduce},
   };
 }
 

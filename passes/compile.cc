@@ -69,6 +69,9 @@ Status ValidateCompileOptions(const CompileOptions& o) {
   AMP_RETURN_IF_ERROR(OneOf("emit (--emit)", o.emit, {"training_info", "functional", "gradients"}));
   // The loss kind and the numbers are checked by the passes that use them
   // (attach-loss, optimizer, loss-scaling), with one message each.
+  if (!(o.bucket_mb > 0 && o.bucket_mb <= 4096))
+    return InvalidArgument("bucket_mb (--bucket-mb) must be more than 0 and at most 4096, not ",
+                           o.bucket_mb);
   for (const auto& [dim, v] : o.bind_dims)
     if (dim.empty() || v < 0)
       return InvalidArgument("bind_dims (--bind-dim) needs a name and a non-negative size, got '",
@@ -91,6 +94,8 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
                                      const PipelineDebug& debug) {
   AMP_RETURN_IF_ERROR(ValidateCompileOptions(o));
   AMP_ASSIGN_OR_RETURN(PrecisionPolicy policy, PolicyFor(o));
+  if (o.data_parallel && o.loss.empty())
+    return InvalidArgument("data_parallel (--data-parallel) needs a training step (--loss)");
   CompileResult result;
   int casts_before = CountCasts(model);
   // Lower first: a model from another producer may hold Gradient nodes.
@@ -108,6 +113,11 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
                    o.weight_decay, o.beta1, o.beta2,    o.eps};
     AMP_ASSIGN_OR_RETURN(t.loss_scale, LossScaleFor(o, policy));
     t.gradients_only = o.emit == "gradients";
+    if (o.data_parallel) {
+      DataParallelOptions dp;
+      dp.bucket_bytes = static_cast<size_t>(static_cast<double>(o.bucket_mb) * (1 << 20));
+      t.data_parallel = dp;
+    }
     pipeline.Append(pipelines::Training(t));
   }
   pipeline.Append(pipelines::ForLevel(policy));

@@ -104,7 +104,10 @@ StatusOr<bool> Optimizer::Run(Model& model) {
   for (const std::string& name : t.trainable) {
     Value* p = g.FindValue(name);
     Value* grad_out = g.FindValue(t.gradients.at(name));
-    Value* grad = grad_out->producer()->input(0);  // behind the exposing Identity
+    // Behind autodiff's exposing Identity (data-parallel's AllReduce output
+    // is read as it is).
+    Node* exposing = ProducerIf(grad_out, "Identity");
+    Value* grad = exposing ? exposing->input(0) : grad_out;
     Value* gr = grad;
     if (wd && o.kind != "adamw")
       gr = b.Op("Add", {gr, b.Op("Mul", {p, wd}, name + ".decay")}, name + ".grad_decayed");

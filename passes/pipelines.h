@@ -12,6 +12,7 @@
 #include <string>
 
 #include "passes/attach_loss.h"
+#include "passes/data_parallel.h"
 #include "passes/loss_scaling.h"
 #include "passes/optimizer.h"
 #include "passes/pass.h"
@@ -34,6 +35,9 @@ struct TrainingOptions {
   // Loss scaling between the backward pass and the optimizer; none for an
   // FP32 step.
   std::optional<LossScaleOptions> loss_scale;
+  // Gradients and loss all-reduced over the ranks (data-parallel), right
+  // after the backward pass.
+  std::optional<DataParallelOptions> data_parallel;
   bool gradients_only = false;  // stop after the backward pass
 };
 // attach-loss, autodiff, [loss-scaling], optimizer, dce (or attach-loss,

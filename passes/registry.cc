@@ -4,6 +4,7 @@
 
 #include "passes/autodiff.h"
 #include "passes/bind_dims.h"
+#include "passes/data_parallel.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
@@ -43,6 +44,10 @@ const Entry kPasses[] = {
     {BindDims::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
        return std::make_unique<BindDims>(o.dim_bindings);
+     }},
+    {DataParallel::kName,
+     [](const PassOptions& o) -> std::unique_ptr<Pass> {
+       return std::make_unique<DataParallel>(o.data_parallel);
      }},
     {Dce::kName, Make<Dce>},
     {ExpandGradient::kName, Make<ExpandGradient>},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "passes/attach_loss.h"
+#include "passes/data_parallel.h"
 #include "passes/loss_scaling.h"
 #include "passes/optimizer.h"
 #include "passes/pass.h"
@@ -24,6 +25,7 @@ struct PassOptions {
   std::string freeze;                           // for autodiff: regex of frozen parameters
   OptimizerOptions optimizer;                   // for optimizer
   LossScaleOptions loss_scale;                  // for loss-scaling
+  DataParallelOptions data_parallel;            // for data-parallel
 };
 
 StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name, const PassOptions& options);

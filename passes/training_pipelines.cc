@@ -15,6 +15,7 @@ PassPipeline Training(const TrainingOptions& options) {
   PassPipeline p;
   p.Add(std::make_unique<AttachLoss>(options.loss));
   p.Add(std::make_unique<Autodiff>(options.freeze));
+  if (options.data_parallel) p.Add(std::make_unique<DataParallel>(*options.data_parallel));
   if (!options.gradients_only) {
     if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));
     p.Add(std::make_unique<Optimizer>(options.optimizer));

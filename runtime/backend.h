@@ -15,6 +15,7 @@
 #include "compiler/ir.h"
 #include "compiler/kernel_attrs.h"
 #include "compiler/status.h"
+#include "kernels/communicator.h"
 #include "kernels/tensor_ref.h"
 
 namespace amp {
@@ -35,6 +36,13 @@ class Backend : public KernelSupport {
                      const std::vector<TensorRef*>& outputs, uint64_t step) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual Status Synchronize() = 0;
+  // The ranks ai.amp AllReduce reduces over (data-parallel steps); not owned.
+  // A backend without collectives says so.
+  virtual Status SetCommunicator(Communicator* comm) {
+    (void)comm;
+    return Unimplemented("the ", name(),
+                         " backend has no collectives yet (data-parallel runs on the cpu)");
+  }
 };
 
 std::unique_ptr<Backend> CreateCpuBackend();

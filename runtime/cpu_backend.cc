@@ -60,11 +60,18 @@ class CpuBackend : public Backend {
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     cpu::KernelFn fn = cpu::FindKernel(node.domain(), node.op_type());
     if (!fn) return Unimplemented(node.Describe(), ": the CPU runtime has no kernel for it");
-    cpu::KernelContext ctx{node, inputs, outputs, step};
+    cpu::KernelContext ctx{node, inputs, outputs, step, comm_};
     return fn(ctx);
   }
 
   Status Synchronize() override { return Status::Ok(); }
+  Status SetCommunicator(Communicator* comm) override {
+    comm_ = comm;
+    return Status::Ok();
+  }
+
+ private:
+  Communicator* comm_ = nullptr;
 };
 
 }  // namespace

@@ -32,6 +32,7 @@ StatusOr<std::unique_ptr<Executor>> Executor::Create(Model model, const Executor
   std::unique_ptr<Executor> s(new Executor());
   s->options_ = options;
   AMP_ASSIGN_OR_RETURN(s->backend_, CreateBackend(options.device));
+  if (options.comm) AMP_RETURN_IF_ERROR(s->backend_->SetCommunicator(options.comm));
   s->base_ = std::make_unique<Model>(std::move(model));
   for (const Value* v : s->base_->graph->initializers()) {
     const Tensor& t = *v->initializer();

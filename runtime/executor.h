@@ -60,6 +60,9 @@ struct ExecutorOptions {
   // See NonFinitePolicy. Checking reads the loss and the new state after
   // each step (both are live at its end anyway: no memory is added).
   NonFinitePolicy non_finite = NonFinitePolicy::kApply;
+  // The ranks a data-parallel step (ai.amp AllReduce) reduces over; null:
+  // one rank. Not owned: it outlives the executor.
+  Communicator* comm = nullptr;
   // Specialization passes not to run, by name (e.g. "transpose-folding"):
   // for comparing a fusion with the unfused step.
   std::set<std::string, std::less<>> disabled_passes;

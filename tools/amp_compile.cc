@@ -148,6 +148,13 @@ int main(int argc, char** argv) {
          "training_info), functional (one graph, state in as inputs and out as outputs, runnable "
          "by any ONNX runtime) or gradients (loss and <param>_grad outputs, no optimizer)")
       ->check(CLI::IsMember({"training_info", "functional", "gradients"}));
+  bool data_parallel = false;
+  float bucket_mb = 4.0f;
+  app.add_flag("--data-parallel", data_parallel,
+               "all-reduce the gradients and the loss over the ranks after the backward pass "
+               "(train with mpirun -np N amp-train)");
+  app.add_option("--bucket-mb", bucket_mb,
+                 "with --data-parallel: gradients per all-reduce, in MiB (4)");
   app.add_flag("--report", report,
                "print the precision report: per op type, casts, activation bytes, "
                "and the rule that decided each node");
@@ -233,6 +240,8 @@ int main(int argc, char** argv) {
     options.max_scale = ls.max_scale;
     options.emit = emit;
     options.bind_dims = dim_bindings;
+    options.data_parallel = data_parallel;
+    options.bucket_mb = bucket_mb;
     AMP_RETURN_IF_ERROR(amp::ValidateCompileOptions(options));
     // Progress is reported only once everything succeeded, so that a failure
     // prints exactly one line.

@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
                  "loss-scaling: initial (or static) scale");
   bool static_scale = false;
   app.add_flag("--static-loss-scale", static_scale, "loss-scaling: keep the scale fixed");
+  app.add_option("--bucket-bytes", training.data_parallel.bucket_bytes,
+                 "data-parallel: gradient bytes per AllReduce (4 MiB)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
     options.optimizer = training.optimizer;
     options.loss_scale = training.loss_scale;
     options.loss_scale.dynamic = !static_scale;
+    options.data_parallel = training.data_parallel;
     AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
     if (!split) return Process(amp::LoadModel(input), passes, options, debug, output);
     AMP_ASSIGN_OR_RETURN(std::string source, amp::ReadRegularFile(input));

@@ -11,6 +11,10 @@
 // bit-identically.
 #include <unistd.h>
 
+#ifdef AMP_HAVE_MPI
+#include <mpi.h>
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -27,6 +31,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/executor.h"
 #include "runtime/export_inference.h"
+#include "runtime/mpi_communicator.h"
 #include "runtime/npz.h"
 #include "tools/cli_common.h"
 
@@ -40,6 +45,7 @@ struct Flags {
   double lr = std::nan("");
   bool shuffle = false, eval = false, quiet = false, skip_nonfinite = false;
   std::string fuse_optimizer = "auto";
+  double collective_timeout = 300;
   // Which of the numeric options were given.
   bool has_lr = false, has_steps = false, has_batch_size = false, has_save_every = false;
 };
@@ -55,6 +61,9 @@ Status ValidateFlags(const Flags& f) {
     return InvalidArgument("--batch-size must be at least 1, not ", f.batch_size);
   if (f.has_save_every && f.save_every < 1)
     return InvalidArgument("--save-every must be at least 1, not ", f.save_every);
+  if (!(f.collective_timeout > 0) || !std::isfinite(f.collective_timeout))
+    return InvalidArgument("--collective-timeout must be a positive number of seconds, not ",
+                           f.collective_timeout);
   if (f.has_save_every && f.checkpoint.empty())
     return InvalidArgument("--save-every needs --checkpoint FOLDER");
   if (!f.export_inference.empty()) {
@@ -213,9 +222,30 @@ Status ExportInference(const Flags& f, const Executor& trained) {
   return Status::Ok();
 }
 
-Status Train(const Flags& f) {
+// Every piece of state as rank 0 holds it, on every rank: the ranks start
+// (and resume) from the same parameters, moments and loss scale.
+Status BroadcastState(Executor& session, Communicator& comm) {
+  for (const std::string& name : session.StateNames()) {
+    AMP_ASSIGN_OR_RETURN(Tensor t, session.Fetch(name));
+    AMP_RETURN_IF_ERROR(comm.Broadcast(t.mutable_data(), t.nbytes(), 0));
+    AMP_RETURN_IF_ERROR(session.SetInitializer(name, t));
+  }
+  std::vector<int64_t> step = {session.step()};
+  AMP_RETURN_IF_ERROR(comm.Broadcast(step.data(), sizeof(int64_t), 0));
+  session.set_step(step[0]);
+  return Status::Ok();
+}
+
+Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
   AMP_RETURN_IF_ERROR(ValidateFlags(f));
+  // Under mpirun, one process per rank: each trains on its shard of every
+  // global batch, and the step's AllReduce nodes average the gradients.
+  if (LaunchedByMpi()) {
+    AMP_ASSIGN_OR_RETURN(comm, CreateMpiCommunicator(f.collective_timeout));
+  }
+  const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   ExecutorOptions so;
+  so.comm = comm.get();
   so.device = f.device;
   // A step without loss scaling (FP32) that computes a non-finite loss or
   // gradient stops training (or is skipped), instead of writing NaN state.
@@ -230,6 +260,12 @@ Status Train(const Flags& f) {
                            "' is not a training step; compile it with amp-compile --loss ... "
                            "--optimizer ...");
   const Model& m = session->model();
+  bool data_parallel = false;
+  for (const Node* n : m.graph->nodes())
+    data_parallel |= n->domain() == "ai.amp" && n->op_type() == "AllReduce";
+  if (ranks > 1 && !data_parallel)
+    return InvalidArgument("amp-train runs as ", ranks, " ranks, but '", f.model,
+                           "' was not compiled with --data-parallel: each rank would train alone");
   AMP_ASSIGN_OR_RETURN(auto data, ReadNpz(f.data));
   // The inputs: data arrays, and the learning rate (a scalar input).
   std::vector<const Value*> data_inputs;
@@ -279,9 +315,10 @@ Status Train(const Flags& f) {
     else
       return InvalidArgument("pass --batch-size (the model's batch dim is not fixed)");
   }
-  if (batch > samples)
-    return InvalidArgument("--batch-size ", batch, " is larger than the ", samples,
-                           " samples in --data");
+  if (batch * ranks > samples)
+    return InvalidArgument("--batch-size ", batch,
+                           (ranks > 1 ? StrCat(" x ", ranks, " ranks") : ""),
+                           " is larger than the ", samples, " samples in --data");
   double lr = f.lr;
   if (!f.has_lr && !lr_input.empty()) {
     AMP_ASSIGN_OR_RETURN(lr, DefaultLr(m));
@@ -289,7 +326,9 @@ Status Train(const Flags& f) {
       return InvalidArgument("the step's recorded learning rate (amp.lr) is ", lr, "; pass --lr");
   }
   if (batch < 1) return InvalidArgument("the batch size is ", batch, "; pass --batch-size");
-  Batches batches(samples, batch, f.shuffle, f.seed);
+  // The global batch is batch x ranks samples (the same seeded order on every
+  // rank); rank r takes its r-th slice.
+  Batches batches(samples, batch * ranks, f.shuffle, f.seed);
   int64_t steps = f.has_steps ? f.steps : batches.per_epoch();
   if (!f.resume.empty()) {
     AMP_ASSIGN_OR_RETURN(auto meta, LoadCheckpoint(*session, f.resume));
@@ -297,15 +336,17 @@ Status Train(const Flags& f) {
                  CheckpointPath(f.resume).c_str(), static_cast<long long>(session->step()));
     (void)meta;
   }
+  if (comm && ranks > 1) AMP_RETURN_IF_ERROR(BroadcastState(*session, *comm));
   if (session->step() > kMaxStep - steps)
     return InvalidArgument("--steps ", steps, " from step ", session->step(),
                            " would pass step 2^53");
+  // Rank 0 writes the log and the checkpoints and reports progress.
   std::FILE* log = nullptr;
-  if (!f.log.empty()) {
+  if (!f.log.empty() && rank == 0) {
     log = std::fopen(f.log.c_str(), f.resume.empty() ? "w" : "a");
     if (!log) return IoError("cannot write the log '", f.log, "'");
   }
-  bool tty = !f.quiet && isatty(fileno(stderr));
+  bool tty = !f.quiet && rank == 0 && isatty(fileno(stderr));
   int64_t skipped_total = 0;
   double last_loss = NAN, total_seconds = 0;
   int64_t first_step = session->step();
@@ -313,7 +354,8 @@ Status Train(const Flags& f) {
   Status status = Status::Ok();
   for (int64_t k = first_step; k < first_step + steps; ++k) {
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<int64_t> rows = batches.Rows(k);
+    std::vector<int64_t> all = batches.Rows(k);
+    std::vector<int64_t> rows(all.begin() + rank * batch, all.begin() + (rank + 1) * batch);
     for (const Value* v : data_inputs) {
       status = session->SetInput(v->name(), Gather(data.at(v->name()), rows));
       if (!status.ok()) break;
@@ -348,11 +390,13 @@ Status Train(const Flags& f) {
                    static_cast<long long>(steps), done / std::max(total_seconds, 1e-9), last_loss,
                    scale, static_cast<long long>(skipped_total));
     }
-    bool save_now = !f.checkpoint.empty() && ((f.save_every > 0 && (k + 1) % f.save_every == 0) ||
-                                              k + 1 == first_step + steps);
+    bool save_now =
+        rank == 0 && !f.checkpoint.empty() &&
+        ((f.save_every > 0 && (k + 1) % f.save_every == 0) || k + 1 == first_step + steps);
     if (save_now) {
       nlohmann::json meta = {{"model", f.model}, {"data", f.data},       {"batch_size", batch},
-                             {"lr", lr},         {"shuffle", f.shuffle}, {"seed", f.seed}};
+                             {"lr", lr},         {"shuffle", f.shuffle}, {"seed", f.seed},
+                             {"ranks", ranks}};
       AMP_RETURN_IF_ERROR(SaveCheckpoint(*session, f.checkpoint, meta));
     }
   }
@@ -360,17 +404,18 @@ Status Train(const Flags& f) {
   if (log) std::fclose(log);
   if (!status.ok()) return status.WithContext(StrCat("step ", session->step()));
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (rank != 0) return Status::Ok();
   const MemoryReport& mem = session->memory();
   if (steps > 0)
     std::fprintf(
         stderr,
-        "amp-train: %lld steps on %s in %.2f s (%.1f steps/s), final loss %.6f, %lld "
+        "amp-train: %lld steps on %s%s in %.2f s (%.1f steps/s), final loss %.6f, %lld "
         "skipped; %zu nodes; memory plan: arena %.2f MiB (%.2f MiB without reuse), state %.2f "
         "MiB\n",
-        static_cast<long long>(steps), std::string(session->device()).c_str(), wall,
-        steps / std::max(wall, 1e-9), last_loss, static_cast<long long>(skipped_total), mem.nodes,
-        mem.arena_bytes / 1048576.0, mem.unshared_bytes / 1048576.0,
-        mem.persistent_bytes / 1048576.0);
+        static_cast<long long>(steps), std::string(session->device()).c_str(),
+        ranks > 1 ? StrCat(" x ", ranks, " ranks").c_str() : "", wall, steps / std::max(wall, 1e-9),
+        last_loss, static_cast<long long>(skipped_total), mem.nodes, mem.arena_bytes / 1048576.0,
+        mem.unshared_bytes / 1048576.0, mem.persistent_bytes / 1048576.0);
   if (f.eval) AMP_RETURN_IF_ERROR(Evaluate(f, *session, data, label_input, batch));
   if (!f.export_inference.empty()) AMP_RETURN_IF_ERROR(ExportInference(f, *session));
   return Status::Ok();
@@ -408,6 +453,9 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-nonfinite", f.skip_nonfinite,
                "a step without loss scaling whose loss or gradients are not finite is skipped "
                "(state unchanged, counted as skipped) instead of stopping the run");
+  app.add_option("--collective-timeout", f.collective_timeout,
+                 "under mpirun: seconds an all-reduce may wait for the other ranks before the run "
+                 "stops with an error (300)");
   app.add_option("--fuse-optimizer", f.fuse_optimizer,
                  "one multi-tensor Adam/AdamW kernel: on, off, or auto (on; off runs the "
                  "update as the exported graph writes it, bit-identical on the CPU)")
@@ -422,5 +470,11 @@ int main(int argc, char** argv) {
   f.has_steps = steps->count() > 0;
   f.has_batch_size = batch_size->count() > 0;
   f.has_save_every = save_every->count() > 0;
-  return amp::cli::RunMain("amp-train", [&] { return amp::Train(f); });
+  std::unique_ptr<amp::Communicator> comm;
+  int rc = amp::cli::RunMain("amp-train", [&] { return amp::Train(f, comm); });
+#ifdef AMP_HAVE_MPI
+  // A rank that fails takes the job down: the others would wait for it.
+  if (rc != 0 && comm && comm->size() > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+#endif
+  return rc;
 }

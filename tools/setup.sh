@@ -9,7 +9,8 @@ debs=(cmake ninja-build g++ pkg-config
       libprotobuf-dev protobuf-compiler libonnx-dev
       libcli11-dev googletest libgtest-dev llvm-15-tools nlohmann-json3-dev
       libopenblas-dev clang-format zlib1g-dev libonnx-testdata
-      clang libclang-rt-14-dev)  # clang: the sanitizer build and its libFuzzer targets
+      clang libclang-rt-14-dev  # clang: the sanitizer build and its libFuzzer targets
+      libopenmpi-dev openmpi-bin)  # data-parallel training (amp-train under mpirun)
 
 missing=()
 for p in "${debs[@]}"; do

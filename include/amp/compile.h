@@ -57,6 +57,12 @@ struct CompileOptions {
   int64_t growth_interval = 2000;
   float min_scale = 0.0f, max_scale = 0.0f;  // 0: no clamp
 
+  // Data-parallel training (amp-train under mpirun): gradients and loss
+  // all-reduced (the mean over the ranks) after the backward pass, in
+  // buckets of bucket_mb in the order the backward pass produces them.
+  bool data_parallel = false;
+  float bucket_mb = 4.0f;
+
   // training_info (the forward model with the step in ONNX's training_info),
   // functional (one graph, state in as inputs and out as outputs) or
   // gradients (loss and <param>_grad outputs, no optimizer).

@@ -24,5 +24,6 @@ void RegisterOptimizerKernels(KernelTable& t);    // optimizer.cc (ai.onnx.previ
 void RegisterRnnKernels(KernelTable& t);          // rnn.cc (RNN, GRU, LSTM)
 void RegisterResizeKernels(KernelTable& t);       // resize.cc
 void RegisterEinsumKernels(KernelTable& t);       // einsum.cc
+void RegisterCollectiveKernels(KernelTable& t);   // collective.cc (ai.amp AllReduce)
 
 }  // namespace amp::cpu

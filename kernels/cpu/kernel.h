@@ -21,6 +21,10 @@
 #include "compiler/tensor.h"
 #include "kernels/tensor_ref.h"
 
+namespace amp {
+class Communicator;
+}  // namespace amp
+
 namespace amp::cpu {
 
 struct KernelContext {
@@ -28,6 +32,7 @@ struct KernelContext {
   std::vector<const TensorRef*> inputs;  // null where an optional input is omitted
   std::vector<TensorRef*> outputs;       // null where an optional output is unused
   uint64_t step = 0;                     // the training step (random ops mix it into their seed)
+  Communicator* comm = nullptr;          // the ranks of a data-parallel run (null: one rank)
 
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
   bool has_output(size_t i) const { return i < outputs.size() && outputs[i] != nullptr; }

@@ -20,6 +20,7 @@ const KernelTable& Table() {
     RegisterRnnKernels(t);
     RegisterResizeKernels(t);
     RegisterEinsumKernels(t);
+    RegisterCollectiveKernels(t);
     return t;
   }();
   return table;

@@ -78,6 +78,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
   const std::map<std::string, std::string> prerequisites = {
       {"autodiff", "attach-loss"},
       {"loss-scaling", "attach-loss,autodiff"},
+      {"data-parallel", "attach-loss,autodiff"},
       {"optimizer", "attach-loss,autodiff,loss-scaling"},
       {"fuse-unscale", "attach-loss,autodiff,loss-scaling,optimizer"},
       {"fuse-optimizer", "attach-loss,autodiff,loss-scaling,optimizer"},

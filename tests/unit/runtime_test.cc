@@ -512,5 +512,66 @@ TEST(ExecutableTest, AStateOtherStatesReadIsNotUpdatedInPlace) {
   EXPECT_EQ(w_in_place, 0);  // but not the one previous_w reads
 }
 
+// A second rank that is not there: its gradients are a fixed function of
+// the element index, so the mean is known.
+class FakeTwoRanks : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  Status AllReduceSum(float* data, size_t n) override {
+    ++calls;
+    floats += n;
+    for (size_t i = 0; i < n; ++i) data[i] += Other(i);
+    return Status::Ok();
+  }
+  Status Broadcast(void*, size_t, int) override { return Status::Ok(); }
+  static float Other(size_t i) { return 0.25f * static_cast<float>(i % 7) - 0.5f; }
+  int calls = 0;
+  size_t floats = 0;
+};
+
+// ai.amp AllReduce packs its bucket into one collective call and writes the
+// mean over the ranks into each output; without a communicator it copies.
+TEST(ExecutorTest, AllReduceTakesTheMeanOverTheRanksInOneCall) {
+  auto m = LoadModelText(R"(
+<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[3,5] a, float[4] b) => (float[3,5] ra, float[4] rb)
+{
+  ra, rb = ai.amp.AllReduce (a, b)
+}
+)");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-2, 2);
+  Tensor a(DType::kFloat32, {3, 5}), b(DType::kFloat32, {4});
+  for (int64_t i = 0; i < 15; ++i) a.SetDouble(i, u(rng));
+  for (int64_t i = 0; i < 4; ++i) b.SetDouble(i, u(rng));
+  for (bool two : {true, false}) {
+    FakeTwoRanks comm;
+    ExecutorOptions o;
+    o.poison = true;
+    o.comm = two ? &comm : nullptr;
+    auto e = Executor::Create(CloneModel(*m), o);
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    ASSERT_TRUE((*e)->SetInput("a", a).ok());
+    ASSERT_TRUE((*e)->SetInput("b", b).ok());
+    ASSERT_TRUE((*e)->Run().ok());
+    auto ra = (*e)->Fetch("ra"), rb = (*e)->Fetch("rb");
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    for (int64_t i = 0; i < 15; ++i) {
+      double want = two ? (a.GetDouble(i) + FakeTwoRanks::Other(i)) / 2 : a.GetDouble(i);
+      EXPECT_NEAR(ra->GetDouble(i), want, 1e-6) << i;
+    }
+    for (int64_t i = 0; i < 4; ++i) {
+      double want = two ? (b.GetDouble(i) + FakeTwoRanks::Other(15 + i)) / 2 : b.GetDouble(i);
+      EXPECT_NEAR(rb->GetDouble(i), want, 1e-6) << i;
+    }
+    if (two) {
+      EXPECT_EQ(comm.calls, 1);  // one bucket, one collective
+      EXPECT_EQ(comm.floats, 19u);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace amp
