@@ -168,6 +168,52 @@ Status GradUnary(G& b) {
     Value* pos = b.Op("Greater", {x, b.Scalar(0.0, t)});
     float alpha = b.node().GetFloat("alpha", 0.01f);
     g = b.Op("Where", {pos, dy, b.Op("Mul", {dy, b.Scalar(alpha, t)})});
+  } else if (op == "Sin") {
+    g = b.Op("Mul", {dy, b.Op("Cos", {x})});
+  } else if (op == "Cos") {
+    g = b.Op("Neg", {b.Op("Mul", {dy, b.Op("Sin", {x})})});
+  } else if (op == "Softplus") {  // log(1 + e^x)' = sigmoid(x)
+    g = b.Op("Mul", {dy, b.Op("Sigmoid", {x})});
+  } else if (op == "Softsign") {  // (x / (1 + |x|))' = 1 / (1 + |x|)^2
+    Value* d = b.Op("Add", {b.Scalar(1.0, t), b.Op("Abs", {x})});
+    g = b.Op("Div", {dy, b.Op("Mul", {d, d})});
+  } else if (op == "Elu") {  // x > 0: 1; else alpha e^x = y + alpha
+    float alpha = b.node().GetFloat("alpha", 1.0f);
+    Value* pos = b.Op("Greater", {x, b.Scalar(0.0, t)});
+    g = b.Op("Where", {pos, dy, b.Op("Mul", {dy, b.Op("Add", {y, b.Scalar(alpha, t)})})});
+  } else if (op == "Selu") {  // gamma (x > 0: 1; else alpha e^x)
+    float alpha = b.node().GetFloat("alpha", 1.67326319217681884765625f);
+    float gamma = b.node().GetFloat("gamma", 1.05070102214813232421875f);
+    Value* pos = b.Op("Greater", {x, b.Scalar(0.0, t)});
+    Value* neg = b.Op("Mul", {b.Op("Exp", {x}), b.Scalar(static_cast<double>(alpha) * gamma, t)});
+    g = b.Op("Mul", {dy, b.Op("Where", {pos, b.Scalar(gamma, t), neg})});
+  } else if (op == "HardSigmoid" || op == "HardSwish") {
+    // HardSigmoid: max(0, min(1, alpha x + beta)), slope alpha inside (0, 1);
+    // HardSwish: x HardSigmoid(x) with alpha 1/6, beta 1/2, so its slope is
+    // HardSigmoid(x) + x alpha inside and HardSigmoid(x) (0 or 1) outside.
+    bool swish = op == "HardSwish";
+    double alpha = swish ? 1.0 / 6 : b.node().GetFloat("alpha", 0.2f);
+    double beta = swish ? 0.5 : b.node().GetFloat("beta", 0.5f);
+    Value* lin = b.Op("Add", {b.Op("Mul", {x, b.Scalar(alpha, t)}), b.Scalar(beta, t)});
+    Value* inside = b.Op(
+        "And", {b.Op("Greater", {lin, b.Scalar(0.0, t)}), b.Op("Less", {lin, b.Scalar(1.0, t)})});
+    Value* slope;
+    if (swish) {
+      Node* hard = b.Make("HardSigmoid", {x});
+      hard->SetAttr("alpha", Attribute::Float(1.0f / 6));
+      Value* hs = hard->output(0);
+      Value* inner = b.Op("Add", {hs, b.Op("Mul", {x, b.Scalar(alpha, t)})});
+      slope = b.Op("Where", {inside, inner, hs});
+    } else {
+      slope = b.Op("Where", {inside, b.Scalar(alpha, t), b.Scalar(0.0, t)});
+    }
+    g = b.Op("Mul", {dy, slope});
+  } else if (op == "Mish") {
+    // x tanh(softplus(x)): tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
+    Value* th = b.Op("Tanh", {b.Op("Softplus", {x})});
+    Value* sech2 = b.Op("Sub", {b.Scalar(1.0, t), b.Op("Mul", {th, th})});
+    g = b.Op("Mul",
+             {dy, b.Op("Add", {th, b.Op("Mul", {b.Op("Mul", {x, b.Op("Sigmoid", {x})}), sech2})})});
   } else if (op == "Gelu") {
     if (b.node().GetString("approximate", "none") != "none")
       return Unimplemented(b.node().Describe(),
@@ -182,6 +228,27 @@ Status GradUnary(G& b) {
     g = b.Op("Mul", {dy, b.Op("Add", {cdf, b.Op("Mul", {x, pdf})})});
   }
   b.dx = {g};
+  return Status::Ok();
+}
+
+// Clip passes the gradient where min <= x <= max (PyTorch's clamp), bounds
+// included; min and max are inputs (opset 11+) or attributes, each optional.
+Status GradClip(G& b) {
+  Value* x = b.x(0);
+  DType t = x->dtype();
+  const Node& n = b.node();
+  Value* lo = n.num_inputs() > 1 ? n.input(1) : nullptr;
+  Value* hi = n.num_inputs() > 2 ? n.input(2) : nullptr;
+  if (!lo && n.HasAttr("min")) lo = b.Scalar(n.GetFloat("min", 0), t);
+  if (!hi && n.HasAttr("max")) hi = b.Scalar(n.GetFloat("max", 0), t);
+  Value* keep = nullptr;
+  if (lo) keep = b.Op("Not", {b.Op("Less", {x, lo})});
+  if (hi) {
+    Value* below = b.Op("Not", {b.Op("Greater", {x, hi})});
+    keep = keep ? b.Op("And", {keep, below}) : below;
+  }
+  b.dx.assign(n.num_inputs(), nullptr);
+  b.dx[0] = keep ? b.Op("Where", {keep, b.dy(0), b.Scalar(0.0, t)}) : b.dy(0);
   return Status::Ok();
 }
 
@@ -236,12 +303,14 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "bounded: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Elu",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Erf",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
@@ -269,12 +338,14 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "HardSwish",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Identity",
        .arity = {1, 1, 1, 1},
        .infer = InferUnary,
@@ -306,7 +377,8 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Neg",
        .arity = {1, 1, 1, 1},
        .infer = InferUnary,
@@ -338,7 +410,8 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Sigmoid",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
@@ -354,17 +427,20 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "bounded: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Softplus",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kFp32, "exp inside overflows in half"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Softsign",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kInfer, "activation: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradUnary,
+       .grad_reads_shapes = false},
       {.op_type = "Sqrt",
        .arity = {1, 1, 1, 1},
        .infer = InferUnaryFloat,
@@ -391,7 +467,7 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, 3, 1, 1},
        .infer = InferClip,
        .precision = {OpClass::kInfer, "elementwise: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradClip},
       {.op_type = "Dropout",
        .arity = {1, 3, 1, 2},
        .infer = InferDropout,

@@ -82,6 +82,15 @@ CASES = {
     "loss_l1": (D, "y = MatMul (x, w)", {"x": [3, 4]}, {"w": [4, 2]}, "l1"),
     "loss_bce_with_logits": (D, "y = MatMul (x, w)", {"x": [3, 4]}, {"w": [4, 2]}, "bce_with_logits"),
     "loss_mse_abs": (D, "a = Abs (w)\n y = Mul (x, a)", {"x": [3, 4]}, {"w": [4]}, "mse"),
+    # Activations of torchvision and timm models (MobileNetV3's HardSwish,
+    # EfficientNet's SiLU pieces, SELU/ELU nets) and bounded functions; the
+    # x4 puts HardSwish's input on all three of its pieces.
+    "sin_cos_softplus": (F, "s = Sin (w)\n c = Cos (s)\n y = Softplus (c)", {}, {"w": [6]}, "mse"),
+    "elu_selu_softsign": (F, "e = Elu <alpha = 0.7> (w)\n s = Selu (e)\n y = Softsign (s)", {}, {"w": [8]}, "mse"),
+    "hardswish_hardsigmoid": (F, "m = Mul (w, k4)\n h = HardSwish (m)\n y = HardSigmoid <alpha = 0.5> (h)", {},
+                              {"w": [12]}, "mse"),
+    "mish": (F, "y = Mish (w)", {}, {"w": [6]}, "mse", 18),
+    "clip": (F, "c = Clip (w, clo, chi)\n y = Mul (c, w)", {}, {"w": [10]}, "mse"),
     "maxpool_gap": (F, "p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (w)\n y = GlobalAveragePool (p)", {}, {"w": [2, 3, 4, 4]}, "mse"),
 }
 
@@ -90,6 +99,7 @@ CONSTANTS = {
     "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
     "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
+    "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
 
 
