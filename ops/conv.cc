@@ -155,21 +155,28 @@ Status GradConv(G& b) {
     if (group == 1) {
       b.dx[1] = weight_grad(b.x(0), b.dy(0));
     } else {
-      // Each group's weights see only its own input and output channels.
-      Node* xs_split = b.Make("Split", {b.x(0)}, static_cast<int>(group));
-      xs_split->SetAttr("axis", Attribute::Int(1));
-      Node* dy_split = b.Make("Split", {b.dy(0)}, static_cast<int>(group));
-      dy_split->SetAttr("axis", Attribute::Int(1));
-      if (b.opset() >= 18) {
-        xs_split->SetAttr("num_outputs", Attribute::Int(group));
-        dy_split->SetAttr("num_outputs", Attribute::Int(group));
-      }
-      std::vector<Value*> parts;
-      for (int64_t k = 0; k < group; ++k)
-        parts.push_back(weight_grad(xs_split->output(k), dy_split->output(k)));
-      Node* cat = b.Make("Concat", parts);
-      cat->SetAttr("axis", Attribute::Int(0));
-      b.dx[1] = cat->output(0);
+      // One grouped Conv for every group at once (no per-group expansion):
+      // with Cg = C/g and Og = O/g, X (N, g*Cg, H, W) becomes the input
+      // (Cg, g*N, H, W) and dY (N, g*Og, Ho, Wo) the kernel (g*Og, N, Ho, Wo),
+      // so group k's kernels read exactly group k's N batch channels; the
+      // result (Cg, O, kh, kw) is dW transposed.
+      int64_t cg = (*wd)[1], og = (*wd)[0] / group;
+      int64_t h = xs[2].value(), w = xs[3].value(), ho = ys[2].value(), wo = ys[3].value();
+      Value* xg = b.Op("Reshape", {b.x(0), b.Ints({0, group, cg, h, w})});
+      xg = b.Transpose(xg, {2, 1, 0, 3, 4});
+      xg = b.Op("Reshape", {xg, b.Ints({cg, -1, h, w})});
+      Value* dyg = b.Op("Reshape", {b.dy(0), b.Ints({0, group, og, ho, wo})});
+      dyg = b.Transpose(dyg, {1, 2, 0, 3, 4});
+      dyg = b.Op("Reshape", {dyg, b.Ints({group * og, -1, ho, wo})});
+      Node* c = b.Make("Conv", {xg, dyg});
+      c->SetAttr("group", Attribute::Int(group));
+      c->SetAttr("strides", Attribute::Ints(d));
+      c->SetAttr("dilations", Attribute::Ints(s));
+      c->SetAttr("pads", Attribute::Ints(p));
+      Value* r = c->output(0);
+      if (full_h != kh || full_w != kw)
+        r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
+      b.dx[1] = b.Transpose(r, {1, 0, 2, 3});
     }
   }
   if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", b.dy(0), {0, 2, 3}, false);

@@ -71,6 +71,10 @@ CASES = {
     "conv_grouped": (F, "y = Conv <group = 2, strides = [2, 1], pads = [1, 1, 0, 1]> (x, w, b)", {"x": [2, 4, 6, 5]},
                      {"w": [6, 2, 3, 3], "b": [6]}, "mse"),
     "conv_depthwise_input": (F, "y = Conv <group = 3, pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 3, 5, 5], "k": [3, 1, 3, 3]}, "mse"),
+    # Depthwise with a channel multiplier of 2, strides, dilations and an
+    # output size that leaves part of the full correlation unused (Slice).
+    "conv_depthwise_strided": (F, "y = Conv <group = 4, strides = [2, 2], dilations = [1, 2], pads = [1, 1, 1, 1]> (x, w)",
+                               {"x": [2, 4, 7, 8]}, {"w": [8, 1, 3, 3]}, "mse"),
     "nll": (F, "l = LogSoftmax <axis = 1> (w)\n y = NegativeLogLikelihoodLoss (l, labels)", {}, {"w": [4, 5]}, "nll"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
