@@ -49,17 +49,19 @@ struct ClassLoss {
   Value* scale;
 };
 
+// With class weights and ignore_index (ONNX's and PyTorch's semantics): each
+// sample n weighs w_n = weight[label_n] (1 without weights), 0 when its label
+// is ignore_index; mean divides by the sum of the w_n, and a batch whose
+// samples are all ignored has loss 0 and gradient 0 (not NaN).
 StatusOr<ClassLoss> PrepareClassLoss(G& b, double on) {
   const Node& n = b.node();
-  if (n.num_inputs() > 2 && n.input(2))
-    return Unimplemented(n.Describe(), ": class weights are not supported in the gradient");
-  if (n.HasAttr("ignore_index"))
-    return Unimplemented(n.Describe(), ": ignore_index is not supported in the gradient");
   const Shape& xs = ShapeOrDie(b.x(0));
   if (xs.size() < 2 || !xs[1].is_static())
     return InvalidArgument(n.Describe(),
                            ": the number of classes (dim 1 of the input) must be static");
+  const Shape& ls = ShapeOrDie(b.x(1));
   DType t = b.x(0)->dtype();
+  Value* labels = b.x(1);
   Node* depth = b.Make("Constant", {});
   depth->SetAttr("value", Attribute::FromTensor(
                               Tensor::FromVector<int64_t>(DType::kInt64, {}, {xs[1].value()})));
@@ -68,17 +70,47 @@ StatusOr<ClassLoss> PrepareClassLoss(G& b, double on) {
   values.SetDouble(1, on);
   Node* vc = b.Make("Constant", {});
   vc->SetAttr("value", Attribute::FromTensor(values));
-  Node* oh = b.Make("OneHot", {b.x(1), depth->output(0), vc->output(0)});
+  // An out-of-range label (ignore_index -100) one-hots to all zeros.
+  Node* oh = b.Make("OneHot", {labels, depth->output(0), vc->output(0)});
   oh->SetAttr("axis", Attribute::Int(1));
+  // Per-sample weights, shaped like the labels (null: all 1).
+  Value* valid = nullptr;
+  if (n.HasAttr("ignore_index"))
+    valid = b.Op("Not",
+                 {b.Op("Equal", {labels, b.Scalar(static_cast<double>(n.GetInt("ignore_index", 0)),
+                                                  labels->dtype())})});
+  Value* w = nullptr;
+  if (n.num_inputs() > 2 && n.input(2)) {
+    Value* safe = valid ? b.Op("Where", {valid, labels, b.Scalar(0.0, labels->dtype())}) : labels;
+    Node* g = b.Make("Gather", {n.input(2), safe});
+    g->SetAttr("axis", Attribute::Int(0));
+    w = g->output(0);
+    if (valid) w = b.Op("Where", {valid, w, b.Scalar(0.0, t)});
+  } else if (valid) {
+    Node* c = b.Make("Cast", {valid});
+    c->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
+    w = c->output(0);
+  }
   std::string reduction = n.GetString("reduction", "mean");
   Value* scale = b.dy(0);
   if (reduction == "mean") {
-    Node* count = b.Make("Cast", {b.Op("Size", {b.x(1)})});
-    count->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
-    scale = b.Op("Div", {b.dy(0), count->output(0)});
+    Value* denom;
+    if (w) {
+      std::vector<int64_t> all(ls.size());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+      Value* total = b.Reduce("ReduceSum", w, all, false);
+      Value* any = b.Op("Greater", {total, b.Scalar(0.0, t)});
+      denom = b.Op("Where", {any, total, b.Scalar(1.0, t)});  // all ignored: 0 / 1
+    } else {
+      Node* count = b.Make("Cast", {b.Op("Size", {labels})});
+      count->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
+      denom = count->output(0);
+    }
+    scale = b.Op("Div", {b.dy(0), denom});
   } else if (reduction == "none") {
     scale = b.Op("Unsqueeze", {b.dy(0), b.Ints({1})});
   }
+  if (w) scale = b.Op("Mul", {scale, b.Op("Unsqueeze", {w, b.Ints({1})})});
   return ClassLoss{oh->output(0), scale};
 }
 

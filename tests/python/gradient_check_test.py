@@ -76,6 +76,15 @@ CASES = {
     "conv_depthwise_strided": (F, "y = Conv <group = 4, strides = [2, 2], dilations = [1, 2], pads = [1, 1, 1, 1]> (x, w)",
                                {"x": [2, 4, 7, 8]}, {"w": [8, 1, 3, 3]}, "mse"),
     "nll": (F, "l = LogSoftmax <axis = 1> (w)\n y = NegativeLogLikelihoodLoss (l, labels)", {}, {"w": [4, 5]}, "nll"),
+    # Hugging Face computes its loss in the graph with ignore_index (-100);
+    # class weights as nn.CrossEntropyLoss(weight=...) exports them. Label 3
+    # is ignored here: mean over the others' weights, and its row gets no
+    # gradient.
+    "sce_ignore_index_weights": (F, "y = SoftmaxCrossEntropyLoss <ignore_index = 3> (w, labels, cw)", {},
+                                 {"w": [4, 5]}, "nll"),
+    "nll_ignore_index_sum": (F, "l = LogSoftmax <axis = 1> (w)\n"
+                                " y = NegativeLogLikelihoodLoss <ignore_index = 1, reduction = \"sum\"> (l, labels)",
+                             {}, {"w": [4, 5]}, "nll"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     "avgpool": (F, "y = AveragePool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 1], count_include_pad = 1> (w)",
@@ -103,6 +112,7 @@ CONSTANTS = {
     "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
     "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
+    "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
 

@@ -142,6 +142,38 @@ class Package(unittest.TestCase):
             amp.compile(3.5)
         self.assertEqual(sess.step_count, 0)  # nothing ran
 
+    def test_loss_inside_the_model_with_ignore_index(self):
+        # A Hugging Face style model: it reads labels and returns its own
+        # loss, nn.CrossEntropyLoss's ignore_index=-100 in the graph.
+        from onnx import helper as h, numpy_helper as nh, TensorProto as T
+        rng = np.random.default_rng(3)
+        w = nh.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w")
+        graph = h.make_graph(
+            [h.make_node("MatMul", ["input", "w"], ["logits"]),
+             h.make_node("SoftmaxCrossEntropyLoss", ["logits", "labels"], ["loss"], ignore_index=-100)],
+            "hf", [h.make_tensor_value_info("input", T.FLOAT, ["batch", 6]),
+                   h.make_tensor_value_info("labels", T.INT64, ["batch"])],
+            [h.make_tensor_value_info("loss", T.FLOAT, [])], [w])
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+        sess = amp.Session(amp.compile(model, loss="model", optimizer="sgd", lr=0.5, opt_level="O0"))
+        x = rng.standard_normal((4, 6)).astype(np.float32)
+        before = sess.parameters()["w"].copy()
+        out = sess.step(input=x, labels=np.full(4, -100, np.int64))  # every sample ignored
+        self.assertEqual(out["loss"], 0.0)
+        np.testing.assert_array_equal(sess.parameters()["w"], before)  # gradient 0, not NaN
+        labels = np.array([1, -100, 4, 0], np.int64)
+        logits = x @ before
+        logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        keep = labels != -100
+        want = -logp[keep.nonzero()[0], labels[keep]].mean()  # mean over the 3 kept samples
+        self.assertAlmostEqual(sess.step(input=x, labels=labels)["loss"], want, places=5)
+        # SGD moved w by -lr * the analytic gradient of that mean.
+        p = np.exp(logp)
+        onehot = np.zeros_like(p)
+        onehot[keep.nonzero()[0], labels[keep]] = 1
+        grad = x.T @ ((p - onehot) * keep[:, None] / keep.sum())
+        np.testing.assert_allclose(sess.parameters()["w"], before - 0.5 * grad, rtol=1e-5, atol=1e-6)
+
     def test_model_proto_and_report(self):
         proto = onnx.load(MLP)
         step = amp.compile(proto, loss="cross_entropy", optimizer="sgd", lr=0.1, dtype="bf16")
