@@ -688,36 +688,56 @@ Status GradSplit(G& b) {
   return Status::Ok();
 }
 
-Status GradSlice(G& b) {  // dX = dY padded back to X's shape (steps of 1)
+// dX = dY put back where Slice took it from, zeros elsewhere: one Pad for
+// every axis, after spreading the axes with a step k > 1 out to k-strided
+// positions (Unsqueeze, Pad k-1 zeros after each element, Reshape, trim).
+Status GradSlice(G& b) {
   const Node& n = b.node();
   auto dims = StaticDims(ShapeOrDie(b.x(0)));
+  auto out = StaticDims(ShapeOrDie(b.y(0)));
   const Tensor* starts = ConstInput(b.x(1));
   const Tensor* ends = ConstInput(b.x(2));
   const Tensor* axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : nullptr;
   const Tensor* steps = n.num_inputs() > 4 ? ConstInput(b.x(4)) : nullptr;
-  if (!dims || !starts || !ends || (n.num_inputs() > 3 && n.input(3) && !axes) ||
+  if (!dims || !out || !starts || !ends || (n.num_inputs() > 3 && n.input(3) && !axes) ||
       (n.num_inputs() > 4 && n.input(4) && !steps))
     return Unimplemented(
         n.Describe(),
-        ": Slice's gradient needs a static input shape and constant starts, ends, axes");
+        ": Slice's gradient needs a static input shape and constant starts, ends, axes, steps");
   int64_t rank = static_cast<int64_t>(dims->size());
   std::vector<int64_t> pads(2 * rank, 0);
+  std::vector<int64_t> cur = *out;  // the shape of the gradient built so far
+  Value* g = b.dy(0);
   for (int64_t k = 0; k < starts->num_elements(); ++k) {
-    if (steps && steps->GetInt(k) != 1)
-      return Unimplemented(n.Describe(), ": Slice's gradient supports step 1 only");
+    int64_t step = steps ? steps->GetInt(k) : 1;
+    if (step < 1)
+      return Unimplemented(n.Describe(), ": Slice's gradient supports positive steps only (not ",
+                           step, ")");
     int64_t a = axes ? axes->GetInt(k) : k;
     if (a < 0) a += rank;
     int64_t d = (*dims)[a];
-    int64_t s = starts->GetInt(k), e = ends->GetInt(k);
+    int64_t s = starts->GetInt(k);
     if (s < 0) s += d;
-    if (e < 0) e += d;
     s = std::clamp<int64_t>(s, 0, d);
-    e = std::clamp<int64_t>(e, s, d);
+    int64_t m = cur[a];  // elements taken along the axis
+    int64_t span = m;    // positions they cover, from s
+    if (step > 1 && m > 0) {
+      Value* u = b.Op("Unsqueeze", {g, b.Ints({a + 1})});
+      std::vector<int64_t> spread(2 * (rank + 1), 0);
+      spread[(a + 1) + (rank + 1)] = step - 1;
+      u = b.Op("Pad", {u, b.Ints(spread)});
+      std::vector<int64_t> shape = cur;
+      shape[a] = m * step;
+      g = b.Op("Reshape", {u, b.Ints(shape)});
+      span = std::min(m * step, d - s);
+      if (span < m * step) g = b.Op("Slice", {g, b.Ints({0}), b.Ints({span}), b.Ints({a})});
+      cur[a] = span;
+    }
     pads[a] = s;
-    pads[a + rank] = d - e;
+    pads[a + rank] = d - s - span;
   }
   b.dx.assign(n.num_inputs(), nullptr);
-  b.dx[0] = b.Op("Pad", {b.dy(0), b.Ints(pads)});
+  b.dx[0] = b.Op("Pad", {g, b.Ints(pads)});
   return Status::Ok();
 }
 

@@ -87,6 +87,9 @@ CASES = {
                              {}, {"w": [4, 5]}, "nll"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
+    # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
+    # spreads dY out to every step-th position.
+    "slice_steps": (D, "y = Slice (w, st2, en2, axs, sps2)", {}, {"w": [7, 9]}, "mse"),
     "avgpool": (F, "y = AveragePool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 1], count_include_pad = 1> (w)",
                 {}, {"w": [2, 3, 6, 5]}, "mse"),
     "identity_dropout_cast": (F, "i = Identity (w)\n d = Dropout (i)\n c = Cast <to = 11> (d)\n y = Cast <to = 1> (c)", {},
@@ -112,6 +115,7 @@ CONSTANTS = {
     "sp": ("int64", [2], [3, 3]), "st": ("int64", [2], [1, -4]), "en": ("int64", [2], [3, 4]),
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
     "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
+    "st2": ("int64", [2], [1, -8]), "en2": ("int64", [2], [7, 9]), "sps2": ("int64", [2], [2, 3]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
