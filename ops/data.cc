@@ -688,6 +688,47 @@ Status GradSplit(G& b) {
   return Status::Ok();
 }
 
+// Constant-mode Pad: dX is the part of dY that X filled, a Slice. Reflect,
+// edge and wrap modes (which fold border gradients back) and negative pads
+// (crops) have no rule yet.
+Status GradPad(G& b) {
+  const Node& n = b.node();
+  std::string mode = n.GetString("mode", "constant");
+  if (mode != "constant")
+    return Unimplemented(n.Describe(), ": Pad's gradient supports mode 'constant' (not '", mode,
+                         "')");
+  auto dims = StaticDims(ShapeOrDie(b.x(0)));
+  const Tensor* pads = n.num_inputs() > 1 ? ConstInput(b.x(1)) : nullptr;
+  const Tensor* axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : nullptr;
+  if (!dims || !pads || (n.num_inputs() > 3 && n.input(3) && !axes))
+    return Unimplemented(n.Describe(),
+                         ": Pad's gradient needs a static input shape and constant pads and axes");
+  int64_t rank = static_cast<int64_t>(dims->size());
+  std::vector<int64_t> which;
+  if (axes) {
+    for (int64_t k = 0; k < axes->num_elements(); ++k)
+      which.push_back(axes->GetInt(k) < 0 ? axes->GetInt(k) + rank : axes->GetInt(k));
+  } else {
+    for (int64_t a = 0; a < rank; ++a) which.push_back(a);
+  }
+  int64_t count = static_cast<int64_t>(which.size());
+  if (pads->num_elements() != 2 * count)
+    return InvalidArgument(n.Describe(), ": pads has ", pads->num_elements(), " values for ", count,
+                           " axes");
+  std::vector<int64_t> starts, ends, sliced;
+  for (int64_t k = 0; k < count; ++k) {
+    int64_t before = pads->GetInt(k), after = pads->GetInt(k + count);
+    if (before < 0 || after < 0)
+      return Unimplemented(n.Describe(), ": Pad's gradient does not support negative pads");
+    starts.push_back(before);
+    ends.push_back(before + (*dims)[which[k]]);
+    sliced.push_back(which[k]);
+  }
+  b.dx.assign(n.num_inputs(), nullptr);
+  b.dx[0] = b.Op("Slice", {b.dy(0), b.Ints(starts), b.Ints(ends), b.Ints(sliced)});
+  return Status::Ok();
+}
+
 // dX = dY put back where Slice took it from, zeros elsewhere: one Pad for
 // every axis, after spreading the axes with a step k > 1 out to k-strided
 // positions (Unsqueeze, Pad k-1 zeros after each element, Reshape, trim).
@@ -841,7 +882,8 @@ std::vector<OpDef> DataOps() {
        .infer = InferPad,
        .precision = {OpClass::kClear, "data movement"},
        .shape_inputs = {1, 3},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradPad,
+       .nondiff_inputs = {1, 2, 3}},
       {.op_type = "Shape",
        .arity = {1, 1, 1, 1},
        .infer = InferShape,

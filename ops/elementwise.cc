@@ -252,6 +252,33 @@ Status GradClip(G& b) {
   return Status::Ok();
 }
 
+// Max/Min of two tensors (torch.maximum/minimum): the gradient goes to the
+// input that won, half to each on a tie (PyTorch's rule), summed back over
+// broadcast axes. One input is the identity.
+Status GradMaxMin(G& b) {
+  const Node& n = b.node();
+  b.dx.assign(n.num_inputs(), nullptr);
+  if (n.num_inputs() == 1) {
+    b.dx[0] = b.dy(0);
+    return Status::Ok();
+  }
+  if (n.num_inputs() != 2)
+    return Unimplemented(n.Describe(), ": the gradient of ", n.op_type(),
+                         " supports two inputs (this one has ", n.num_inputs(), ")");
+  DType t = b.y(0)->dtype();
+  const Shape& out = ShapeOrDie(b.y(0));
+  const char* wins = n.op_type() == "Max" ? "Greater" : "Less";
+  Value* half = b.Op("Mul", {b.dy(0), b.Scalar(0.5, t)});
+  Value* tie = b.Op("Equal", {b.x(0), b.x(1)});
+  for (size_t i = 0; i < 2; ++i) {
+    if (!b.wants(i)) continue;
+    Value* won = b.Op(wins, {b.x(i), b.x(1 - i)});
+    Value* g = b.Op("Where", {won, b.dy(0), b.Op("Where", {tie, half, b.Scalar(0.0, t)})});
+    AMP_ASSIGN_OR_RETURN(b.dx[i], b.ReduceTo(g, out, b.x(i)));
+  }
+  return Status::Ok();
+}
+
 Status GradPow(G& b) {
   const Tensor* c = ConstInput(b.x(1));
   if (!c || c->num_elements() != 1)
@@ -530,12 +557,12 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {1, -1, 1, 1},
        .infer = InferBinary,
        .precision = {OpClass::kClear, "exact in any precision"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradMaxMin},
       {.op_type = "Min",
        .arity = {1, -1, 1, 1},
        .infer = InferBinary,
        .precision = {OpClass::kClear, "exact in any precision"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradMaxMin},
       {.op_type = "Sum",
        .arity = {1, -1, 1, 1},
        .infer = InferBinary,

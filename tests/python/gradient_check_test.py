@@ -90,6 +90,9 @@ CASES = {
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
     # spreads dY out to every step-th position.
     "slice_steps": (D, "y = Slice (w, st2, en2, axs, sps2)", {}, {"w": [7, 9]}, "mse"),
+    "pad_constant": (D, "y = Pad (w, pd)", {}, {"w": [3, 4]}, "mse"),
+    "pad_axes_value": (D, "y = Pad (w, pd2, cvd, axm1)", {}, {"w": [2, 3, 4]}, "mse", 18),
+    "max_min_broadcast": (D, "a = Max (w, v)\n y = Min (a, x)", {"x": [3, 4]}, {"w": [3, 4], "v": [1, 4]}, "mse"),
     "avgpool": (F, "y = AveragePool <kernel_shape = [3, 2], strides = [2, 2], pads = [1, 0, 1, 1], count_include_pad = 1> (w)",
                 {}, {"w": [2, 3, 6, 5]}, "mse"),
     "identity_dropout_cast": (F, "i = Identity (w)\n d = Dropout (i)\n c = Cast <to = 11> (d)\n y = Cast <to = 1> (c)", {},
@@ -116,6 +119,8 @@ CONSTANTS = {
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
     "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
     "st2": ("int64", [2], [1, -8]), "en2": ("int64", [2], [7, 9]), "sps2": ("int64", [2], [2, 3]),
+    "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
+    "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
