@@ -374,6 +374,31 @@ Status InferSlice(Ctx& c) {
   return Status::Ok();
 }
 
+// GatherND (batch_dims b): indices [i_0..i_{q-2}, k] pick slices of data;
+// the output is the indices' leading dims (the batch dims once) then data's
+// dims after b + k.
+Status InferGatherND(Ctx& c) {
+  if (c.input_dtype(1) != DType::kInt64) return c.Error("indices must be int64");
+  const auto& x = c.input_shape(0);
+  const auto& idx = c.input_shape(1);
+  int64_t bd = c.node().GetInt("batch_dims", 0);
+  if (bd < 0) return c.Error("batch_dims must be 0 or more, not ", bd);
+  if (!x || !idx || idx->empty() || !idx->back().is_static()) {
+    c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    return Status::Ok();
+  }
+  int64_t k = idx->back().value();
+  int64_t r = static_cast<int64_t>(x->size()), q = static_cast<int64_t>(idx->size());
+  if (bd >= std::min(r, q)) return c.Error("batch_dims ", bd, " must be less than both ranks");
+  if (k < 1 || bd + k > r)
+    return c.Error("the indices' last dim ", k, " must be 1 to ", r - bd, " (data rank ", r,
+                   ", batch_dims ", bd, ")");
+  Shape out(idx->begin(), idx->end() - 1);
+  out.insert(out.end(), x->begin() + bd + k, x->end());
+  c.SetOutput(0, c.input_dtype(0), out);
+  return Status::Ok();
+}
+
 Status InferGather(Ctx& c) {
   if (!IsInteger(c.input_dtype(1))) return c.Error("indices must be int32 or int64");
   const auto& x = c.input_shape(0);
@@ -592,6 +617,22 @@ Status GradTranspose(G& b) {
   std::vector<int64_t> inverse(perm.size());
   for (size_t k = 0; k < perm.size(); ++k) inverse[perm[k]] = static_cast<int64_t>(k);
   b.dx = {b.Transpose(b.dy(0), inverse)};
+  return Status::Ok();
+}
+
+// GatherND's dX: dY added back at the gathered slices, one ScatterND (add)
+// into zeros; batch_dims > 0 has no rule yet.
+Status GradGatherND(G& b) {
+  const Node& n = b.node();
+  if (n.GetInt("batch_dims", 0) != 0)
+    return Unimplemented(n.Describe(), ": GatherND's gradient supports batch_dims 0");
+  if (b.opset() < 16)
+    return Unimplemented(n.Describe(), ": GatherND's gradient needs opset 16 (ScatterND add)");
+  Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(b.x(0))});
+  zeros->SetAttr("value", Attribute::FromTensor(Tensor(b.x(0)->dtype(), {1})));
+  Node* sc = b.Make("ScatterND", {zeros->output(0), b.x(1), b.dy(0)});
+  sc->SetAttr("reduction", Attribute::String("add"));
+  b.dx = {sc->output(0), nullptr};
   return Status::Ok();
 }
 
@@ -859,6 +900,13 @@ std::vector<OpDef> DataOps() {
        .precision = {OpClass::kFp32, "scatter-add accumulates gradients: FP32"},
        .shape_inputs = {1},
        .no_grad = "no gradient rule yet"},
+      {.op_type = "GatherND",
+       .arity = {2, 2, 1, 1},
+       .infer = InferGatherND,
+       .precision = {OpClass::kClear, "data movement"},
+       .shape_inputs = {1},
+       .grad = GradGatherND,
+       .nondiff_inputs = {1}},
       {.op_type = "ScatterND",
        .arity = {3, 3, 1, 1},
        .infer = InferScatterElements,

@@ -234,6 +234,39 @@ Status ScatterElementsKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// GatherND: for every index tuple (per batch of the first batch_dims dims),
+// copies the slice of data it names.
+Status GatherNDKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  const TensorRef& idx = ctx.in(1);
+  TensorRef& y = ctx.out(0);
+  int64_t bd = ctx.node.GetInt("batch_dims", 0);
+  int64_t k = idx.dims.back();
+  int64_t batches = Product(std::vector<int64_t>(x.dims.begin(), x.dims.begin() + bd), 0);
+  int64_t per_batch = Product(std::vector<int64_t>(idx.dims.begin() + bd, idx.dims.end() - 1), 0);
+  int64_t slice = Product(x.dims, bd + k);
+  int64_t batch_stride = Product(x.dims, bd);
+  std::vector<int64_t> xs = Strides(x.dims);
+  size_t elem = DTypeSize(x.dtype);
+  const uint8_t* src = static_cast<const uint8_t*>(x.data);
+  uint8_t* dst = static_cast<uint8_t*>(y.data);
+  for (int64_t bt = 0; bt < batches; ++bt)
+    for (int64_t u = 0; u < per_batch; ++u) {
+      int64_t row = bt * per_batch + u;
+      int64_t base = bt * batch_stride;
+      for (int64_t d = 0; d < k; ++d) {
+        int64_t c = ReadInt(idx, row * k + d);
+        int64_t dim = x.dims[bd + d];
+        if (c < 0) c += dim;
+        if (c < 0 || c >= dim)
+          return ctx.Error("index ", ReadInt(idx, row * k + d), " is out of range for dim ", dim);
+        base += c * xs[bd + d];
+      }
+      std::memcpy(dst + row * slice * elem, src + base * elem, slice * elem);
+    }
+  return Status::Ok();
+}
+
 Status ScatterNDKernel(KernelContext& ctx) {
   const TensorRef& x = ctx.in(0);
   const TensorRef& idx = ctx.in(1);
@@ -503,6 +536,7 @@ void RegisterDataKernels(KernelTable& t) {
   t["GatherElements"] = GatherElementsKernel;
   t["ScatterElements"] = ScatterElementsKernel;
   t["ScatterND"] = ScatterNDKernel;
+  t["GatherND"] = GatherNDKernel;
   t["Expand"] = ExpandKernel;
   t["Tile"] = TileKernel;
   t["Pad"] = PadKernel;

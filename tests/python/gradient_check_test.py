@@ -90,6 +90,9 @@ CASES = {
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
     # spreads dY out to every step-th position.
     "slice_steps": (D, "y = Slice (w, st2, en2, axs, sps2)", {}, {"w": [7, 9]}, "mse"),
+    # GatherND (dynamo's exports of GPT-2 and Llama pick the last position
+    # with it); a repeated index sums its gradients.
+    "gathernd": (D, "y = GatherND (w, gnd)", {}, {"w": [3, 4, 2]}, "mse"),
     "pad_constant": (D, "y = Pad (w, pd)", {}, {"w": [3, 4]}, "mse"),
     "pad_axes_value": (D, "y = Pad (w, pd2, cvd, axm1)", {}, {"w": [2, 3, 4]}, "mse", 18),
     "max_min_broadcast": (D, "a = Max (w, v)\n y = Min (a, x)", {"x": [3, 4]}, {"w": [3, 4], "v": [1, 4]}, "mse"),
@@ -119,6 +122,7 @@ CONSTANTS = {
     "axs": ("int64", [2], [0, 1]), "idx": ("int64", [4], [4, 0, 4, 2]),
     "i0": ("int64", [], [3]), "c0": ("int64", [], [0]), "c1": ("int64", [], [1]), "c2": ("int64", [], [-1]), "idx2": ("int64", [2, 2], [4, 1, 1, 0]), "shp2": ("int64", [2], [3, 4]),
     "st2": ("int64", [2], [1, -8]), "en2": ("int64", [2], [7, 9]), "sps2": ("int64", [2], [2, 3]),
+    "gnd": ("int64", [3, 2], [0, 1, 2, 3, 0, 1]),
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
