@@ -187,6 +187,17 @@ StatusOr<bool> Autodiff::Run(Model& model) {
                              "' is not a valid regular expression: ", e.what());
     }
   }
+  // What is trained is what PyTorch trains: every float initializer that a
+  // parameter could be, except BatchNorm's running statistics (state) and
+  // the constants exporters store as initializers, which no
+  // named_parameters() entry is ever called: dynamo's lifted constants
+  // (val_12, _tensor_constant0) and TorchScript's folded ones (onnx::Mul_7,
+  // /block/Constant_output_0).
+  auto exporter_constant = [](const std::string& name) {
+    static const std::regex lifted(R"(^(val_\d+|_tensor_constant\d+)$)");
+    return name.find("::") != std::string::npos || (!name.empty() && name[0] == '/') ||
+           std::regex_match(name, lifted);
+  };
   // Running statistics are state, not parameters.
   std::unordered_set<const Value*> statistics;
   for (Node* n : g.nodes())
@@ -195,7 +206,8 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   std::vector<Value*> params;
   for (Value* v : g.initializers())
     if ((v->dtype() == DType::kFloat32 || v->dtype() == DType::kFloat64) && !statistics.count(v) &&
-        !v->uses().empty() && !(freeze && std::regex_search(v->name(), *freeze)))
+        !exporter_constant(v->name()) && !v->uses().empty() &&
+        !(freeze && std::regex_search(v->name(), *freeze)))
       params.push_back(v);
 
   Tensor one(loss->dtype(), {});

@@ -292,6 +292,37 @@ StatusOr<Model> TinyStep(const std::string& passes, const std::string& optimizer
   return m;
 }
 
+// Exporters store constants as float initializers; PyTorch never trains
+// them, so neither does amp: dynamo's lifted val_N and _tensor_constantN,
+// TorchScript's folded onnx::Op_N and /path/Constant_output_0. A scalar
+// with a parameter's name (CLIP's logit_scale) is still trained.
+TEST(AutodiffTest, ExporterConstantsAreNotParameters) {
+  auto m = LoadModelText(R"(<ir_version: 8, opset_import: ["" : 17]>
+main (float[N,2] x) => (float[N,2] y)
+<float[2,2] w = {1.0, 2.0, 3.0, 4.0}, float a = {0.5}, float c = {2.0}, float d = {3.0},
+ float e = {4.0}, float logit_scale = {1.5}>
+{
+  m = MatMul (x, w)
+  p = Mul (m, a)
+  q = Mul (p, c)
+  r = Mul (q, d)
+  s = Mul (r, e)
+  y = Mul (s, logit_scale)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  Graph& g = *m->graph;
+  ASSERT_TRUE(g.RenameValue(g.FindValue("a"), "val_12").ok());
+  ASSERT_TRUE(g.RenameValue(g.FindValue("c"), "onnx::Mul_7").ok());
+  ASSERT_TRUE(g.RenameValue(g.FindValue("d"), "/block/Constant_output_0").ok());
+  ASSERT_TRUE(g.RenameValue(g.FindValue("e"), "_tensor_constant0").ok());
+  PassOptions o;
+  o.loss.kind = "mse";
+  auto p = BuildPipeline("attach-loss,autodiff", o);
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE(p->Run(*m).ok());
+  EXPECT_EQ(m->training.trainable, (std::vector<std::string>{"w", "logit_scale"}));
+}
+
 TEST(TrainingDescriptionTest, TheOptimizerPassDescribesWhatItBuilt) {
   auto m = TinyStep("attach-loss,autodiff,loss-scaling,optimizer", "adamw");
   ASSERT_TRUE(m.ok()) << m.status().message();
