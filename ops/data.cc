@@ -652,7 +652,7 @@ Status GradGather(G& b) {
   int64_t a = n.GetInt("axis", 0);
   if (a < 0) a += r;
   if (a < 0 || a >= r) return InvalidArgument(n.Describe(), ": axis out of range");
-  Value* data = b.x(0);
+  Value* shape = b.ShapeOf(b.x(0));
   Value* dy = b.dy(0);
   std::vector<int64_t> perm_x;  // X with axis a first
   if (a != 0) {
@@ -663,10 +663,11 @@ Status GradGather(G& b) {
     for (int64_t i = 0; i < q; ++i) perm_y.push_back(a + i);
     for (int64_t i = 0; i < a; ++i) perm_y.push_back(i);
     for (int64_t i = a + q; i < r - 1 + q; ++i) perm_y.push_back(i);
-    data = b.Transpose(data, perm_x);
+    // Only X's shape is needed, permuted: never a transposed copy of X.
+    shape = b.Op("Gather", {shape, b.Ints(perm_x)});
     dy = b.Transpose(dy, perm_y);
   }
-  Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(data)});
+  Node* zeros = b.Make("ConstantOfShape", {shape});
   zeros->SetAttr("value", Attribute::FromTensor(Tensor(b.x(0)->dtype(), {1})));
   Value* idx = b.Op("Unsqueeze", {b.x(1), b.Ints({-1})});
   Node* s = b.Make("ScatterND", {zeros->output(0), idx, dy});

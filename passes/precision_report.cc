@@ -116,6 +116,7 @@ nlohmann::json BuildPrecisionReport(const Model& m, const ReportContext& ctx) {
       if (const Value* v = m.graph->FindValue(p); v && v->has_initializer())
         half_bytes += static_cast<int64_t>(v->initializer()->nbytes()) / 2;
     report["training"] = {{"parameters", t.trainable.size()},
+                          {"trainable", t.trainable},
                           {"fp32_master_bytes", master_bytes},
                           {"half_copies", t.half_copies.size()},
                           {"half_copy_bytes", half_bytes},
