@@ -178,15 +178,29 @@ StatusOr<bool> Autodiff::Run(Model& model) {
     return InvalidArgument("the loss '", loss->name(), "' must be a scalar, not ",
                            loss->type().ToString());
 
-  std::optional<std::regex> freeze;
-  if (!freeze_.empty()) {
+  // --freeze and --trainable: valid, and each matching some float
+  // initializer (a typo would otherwise train everything, or nothing).
+  auto compile = [&](const std::string& flag,
+                     const std::string& source) -> StatusOr<std::optional<std::regex>> {
+    if (source.empty()) return std::optional<std::regex>();
+    std::optional<std::regex> re;
     try {
-      freeze.emplace(freeze_, std::regex::ECMAScript);
+      re.emplace(source, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
-      return InvalidArgument("--freeze '", freeze_,
-                             "' is not a valid regular expression: ", e.what());
+      return InvalidArgument(flag, " '", source, "' is not a valid regular expression: ", e.what());
     }
-  }
+    std::string some;
+    int listed = 0;
+    for (const Value* v : g.initializers()) {
+      if (!IsFloat(v->dtype())) continue;
+      if (std::regex_search(v->name(), *re)) return re;
+      if (listed++ < 6) some += StrCat(listed > 1 ? ", " : "", v->name());
+    }
+    return InvalidArgument(flag, " '", source, "' matches no parameter (the model's float ",
+                           "initializers: ", some, listed > 6 ? ", ..." : "", ")");
+  };
+  AMP_ASSIGN_OR_RETURN(std::optional<std::regex> freeze, compile("--freeze", freeze_));
+  AMP_ASSIGN_OR_RETURN(std::optional<std::regex> only, compile("--trainable", trainable_));
   // What is trained is what PyTorch trains: every float initializer that a
   // parameter could be, except BatchNorm's running statistics (state) and
   // the constants exporters store as initializers, which no
@@ -207,7 +221,8 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   for (Value* v : g.initializers())
     if ((v->dtype() == DType::kFloat32 || v->dtype() == DType::kFloat64) && !statistics.count(v) &&
         !exporter_constant(v->name()) && !v->uses().empty() &&
-        !(freeze && std::regex_search(v->name(), *freeze)))
+        !(freeze && std::regex_search(v->name(), *freeze)) &&
+        !(only && !std::regex_search(v->name(), *only)))
       params.push_back(v);
 
   Tensor one(loss->dtype(), {});

@@ -22,12 +22,17 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
 class Autodiff : public Pass {
  public:
   static constexpr std::string_view kName = "autodiff";
-  explicit Autodiff(std::string freeze_regex = "") : freeze_(std::move(freeze_regex)) {}
+  // freeze: parameters whose names match are not trained; trainable: only
+  // parameters whose names match are (both ECMAScript regexes, "" = off; one
+  // that matches no float initializer is an error).
+  explicit Autodiff(std::string freeze_regex = "", std::string trainable_regex = "")
+      : freeze_(std::move(freeze_regex)), trainable_(std::move(trainable_regex)) {}
   std::string_view name() const override { return kName; }
   StatusOr<bool> Run(Model& model) override;
 
  private:
   std::string freeze_;
+  std::string trainable_;
 };
 
 }  // namespace amp

@@ -109,6 +109,7 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
     t.loss.label_type = o.label_dtype == "int32" ? DType::kInt32 : DType::kInt64;
     t.loss.output = o.output;
     t.freeze = o.freeze;
+    t.trainable = o.trainable;
     t.optimizer = {o.optimizer,    o.lr,    o.momentum, o.dampening, o.nesterov,
                    o.weight_decay, o.beta1, o.beta2,    o.eps};
     AMP_ASSIGN_OR_RETURN(t.loss_scale, LossScaleFor(o, policy));

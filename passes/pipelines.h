@@ -30,7 +30,8 @@ PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings);
 
 struct TrainingOptions {
   LossOptions loss;
-  std::string freeze;  // regex of parameters autodiff leaves alone
+  std::string freeze;     // regex of parameters autodiff leaves alone
+  std::string trainable;  // regex: only these are trained ("" = all)
   OptimizerOptions optimizer;
   // Loss scaling between the backward pass and the optimizer; none for an
   // FP32 step.

@@ -39,7 +39,7 @@ const Entry kPasses[] = {
      }},
     {Autodiff::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
-       return std::make_unique<Autodiff>(o.freeze);
+       return std::make_unique<Autodiff>(o.freeze, o.trainable);
      }},
     {BindDims::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {

@@ -23,6 +23,7 @@ struct PassOptions {
   PrecisionPolicy precision;                    // for paint-precision
   LossOptions loss;                             // for attach-loss
   std::string freeze;                           // for autodiff: regex of frozen parameters
+  std::string trainable;                        // for autodiff: regex of the only trained ones
   OptimizerOptions optimizer;                   // for optimizer
   LossScaleOptions loss_scale;                  // for loss-scaling
   DataParallelOptions data_parallel;            // for data-parallel

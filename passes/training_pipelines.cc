@@ -14,7 +14,7 @@ namespace amp::pipelines {
 PassPipeline Training(const TrainingOptions& options) {
   PassPipeline p;
   p.Add(std::make_unique<AttachLoss>(options.loss));
-  p.Add(std::make_unique<Autodiff>(options.freeze));
+  p.Add(std::make_unique<Autodiff>(options.freeze, options.trainable));
   if (options.data_parallel) p.Add(std::make_unique<DataParallel>(*options.data_parallel));
   if (!options.gradients_only) {
     if (options.loss_scale) p.Add(std::make_unique<LossScaling>(*options.loss_scale));

@@ -119,6 +119,10 @@ int main(int argc, char** argv) {
   app.add_option("--output", loss_output,
                  "the model output the loss applies to (when there are several)");
   app.add_option("--freeze", freeze, "regex: parameters whose names match are not trained");
+  std::string trainable;
+  app.add_option(
+      "--trainable", trainable,
+      "regex: only parameters whose names match are trained (with --freeze, both apply)");
   app.add_option("--optimizer", optimizer, "sgd, adam or adamw (FP32 state)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   app.add_option("--lr", lr, "learning rate (the step's lr input; this is its recorded default)");
@@ -221,6 +225,7 @@ int main(int argc, char** argv) {
     options.label_dtype = label_dtype;
     options.output = loss_output;
     options.freeze = freeze;
+    options.trainable = trainable;
     options.seed = seed;
     options.optimizer = optimizer;
     options.lr = lr;
@@ -259,7 +264,7 @@ int main(int argc, char** argv) {
       std::string asked;
       for (const char* flag :
            {"--optimizer", "--loss-scale", "--lr", "--momentum", "--weight-decay", "--betas",
-            "--freeze", "--nesterov", "--dampening", "--eps"})
+            "--freeze", "--trainable", "--nesterov", "--dampening", "--eps"})
         if (app.count(flag) > 0) asked += asked.empty() ? flag : std::string(", ") + flag;
       if (!asked.empty()) {
         const auto& outs = model.graph->outputs();

@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
                  "attach-loss: cross_entropy, mse, bce_with_logits, l1, model");
   app.add_option("--label", training.loss.label, "attach-loss: label input name");
   app.add_option("--freeze", training.freeze, "autodiff: regex of frozen parameters");
+  app.add_option("--trainable", training.trainable,
+                 "autodiff: regex of the only trained parameters");
   app.add_option("--optimizer", training.optimizer.kind, "optimizer: sgd, adam or adamw");
   app.add_option("--momentum", training.optimizer.momentum, "optimizer: SGD momentum");
   app.add_option("--weight-decay", training.optimizer.weight_decay, "optimizer: weight decay");
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
     AMP_ASSIGN_OR_RETURN(options.precision, precision.Build());
     options.loss = training.loss;
     options.freeze = training.freeze;
+    options.trainable = training.trainable;
     options.optimizer = training.optimizer;
     options.loss_scale = training.loss_scale;
     options.loss_scale.dynamic = !static_scale;

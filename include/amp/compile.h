@@ -41,6 +41,7 @@ struct CompileOptions {
   std::string label_dtype = "int64";  // cross_entropy class indices: int64 or int32
   std::string output;                 // the output the loss applies to ("" = the only one)
   std::string freeze;                 // regex: parameters not trained
+  std::string trainable;              // regex: the only parameters trained ("" = all)
   int64_t seed = 0;                   // training-mode Dropout seeds
 
   std::string optimizer = "sgd";  // sgd, adam or adamw (FP32 master weights and state)

@@ -63,7 +63,7 @@ def _model_source(model):
     raise TypeError(f"amp.compile takes a path, bytes or an onnx.ModelProto, not {type(model).__name__}")
 
 
-def compile(model, *, loss=None, label="labels", label_dtype="int64", output="", freeze="",
+def compile(model, *, loss=None, label="labels", label_dtype="int64", output="", freeze="", trainable="",
             seed=0, optimizer="sgd", lr=0.01, momentum=0.0, dampening=0.0, nesterov=False,
             weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, opt_level="O1", dtype="fp16",
             fp32_ops=(), half_ops=(), fp32_nodes="", policy=None, keep_batchnorm_fp32=False,
@@ -82,6 +82,7 @@ def compile(model, *, loss=None, label="labels", label_dtype="int64", output="",
     o = _amp.CompileOptions()
     o.loss = loss or ""
     o.label, o.label_dtype, o.output, o.freeze, o.seed = label, label_dtype, output, freeze, seed
+    o.trainable = trainable
     o.optimizer, o.lr, o.momentum, o.dampening = optimizer, lr, momentum, dampening
     o.nesterov, o.weight_decay = nesterov, weight_decay
     if len(betas) != 2:

@@ -323,6 +323,38 @@ main (float[N,2] x) => (float[N,2] y)
   EXPECT_EQ(m->training.trainable, (std::vector<std::string>{"w", "logit_scale"}));
 }
 
+// --trainable keeps only the parameters it matches; --freeze drops those it
+// matches; a regex that matches no float initializer is an error naming some.
+TEST(AutodiffTest, TrainableAndFreezeSelectParametersAndMustMatch) {
+  auto run = [](const std::string& freeze, const std::string& trainable) -> StatusOr<Model> {
+    AMP_ASSIGN_OR_RETURN(Model m, LoadModelText(kTinyModel));
+    PassOptions o;
+    o.loss.kind = "mse";
+    o.freeze = freeze;
+    o.trainable = trainable;
+    AMP_ASSIGN_OR_RETURN(PassPipeline p, BuildPipeline("attach-loss,autodiff", o));
+    AMP_RETURN_IF_ERROR(p.Run(m).status());
+    return m;
+  };
+  auto only_b = run("", "^b$");
+  ASSERT_TRUE(only_b.ok()) << only_b.status().message();
+  EXPECT_EQ(only_b->training.trainable, (std::vector<std::string>{"b"}));
+  auto no_b = run("^b$", "");
+  ASSERT_TRUE(no_b.ok()) << no_b.status().message();
+  EXPECT_EQ(no_b->training.trainable, (std::vector<std::string>{"w"}));
+  for (auto [freeze, trainable, flag] :
+       {std::tuple<const char*, const char*, const char*>{"wieght", "", "--freeze"},
+        {"", "bais", "--trainable"}}) {
+    auto bad = run(freeze, trainable);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find(std::string(flag) + " '"), std::string::npos);
+    EXPECT_NE(
+        bad.status().message().find("matches no parameter (the model's float initializers: w, b)"),
+        std::string::npos)
+        << bad.status().message();
+  }
+}
+
 TEST(TrainingDescriptionTest, TheOptimizerPassDescribesWhatItBuilt) {
   auto m = TinyStep("attach-loss,autodiff,loss-scaling,optimizer", "adamw");
   ASSERT_TRUE(m.ok()) << m.status().message();
