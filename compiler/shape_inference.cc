@@ -115,9 +115,15 @@ class Driver {
         shape_values_[out] = dims;
         bool all_static = true;
         for (const Dim& d : dims) all_static &= d.is_static();
-        if (all_static && IsInteger(inferred[i].dtype) && inferred[i].has_static_shape()) {
+        // The shape value as a constant, when the value holds exactly those
+        // dims (its element count checked first: a corrupt file can declare
+        // a shape far too large to allocate).
+        auto count =
+            inferred[i].has_static_shape() ? StaticNumElements(*inferred[i].shape) : std::nullopt;
+        if (all_static && IsInteger(inferred[i].dtype) && count &&
+            *count == static_cast<int64_t>(dims.size())) {
           Tensor t(inferred[i].dtype, *StaticDims(*inferred[i].shape));
-          if (t.num_elements() == static_cast<int64_t>(dims.size())) {
+          {
             for (size_t k = 0; k < dims.size(); ++k)
               t.SetDouble(k, static_cast<double>(dims[k].value()));
             constants_[out] = Keep(std::move(t));

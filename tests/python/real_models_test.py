@@ -17,6 +17,12 @@ AMP_COMPILE = os.environ["AMP_COMPILE"]
 AMP_TRAIN = os.environ["AMP_TRAIN"]
 REAL = os.path.join(os.environ["AMP_MODELS"], "real")
 MODELS = sorted(os.listdir(REAL)) if os.path.isdir(REAL) else []
+# Under AddressSanitizer a MobileNetV3 step is minutes: the sanitizer build
+# checks memory safety on the transformers' steps; the normal build checks
+# every model's numbers.
+SANITIZED = os.environ.get("AMP_SANITIZED", "0") not in ("", "0")
+if SANITIZED:
+    MODELS = [m for m in MODELS if m in ("bert", "gpt2")]
 # The O1 runs start the dynamic loss scale at 4096: at GradScaler's 65536,
 # GPT-2's first step overflows in fp16 and is skipped (as GradScaler skips
 # it), which shifts its whole trajectory by a batch.
@@ -81,6 +87,7 @@ class RealModels(unittest.TestCase):
         print(f"{model}: O1 fp16 Adam within {worst:.2e} of FP32 over {len(half)} steps "
               f"(PyTorch's autocast: {max(abs(a - b) / abs(b) for a, b in zip(ref['adam_autocast_fp16'], ref['trajectories']['adam'])):.2e})")
 
+    @unittest.skipIf(SANITIZED, "the numbers are checked in the normal build")
     def test_mixed_precision_stays_near_fp32(self):
         for model in MODELS:
             with self.subTest(model=model):
