@@ -140,44 +140,35 @@ Status GradConv(G& b) {
     // X^T (C,N,H,W) with dY^T (O,N,Ho,Wo) as kernel, strides and dilations swapped.
     int64_t full_h = (xs[2].value() + p[0] + p[2] - s[0] * (ys[2].value() - 1) - 1) / d[0] + 1;
     int64_t full_w = (xs[3].value() + p[1] + p[3] - s[1] * (ys[3].value() - 1) - 1) / d[1] + 1;
-    auto weight_grad = [&](Value* x, Value* dy) {
-      Value* xt = b.Transpose(x, {1, 0, 2, 3});
-      Value* dyt = b.Transpose(dy, {1, 0, 2, 3});
-      Node* c = b.Make("Conv", {xt, dyt});
-      c->SetAttr("strides", Attribute::Ints(d));
-      c->SetAttr("dilations", Attribute::Ints(s));
-      c->SetAttr("pads", Attribute::Ints(p));
-      Value* r = c->output(0);
-      if (full_h != kh || full_w != kw)
-        r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
-      return b.Transpose(r, {1, 0, 2, 3});
-    };
+    // Grouped (depthwise too) in the same one Conv: with Cg = C/g and
+    // Og = O/g, X (N, g*Cg, H, W) becomes the input (Cg, g*N, H, W) and dY
+    // (N, g*Og, Ho, Wo) the kernel (g*Og, N, Ho, Wo), so group k's kernels
+    // read exactly group k's N batch channels (for g = 1 these are the plain
+    // transposes); the result (Cg, O, kh, kw) is dW transposed.
+    Value* input = nullptr;
+    Value* kernel = nullptr;
     if (group == 1) {
-      b.dx[1] = weight_grad(b.x(0), b.dy(0));
+      input = b.Transpose(b.x(0), {1, 0, 2, 3});
+      kernel = b.Transpose(b.dy(0), {1, 0, 2, 3});
     } else {
-      // One grouped Conv for every group at once (no per-group expansion):
-      // with Cg = C/g and Og = O/g, X (N, g*Cg, H, W) becomes the input
-      // (Cg, g*N, H, W) and dY (N, g*Og, Ho, Wo) the kernel (g*Og, N, Ho, Wo),
-      // so group k's kernels read exactly group k's N batch channels; the
-      // result (Cg, O, kh, kw) is dW transposed.
       int64_t cg = (*wd)[1], og = (*wd)[0] / group;
       int64_t h = xs[2].value(), w = xs[3].value(), ho = ys[2].value(), wo = ys[3].value();
-      Value* xg = b.Op("Reshape", {b.x(0), b.Ints({0, group, cg, h, w})});
-      xg = b.Transpose(xg, {2, 1, 0, 3, 4});
-      xg = b.Op("Reshape", {xg, b.Ints({cg, -1, h, w})});
-      Value* dyg = b.Op("Reshape", {b.dy(0), b.Ints({0, group, og, ho, wo})});
-      dyg = b.Transpose(dyg, {1, 2, 0, 3, 4});
-      dyg = b.Op("Reshape", {dyg, b.Ints({group * og, -1, ho, wo})});
-      Node* c = b.Make("Conv", {xg, dyg});
-      c->SetAttr("group", Attribute::Int(group));
-      c->SetAttr("strides", Attribute::Ints(d));
-      c->SetAttr("dilations", Attribute::Ints(s));
-      c->SetAttr("pads", Attribute::Ints(p));
-      Value* r = c->output(0);
-      if (full_h != kh || full_w != kw)
-        r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
-      b.dx[1] = b.Transpose(r, {1, 0, 2, 3});
+      input = b.Op("Reshape", {b.x(0), b.Ints({0, group, cg, h, w})});
+      input = b.Transpose(input, {2, 1, 0, 3, 4});
+      input = b.Op("Reshape", {input, b.Ints({cg, -1, h, w})});
+      kernel = b.Op("Reshape", {b.dy(0), b.Ints({0, group, og, ho, wo})});
+      kernel = b.Transpose(kernel, {1, 2, 0, 3, 4});
+      kernel = b.Op("Reshape", {kernel, b.Ints({group * og, -1, ho, wo})});
     }
+    Node* c = b.Make("Conv", {input, kernel});
+    if (group != 1) c->SetAttr("group", Attribute::Int(group));
+    c->SetAttr("strides", Attribute::Ints(d));
+    c->SetAttr("dilations", Attribute::Ints(s));
+    c->SetAttr("pads", Attribute::Ints(p));
+    Value* r = c->output(0);
+    if (full_h != kh || full_w != kw)
+      r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
+    b.dx[1] = b.Transpose(r, {1, 0, 2, 3});
   }
   if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", b.dy(0), {0, 2, 3}, false);
   return Status::Ok();

@@ -90,13 +90,11 @@ int main(int argc, char** argv) {
   bool print_ir = false, list_ops = false, op_facts = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
   amp::cli::PipelineDebugFlags debug_flags;
-  std::string loss_kind, label = "labels", loss_output, freeze, optimizer = "sgd",
-                         emit = "training_info";
-  float lr = 0.01f, momentum = 0, dampening = 0, weight_decay = 0, eps = 1e-8f;
-  std::vector<float> betas = {0.9f, 0.999f};
-  bool nesterov = false;
-  std::string loss_scale = "auto";
-  amp::LossScaleOptions ls;
+  // The compiler's options, bound to the flags of the same names (their
+  // defaults are CompileOptions's); the precision flags are shared with
+  // amp-opt and filled in after parsing.
+  amp::CompileOptions options;
+  std::vector<float> betas = {options.beta1, options.beta2};
   std::vector<std::string> bind_dims;
   int64_t external_threshold = 0;
   std::string target, device_model = "h100";
@@ -105,59 +103,56 @@ int main(int argc, char** argv) {
   precision.Add(app);
   debug_flags.Add(app);
   app.add_option(
-      "--loss", loss_kind,
+      "--loss", options.loss,
       "build a training step with this loss: cross_entropy, mse, bce_with_logits, l1, or model "
       "(the model's output is already the loss)");
-  app.add_option("--label", label, "name of the label input the loss adds (default: labels)");
-  std::string label_dtype = "int64";
-  int64_t seed = 0;
-  app.add_option("--seed", seed,
+  app.add_option("--label", options.label,
+                 "name of the label input the loss adds (default: labels)");
+  app.add_option("--seed", options.seed,
                  "seed of training-mode Dropout (each node gets seed + its position)");
-  app.add_option("--label-dtype", label_dtype,
+  app.add_option("--label-dtype", options.label_dtype,
                  "cross_entropy class indices: int64 (default) or int32")
       ->check(CLI::IsMember({"int64", "int32"}));
-  app.add_option("--output", loss_output,
+  app.add_option("--output", options.output,
                  "the model output the loss applies to (when there are several)");
-  app.add_option("--freeze", freeze, "regex: parameters whose names match are not trained");
-  std::string trainable;
+  app.add_option("--freeze", options.freeze, "regex: parameters whose names match are not trained");
   app.add_option(
-      "--trainable", trainable,
+      "--trainable", options.trainable,
       "regex: only parameters whose names match are trained (with --freeze, both apply)");
-  app.add_option("--optimizer", optimizer, "sgd, adam or adamw (FP32 state)")
+  app.add_option("--optimizer", options.optimizer, "sgd, adam or adamw (FP32 state)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
-  app.add_option("--lr", lr, "learning rate (the step's lr input; this is its recorded default)");
-  app.add_option("--momentum", momentum, "SGD momentum");
-  app.add_option("--dampening", dampening, "SGD dampening");
-  app.add_flag("--nesterov", nesterov, "SGD Nesterov momentum");
-  app.add_option("--weight-decay", weight_decay,
+  app.add_option("--lr", options.lr,
+                 "learning rate (the step's lr input; this is its recorded default)");
+  app.add_option("--momentum", options.momentum, "SGD momentum");
+  app.add_option("--dampening", options.dampening, "SGD dampening");
+  app.add_flag("--nesterov", options.nesterov, "SGD Nesterov momentum");
+  app.add_option("--weight-decay", options.weight_decay,
                  "weight decay (L2 for sgd/adam, decoupled for adamw)");
   app.add_option("--betas", betas, "Adam betas, e.g. --betas 0.9,0.999")
       ->delimiter(',')
       ->expected(2);
-  app.add_option("--eps", eps, "Adam epsilon");
+  app.add_option("--eps", options.eps, "Adam epsilon");
   app.add_option(
-      "--loss-scale", loss_scale,
+      "--loss-scale", options.loss_scale,
       "dynamic, a number (static scale) or none; default: dynamic when the step runs in half, "
       "none in FP32 (O0)");
-  app.add_option("--init-scale", ls.init_scale, "initial dynamic loss scale (65536)");
-  app.add_option("--growth-factor", ls.growth_factor, "scale growth after a clean run (2)");
-  app.add_option("--backoff-factor", ls.backoff_factor, "scale backoff on overflow (0.5)");
-  app.add_option("--growth-interval", ls.growth_interval,
+  app.add_option("--init-scale", options.init_scale, "initial dynamic loss scale (65536)");
+  app.add_option("--growth-factor", options.growth_factor, "scale growth after a clean run (2)");
+  app.add_option("--backoff-factor", options.backoff_factor, "scale backoff on overflow (0.5)");
+  app.add_option("--growth-interval", options.growth_interval,
                  "clean steps before the scale grows (2000)");
-  app.add_option("--min-scale", ls.min_scale, "lower clamp of the dynamic scale (0: none)");
-  app.add_option("--max-scale", ls.max_scale, "upper clamp of the dynamic scale (0: none)");
+  app.add_option("--min-scale", options.min_scale, "lower clamp of the dynamic scale (0: none)");
+  app.add_option("--max-scale", options.max_scale, "upper clamp of the dynamic scale (0: none)");
   app.add_option(
-         "--emit", emit,
+         "--emit", options.emit,
          "with --loss: training_info (default: the forward model with the step in ONNX's "
          "training_info), functional (one graph, state in as inputs and out as outputs, runnable "
          "by any ONNX runtime) or gradients (loss and <param>_grad outputs, no optimizer)")
       ->check(CLI::IsMember({"training_info", "functional", "gradients"}));
-  bool data_parallel = false;
-  float bucket_mb = 4.0f;
-  app.add_flag("--data-parallel", data_parallel,
+  app.add_flag("--data-parallel", options.data_parallel,
                "all-reduce the gradients and the loss over the ranks after the backward pass "
                "(train with mpirun -np N amp-train)");
-  app.add_option("--bucket-mb", bucket_mb,
+  app.add_option("--bucket-mb", options.bucket_mb,
                  "with --data-parallel: gradients per all-reduce, in MiB (4)");
   app.add_flag("--report", report,
                "print the precision report: per op type, casts, activation bytes, "
@@ -220,33 +215,10 @@ int main(int argc, char** argv) {
       return amp::InvalidArgument("--external-data-threshold must be 0 or more bytes, not ",
                                   external_threshold);
     AMP_ASSIGN_OR_RETURN(auto dim_bindings, amp::cli::ParseDimBindings(bind_dims));
-    amp::CompileOptions options = precision.Options();
-    options.label = label;
-    options.label_dtype = label_dtype;
-    options.output = loss_output;
-    options.freeze = freeze;
-    options.trainable = trainable;
-    options.seed = seed;
-    options.optimizer = optimizer;
-    options.lr = lr;
-    options.momentum = momentum;
-    options.dampening = dampening;
-    options.nesterov = nesterov;
-    options.weight_decay = weight_decay;
+    precision.Fill(options);
     options.beta1 = betas[0];
     options.beta2 = betas[1];
-    options.eps = eps;
-    options.loss_scale = loss_scale;
-    options.init_scale = ls.init_scale;
-    options.growth_factor = ls.growth_factor;
-    options.backoff_factor = ls.backoff_factor;
-    options.growth_interval = ls.growth_interval;
-    options.min_scale = ls.min_scale;
-    options.max_scale = ls.max_scale;
-    options.emit = emit;
     options.bind_dims = dim_bindings;
-    options.data_parallel = data_parallel;
-    options.bucket_mb = bucket_mb;
     AMP_RETURN_IF_ERROR(amp::ValidateCompileOptions(options));
     // Progress is reported only once everything succeeded, so that a failure
     // prints exactly one line.
@@ -260,7 +232,7 @@ int main(int argc, char** argv) {
     // Training flags without --loss: a model whose only output is a scalar is
     // its own loss (--loss model); otherwise the step cannot be built, and
     // writing an inference model instead would ignore what was asked.
-    if (loss_kind.empty()) {
+    if (options.loss.empty()) {
       std::string asked;
       for (const char* flag :
            {"--optimizer", "--loss-scale", "--lr", "--momentum", "--weight-decay", "--betas",
@@ -275,12 +247,11 @@ int main(int argc, char** argv) {
               " given without --loss, and the model's output is not a scalar loss: pass "
               "--loss cross_entropy, mse, bce_with_logits, l1 (or model, for a model that "
               "returns its own loss)");
-        loss_kind = "model";
+        options.loss = "model";
         log += amp::StrCat("amp-compile: the model's only output '", outs[0]->name(),
                            "' is a scalar: training it as its own loss (--loss model)\n");
       }
     }
-    options.loss = loss_kind;
     AMP_ASSIGN_OR_RETURN(amp::PipelineDebug debug, debug_flags.Build());
     AMP_ASSIGN_OR_RETURN(amp::CompileResult compiled, amp::CompileModel(model, options, debug));
     for (size_t at = 0; at < compiled.log.size();) {
@@ -303,7 +274,7 @@ int main(int argc, char** argv) {
     if (!output.empty()) {
       amp::ExportOptions eo;
       eo.external_data_threshold = static_cast<size_t>(external_threshold);
-      if (emit == "functional" || emit == "gradients")
+      if (options.emit == "functional" || options.emit == "gradients")
         eo.training_form = amp::TrainingForm::kFunctional;
       AMP_RETURN_IF_ERROR(amp::SaveModelFile(model, output, eo));
       log += amp::StrCat("amp-compile: wrote ", output, "\n");

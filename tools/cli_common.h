@@ -68,9 +68,8 @@ struct PrecisionFlags {
                  "run BatchNormalization entirely in FP32");
   }
 
-  // The flags as the compiler's options (its precision fields).
-  CompileOptions Options() const {
-    CompileOptions o;
+  // The flags into the compiler's options (its precision fields).
+  void Fill(CompileOptions& o) const {
     o.opt_level = opt_level;
     o.dtype = dtype;
     o.fp32_ops = fp32_ops;
@@ -78,10 +77,13 @@ struct PrecisionFlags {
     o.fp32_nodes = fp32_nodes;
     o.policy_file = policy_file;
     o.keep_batchnorm_fp32 = keep_batchnorm_fp32;
-    return o;
   }
   // Flags first, then the policy file on top (it names its own fields).
-  StatusOr<PrecisionPolicy> Build() const { return PolicyFor(Options()); }
+  StatusOr<PrecisionPolicy> Build() const {
+    CompileOptions o;
+    Fill(o);
+    return PolicyFor(o);
+  }
 };
 
 // --print-after and --disable-pass, shared by amp-compile and amp-opt.
