@@ -281,6 +281,17 @@ TEST(Api, RefusesBadOptionsAndModels) {
   r = amp::Compile(kMlp, o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("--loss-scale expects"), std::string::npos);
+  o = AdamO1();
+  o.bucket_mb = 0;
+  r = amp::Compile(kMlp, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("bucket_mb"), std::string::npos) << r.status().message();
+  o = amp::CompileOptions();
+  o.data_parallel = true;  // without a loss: nothing to reduce
+  r = amp::Compile(kMlp, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("needs a training step"), std::string::npos)
+      << r.status().message();
   EXPECT_EQ(amp::Compile(TempPath("missing.onnx"), AdamO1()).status().code(),
             amp::StatusCode::kNotFound);
   // Garbage bytes and a truncated model: errors, not crashes.

@@ -355,6 +355,57 @@ TEST(AutodiffTest, TrainableAndFreezeSelectParametersAndMustMatch) {
   }
 }
 
+// The forms the new gradient rules do not cover are refused with the node
+// and the reason, not built wrong.
+TEST(AutodiffTest, UnsupportedGradientFormsAreRefusedByName) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,4] x) => (float[2,6] y)
+<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}, int64[4] p = {0, 1, 0, 1}>
+{
+  m = Mul (x, w)
+  y = Pad <mode = "reflect"> (m, p)
+})",
+       "mode 'constant' (not 'reflect')"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,4] x) => (float[2,2] y)
+<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}, int64[1] s = {3}, int64[1] e = {0}, int64[1] a = {1}, int64[1] k = {-2}>
+{
+  m = Mul (x, w)
+  y = Slice (m, s, e, a, k)
+})",
+       "positive steps only (not -2)"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,4] x) => (float[2,4] y)
+<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}>
+{
+  m = Mul (x, w)
+  y = Max (m, x, w)
+})",
+       "supports two inputs (this one has 3)"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,4] x) => (float[2] y)
+<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}, int64[2,1] i = {1, 3}>
+{
+  m = Mul (x, w)
+  y = GatherND <batch_dims = 1> (m, i)
+})",
+       "supports batch_dims 0"},
+  };
+  for (const auto& [text, fragment] : cases) {
+    auto m = LoadModelText(text);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    PassOptions o;
+    o.loss.kind = "mse";
+    auto p = BuildPipeline("attach-loss,autodiff", o);
+    ASSERT_TRUE(p.ok());
+    auto ran = p->Run(*m);
+    ASSERT_FALSE(ran.ok()) << fragment;
+    EXPECT_EQ(ran.status().code(), StatusCode::kUnimplemented) << ran.status().message();
+    EXPECT_NE(ran.status().message().find(fragment), std::string::npos) << ran.status().message();
+  }
+}
+
 TEST(TrainingDescriptionTest, TheOptimizerPassDescribesWhatItBuilt) {
   auto m = TinyStep("attach-loss,autodiff,loss-scaling,optimizer", "adamw");
   ASSERT_TRUE(m.ok()) << m.status().message();
