@@ -33,6 +33,7 @@ ExecutorOptions ToExecutor(const SessionOptions& o) {
   e.device = o.device;
   e.mode = o.inference ? TrainingInfoMode::kForward : TrainingInfoMode::kAuto;
   e.fuse_optimizer = o.fuse_optimizer;
+  if (!o.fuse_elementwise) e.disabled_passes.insert("fuse-elementwise");
   e.extra_outputs = o.fetch;
   switch (o.non_finite) {
     case SessionOptions::NonFinite::kError:

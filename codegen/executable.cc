@@ -78,7 +78,13 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
     for (size_t i = 0; i < shape.size(); ++i)
       if (shape[i].is_unknown()) shape[i] = Dim(dims[i]);
   }
-  PassPipeline pipeline = pipelines::Specialize({bindings, request.fuse_optimizer});
+  pipelines::SpecializeOptions options;
+  options.bindings = bindings;
+  options.fuse_optimizer = request.fuse_optimizer;
+  options.fuse_elementwise =
+      request.fuse_elementwise && backend.HasKernel("ai.amp", "FusedElementwise");
+  options.keep.insert(request.keep.begin(), request.keep.end());
+  PassPipeline pipeline = pipelines::Specialize(options);
   PipelineDebug debug;
   debug.disabled = request.disabled_passes;
   pipeline.set_debug(debug);

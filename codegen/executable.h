@@ -35,6 +35,10 @@ class KernelSupport {
   virtual std::string_view name() const = 0;
   // Ok when the backend has a kernel for `node`, else an error naming it.
   virtual Status Supports(const Node& node) const = 0;
+  // Whether the backend has a kernel for an op the compiler makes itself
+  // (ai.amp FusedElementwise: specialization fuses only for a backend that
+  // runs it).
+  virtual bool HasKernel(std::string_view domain, std::string_view op_type) const = 0;
 };
 
 // Where a value of the specialized step lives.
@@ -76,6 +80,9 @@ struct SpecializeRequest {
   // Replace the per-gradient unscale and the per-parameter Adam/AdamW
   // update by multi-tensor nodes (fuse-unscale, fuse-optimizer).
   bool fuse_optimizer = false;
+  // Chains of elementwise ops into ai.amp FusedElementwise nodes
+  // (fuse-elementwise), when the backend has that kernel.
+  bool fuse_elementwise = true;
   // Let an op that may (its record's `inplace`) write a piece of state's
   // new value over the old one, when nothing reads the old one later: no
   // arena bytes for it and no copy after the step. Off when the caller needs

@@ -228,21 +228,33 @@ OptimizerKind ParseOptimizerKind(std::string_view name) {
   return OptimizerKind::kNone;
 }
 
-void TrainingInfo::Rename(const std::string& from, const std::string& to) {
-  auto fix = [&](std::string& s) {
-    if (s == from) s = to;
-  };
+void TrainingInfo::VisitNames(const std::function<void(std::string&)>& f) {
   for (std::string* s : {&loss, &grad_seed, &skip_step, &loss_scale, &growth_tracker,
                          &optimizer_step, &inverse_scale, &optimizer.lr})
-    fix(*s);
-  for (std::string& s : trainable) fix(s);
+    f(*s);
+  for (std::string& s : trainable) f(s);
   for (auto* m : {&gradients, &unscaled, &half_copies})
-    for (auto& [k, v] : *m) fix(v);
-  for (auto& [state, update] : updates) fix(update);
-  for (auto& [name, type] : forward_outputs) fix(name);
+    for (auto& [k, v] : *m) f(v);
+  for (auto& [state, update] : updates) f(update);
+  for (auto& [name, type] : forward_outputs) f(name);
   for (auto& p : optimizer.params)
     for (std::string* s : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer})
-      fix(*s);
+      f(*s);
+}
+
+void TrainingInfo::Rename(const std::string& from, const std::string& to) {
+  VisitNames([&](std::string& s) {
+    if (s == from) s = to;
+  });
+}
+
+std::set<std::string> TrainingInfo::NamedValues() const {
+  std::set<std::string> names;
+  TrainingInfo copy = *this;
+  copy.VisitNames([&](std::string& s) {
+    if (!s.empty()) names.insert(s);
+  });
+  return names;
 }
 
 Model CloneModel(const Model& m) {

@@ -10,9 +10,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -305,6 +307,10 @@ struct TrainingInfo {
   // Renames `from` to `to` wherever the description names it (a pass that
   // replaces a value it names keeps the description true).
   void Rename(const std::string& from, const std::string& to);
+  // Every value name the description holds (non-empty), and a visit of each
+  // name field (what Rename and NamedValues share).
+  std::set<std::string> NamedValues() const;
+  void VisitNames(const std::function<void(std::string&)>& f);
 };
 
 // The node defining `v` if it is a default-domain `op_type` node, else null

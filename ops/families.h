@@ -19,5 +19,6 @@ std::vector<OpDef> DataOps();
 std::vector<OpDef> ResizeOps();
 std::vector<OpDef> RnnOps();
 std::vector<OpDef> TrainingOps();
+std::vector<OpDef> FusedOps();
 
 }  // namespace amp

@@ -8,6 +8,7 @@
 #include "passes/dce.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
+#include "passes/fuse_elementwise.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
@@ -48,6 +49,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   }
   p.Add(std::make_unique<TransposeFolding>());
   p.Append(BindShapes(options.bindings));
+  // Once every shape is static: elementwise chains into single kernels.
+  if (options.fuse_elementwise) p.Add(std::make_unique<FuseElementwise>(options.keep));
   return p;
 }
 

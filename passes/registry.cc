@@ -9,6 +9,7 @@
 #include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_shapes.h"
+#include "passes/fuse_elementwise.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
@@ -53,6 +54,7 @@ const Entry kPasses[] = {
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldShapes::kName, Make<FoldShapes>},
+    {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
     {TransposeFolding::kName, Make<TransposeFolding>},

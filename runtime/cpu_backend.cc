@@ -27,6 +27,9 @@ class CpuKernelSupport : public KernelSupport {
  public:
   std::string_view name() const override { return "cpu"; }
   Status Supports(const Node& node) const override { return CpuSupports(node); }
+  bool HasKernel(std::string_view domain, std::string_view op) const override {
+    return cpu::FindKernel(std::string(domain), std::string(op)) != nullptr;
+  }
 };
 
 class CpuBackend : public Backend {
@@ -55,6 +58,9 @@ class CpuBackend : public Backend {
   }
 
   Status Supports(const Node& node) const override { return CpuSupports(node); }
+  bool HasKernel(std::string_view domain, std::string_view op) const override {
+    return cpu::FindKernel(std::string(domain), std::string(op)) != nullptr;
+  }
 
   Status Run(const KernelAttrs& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {

@@ -15,6 +15,7 @@
 #include <map>
 
 #include "kernels/cuda/ops.h"
+#include "ops/fused_elementwise.h"
 #include "runtime/backend.h"
 
 namespace amp {
@@ -505,6 +506,52 @@ Status UnscaleCheckFn(const Ctx& c) {
                             c.stream);
 }
 
+// ai.amp FusedElementwise: the program lowered to opcodes, with every
+// input's broadcast strides and every output's pointer, in one launch.
+Status FusedElementwiseFn(const Ctx& c) {
+  auto decoded = DecodeFusedProgram([&](std::string_view name) { return c.node.FindAttr(name); },
+                                    static_cast<int>(c.in.size()), static_cast<int>(c.out.size()));
+  if (!decoded.ok()) return decoded.status();
+  const FusedProgram& p = *decoded;
+  if (p.num_inputs > cuda::kFusedMaxInputs || p.instrs.size() > size_t{cuda::kFusedMaxInstrs})
+    return c.Error("a fused program of ", p.num_inputs, " inputs and ", p.instrs.size(),
+                   " instructions is over the CUDA kernel's ", cuda::kFusedMaxInputs, " and ",
+                   cuda::kFusedMaxInstrs);
+  cuda::FusedProgramDev d;
+  const TensorRef& first = c.O(0);
+  if (first.rank() > cuda::kMaxRank)
+    return Unimplemented("rank ", first.rank(), " is over the CUDA kernels' ", cuda::kMaxRank);
+  d.rank = static_cast<int>(first.rank());
+  for (int k = 0; k < d.rank; ++k) d.dims[k] = first.dims[k];
+  d.n_in = p.num_inputs;
+  for (int k = 0; k < p.num_inputs; ++k) {
+    if (!c.has_in(k)) return c.Error("input ", k, " is missing");
+    d.in[k] = P(c.I(k));
+    std::vector<int64_t> st = BroadcastStrides(c.I(k).dims, first.dims);
+    for (int j = 0; j < d.rank; ++j) d.strides[k][j] = st[j];
+  }
+  d.n_instr = static_cast<int>(p.instrs.size());
+  for (size_t k = 0; k < p.instrs.size(); ++k) {
+    const FusedInstr& f = p.instrs[k];
+    cuda::FusedInstrDev& in = d.instrs[k];
+    if (!cuda::FusedOpCode(f.op.c_str(), f.params[0] != 0, &in.op))
+      return c.Error("the CUDA runtime cannot run '", f.op, "' in a fused program");
+    in.type = static_cast<int>(f.type);
+    for (int j = 0; j < 3; ++j) in.args[j] = static_cast<signed char>(f.args[j]);
+    in.alpha = f.params[0];
+    in.beta = f.params[1];
+  }
+  for (size_t o = 0; o < c.out.size(); ++o) {
+    if (!c.has_out(o)) continue;
+    if (c.O(o).dims != first.dims) return c.Error("outputs of different shapes");
+    d.out[d.n_out] = c.O(o).data;
+    d.out_dtype[d.n_out] = Dt(c.O(o));
+    d.out_reg[d.n_out] = p.results[o];
+    ++d.n_out;
+  }
+  return cuda::FusedElementwise(d, c.stream);
+}
+
 const std::map<std::string, Fn>& Table() {
   static const std::map<std::string, Fn> t = [] {
     std::map<std::string, Fn> m;
@@ -611,6 +658,7 @@ const std::map<std::string, Fn>& Table() {
     m["MatMul"] = MatMulFn;
     m["ai.amp:MatMulT"] = MatMulFn;
     m["ai.amp:FusedAdam"] = FusedAdamFn;
+    m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;
   }();
@@ -624,6 +672,13 @@ std::string Key(const N& node) {
                                                              : node.domain() + ":" + node.op_type();
 }
 
+bool CudaHasKernel(std::string_view domain, std::string_view op) {
+  std::string key = domain.empty() || domain == "ai.onnx"
+                        ? std::string(op)
+                        : std::string(domain) + ":" + std::string(op);
+  return Table().count(key) != 0;
+}
+
 Status CudaSupports(const Node& node) {
   if (Table().count(Key(node))) return Status::Ok();
   return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for '", node.op_type(),
@@ -634,6 +689,9 @@ class CudaKernelSupport : public KernelSupport {
  public:
   std::string_view name() const override { return "cuda"; }
   Status Supports(const Node& node) const override { return CudaSupports(node); }
+  bool HasKernel(std::string_view domain, std::string_view op) const override {
+    return CudaHasKernel(domain, op);
+  }
 };
 
 class CudaBackend : public Backend {
@@ -683,6 +741,9 @@ class CudaBackend : public Backend {
                      "copy on device");
   }
   Status Supports(const Node& node) const override { return CudaSupports(node); }
+  bool HasKernel(std::string_view domain, std::string_view op) const override {
+    return CudaHasKernel(domain, op);
+  }
   Status Run(const KernelAttrs& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     auto it = Table().find(Key(node));

@@ -40,6 +40,9 @@ class Recording : public amp::KernelSupport {
     if (!real_.Supports(node).ok()) missing_.insert(node.op_type());
     return amp::Status::Ok();
   }
+  bool HasKernel(std::string_view domain, std::string_view op) const override {
+    return real_.HasKernel(domain, op);
+  }
   const std::set<std::string>& missing() const { return missing_; }
 
  private:
@@ -64,6 +67,7 @@ amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::strin
   struct Any : amp::KernelSupport {
     std::string_view name() const override { return "any"; }
     amp::Status Supports(const amp::Node&) const override { return amp::Status::Ok(); }
+    bool HasKernel(std::string_view, std::string_view) const override { return true; }
   } any;
   auto support = amp::KernelSupportFor(target);
   if (!support.ok() && support.status().code() != amp::StatusCode::kUnimplemented)

@@ -45,6 +45,7 @@ struct Flags {
   double lr = std::nan("");
   bool shuffle = false, eval = false, quiet = false, skip_nonfinite = false;
   std::string fuse_optimizer = "auto";
+  std::string fuse_elementwise = "on";
   double collective_timeout = 300;
   // Which of the numeric options were given.
   bool has_lr = false, has_steps = false, has_batch_size = false, has_save_every = false;
@@ -254,6 +255,8 @@ Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
   // on both devices: on the CPU it is bit-identical to the graph as written
   // (tested) and halves the benchmark MLP's FP32 Adam step.
   so.fuse_optimizer = f.fuse_optimizer != "off";
+  // Elementwise chains as one kernel each (bit-identical; tested).
+  if (f.fuse_elementwise == "off") so.disabled_passes.insert("fuse-elementwise");
   AMP_ASSIGN_OR_RETURN(auto session, Executor::Open(f.model, so));
   if (!session->is_training())
     return InvalidArgument("'", f.model,
@@ -460,6 +463,10 @@ int main(int argc, char** argv) {
                  "one multi-tensor Adam/AdamW kernel: on, off, or auto (on; off runs the "
                  "update as the exported graph writes it, bit-identical on the CPU)")
       ->check(CLI::IsMember({"on", "off", "auto"}));
+  app.add_option("--fuse-elementwise", f.fuse_elementwise,
+                 "chains of elementwise ops as one kernel each: on (default) or off (one "
+                 "kernel per op; the same values bit for bit)")
+      ->check(CLI::IsMember({"on", "off"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -33,6 +33,9 @@ struct SessionOptions {
   // One multi-tensor Adam/AdamW kernel for the whole update (amp-train's
   // default; bit-identical to the unfused graph on the CPU).
   bool fuse_optimizer = true;
+  // Chains of elementwise ops as one kernel each (the same values bit for
+  // bit; off runs one kernel per op).
+  bool fuse_elementwise = true;
   // A step without loss scaling (FP32) whose loss or new state is not finite:
   // kError fails Run and keeps the old state (amp-train's default), kSkip
   // keeps the old state and reports the step skipped, kApply applies it.

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/scalar_math.h"
 
 namespace amp::cpu {
 namespace {
@@ -72,87 +73,9 @@ Acc<T> IntPow(Acc<T> base, double e) {
   return static_cast<Acc<T>>(std::pow(static_cast<double>(base), e));
 }
 
-enum class BinOp {
-  kAdd,
-  kSub,
-  kMul,
-  kDiv,
-  kMod,
-  kFMod,
-  kPRelu,
-  kAnd,
-  kOr,
-  kXor,
-  kEqual,
-  kGreater,
-  kGreaterEq,
-  kLess,
-  kLessEq,
-  kMax,
-  kMin,
-};
-
 template <typename T>
 auto BinaryFn(BinOp op) {
-  using A = Acc<T>;
-  return [op](A x, A y) -> A {
-    if constexpr (std::is_same_v<A, bool>) {
-      switch (op) {
-        case BinOp::kAnd:
-          return x && y;
-        case BinOp::kOr:
-          return x || y;
-        case BinOp::kXor:
-          return x != y;
-        case BinOp::kMax:
-          return x || y;
-        case BinOp::kMin:
-          return x && y;
-        default:
-          return false;
-      }
-    } else {
-      switch (op) {
-        case BinOp::kAdd:
-          return x + y;
-        case BinOp::kSub:
-          return x - y;
-        case BinOp::kMul:
-          return x * y;
-        case BinOp::kDiv:
-          if constexpr (std::is_integral_v<A>)
-            return y == 0 ? A{0} : x / y;
-          else
-            return x / y;
-        case BinOp::kFMod:
-          if constexpr (std::is_integral_v<A>)
-            return y == 0 ? A{0} : x % y;
-          else
-            return std::fmod(x, y);
-        case BinOp::kMod:
-          if constexpr (std::is_integral_v<A>) {
-            if (y == 0) return A{0};
-            A r = x % y;
-            return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
-          } else {
-            A r = std::fmod(x, y);
-            return (r != 0 && ((r < 0) != (y < 0))) ? r + y : r;
-          }
-        case BinOp::kPRelu:
-          return x < 0 ? x * y : x;
-        case BinOp::kMax:
-          if constexpr (std::is_floating_point_v<A>)
-            if (std::isnan(x) || std::isnan(y)) return std::numeric_limits<A>::quiet_NaN();
-          return std::max(x, y);
-        case BinOp::kMin:
-          if constexpr (std::is_floating_point_v<A>)
-            if (std::isnan(x) || std::isnan(y)) return std::numeric_limits<A>::quiet_NaN();
-          return std::min(x, y);
-        default:
-          return A{0};
-      }
-    }
-  };
+  return [op](Acc<T> x, Acc<T> y) { return BinaryMath(op, x, y); };
 }
 
 Status ArithmeticKernel(KernelContext& ctx, BinOp op) {
@@ -168,20 +91,8 @@ Status CompareKernel(KernelContext& ctx, BinOp op) {
   bool ok = VisitType(ctx.in(0).dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = Acc<T>;
-    Binary<T, bool>(ctx.in(0), ctx.in(1), ctx.out(0), [op](A x, A y) -> bool {
-      switch (op) {
-        case BinOp::kEqual:
-          return x == y;
-        case BinOp::kGreater:
-          return x > y;
-        case BinOp::kGreaterEq:
-          return x >= y;
-        case BinOp::kLess:
-          return x < y;
-        default:
-          return x <= y;
-      }
-    });
+    Binary<T, bool>(ctx.in(0), ctx.in(1), ctx.out(0),
+                    [op](A x, A y) -> bool { return CompareMath(op, x, y); });
   });
   if (!ok) return ctx.Error("unsupported element type");
   return Status::Ok();
@@ -224,12 +135,7 @@ Status PowKernel(KernelContext& ctx) {
     T* po = out.as<T>();
     auto pow = [](A x, double e) -> A {
       if constexpr (std::is_same_v<A, float>) {
-        // Squares and integer powers as products, like GPU kernels do for
-        // the common exponents; std::pow otherwise.
-        if (e == 2.0) return x * x;
-        if (e == 1.0) return x;
-        if (e == 0.5) return std::sqrt(x);
-        return std::pow(x, static_cast<float>(e));
+        return PowF(x, e);
       } else if constexpr (std::is_same_v<A, bool>) {
         return e == 0 ? true : x;
       } else {
@@ -339,94 +245,64 @@ Status NumericUnary(KernelContext& ctx, F f) {
   return Status::Ok();
 }
 
-Status AbsKernel(KernelContext& ctx) {
-  return NumericUnary(ctx, [](auto x) -> decltype(x) {
-    if constexpr (std::is_unsigned_v<decltype(x)>)
-      return x;
-    else
-      return x < 0 ? -x : x;
-  });
-}
-Status NegKernel(KernelContext& ctx) {
-  return NumericUnary(ctx, [](auto x) -> decltype(x) { return -x; });
-}
-Status SignKernel(KernelContext& ctx) {
-  return NumericUnary(ctx, [](auto x) -> decltype(x) {
-    using A = decltype(x);
-    if constexpr (std::is_floating_point_v<A>)
-      if (std::isnan(x)) return x;
-    return x > 0 ? A{1} : (x < 0 ? static_cast<A>(-1) : A{0});
-  });
-}
-Status ReluKernel(KernelContext& ctx) {
-  // NaN stays NaN (IEEE max(NaN, 0), as onnxruntime and PyTorch give).
-  return NumericUnary(ctx, [](auto x) -> decltype(x) {
-    if constexpr (std::is_floating_point_v<decltype(x)>)
-      if (std::isnan(x)) return x;
-    return x > 0 ? x : decltype(x){0};
-  });
-}
+#define AMP_NUMERIC_UNARY(Name, Op)                                                         \
+  Status Name(KernelContext& ctx) {                                                         \
+    return NumericUnary(ctx, [](auto x) -> decltype(x) { return UnaryMath<UnOp::Op>(x); }); \
+  }
+AMP_NUMERIC_UNARY(AbsKernel, kAbs)
+AMP_NUMERIC_UNARY(NegKernel, kNeg)
+AMP_NUMERIC_UNARY(SignKernel, kSign)
+AMP_NUMERIC_UNARY(ReluKernel, kRelu)
+#undef AMP_NUMERIC_UNARY
 Status IdentityKernel(KernelContext& ctx) {
   if (ctx.out(0).data != ctx.in(0).data)
     std::memcpy(ctx.out(0).data, ctx.in(0).data, ctx.in(0).nbytes());
   return Status::Ok();
 }
 
-#define AMP_FLOAT_UNARY(Name, expr)                      \
-  Status Name(KernelContext& ctx) {                      \
-    return FloatUnary(ctx, [](auto x) { return expr; }); \
+#define AMP_FLOAT_UNARY(Name, Op)                                          \
+  Status Name(KernelContext& ctx) {                                        \
+    return FloatUnary(ctx, [](auto x) { return UnaryMath<UnOp::Op>(x); }); \
   }
-AMP_FLOAT_UNARY(CeilKernel, std::ceil(x))
-AMP_FLOAT_UNARY(FloorKernel, std::floor(x))
-AMP_FLOAT_UNARY(RoundKernel, std::nearbyint(x))
-AMP_FLOAT_UNARY(CosKernel, std::cos(x))
-AMP_FLOAT_UNARY(SinKernel, std::sin(x))
-AMP_FLOAT_UNARY(TanhKernel, std::tanh(x))
-AMP_FLOAT_UNARY(ErfKernel, std::erf(x))
-AMP_FLOAT_UNARY(ExpKernel, std::exp(x))
-AMP_FLOAT_UNARY(LogKernel, std::log(x))
-AMP_FLOAT_UNARY(SqrtKernel, std::sqrt(x))
-AMP_FLOAT_UNARY(ReciprocalKernel, 1 / x)
-AMP_FLOAT_UNARY(SigmoidKernel, x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)))
-AMP_FLOAT_UNARY(SoftplusKernel, x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)))
-AMP_FLOAT_UNARY(SoftsignKernel, x / (1 + std::abs(x)))
-AMP_FLOAT_UNARY(MishKernel,
-                x* std::tanh(x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x))))
-AMP_FLOAT_UNARY(HardSwishKernel, x* std::max<decltype(x)>(0, std::min<decltype(x)>(1, x / 6 + 0.5)))
+AMP_FLOAT_UNARY(CeilKernel, kCeil)
+AMP_FLOAT_UNARY(FloorKernel, kFloor)
+AMP_FLOAT_UNARY(RoundKernel, kRound)
+AMP_FLOAT_UNARY(CosKernel, kCos)
+AMP_FLOAT_UNARY(SinKernel, kSin)
+AMP_FLOAT_UNARY(TanhKernel, kTanh)
+AMP_FLOAT_UNARY(ErfKernel, kErf)
+AMP_FLOAT_UNARY(ExpKernel, kExp)
+AMP_FLOAT_UNARY(LogKernel, kLog)
+AMP_FLOAT_UNARY(SqrtKernel, kSqrt)
+AMP_FLOAT_UNARY(ReciprocalKernel, kReciprocal)
+AMP_FLOAT_UNARY(SigmoidKernel, kSigmoid)
+AMP_FLOAT_UNARY(SoftplusKernel, kSoftplus)
+AMP_FLOAT_UNARY(SoftsignKernel, kSoftsign)
+AMP_FLOAT_UNARY(MishKernel, kMish)
+AMP_FLOAT_UNARY(HardSwishKernel, kHardSwish)
 #undef AMP_FLOAT_UNARY
 
 Status EluKernel(KernelContext& ctx) {
   double alpha = ctx.node.GetFloat("alpha", 1.0f);
-  return FloatUnary(ctx, [alpha](auto x) { return x > 0 ? x : alpha * (std::exp(x) - 1); });
+  return FloatUnary(ctx, [alpha](auto x) { return UnaryMath<UnOp::kElu>(x, alpha); });
 }
 Status LeakyReluKernel(KernelContext& ctx) {
   double alpha = ctx.node.GetFloat("alpha", 0.01f);
-  return FloatUnary(ctx,
-                    [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * x; });
+  return FloatUnary(ctx, [alpha](auto x) { return UnaryMath<UnOp::kLeakyRelu>(x, alpha); });
 }
 Status SeluKernel(KernelContext& ctx) {
   double alpha = ctx.node.GetFloat("alpha", 1.67326319217681884765625f);
   double gamma = ctx.node.GetFloat("gamma", 1.05070102214813232421875f);
-  return FloatUnary(
-      ctx, [=](auto x) { return x > 0 ? gamma * x : gamma * (alpha * std::exp(x) - alpha); });
+  return FloatUnary(ctx, [=](auto x) { return UnaryMath<UnOp::kSelu>(x, alpha, gamma); });
 }
 Status HardSigmoidKernel(KernelContext& ctx) {
   double alpha = ctx.node.GetFloat("alpha", 0.2f);
   double beta = ctx.node.GetFloat("beta", 0.5f);
-  return FloatUnary(ctx, [=](auto x) {
-    using A = decltype(x);
-    if (std::isnan(x)) return x;
-    return std::max<A>(0, std::min<A>(1, static_cast<A>(alpha) * x + static_cast<A>(beta)));
-  });
+  return FloatUnary(ctx, [=](auto x) { return UnaryMath<UnOp::kHardSigmoid>(x, alpha, beta); });
 }
 Status GeluKernel(KernelContext& ctx) {
-  bool tanh_approx = ctx.node.GetString("approximate", "none") == "tanh";
-  return FloatUnary(ctx, [=](auto x) {
-    using A = decltype(x);
-    if (tanh_approx)
-      return A(0.5) * x * (1 + std::tanh(A(0.7978845608028654) * (x + A(0.044715) * x * x * x)));
-    return A(0.5) * x * (1 + std::erf(x * A(0.7071067811865476)));
-  });
+  double tanh_approx = ctx.node.GetString("approximate", "none") == "tanh" ? 1 : 0;
+  return FloatUnary(ctx, [=](auto x) { return UnaryMath<UnOp::kGelu>(x, tanh_approx); });
 }
 
 template <typename Pred>

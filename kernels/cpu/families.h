@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/kernel.h"
 
@@ -25,5 +26,10 @@ void RegisterRnnKernels(KernelTable& t);          // rnn.cc (RNN, GRU, LSTM)
 void RegisterResizeKernels(KernelTable& t);       // resize.cc
 void RegisterEinsumKernels(KernelTable& t);       // einsum.cc
 void RegisterCollectiveKernels(KernelTable& t);   // collective.cc (ai.amp AllReduce)
+void RegisterFusedKernels(KernelTable& t);        // fused.cc (ai.amp FusedElementwise)
+
+// The ops fused.cc's interpreter runs (every one of ops/fused_elementwise.h's
+// FusableOps, checked by a test).
+std::vector<std::string> FusedKernelOps();
 
 }  // namespace amp::cpu

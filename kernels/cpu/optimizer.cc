@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/scalar_math.h"
 
 namespace amp::cpu {
 namespace {
@@ -97,15 +98,6 @@ Status AdamKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
-// x^e as the Pow kernel computes it (elementwise.cc), so that the fused
-// update is bit-identical to the standard ops it replaces.
-float PowLikeKernel(float x, float e) {
-  if (e == 2.0f) return x * x;
-  if (e == 1.0f) return x;
-  if (e == 0.5f) return std::sqrt(x);
-  return std::pow(x, e);
-}
-
 // ai.amp FusedAdam: the optimizer pass's Adam/AdamW for every parameter in
 // one kernel, FP32, in the standard ops' exact operation order.
 Status FusedAdamKernel(KernelContext& ctx) {
@@ -118,8 +110,8 @@ Status FusedAdamKernel(KernelContext& ctx) {
   bool decoupled = ctx.node.GetInt("decoupled", 0) != 0;
   float omb1 = static_cast<float>(1.0 - static_cast<double>(b1));
   float omb2 = static_cast<float>(1.0 - static_cast<double>(b2));
-  float bc1 = 1.0f - PowLikeKernel(b1, step1);
-  float bc2_sqrt = std::sqrt(1.0f - PowLikeKernel(b2, step1));
+  float bc1 = 1.0f - PowF(b1, step1);
+  float bc2_sqrt = std::sqrt(1.0f - PowF(b2, step1));
   float step_size = lr / bc1;
   float decay = decoupled && wd != 0 ? 1.0f - lr * wd : 1.0f;
   for (size_t k = 0; k < n; ++k) {

@@ -21,6 +21,7 @@ const KernelTable& Table() {
     RegisterResizeKernels(t);
     RegisterEinsumKernels(t);
     RegisterCollectiveKernels(t);
+    RegisterFusedKernels(t);
     return t;
   }();
   return table;

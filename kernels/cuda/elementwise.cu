@@ -2,6 +2,8 @@
 // comparisons, the variadic Sum/Mean/Max/Min), then their launchers. One
 // generic kernel with the op as a run-time switch: simple and correct first;
 // the fused kernels come with the fusion pass.
+#include <cstring>
+
 #include "kernels/cuda/common.cuh"
 
 namespace amp::cuda {
@@ -60,6 +62,10 @@ __device__ float UnaryF(EwOp op, float x, float alpha, float beta) {
       return isnan(x) ? x : fmaxf(0.f, fminf(1.f, alpha * x + beta));
     case EwOp::kHardSwish:
       return x * fmaxf(0.f, fminf(1.f, x / 6.f + 0.5f));
+    case EwOp::kMish:
+      return x * tanhf(x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)));
+    case EwOp::kSelu:
+      return x > 0 ? beta * x : beta * (alpha * expf(x) - alpha);
     case EwOp::kClip:
       return isnan(x) ? x : fminf(fmaxf(x, alpha), beta);
     default:
@@ -270,7 +276,154 @@ __global__ void VariadicKernel(int kind, Inputs in, int n_in, void* out, int out
   }
 }
 
+// One instruction of a fused program on FP32 registers (bool as 0/1).
+__device__ float FusedOp(const FusedInstrDev& in, float x, float y, float z) {
+  switch (in.op) {
+    case EwOp::kIdentity:
+      return x;
+    case EwOp::kCast:
+      return in.type == kBool ? (x != 0.f ? 1.f : 0.f) : x;
+    case EwOp::kEqual:
+      return x == y;
+    case EwOp::kGreater:
+      return x > y;
+    case EwOp::kGreaterEq:
+      return x >= y;
+    case EwOp::kLess:
+      return x < y;
+    case EwOp::kLessEq:
+      return x <= y;
+    case EwOp::kAnd:
+      return (x != 0.f) && (y != 0.f);
+    case EwOp::kOr:
+      return (x != 0.f) || (y != 0.f);
+    case EwOp::kXor:
+      return (x != 0.f) != (y != 0.f);
+    case EwOp::kNot:
+      return x == 0.f;
+    case EwOp::kIsNaN:
+      return isnan(x);
+    case EwOp::kIsInf:
+      return isinf(x) && ((x > 0 && in.alpha != 0) || (x < 0 && in.beta != 0));
+    case EwOp::kWhere:
+      return x != 0.f ? y : z;
+    case EwOp::kAdd:  // Sum of three: (x + y) + z
+      return in.args[2] >= 0 ? (x + y) + z : x + y;
+    default:
+      return in.args[1] >= 0 ? BinaryF(in.op, x, y) : UnaryF(in.op, x, in.alpha, in.beta);
+  }
+}
+
+__global__ void FusedKernel(FusedProgramDev p, int64_t n) {
+  AMP_GRID_LOOP(i, n) {
+    float r[kFusedMaxInputs + kFusedMaxInstrs];
+    for (int k = 0; k < p.n_in; ++k) {
+      int64_t off = 0, rest = i;
+      for (int d = p.rank - 1; d >= 0; --d) {
+        off += (rest % p.dims[d]) * p.strides[k][d];
+        rest /= p.dims[d];
+      }
+      const DevPtr& src = p.in[k];
+      r[k] = src.dtype == kBool ? static_cast<float>(LoadI(src.data, kBool, off) != 0)
+                                : LoadF(src.data, src.dtype, off);
+    }
+    for (int j = 0; j < p.n_instr; ++j) {
+      const FusedInstrDev& in = p.instrs[j];
+      float x = r[in.args[0]];
+      float y = in.args[1] >= 0 ? r[in.args[1]] : 0.f;
+      float z = in.args[2] >= 0 ? r[in.args[2]] : 0.f;
+      float v = FusedOp(in, x, y, z);
+      if (in.type == kF16)
+        v = __half2float(__float2half_rn(v));
+      else if (in.type == kBF16)
+        v = __bfloat162float(__float2bfloat16_rn(v));
+      r[p.n_in + j] = v;
+    }
+    for (int o = 0; o < p.n_out; ++o) {
+      float v = r[p.out_reg[o]];
+      if (p.out_dtype[o] == kBool)
+        StoreI(p.out[o], kBool, i, v != 0.f);
+      else
+        StoreF(p.out[o], p.out_dtype[o], i, v);
+    }
+  }
+}
+
 }  // namespace
+
+bool FusedOpCode(const char* op, bool tanh_form, EwOp* code) {
+  struct Entry {
+    const char* name;
+    EwOp code;
+  };
+  static const Entry kEntries[] = {
+      {"Identity", EwOp::kIdentity},
+      {"Cast", EwOp::kCast},
+      {"Abs", EwOp::kAbs},
+      {"Neg", EwOp::kNeg},
+      {"Sign", EwOp::kSign},
+      {"Relu", EwOp::kRelu},
+      {"Ceil", EwOp::kCeil},
+      {"Floor", EwOp::kFloor},
+      {"Sqrt", EwOp::kSqrt},
+      {"Reciprocal", EwOp::kReciprocal},
+      {"Exp", EwOp::kExp},
+      {"Log", EwOp::kLog},
+      {"Erf", EwOp::kErf},
+      {"Tanh", EwOp::kTanh},
+      {"Sigmoid", EwOp::kSigmoid},
+      {"Sin", EwOp::kSin},
+      {"Cos", EwOp::kCos},
+      {"Softplus", EwOp::kSoftplus},
+      {"Softsign", EwOp::kSoftsign},
+      {"Mish", EwOp::kMish},
+      {"HardSwish", EwOp::kHardSwish},
+      {"LeakyRelu", EwOp::kLeakyRelu},
+      {"Elu", EwOp::kElu},
+      {"Selu", EwOp::kSelu},
+      {"HardSigmoid", EwOp::kHardSigmoid},
+      {"Gelu", EwOp::kGelu},
+      {"IsNaN", EwOp::kIsNaN},
+      {"IsInf", EwOp::kIsInf},
+      {"Not", EwOp::kNot},
+      {"Add", EwOp::kAdd},
+      {"Sub", EwOp::kSub},
+      {"Mul", EwOp::kMul},
+      {"Div", EwOp::kDiv},
+      {"Pow", EwOp::kPow},
+      {"PRelu", EwOp::kPRelu},
+      {"Max", EwOp::kMax},
+      {"Min", EwOp::kMin},
+      {"Equal", EwOp::kEqual},
+      {"Greater", EwOp::kGreater},
+      {"GreaterOrEqual", EwOp::kGreaterEq},
+      {"Less", EwOp::kLess},
+      {"LessOrEqual", EwOp::kLessEq},
+      {"And", EwOp::kAnd},
+      {"Or", EwOp::kOr},
+      {"Xor", EwOp::kXor},
+      {"Sum", EwOp::kAdd},
+      {"Where", EwOp::kWhere},
+  };
+  for (const Entry& e : kEntries)
+    if (std::strcmp(e.name, op) == 0) {
+      *code = e.code == EwOp::kGelu && tanh_form ? EwOp::kGeluTanh : e.code;
+      return true;
+    }
+  return false;
+}
+
+Status FusedElementwise(const FusedProgramDev& program, void* stream) {
+  int64_t n = 1;
+  for (int d = 0; d < program.rank; ++d) n *= program.dims[d];
+  if (n == 0) return Status::Ok();
+  if (program.n_in < 1 || program.n_in > kFusedMaxInputs || program.n_instr < 1 ||
+      program.n_instr > kFusedMaxInstrs || program.n_out < 1 || program.n_out > kFusedMaxInstrs)
+    return Internal("FusedElementwise: ", program.n_in, " inputs, ", program.n_instr,
+                    " instructions, ", program.n_out, " outputs");
+  FusedKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(program, n);
+  return CheckLaunch("FusedElementwise");
+}
 
 Status Elementwise(EwOp op, const DevPtr* in, int n_in, void* out, int out_dtype, const Strided& s,
                    float alpha, float beta, void* stream) {

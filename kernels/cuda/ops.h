@@ -58,6 +58,8 @@ enum class EwOp : int {
   kHardSigmoid,
   kSoftsign,
   kHardSwish,
+  kMish,
+  kSelu,  // alpha, beta = gamma
   // binary
   kAdd,
   kSub,
@@ -80,6 +82,31 @@ enum class EwOp : int {
   // ternary
   kWhere,
 };
+
+// ai.amp FusedElementwise (ops/fused_elementwise.h): the program, lowered
+// to opcodes, interpreted per element; registers are FP32 and every
+// instruction rounds to its type, as the CPU interpreter does.
+constexpr int kFusedMaxInputs = 16;
+constexpr int kFusedMaxInstrs = 64;
+struct FusedInstrDev {
+  EwOp op = EwOp::kIdentity;
+  int type = 1;  // ONNX element type of the result
+  signed char args[3] = {-1, -1, -1};
+  float alpha = 0, beta = 0;
+};
+struct FusedProgramDev {
+  int n_in = 0, n_instr = 0, n_out = 0, rank = 0;
+  int64_t dims[kMaxRank] = {};                      // the output shape
+  int64_t strides[kFusedMaxInputs][kMaxRank] = {};  // per input (0: broadcast)
+  DevPtr in[kFusedMaxInputs];
+  void* out[kFusedMaxInstrs] = {};
+  int out_dtype[kFusedMaxInstrs] = {};
+  int out_reg[kFusedMaxInstrs] = {};
+  FusedInstrDev instrs[kFusedMaxInstrs];
+};
+// The opcode of a fusable op (Gelu's tanh form when tanh_form), or false.
+bool FusedOpCode(const char* op, bool tanh_form, EwOp* code);
+Status FusedElementwise(const FusedProgramDev& program, void* stream);
 
 // out[i] = op(in0[...], in1[...], in2[...]) over `s` (broadcast strides per
 // input); alpha/beta carry attributes (LeakyRelu alpha, Clip bounds, IsInf's
