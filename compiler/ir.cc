@@ -238,8 +238,7 @@ void TrainingInfo::VisitNames(const std::function<void(std::string&)>& f) {
   for (auto& [state, update] : updates) f(update);
   for (auto& [name, type] : forward_outputs) f(name);
   for (auto& p : optimizer.params)
-    for (std::string* s : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer})
-      f(*s);
+    for (std::string* s : {&p.param, &p.grad, &p.exp_avg, &p.exp_avg_sq, &p.momentum_buffer}) f(*s);
 }
 
 void TrainingInfo::Rename(const std::string& from, const std::string& to) {
