@@ -81,8 +81,9 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   pipelines::SpecializeOptions options;
   options.bindings = bindings;
   options.fuse_optimizer = request.fuse_optimizer;
-  options.fuse_elementwise =
-      request.fuse_elementwise && backend.HasKernel("ai.amp", "FusedElementwise");
+  options.fuse_elementwise = request.fuse_elementwise &&
+                             backend.HasKernel("ai.amp", "FusedElementwise") &&
+                             backend.HasKernel("ai.amp", "MultiCast");
   options.keep.insert(request.keep.begin(), request.keep.end());
   PassPipeline pipeline = pipelines::Specialize(options);
   PipelineDebug debug;

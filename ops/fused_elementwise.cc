@@ -1,5 +1,6 @@
 // ai.amp FusedElementwise: its program (ops/fused_elementwise.h) and its
-// record (type and shape inference, in-place pairs).
+// record (type and shape inference, in-place pairs); and ai.amp MultiCast
+// (batch-casts), many Casts in one multi-tensor kernel.
 #include "ops/fused_elementwise.h"
 
 #include <algorithm>
@@ -79,6 +80,19 @@ std::vector<std::pair<int, int>> InplaceFusedElementwise(const Node& n) {
         pairs.emplace_back(static_cast<int>(o), static_cast<int>(i));
     }
   return pairs;
+}
+
+// ai.amp MultiCast: n float tensors in, each cast to `to` out.
+Status InferMultiCast(InferenceContext& ctx) {
+  if (ctx.num_outputs() != ctx.num_inputs()) return ctx.Error("expects one output per input");
+  auto to = static_cast<DType>(ctx.node().GetInt("to", 0));
+  if (!IsFloat(to)) return ctx.Error("casts to float types, not ", DTypeName(to));
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i) || !IsFloat(ctx.input_dtype(i)))
+      return ctx.Error("input ", i, " is not a float tensor");
+    ctx.SetOutput(i, to, ctx.input_shape(i));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -250,6 +264,12 @@ std::vector<OpDef> FusedOps() {
        .precision = {OpClass::kNone, "made by fusion at specialization, after precision"},
        .no_grad = "made by fusion at specialization: never differentiated",
        .inplace = InplaceFusedElementwise},
+      {.domain = "ai.amp",
+       .op_type = "MultiCast",
+       .arity = {1, -1, 1, -1},
+       .infer = InferMultiCast,
+       .precision = {OpClass::kNone, "made by batch-casts at specialization, after precision"},
+       .no_grad = "made by batch-casts at specialization: never differentiated"},
   };
 }
 

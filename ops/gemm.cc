@@ -56,7 +56,16 @@ Status InferMatMul(Ctx& c) {
   }
   if (!va) out.push_back(sa[sa.size() - 2]);
   if (!vb) out.push_back(sb.back());
-  c.SetOutput(0, c.input_dtype(0), out);
+  // ai.amp MatMulT may store its FP32 accumulation in another float type
+  // (fold-into-gemm: a Cast of the product).
+  DType out_type = c.input_dtype(0);
+  if (c.node().domain() == "ai.amp" && c.node().HasAttr("out_type")) {
+    out_type = static_cast<DType>(c.node().GetInt("out_type", 0));
+    if (!IsFloat(out_type) || !IsFloat(c.input_dtype(0)))
+      return c.Error("out_type ", c.node().GetInt("out_type", 0),
+                     " needs float inputs and a float type");
+  }
+  c.SetOutput(0, out_type, out);
   return Status::Ok();
 }
 
@@ -269,7 +278,8 @@ std::vector<OpDef> GemmOps() {
        .arity = {2, 2, 1, 1},
        .infer = InferMatMul,
        .precision = {OpClass::kNone, "made by transpose-folding after precision was decided"},
-       .no_grad = "made by transpose-folding after autodiff: never differentiated",
+       .no_grad = "made by transpose-folding and fold-into-gemm after autodiff: never "
+                  "differentiated",
        .matrix_flops = FlopsMatMul},
       {.op_type = "Einsum",
        .arity = {1, -1, 1, 1},

@@ -4,9 +4,11 @@
 
 #include <memory>
 
+#include "passes/batch_casts.h"
 #include "passes/bind_dims.h"
 #include "passes/dce.h"
 #include "passes/fold_casts.h"
+#include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_optimizer.h"
@@ -49,8 +51,14 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   }
   p.Add(std::make_unique<TransposeFolding>());
   p.Append(BindShapes(options.bindings));
-  // Once every shape is static: elementwise chains into single kernels.
-  if (options.fuse_elementwise) p.Add(std::make_unique<FuseElementwise>(options.keep));
+  // Once every shape is static: scales, casts and transposes into the
+  // GEMMs, then elementwise chains into single kernels.
+  p.Add(std::make_unique<FoldIntoGemm>());
+  if (options.fuse_elementwise) {
+    p.Add(std::make_unique<FuseElementwise>(options.keep));
+    // The parameters' half copies that no chain took: one multi-tensor Cast.
+    p.Add(std::make_unique<BatchCasts>());
+  }
   return p;
 }
 

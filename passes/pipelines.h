@@ -49,11 +49,12 @@ PassPipeline Training(const TrainingOptions& options);
 struct SpecializeOptions {
   std::map<std::string, int64_t> bindings;  // every symbolic dim of the inputs
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
-  bool fuse_elementwise = false;            // fuse-elementwise last
+  bool fuse_elementwise = false;            // fuse-elementwise and batch-casts last
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
-// transpose-folding, bind-dims, fold-shapes, dce, [fuse-elementwise].
+// transpose-folding, bind-dims, fold-shapes, dce, fold-into-gemm,
+// [fuse-elementwise, batch-casts].
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

@@ -3,11 +3,13 @@
 #include <algorithm>
 
 #include "passes/autodiff.h"
+#include "passes/batch_casts.h"
 #include "passes/bind_dims.h"
 #include "passes/data_parallel.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
+#include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_optimizer.h"
@@ -42,6 +44,7 @@ const Entry kPasses[] = {
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
        return std::make_unique<Autodiff>(o.freeze, o.trainable);
      }},
+    {BatchCasts::kName, Make<BatchCasts>},
     {BindDims::kName,
      [](const PassOptions& o) -> std::unique_ptr<Pass> {
        return std::make_unique<BindDims>(o.dim_bindings);
@@ -53,6 +56,7 @@ const Entry kPasses[] = {
     {Dce::kName, Make<Dce>},
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldCasts::kName, Make<FoldCasts>},
+    {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},

@@ -5,11 +5,8 @@
 #include "compiler/shape_inference.h"
 
 namespace amp {
-namespace {
 
-// `v`'s producer when it is a Transpose swapping exactly the last two of its
-// rank >= 2 axes; else null.
-Node* SwapLastTwo(Value* v) {
+Node* SwapLastTwo(const Value* v) {
   Node* t = ProducerIf(v, "Transpose");
   if (!t || !t->input(0)->type().shape) return nullptr;
   size_t rank = t->input(0)->type().shape->size();
@@ -22,8 +19,6 @@ Node* SwapLastTwo(Value* v) {
     return nullptr;
   return t;
 }
-
-}  // namespace
 
 StatusOr<bool> TransposeFolding::Run(Model& model) {
   Graph& g = *model.graph;

@@ -18,6 +18,10 @@
 
 namespace amp {
 
+// `v`'s producer when it is a Transpose swapping exactly the last two of its
+// rank >= 2 axes; else null (also fold-into-gemm's test).
+Node* SwapLastTwo(const Value* v);
+
 class TransposeFolding : public Pass {
  public:
   static constexpr std::string_view kName = "transpose-folding";

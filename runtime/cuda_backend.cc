@@ -426,7 +426,7 @@ Status GemmFn(const Ctx& c) {
     beta = 0;
   }
   return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, m, n, k, alpha, a.data,
-                    c.I(1).data, beta, y.data, Dt(y), 1, 0, 0, 0, c.stream);
+                    c.I(1).data, beta, y.data, Dt(a), Dt(y), 1, 0, 0, 0, c.stream);
 }
 
 Status MatMulFn(const Ctx& c) {
@@ -448,10 +448,12 @@ Status MatMulFn(const Ctx& c) {
   const void* A = c.I(0).data;
   const void* B = c.I(1).data;
   void* Y = c.O(0).data;
-  int dt = Dt(c.O(0));
+  // (fold-into-gemm: alpha, and an output type other than the inputs')
+  float alpha = c.node.GetFloat("alpha", 1.f);
+  int dt = Dt(c.I(0)), out_dt = Dt(c.O(0));
   auto gemm = [&](int64_t mm, int64_t batch, int64_t sa, int64_t sb, int64_t sc) {
-    return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, mm, n, k, 1.f, A, B, 0.f, Y, dt,
-                      batch, sa, sb, sc, c.stream);
+    return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, mm, n, k, alpha, A, B, 0.f, Y,
+                      dt, out_dt, batch, sa, sb, sc, c.stream);
   };
   // Weights: one GEMM over all rows (A's rows are contiguous only untransposed).
   if (nb == 1 && !ta) return gemm(na * m, 1, 0, 0, 0);
@@ -550,6 +552,21 @@ Status FusedElementwiseFn(const Ctx& c) {
     ++d.n_out;
   }
   return cuda::FusedElementwise(d, c.stream);
+}
+
+Status MultiCastFn(const Ctx& c) {
+  std::vector<DevPtr> in;
+  std::vector<void*> out;
+  std::vector<int64_t> sizes;
+  for (size_t k = 0; k < c.in.size(); ++k) {
+    if (!c.has_in(k) || !c.has_out(k)) continue;
+    in.push_back(P(c.I(k)));
+    out.push_back(c.O(k).data);
+    sizes.push_back(c.I(k).numel());
+  }
+  if (in.empty()) return Status::Ok();
+  return cuda::MultiCast(static_cast<int>(in.size()), in.data(), out.data(), sizes.data(),
+                         Dt(c.O(0)), c.stream);
 }
 
 const std::map<std::string, Fn>& Table() {
@@ -659,6 +676,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:MatMulT"] = MatMulFn;
     m["ai.amp:FusedAdam"] = FusedAdamFn;
     m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
+    m["ai.amp:MultiCast"] = MultiCastFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;
   }();

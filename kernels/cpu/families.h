@@ -26,7 +26,7 @@ void RegisterRnnKernels(KernelTable& t);          // rnn.cc (RNN, GRU, LSTM)
 void RegisterResizeKernels(KernelTable& t);       // resize.cc
 void RegisterEinsumKernels(KernelTable& t);       // einsum.cc
 void RegisterCollectiveKernels(KernelTable& t);   // collective.cc (ai.amp AllReduce)
-void RegisterFusedKernels(KernelTable& t);        // fused.cc (ai.amp FusedElementwise)
+void RegisterFusedKernels(KernelTable& t);        // fused.cc (ai.amp FusedElementwise, MultiCast)
 
 // The ops fused.cc's interpreter runs (every one of ops/fused_elementwise.h's
 // FusableOps, checked by a test).

@@ -372,9 +372,33 @@ Status FusedElementwiseKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp MultiCast (batch-casts): each float input cast to `to`, rounded
+// once, as Cast does.
+Status MultiCastKernel(KernelContext& ctx) {
+  for (size_t k = 0; k < ctx.inputs.size(); ++k) {
+    if (!ctx.has_input(k) || !ctx.has_output(k)) continue;
+    const TensorRef& in = ctx.in(k);
+    TensorRef& out = ctx.out(k);
+    bool ok = VisitFloat(in.dtype, [&](auto tin) {
+      using TI = typename decltype(tin)::type;
+      VisitFloat(out.dtype, [&](auto tout) {
+        using TO = typename decltype(tout)::type;
+        const TI* p = in.as<TI>();
+        TO* o = out.as<TO>();
+        for (int64_t i = 0; i < in.numel(); ++i) o[i] = Store<TO>(Load(p[i]));
+      });
+    });
+    if (!ok || !IsFloat(out.dtype)) return ctx.Error("casts float tensors only");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-void RegisterFusedKernels(KernelTable& t) { t["ai.amp:FusedElementwise"] = FusedElementwiseKernel; }
+void RegisterFusedKernels(KernelTable& t) {
+  t["ai.amp:FusedElementwise"] = FusedElementwiseKernel;
+  t["ai.amp:MultiCast"] = MultiCastKernel;
+}
 
 std::vector<std::string> FusedKernelOps() {
   std::vector<std::string> out;

@@ -103,6 +103,9 @@ Status MatMulImpl(KernelContext& ctx) {
   // ai.amp MatMulT (transpose-folding) reads A and/or B with their last two
   // axes swapped; ONNX MatMul has no flags.
   bool ta = ctx.node.GetInt("transA", 0) != 0, tb = ctx.node.GetInt("transB", 0) != 0;
+  // and scales the product by alpha (fold-into-gemm); its output may have
+  // another float type than its inputs (the accumulation is stored in it).
+  float alpha = ctx.node.GetFloat("alpha", 1.0f);
   std::vector<int64_t> ad = a.dims, bd = b.dims;
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
@@ -130,7 +133,7 @@ Status MatMulImpl(KernelContext& ctx) {
       oa += idx[d] * sa[d];
       ob += idx[d] * sb[d];
     }
-    Xgemm(ta, tb, m, n, k, S(1), fa.data() + oa * m * k, ta ? m : k, fb.data() + ob * k * n,
+    Xgemm(ta, tb, m, n, k, S(alpha), fa.data() + oa * m * k, ta ? m : k, fb.data() + ob * k * n,
           tb ? k : n, S(0), acc.data() + bi * m * n, n);
     for (int64_t d = static_cast<int64_t>(br) - 1; d >= 0; --d) {
       if (++idx[d] < batch[d]) break;

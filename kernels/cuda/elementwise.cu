@@ -349,7 +349,43 @@ __global__ void FusedKernel(FusedProgramDev p, int64_t n) {
   }
 }
 
+constexpr int kMultiCastTensors = 64;
+struct MultiCastTensors {
+  DevPtr in[kMultiCastTensors];
+  void* out[kMultiCastTensors];
+  int64_t n[kMultiCastTensors];
+};
+
+// blockIdx.y picks the tensor.
+__global__ void MultiCastKernel(MultiCastTensors t, int out_dt) {
+  int k = blockIdx.y;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < t.n[k];
+       i += int64_t{gridDim.x} * blockDim.x)
+    StoreF(t.out[k], out_dt, i, LoadF(t.in[k].data, t.in[k].dtype, i));
+}
+
 }  // namespace
+
+Status MultiCast(int n_tensors, const DevPtr* in, void* const* out, const int64_t* sizes,
+                 int out_dtype, void* stream) {
+  auto st = static_cast<cudaStream_t>(stream);
+  for (int start = 0; start < n_tensors; start += kMultiCastTensors) {
+    int count = n_tensors - start < kMultiCastTensors ? n_tensors - start : kMultiCastTensors;
+    MultiCastTensors t{};
+    int64_t largest = 1;
+    for (int k = 0; k < count; ++k) {
+      t.in[k] = in[start + k];
+      t.out[k] = out[start + k];
+      t.n[k] = sizes[start + k];
+      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
+    }
+    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024),
+              static_cast<unsigned>(count));
+    MultiCastKernel<<<grid, kThreads, 0, st>>>(t, out_dtype);
+    AMP_RETURN_IF_ERROR(CheckLaunch("MultiCast"));
+  }
+  return Status::Ok();
+}
 
 bool FusedOpCode(const char* op, bool tanh_form, EwOp* code) {
   struct Entry {

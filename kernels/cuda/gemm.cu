@@ -59,11 +59,11 @@ Status Layout(cublasLtMatrixLayout_t* l, cudaDataType_t t, int64_t rows, int64_t
 
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
-            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
-            void* stream) {
+            void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
+            int64_t stride_c, void* stream) {
   if (m == 0 || n == 0 || batch == 0) return Status::Ok();
   auto lt = static_cast<cublasLtHandle_t>(handle);
-  cudaDataType_t t = DataType(dtype);
+  cudaDataType_t t = DataType(dtype), tc = DataType(c_dtype);
   Desc d;
   AMP_RETURN_IF_ERROR(
       Check(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc"));
@@ -81,7 +81,7 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
       Layout(&d.a, t, trans_b ? k : n, trans_b ? n : k, trans_b ? k : n, batch, stride_b));
   AMP_RETURN_IF_ERROR(
       Layout(&d.b, t, trans_a ? m : k, trans_a ? k : m, trans_a ? m : k, batch, stride_a));
-  AMP_RETURN_IF_ERROR(Layout(&d.c, t, n, m, n, batch, stride_c));
+  AMP_RETURN_IF_ERROR(Layout(&d.c, tc, n, m, n, batch, stride_c));
   AMP_RETURN_IF_ERROR(Check(cublasLtMatmulPreferenceCreate(&d.pref), "preference"));
   AMP_RETURN_IF_ERROR(
       Check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,

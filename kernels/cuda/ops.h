@@ -108,6 +108,11 @@ struct FusedProgramDev {
 bool FusedOpCode(const char* op, bool tanh_form, EwOp* code);
 Status FusedElementwise(const FusedProgramDev& program, void* stream);
 
+// ai.amp MultiCast: out[k] = in[k] cast to out_dtype, for n tensors (host
+// arrays of device pointers), in launches of up to 64 tensors.
+Status MultiCast(int n_tensors, const DevPtr* in, void* const* out, const int64_t* sizes,
+                 int out_dtype, void* stream);
+
 // out[i] = op(in0[...], in1[...], in2[...]) over `s` (broadcast strides per
 // input); alpha/beta carry attributes (LeakyRelu alpha, Clip bounds, IsInf's
 // detect flags). Sum/Mean/Max/Min of up to 4 inputs: `EwVariadic`.
@@ -177,11 +182,11 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
                  bool decoupled, void* stream);
 
 // C[m,n] = alpha op(A) op(B) + beta C through cuBLASLt, row-major, FP32
-// accumulation; A, B, C of one float type. `batch` matrices at the strides
+// accumulation; A and B of one float type (dtype), C of c_dtype. `batch` matrices at the strides
 // given (elements). `handle` is a cublasLtHandle_t, `workspace` device memory.
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
-            void* c, int dtype, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
-            void* stream);
+            void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
+            int64_t stride_c, void* stream);
 
 }  // namespace amp::cuda

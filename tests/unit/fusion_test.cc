@@ -4,9 +4,11 @@
 // for bit; so do the shipped models' O1 training steps, state after state.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 
 #include "codegen/executable.h"
@@ -157,9 +159,9 @@ g (float[4] x) => (float[4] y)
   }
 }
 
-// The shipped models' O1 Adam steps with dynamic loss scaling: the state
-// after three steps is the unfused step's, bit for bit, and fusion removed
-// launches.
+// The shipped models' O1 Adam steps with dynamic loss scaling: with
+// fuse-elementwise and batch-casts the state after three steps is the
+// unfused step's, bit for bit, and fusion removed launches.
 TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
   for (const char* model : {"mlp", "cnn", "tfm"}) {
     SCOPED_TRACE(model);
@@ -181,7 +183,7 @@ TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
       ExecutorOptions o;
       o.fuse_optimizer = true;
       o.poison = true;
-      if (!fuse) o.disabled_passes.insert("fuse-elementwise");
+      if (!fuse) o.disabled_passes = {"fuse-elementwise", "batch-casts"};
       auto s = Executor::Create(CloneModel(*m), o);
       ASSERT_TRUE(s.ok()) << s.status().message();
       std::mt19937 rng(5);
@@ -220,6 +222,118 @@ TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
       }
     }
     EXPECT_LT(nodes[1], nodes[0]) << "fusion removed no launch";
+  }
+}
+
+StatusOr<Run> RunWith(const std::string& text, const std::set<std::string, std::less<>>& disabled,
+                      uint32_t seed) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModelText(text));
+  ExecutorOptions o;
+  o.mode = TrainingInfoMode::kForward;
+  o.poison = true;
+  o.disabled_passes = disabled;
+  AMP_ASSIGN_OR_RETURN(auto s, Executor::Create(std::move(m), o));
+  std::mt19937 rng(seed);
+  for (const Value* in : s->model().graph->inputs())
+    AMP_RETURN_IF_ERROR(
+        s->SetInput(in->name(), Random(in->dtype(), *StaticDims(*in->type().shape), rng)));
+  AMP_RETURN_IF_ERROR(s->Run());
+  Run r;
+  r.nodes = s->memory().nodes;
+  for (const Value* out : s->model().graph->outputs()) {
+    AMP_ASSIGN_OR_RETURN(Tensor t, s->Fetch(out->name()));
+    r.outputs[out->name()] = t;
+  }
+  return r;
+}
+
+// fold-into-gemm against the unfolded ops on random data. The bounds: a
+// half GEMM whose Cast to FP32 folds stores its FP32 accumulation unrounded
+// (within half an fp16 ulp of the rounded value); a transposed product sums
+// the same terms in an order BLAS chooses (a few FP32 ulps); power-of-two
+// scales are exact.
+TEST(FoldIntoGemmTest, MatchesTheUnfoldedOpsWithinTheirBounds) {
+  struct Case {
+    const char* text;
+    double rel;  // bound, relative to max(|want|, 1)
+    size_t folded_nodes;
+  } cases[] = {
+      {R"(g (float16[64,40] dy, float16[64,48] x) => (float[48,40] dw)
+{
+  g16 = Gemm <transA = 1> (dy, x)
+  g32 = Cast <to = 1> (g16)
+  dw = Transpose <perm = [1, 0]> (g32)
+})",
+       1.0 / 2048, 1},
+      {R"(h (float[2,30,16] q, float[2,20,16] k, float[2,30,20] d) => (float[2,30,20] s, float[2,20,16] dk)
+{
+  half = Constant <value = float {0.5}> ()
+  qs = Mul (q, half)
+  kt = Transpose <perm = [0, 2, 1]> (k)
+  p = MatMul (qs, kt)
+  s = Mul (p, half)
+  dt = Transpose <perm = [0, 2, 1]> (d)
+  dk = MatMul (dt, qs)
+})",
+       4e-7, 2},
+      {R"(k (float[32,24] a, float[24,16] b) => (float[16,32] y)
+{
+  third = Constant <value = float {0.3333}> ()
+  p = MatMul (a, b)
+  t = Transpose <perm = [1, 0]> (p)
+  y = Mul (t, third)
+})",
+       // the scale applied to the FP32 sum, rounded once: an ulp or two
+       4e-7, 1},
+  };
+  for (const Case& c : cases) {
+    std::string text = std::string("<ir_version: 8, opset_import: [\"\" : 17]>\n") + c.text;
+    SCOPED_TRACE(text);
+    auto folded = RunWith(text, {"fuse-elementwise"}, 3);
+    ASSERT_TRUE(folded.ok()) << folded.status().message();
+    auto plain = RunWith(text, {"fuse-elementwise", "fold-into-gemm"}, 3);
+    ASSERT_TRUE(plain.ok()) << plain.status().message();
+    EXPECT_EQ(folded->nodes, c.folded_nodes);
+    EXPECT_GT(plain->nodes, folded->nodes);
+    int compared = 0;
+    for (const auto& [name, want] : plain->outputs) {
+      const Tensor& got = folded->outputs.at(name);
+      ASSERT_EQ(got.num_elements(), want.num_elements());
+      double scale = 1;
+      for (int64_t i = 0; i < want.num_elements(); ++i)
+        scale = std::max(scale, std::abs(want.GetDouble(i)));
+      for (int64_t i = 0; i < want.num_elements(); ++i, ++compared) {
+        ASSERT_FALSE(std::isnan(got.GetDouble(i))) << name << "[" << i << "] unwritten";
+        EXPECT_LE(std::abs(got.GetDouble(i) - want.GetDouble(i)), c.rel * scale)
+            << name << "[" << i << "]";
+      }
+    }
+    EXPECT_GT(compared, 100);
+  }
+}
+
+// batch-casts: the MultiCast gives each Cast's values, bit for bit.
+TEST(BatchCastsTest, OneMultiCastGivesTheCastsValues) {
+  std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[5,7] a, float[3] b, float16[4] c) => (float16[5,7] ah, float16[3] bh, bfloat16[4] cb, float[5,5] y)
+{
+  ah = Cast <to = 10> (a)
+  bh = Cast <to = 10> (b)
+  cb = Cast <to = 16> (c)
+  y = MatMul (a, a2)
+  a2 = Transpose <perm = [1, 0]> (a)
+})";
+  // (cb: a single Cast to bfloat16 stays a Cast.)
+  auto batched = RunWith(text, {}, 9);
+  ASSERT_TRUE(batched.ok()) << batched.status().message();
+  auto plain = RunWith(text, {"batch-casts"}, 9);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(plain->nodes, batched->nodes + 1);
+  for (const char* name : {"ah", "bh", "cb"}) {
+    const Tensor& got = batched->outputs.at(name);
+    const Tensor& want = plain->outputs.at(name);
+    ASSERT_EQ(got.nbytes(), want.nbytes());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
   }
 }
 
