@@ -5,11 +5,13 @@
 # benchmark batch; kernel launches, planned peak (arena + state + inputs) and
 # the predicted time on an H100 (codegen/cost_model.h), beside the targets.
 # With --cpu, also amp-train's CPU step times (2 threads): FP32 Adam, O1 over
-# FP32, and PyTorch eager's FP32 step when torch is importable.
+# FP32, and PyTorch eager's FP32 step when torch is importable (by python3, or
+# by $TORCH_PYTHON).
 # usage: bench/cost.sh [--cpu] [BUILD_DIR]      (default: build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cpu=0
+torch_python=${TORCH_PYTHON:-python3}
 if [ "${1:-}" = "--cpu" ]; then cpu=1; shift; fi
 bin=$(cd "${1:-$root/build}" && pwd)/tools
 work=$(mktemp -d)
@@ -50,13 +52,23 @@ PY
         --opt-level $level -o "$work/$1.$level.onnx" 2>/dev/null
       OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$bin/amp-train" "$work/$1.$level.onnx" \
         --data "$work/$1.npz" --steps 4 --batch-size "$2" --log "$work/$1.$level.jsonl" >/dev/null 2>&1
-      python3 - "$work/$1.$level.jsonl" "$1" "$level" <<'PY'
+      python3 - "$work/$1.$level.jsonl" > "$work/$1.$level.s" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 secs = [r["seconds"] for r in rows if "seconds" in r][1:]
-print(f"  {sys.argv[2]:12s} {sys.argv[3]}: {statistics.median(secs):.3f} s/step" if secs else f"  {sys.argv[2]} {sys.argv[3]}: no timings")
+print(f"{statistics.median(secs):.3f}" if secs else "nan")
 PY
     done
+    o0=$(cat "$work/$1.O0.s"); o1=$(cat "$work/$1.O1.s")
+    # PyTorch eager's FP32 step, same threads, same batch (TORCH_PYTHON: an
+    # interpreter that has torch; CI has none).
+    if pt=$(OMP_NUM_THREADS=2 "$torch_python" "$root/bench/cpu_torch.py" "$1" "$2" 2>/dev/null); then
+      ratio=$(python3 -c "print(f'{$o0 / $pt:.2f}x')")
+    else
+      pt="-"; ratio="(torch not importable by $torch_python)"
+    fi
+    o1r=$(python3 -c "print(f'{$o1 / $o0:.2f}x')")
+    printf "  %-12s batch %2s: amp O0 %s s, PyTorch eager %s s, amp/PyTorch %s; amp O1 %s s = %s its O0\n" \
+      "$1" "$2" "$o0" "$pt" "$ratio" "$o1" "$o1r"
   done
-  python3 -c "import torch" 2>/dev/null || echo "  (torch is not importable here: no PyTorch ratio)"
 fi

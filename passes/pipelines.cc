@@ -7,6 +7,7 @@
 #include "passes/batch_casts.h"
 #include "passes/bind_dims.h"
 #include "passes/dce.h"
+#include "passes/elide_dropout.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
@@ -51,8 +52,10 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   }
   p.Add(std::make_unique<TransposeFolding>());
   p.Append(BindShapes(options.bindings));
-  // Once every shape is static: scales, casts and transposes into the
-  // GEMMs, then elementwise chains into single kernels.
+  // Once every shape is static: Dropouts that drop nothing go; scales,
+  // casts and transposes into the GEMMs, then elementwise chains into
+  // single kernels.
+  p.Add(std::make_unique<ElideDropout>());
   p.Add(std::make_unique<FoldIntoGemm>());
   if (options.fuse_elementwise) {
     p.Add(std::make_unique<FuseElementwise>(options.keep));

@@ -53,8 +53,8 @@ struct SpecializeOptions {
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
-// transpose-folding, bind-dims, fold-shapes, dce, fold-into-gemm,
-// [fuse-elementwise, batch-casts].
+// transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
+// fold-into-gemm, [fuse-elementwise, batch-casts].
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

@@ -7,6 +7,7 @@
 #include "passes/bind_dims.h"
 #include "passes/data_parallel.h"
 #include "passes/dce.h"
+#include "passes/elide_dropout.h"
 #include "passes/expand_gradient.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
@@ -54,6 +55,7 @@ const Entry kPasses[] = {
        return std::make_unique<DataParallel>(o.data_parallel);
      }},
     {Dce::kName, Make<Dce>},
+    {ElideDropout::kName, Make<ElideDropout>},
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},

@@ -202,13 +202,13 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   t.gradients_only = true;
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
   EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(),
-            "transpose-folding,bind-dims,fold-shapes,dce,fold-into-gemm");
-  EXPECT_EQ(
-      pipelines::Specialize({{}, true}).Describe(),
-      "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,fold-into-gemm");
+            "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm");
+  EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
+            "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,"
+            "fold-into-gemm");
   EXPECT_EQ(pipelines::Specialize({{}, false, true}).Describe(),
-            "transpose-folding,bind-dims,fold-shapes,dce,fold-into-gemm,fuse-elementwise,batch-"
-            "casts");
+            "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-"
+            "elementwise,batch-casts");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());
