@@ -1,6 +1,7 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <unordered_set>
@@ -256,6 +257,19 @@ StatusOr<Executor::Loaded*> Executor::Prepare() {
   return l;
 }
 
+namespace {
+std::vector<ProfileEntry> MostFirst(const std::map<std::string, ProfileEntry>& m) {
+  std::vector<ProfileEntry> v;
+  for (const auto& [key, e] : m) v.push_back(e);
+  std::sort(v.begin(), v.end(),
+            [](const ProfileEntry& a, const ProfileEntry& b) { return a.seconds > b.seconds; });
+  return v;
+}
+}  // namespace
+
+std::vector<ProfileEntry> Executor::ProfileByOp() const { return MostFirst(profile_ops_); }
+std::vector<ProfileEntry> Executor::ProfileByNode() const { return MostFirst(profile_nodes_); }
+
 Status Executor::Run() {
   AMP_ASSIGN_OR_RETURN(Loaded * l, Prepare());
   for (const auto& [name, p] : pending_) {
@@ -266,8 +280,22 @@ Status Executor::Run() {
                                  : backend_->CopyToDevice(to, p.host.data(), p.nbytes));
   }
   for (Loaded::Step& s : l->program) {
+    auto start = std::chrono::steady_clock::now();
     Status st = backend_->Run(*s.call, s.in, s.out, static_cast<uint64_t>(step_));
     if (!st.ok()) return st;
+    if (options_.profile) {
+      AMP_RETURN_IF_ERROR(backend_->Synchronize());
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const KernelAttrs& k = *s.call;
+      std::string op = k.domain().empty() ? k.op_type() : k.domain() + ":" + k.op_type();
+      for (auto [map, key] :
+           {std::pair{&profile_ops_, op}, std::pair{&profile_nodes_, k.Describe()}}) {
+        ProfileEntry& e = (*map)[key];
+        e.key = key;
+        ++e.calls;
+        e.seconds += secs;
+      }
+    }
   }
   guard_skipped_ = false;
   if (Guarded()) {

@@ -66,6 +66,16 @@ struct ExecutorOptions {
   // Specialization passes not to run, by name (e.g. "transpose-folding"):
   // for comparing a fusion with the unfused step.
   std::set<std::string, std::less<>> disabled_passes;
+  // Time every kernel call (the backend synchronized after each, so the
+  // step runs slower): Executor::profile() sums them per op and per node.
+  bool profile = false;
+};
+
+// Where a step's time goes (ExecutorOptions::profile), summed over steps.
+struct ProfileEntry {
+  std::string key;  // the op ("Domain:Op" outside the default domain), or a node's description
+  size_t calls = 0;
+  double seconds = 0;
 };
 
 struct MemoryReport {
@@ -126,6 +136,9 @@ class Executor {
   void set_step(int64_t s) { step_ = s; }
   // The plan of the Executable the last Run used (zero before the first Run).
   const MemoryReport& memory() const { return memory_; }
+  // Kernel time per op and per node, most first (empty unless profiling).
+  std::vector<ProfileEntry> ProfileByOp() const;
+  std::vector<ProfileEntry> ProfileByNode() const;
   // How many specializations (one per input-shape signature) are cached.
   size_t cached_executables() const { return cache_.size(); }
 
@@ -134,6 +147,7 @@ class Executor {
 
  private:
   Executor() = default;
+  std::map<std::string, ProfileEntry> profile_ops_, profile_nodes_;
   // An Executable loaded onto the backend: a TensorRef per slot, the program
   // as kernel calls on them.
   struct Loaded {

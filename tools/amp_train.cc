@@ -43,7 +43,7 @@ struct Flags {
   int64_t batch_size = 0, steps = -1, save_every = 0;
   uint64_t seed = 0;
   double lr = std::nan("");
-  bool shuffle = false, eval = false, quiet = false, skip_nonfinite = false;
+  bool shuffle = false, eval = false, quiet = false, skip_nonfinite = false, profile = false;
   std::string fuse_optimizer = "auto";
   std::string fuse_elementwise = "on";
   double collective_timeout = 300;
@@ -257,6 +257,7 @@ Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
   so.fuse_optimizer = f.fuse_optimizer != "off";
   // Elementwise chains as one kernel each (bit-identical; tested).
   if (f.fuse_elementwise == "off") so.disabled_passes.insert("fuse-elementwise");
+  so.profile = f.profile;
   AMP_ASSIGN_OR_RETURN(auto session, Executor::Open(f.model, so));
   if (!session->is_training())
     return InvalidArgument("'", f.model,
@@ -419,6 +420,21 @@ Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
         ranks > 1 ? StrCat(" x ", ranks, " ranks").c_str() : "", wall, steps / std::max(wall, 1e-9),
         last_loss, static_cast<long long>(skipped_total), mem.nodes, mem.arena_bytes / 1048576.0,
         mem.unshared_bytes / 1048576.0, mem.persistent_bytes / 1048576.0);
+  if (f.profile) {
+    // Where the time went: ops, then nodes, most first.
+    double total = 0;
+    for (const ProfileEntry& e : session->ProfileByOp()) total += e.seconds;
+    std::fprintf(stderr, "amp-train: profile: %.3f s in kernels over %lld steps\n", total,
+                 static_cast<long long>(steps));
+    auto print = [&](const char* what, const std::vector<ProfileEntry>& v, size_t n) {
+      std::fprintf(stderr, "  by %s:\n", what);
+      for (size_t i = 0; i < v.size() && i < n; ++i)
+        std::fprintf(stderr, "  %8.3f s %5.1f%% %6zu calls  %s\n", v[i].seconds,
+                     100 * v[i].seconds / std::max(total, 1e-12), v[i].calls, v[i].key.c_str());
+    };
+    print("op", session->ProfileByOp(), 15);
+    print("node", session->ProfileByNode(), 10);
+  }
   if (f.eval) AMP_RETURN_IF_ERROR(Evaluate(f, *session, data, label_input, batch));
   if (!f.export_inference.empty()) AMP_RETURN_IF_ERROR(ExportInference(f, *session));
   return Status::Ok();
@@ -463,6 +479,9 @@ int main(int argc, char** argv) {
                  "one multi-tensor Adam/AdamW kernel: on, off, or auto (on; off runs the "
                  "update as the exported graph writes it, bit-identical on the CPU)")
       ->check(CLI::IsMember({"on", "off", "auto"}));
+  app.add_flag("--profile", f.profile,
+               "time every kernel (synchronizing after each) and print where the steps' time "
+               "went, per op and per node");
   app.add_option("--fuse-elementwise", f.fuse_elementwise,
                  "chains of elementwise ops as one kernel each: on (default) or off (one "
                  "kernel per op; the same values bit for bit)")

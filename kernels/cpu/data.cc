@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 
 namespace amp::cpu {
 namespace {
@@ -51,7 +52,44 @@ Status TransposeKernel(KernelContext& ctx) {
   size_t w = Width(x);
   const uint8_t* px = x.as<uint8_t>();
   uint8_t* py = y.as<uint8_t>();
-  Walk(y.dims, s, 0, [&](int64_t i, int64_t o) { std::memcpy(py + i * w, px + o * w, w); });
+  if (r == 0 || y.numel() == 0) {
+    if (y.numel()) std::memcpy(py, px, w);
+    return Status::Ok();
+  }
+  // Row by row of the output's last axis (rows split over the threads): a
+  // row is one memcpy when that axis is contiguous in the input (attention's
+  // head transposes), else a strided gather of elements.
+  int64_t inner = y.dims[r - 1], step = s[r - 1], rows = y.numel() / inner;
+  auto gather = [&](auto tag, const uint8_t* from, uint8_t* to) {
+    using T = typename decltype(tag)::type;
+    const T* f = reinterpret_cast<const T*>(from);
+    T* t = reinterpret_cast<T*>(to);
+    for (int64_t j = 0; j < inner; ++j) t[j] = f[j * step];
+  };
+  ParallelFor(rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t first, int64_t last) {
+    for (int64_t row = first; row < last; ++row) {
+      int64_t off = 0, rest = row;
+      for (int64_t d = r - 2; d >= 0; --d) {
+        off += (rest % y.dims[d]) * s[d];
+        rest /= y.dims[d];
+      }
+      const uint8_t* from = px + off * w;
+      uint8_t* to = py + row * inner * w;
+      if (step == 1) {
+        std::memcpy(to, from, inner * w);
+      } else if (w == 4) {
+        gather(TypeTag<uint32_t>{}, from, to);
+      } else if (w == 2) {
+        gather(TypeTag<uint16_t>{}, from, to);
+      } else if (w == 8) {
+        gather(TypeTag<uint64_t>{}, from, to);
+      } else if (w == 1) {
+        gather(TypeTag<uint8_t>{}, from, to);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) std::memcpy(to + j * w, from + j * step * w, w);
+      }
+    }
+  });
   return Status::Ok();
 }
 

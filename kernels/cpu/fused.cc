@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/scalar_math.h"
 #include "ops/fused_elementwise.h"
 
@@ -358,17 +359,22 @@ Status FusedElementwiseKernel(KernelContext& ctx) {
   }
   for (const TensorRef* o : ctx.outputs)
     if (o && o->dims != dims) return ctx.Error("outputs of different shapes");
-  std::vector<float> storage(static_cast<size_t>(p.num_registers()) * kBlock);
-  std::vector<float*> regs(p.num_registers());
-  for (int k = 0; k < p.num_registers(); ++k) regs[k] = storage.data() + k * kBlock;
-  std::vector<int64_t> offs(kBlock);
-  for (int64_t start = 0; start < total; start += kBlock) {
-    int64_t n = std::min(kBlock, total - start);
-    for (int k = 0; k < n_in; ++k) LoadBlock(operands[k], dims, start, n, offs, regs[k]);
-    for (size_t k = 0; k < instrs.size(); ++k) Exec(instrs[k], regs.data(), regs[n_in + k], n);
-    for (int o = 0; o < n_out; ++o)
-      if (ctx.has_output(o)) StoreBlock(regs[p.results[o]], start, n, ctx.out(o));
-  }
+  // Blocks are independent: the threads take contiguous runs of them, each
+  // with its own registers.
+  int64_t blocks = (total + kBlock - 1) / kBlock;
+  ParallelFor(blocks, 16, [&](int64_t first, int64_t last) {
+    std::vector<float> storage(static_cast<size_t>(p.num_registers()) * kBlock);
+    std::vector<float*> regs(p.num_registers());
+    for (int k = 0; k < p.num_registers(); ++k) regs[k] = storage.data() + k * kBlock;
+    std::vector<int64_t> offs(kBlock);
+    for (int64_t b = first; b < last; ++b) {
+      int64_t start = b * kBlock, n = std::min(kBlock, total - start);
+      for (int k = 0; k < n_in; ++k) LoadBlock(operands[k], dims, start, n, offs, regs[k]);
+      for (size_t k = 0; k < instrs.size(); ++k) Exec(instrs[k], regs.data(), regs[n_in + k], n);
+      for (int o = 0; o < n_out; ++o)
+        if (ctx.has_output(o)) StoreBlock(regs[p.results[o]], start, n, ctx.out(o));
+    }
+  });
   return Status::Ok();
 }
 
@@ -385,7 +391,9 @@ Status MultiCastKernel(KernelContext& ctx) {
         using TO = typename decltype(tout)::type;
         const TI* p = in.as<TI>();
         TO* o = out.as<TO>();
-        for (int64_t i = 0; i < in.numel(); ++i) o[i] = Store<TO>(Load(p[i]));
+        ParallelFor(in.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) o[i] = Store<TO>(Load(p[i]));
+        });
       });
     });
     if (!ok || !IsFloat(out.dtype)) return ctx.Error("casts float tensors only");

@@ -126,6 +126,16 @@ Status MatMulImpl(KernelContext& ctx) {
   for (int64_t d : batch) nbatch *= d;
   Operand<S> fa(a), fb(b);
   Accumulator<S> acc(y, nbatch * m * n);
+  int64_t nb = 1;
+  for (int64_t d : batch_b) nb *= d;
+  if (nb == 1 && !ta) {
+    // B is one matrix for every batch (a weight) and A's rows are
+    // contiguous: one GEMM over all of A's rows, not one per batch.
+    Xgemm(ta, tb, nbatch * m, n, k, S(alpha), fa.data(), k, fb.data(), tb ? k : n, S(0), acc.data(),
+          n);
+    acc.Store();
+    return Status::Ok();
+  }
   std::vector<int64_t> idx(br, 0);
   for (int64_t bi = 0; bi < nbatch; ++bi) {
     int64_t oa = 0, ob = 0;

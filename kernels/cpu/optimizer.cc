@@ -3,10 +3,12 @@
 // computed in double. (amp's own compiled steps express their optimizer in
 // standard ops; these let amp run models that use the preview ops.)
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <optional>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/scalar_math.h"
 
 namespace amp::cpu {
@@ -123,23 +125,26 @@ Status FusedAdamKernel(KernelContext& ctx) {
     const float *pp = p.as<float>(), *pg = g.as<float>(), *pm = m.as<float>(), *pv = v.as<float>();
     float *op = ctx.out(k).as<float>(), *om = ctx.out(n + k).as<float>(),
           *ov = ctx.out(2 * n + k).as<float>();
-    for (int64_t i = 0; i < p.numel(); ++i) {
-      if (skip) {
-        op[i] = pp[i];
-        om[i] = pm[i];
-        ov[i] = pv[i];
-        continue;
+    // Elements are independent: the threads split each tensor.
+    ParallelFor(p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        if (skip) {
+          op[i] = pp[i];
+          om[i] = pm[i];
+          ov[i] = pv[i];
+          continue;
+        }
+        float gr = pg[i];
+        if (!decoupled && wd != 0) gr = gr + pp[i] * wd;
+        float m1 = pm[i] * b1 + gr * omb1;
+        float v1 = pv[i] * b2 + (gr * gr) * omb2;
+        float base = decoupled && wd != 0 ? pp[i] * decay : pp[i];
+        float denom = std::sqrt(v1) / bc2_sqrt + eps;
+        op[i] = base - (m1 / denom) * step_size;
+        om[i] = m1;
+        ov[i] = v1;
       }
-      float gr = pg[i];
-      if (!decoupled && wd != 0) gr = gr + pp[i] * wd;
-      float m1 = pm[i] * b1 + gr * omb1;
-      float v1 = pv[i] * b2 + (gr * gr) * omb2;
-      float base = decoupled && wd != 0 ? pp[i] * decay : pp[i];
-      float denom = std::sqrt(v1) / bc2_sqrt + eps;
-      op[i] = base - (m1 / denom) * step_size;
-      om[i] = m1;
-      ov[i] = v1;
-    }
+    });
   }
   return Status::Ok();
 }
@@ -155,10 +160,16 @@ Status UnscaleCheckKernel(KernelContext& ctx) {
     if (g.dtype != DType::kFloat32) return ctx.Error("gradients must be float32");
     const float* pg = g.as<float>();
     float* pu = ctx.out(k).as<float>();
-    for (int64_t i = 0; i < g.numel(); ++i) {
-      pu[i] = pg[i] * inv;
-      found = found || !std::isfinite(pu[i]);
-    }
+    std::atomic<bool> any{false};
+    ParallelFor(g.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      bool bad = false;
+      for (int64_t i = begin; i < end; ++i) {
+        pu[i] = pg[i] * inv;
+        bad = bad || !std::isfinite(pu[i]);
+      }
+      if (bad) any = true;
+    });
+    found = found || any;
   }
   *ctx.out(n).as<bool>() = found;
   return Status::Ok();

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 
 namespace amp::cpu {
 namespace {
@@ -246,28 +247,33 @@ Status SoftmaxFamily(KernelContext& ctx, SoftmaxKind kind) {
   int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
   AxisSplit s = SplitAt(x.dims, axis);
   std::vector<float> fx = ToFloat(x);
-  std::vector<double> row(s.n);
-  for (int64_t o = 0; o < s.outer; ++o)
-    for (int64_t i = 0; i < s.inner; ++i) {
-      auto at = [&](int64_t k) -> float& { return fx[(o * s.n + k) * s.inner + i]; };
-      if (kind == SoftmaxKind::kHardmax) {
-        // The one-hot of ArgMax: the first maximum, and NaN only counts
-        // where it comes first (what ArgMax and onnxruntime's ArgMax do).
-        int64_t arg = 0;
-        for (int64_t k = 1; k < s.n; ++k)
-          if (at(k) > at(arg)) arg = k;
-        for (int64_t k = 0; k < s.n; ++k) at(k) = k == arg ? 1.f : 0.f;
-        continue;
-      }
-      double peak = -std::numeric_limits<double>::infinity();
-      for (int64_t k = 0; k < s.n; ++k)
-        if (at(k) > peak) peak = at(k);
-      double sum = 0;
-      for (int64_t k = 0; k < s.n; ++k) sum += std::exp(at(k) - peak);
-      for (int64_t k = 0; k < s.n; ++k)
-        at(k) = static_cast<float>(kind == SoftmaxKind::kSoftmax ? std::exp(at(k) - peak) / sum
-                                                                 : (at(k) - peak) - std::log(sum));
-    }
+  // Rows are independent: the threads split them.
+  ParallelFor(s.outer * s.inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(s.n, 1)),
+              [&](int64_t first, int64_t last) {
+                std::vector<double> row(s.n);  // exp(x - peak), computed once per element
+                for (int64_t r = first; r < last; ++r) {
+                  int64_t o = r / s.inner, i = r % s.inner;
+                  auto at = [&](int64_t k) -> float& { return fx[(o * s.n + k) * s.inner + i]; };
+                  if (kind == SoftmaxKind::kHardmax) {
+                    // The one-hot of ArgMax: the first maximum, and NaN only counts
+                    // where it comes first (what ArgMax and onnxruntime's ArgMax do).
+                    int64_t arg = 0;
+                    for (int64_t k = 1; k < s.n; ++k)
+                      if (at(k) > at(arg)) arg = k;
+                    for (int64_t k = 0; k < s.n; ++k) at(k) = k == arg ? 1.f : 0.f;
+                    continue;
+                  }
+                  double peak = -std::numeric_limits<double>::infinity();
+                  for (int64_t k = 0; k < s.n; ++k)
+                    if (at(k) > peak) peak = at(k);
+                  double sum = 0;
+                  for (int64_t k = 0; k < s.n; ++k) sum += (row[k] = std::exp(at(k) - peak));
+                  for (int64_t k = 0; k < s.n; ++k)
+                    at(k) = static_cast<float>(kind == SoftmaxKind::kSoftmax
+                                                   ? row[k] / sum
+                                                   : (at(k) - peak) - std::log(sum));
+                }
+              });
   FromFloat(fx, ctx.out(0));
   return Status::Ok();
 }
