@@ -84,6 +84,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   options.fuse_elementwise = request.fuse_elementwise &&
                              backend.HasKernel("ai.amp", "FusedElementwise") &&
                              backend.HasKernel("ai.amp", "MultiCast");
+  options.fuse_norm_grad = request.fuse_elementwise && backend.HasKernel("ai.amp", "NormalizeGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());
   PassPipeline pipeline = pipelines::Specialize(options);
   PipelineDebug debug;

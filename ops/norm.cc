@@ -152,6 +152,14 @@ Status GradLayerNorm(G& b) {
   return Status::Ok();
 }
 
+// ai.amp NormalizeGrad (fuse-norm-grad): x and dxhat in, dx (and xhat) out,
+// all of x's type and shape.
+Status InferNormalizeGrad(InferenceContext& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1}));
+  for (size_t k = 0; k < c.num_outputs(); ++k) c.SetOutput(k, c.input_dtype(0), c.input_shape(0));
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpDef> NormOps() {
@@ -185,6 +193,12 @@ std::vector<OpDef> NormOps() {
        .infer = InferLayerNorm,
        .precision = {OpClass::kFp32, "mean and variance need FP32"},
        .grad = GradLayerNorm},
+      {.domain = "ai.amp",
+       .op_type = "NormalizeGrad",
+       .arity = {2, 2, 1, 2},
+       .infer = InferNormalizeGrad,
+       .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
+       .no_grad = "made by fuse-norm-grad at specialization: never differentiated"},
       {.op_type = "GroupNormalization",
        .arity = {3, 3, 1, 1},
        .infer = InferUnaryFloat,

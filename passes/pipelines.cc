@@ -12,6 +12,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
@@ -57,6 +58,7 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   // single kernels.
   p.Add(std::make_unique<ElideDropout>());
   p.Add(std::make_unique<FoldIntoGemm>());
+  if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   if (options.fuse_elementwise) {
     p.Add(std::make_unique<FuseElementwise>(options.keep));
     // The parameters' half copies that no chain took: one multi-tensor Cast.

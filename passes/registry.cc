@@ -13,6 +13,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
@@ -61,6 +62,7 @@ const Entry kPasses[] = {
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseElementwise::kName, Make<FuseElementwise>},
+    {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
     {TransposeFolding::kName, Make<TransposeFolding>},

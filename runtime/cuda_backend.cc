@@ -554,6 +554,20 @@ Status FusedElementwiseFn(const Ctx& c) {
   return cuda::FusedElementwise(d, c.stream);
 }
 
+Status NormalizeGradFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  if (x.dtype != DType::kFloat32 || c.I(1).dtype != DType::kFloat32)
+    return c.Error("expects float32 x and dxhat");
+  int64_t axis = c.node.GetInt("axis", -1);
+  if (axis < 0) axis += x.rank();
+  int64_t n = 1;
+  for (int64_t d = axis; d < x.rank(); ++d) n *= x.dims[d];
+  int64_t rows = n ? x.numel() / n : 0;
+  return cuda::NormalizeGrad(x.as<float>(), c.I(1).as<float>(), c.O(0).as<float>(),
+                             c.has_out(1) ? c.O(1).as<float>() : nullptr, rows, n,
+                             c.node.GetFloat("epsilon", 1e-5f), c.stream);
+}
+
 Status MultiCastFn(const Ctx& c) {
   std::vector<DevPtr> in;
   std::vector<void*> out;
@@ -677,6 +691,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:FusedAdam"] = FusedAdamFn;
     m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
     m["ai.amp:MultiCast"] = MultiCastFn;
+    m["ai.amp:NormalizeGrad"] = NormalizeGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;
   }();

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <vector>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 
 namespace amp::cpu {
 namespace {
@@ -161,6 +163,58 @@ Status GroupNormKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp NormalizeGrad (fuse-norm-grad): LayerNormalization's backward over
+// the trailing axes from `axis`, one row at a time, rounding where the
+// unfused FP32 ops it replaces round (ReduceMean sums in double in index
+// order and stores FP32; every other op is one FP32 operation), so dx and
+// xhat are the unfused values bit for bit.
+Status NormalizeGradKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  const TensorRef& dxhat = ctx.in(1);
+  if (x.dtype != DType::kFloat32 || dxhat.dtype != DType::kFloat32 || x.dims != dxhat.dims)
+    return ctx.Error("expects x and dxhat float32 of one shape");
+  int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
+  if (axis < 0 || axis >= x.rank()) return ctx.Error("axis out of range");
+  float eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  int64_t n = Product(x.dims, static_cast<size_t>(axis));
+  int64_t rows = n ? x.numel() / n : 0;
+  const float* px = x.as<float>();
+  const float* pd = dxhat.as<float>();
+  float* pdx = ctx.out(0).as<float>();
+  float* pxh = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
+  double count = static_cast<double>(n);
+  ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> xc(n), xh(n);
+    for (int64_t r = first; r < last; ++r) {
+      const float* a = px + r * n;
+      const float* d = pd + r * n;
+      double acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(a[i]);
+      float mean = static_cast<float>(acc / count);
+      acc = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        xc[i] = a[i] - mean;
+        float sq = xc[i] * xc[i];
+        acc += static_cast<double>(sq);
+      }
+      float var = static_cast<float>(acc / count);
+      float inv = 1 / std::sqrt(var + eps);
+      double s1 = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        xh[i] = xc[i] * inv;
+        float p = d[i] * xh[i];
+        s1 += static_cast<double>(d[i]);
+        s2 += static_cast<double>(p);
+      }
+      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
+      float* o = pdx + r * n;
+      for (int64_t i = 0; i < n; ++i) o[i] = inv * ((d[i] - m1) - xh[i] * m2);
+      if (pxh) std::copy(xh.begin(), xh.end(), pxh + r * n);
+    }
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterNormKernels(KernelTable& t) {
@@ -168,6 +222,7 @@ void RegisterNormKernels(KernelTable& t) {
   t["LayerNormalization"] = LayerNormKernel;
   t["InstanceNormalization"] = InstanceNormKernel;
   t["GroupNormalization"] = GroupNormKernel;
+  t["ai.amp:NormalizeGrad"] = NormalizeGradKernel;
 }
 
 }  // namespace amp::cpu

@@ -31,6 +31,39 @@ __global__ void LayerNormKernel(DevPtr x, DevPtr scale, DevPtr bias, int64_t sca
   }
 }
 
+// ai.amp NormalizeGrad: one thread per row (as LayerNormKernel), rounding
+// where the unfused FP32 ops round (sums in double, each op one FP32
+// operation), as the CPU kernel does.
+__global__ void NormalizeGradKernel(const float* x, const float* dxhat, float* dx, float* xhat,
+                                    int64_t rows, int64_t n, float eps) {
+  AMP_GRID_LOOP(r, rows) {
+    const float* a = x + r * n;
+    const float* d = dxhat + r * n;
+    double acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += a[i];
+    float mean = static_cast<float>(acc / n);
+    acc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float c = __fsub_rn(a[i], mean);
+      acc += __fmul_rn(c, c);
+    }
+    float var = static_cast<float>(acc / n);
+    float inv = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float h = __fmul_rn(__fsub_rn(a[i], mean), inv);
+      s1 += d[i];
+      s2 += __fmul_rn(d[i], h);
+    }
+    float m1 = static_cast<float>(s1 / n), m2 = static_cast<float>(s2 / n);
+    for (int64_t i = 0; i < n; ++i) {
+      float h = __fmul_rn(__fsub_rn(a[i], mean), inv);
+      dx[r * n + i] = __fmul_rn(inv, __fsub_rn(__fsub_rn(d[i], m1), __fmul_rn(h, m2)));
+      if (xhat) xhat[r * n + i] = h;
+    }
+  }
+}
+
 constexpr int kLossThreads = 256;
 
 __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight,
@@ -83,6 +116,14 @@ __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr label
 }
 
 }  // namespace
+
+Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat, int64_t rows,
+                     int64_t n, float eps, void* stream) {
+  if (rows == 0 || n == 0) return Status::Ok();
+  NormalizeGradKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, dxhat, dx, xhat, rows, n, eps);
+  return CheckLaunch("NormalizeGrad");
+}
 
 Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void* mean,
                  void* inv_std, int stat_dtype, int64_t rows, int64_t n, float epsilon,

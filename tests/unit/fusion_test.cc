@@ -160,8 +160,9 @@ g (float[4] x) => (float[4] y)
 }
 
 // The shipped models' O1 Adam steps with dynamic loss scaling: with
-// fuse-elementwise and batch-casts the state after three steps is the
-// unfused step's, bit for bit, and fusion removed launches.
+// fuse-elementwise, batch-casts and fuse-norm-grad (tfm has LayerNorms) the
+// state after three steps is the unfused step's, bit for bit, and fusion
+// removed launches.
 TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
   for (const char* model : {"mlp", "cnn", "tfm"}) {
     SCOPED_TRACE(model);
@@ -183,7 +184,7 @@ TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
       ExecutorOptions o;
       o.fuse_optimizer = true;
       o.poison = true;
-      if (!fuse) o.disabled_passes = {"fuse-elementwise", "batch-casts"};
+      if (!fuse) o.disabled_passes = {"fuse-elementwise", "batch-casts", "fuse-norm-grad"};
       auto s = Executor::Create(CloneModel(*m), o);
       ASSERT_TRUE(s.ok()) << s.status().message();
       std::mt19937 rng(5);
@@ -334,6 +335,71 @@ g (float[5,7] a, float[3] b, float16[4] c) => (float16[5,7] ah, float16[3] bh, b
     const Tensor& want = plain->outputs.at(name);
     ASSERT_EQ(got.nbytes(), want.nbytes());
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+  }
+}
+
+// fuse-norm-grad: the gradients of a LayerNormalization over the last one
+// and the last two axes, fused and unfused, bit for bit (the kernel rounds
+// where the unfused FP32 ops do), on random data.
+TEST(FuseNormGradTest, LayerNormGradientsAreTheUnfusedOnesBitForBit) {
+  for (const char* axis : {"-1", "1"}) {
+    SCOPED_TRACE(axis);
+    std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[3,5,24] x) => (float[3,5,24] y)
+{
+  h = Mul (x, w)
+  y = LayerNormalization <axis = )") +
+                       axis +
+                       R"(, epsilon = 0.001> (h, gamma, beta)
+})";
+    std::string shape = std::string(axis) == "-1" ? "[24]" : "[5,24]";
+    int64_t n = std::string(axis) == "-1" ? 24 : 120;
+    // (x goes through a parameter w, so the LayerNorm's input gradient is
+    // needed and the whole backward is built.)
+    std::string init = "<float[24] w = {";
+    for (int64_t i = 0; i < 24; ++i) init += (i ? ", " : "") + std::to_string(0.9 + 0.01 * i);
+    init += "}, float" + shape + " gamma = {";
+    for (int64_t i = 0; i < n; ++i) init += (i ? ", " : "") + std::to_string(0.5 + 0.01 * i);
+    init += "}, float" + shape + " beta = {";
+    for (int64_t i = 0; i < n; ++i) init += (i ? ", " : "") + std::to_string(0.02 * i - 0.3);
+    init += "}>\n";
+    text.insert(text.find("{\n"), init);
+    std::map<std::string, Tensor> grads[2];
+    size_t nodes[2] = {0, 0};
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = "mse";
+      t.loss.label_type = DType::kFloat32;
+      t.gradients_only = true;
+      ASSERT_TRUE(pipelines::Training(t).Run(*m).ok());
+      ExecutorOptions o;
+      o.poison = true;
+      if (!fuse) o.disabled_passes = {"fuse-norm-grad"};
+      auto s = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      std::mt19937 rng(11);
+      for (const Value* in : (*s)->model().graph->inputs())
+        ASSERT_TRUE(
+            (*s)->SetInput(in->name(), Random(in->dtype(), *StaticDims(*in->type().shape), rng))
+                .ok());
+      Status st = (*s)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      nodes[fuse] = (*s)->memory().nodes;
+      for (const Value* out : (*s)->model().graph->outputs()) {
+        auto v = (*s)->Fetch(out->name());
+        ASSERT_TRUE(v.ok()) << out->name();
+        grads[fuse][out->name()] = *v;
+      }
+    }
+    EXPECT_LT(nodes[1], nodes[0]);
+    ASSERT_GE(grads[0].size(), 4u);  // loss, d w, d gamma, d beta
+    for (const auto& [name, want] : grads[0]) {
+      const Tensor& got = grads[1].at(name);
+      ASSERT_EQ(got.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+    }
   }
 }
 
