@@ -1,5 +1,6 @@
 #include "passes/compile.h"
 
+#include <cmath>
 #include <exception>
 #include <map>
 
@@ -110,6 +111,7 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
     t.loss.output = o.output;
     t.freeze = o.freeze;
     t.trainable = o.trainable;
+    // (An unset lr, NaN, is resolved by the optimizer pass: PyTorch's default.)
     t.optimizer = {o.optimizer,    o.lr,    o.momentum, o.dampening, o.nesterov,
                    o.weight_decay, o.beta1, o.beta2,    o.eps};
     AMP_ASSIGN_OR_RETURN(t.loss_scale, LossScaleFor(o, policy));

@@ -36,9 +36,16 @@ StatusOr<bool> Optimizer::Run(Model& model) {
     return InvalidArgument("the optimizer needs gradients: run attach-loss and autodiff first");
   t.has_optimizer = true;
   size_t first_own_update = t.updates.size();  // loss scaling's come before
-  const OptimizerOptions& o = options_;
+  OptimizerOptions o = options_;
   if (o.kind != "sgd" && o.kind != "adam" && o.kind != "adamw")
     return InvalidArgument("unknown optimizer '", o.kind, "' (sgd, adam or adamw)");
+  if (std::isnan(o.lr)) {
+    if (o.kind == "sgd")
+      return InvalidArgument(
+          "optimizer sgd needs a learning rate (--lr): PyTorch's SGD has no default; pass e.g. "
+          "--lr 0.01 (Adam and AdamW default to 1e-3)");
+    o.lr = 1e-3f;  // torch.optim.Adam's and AdamW's default
+  }
   // Written so that NaN fails every test (NaN < 0 is false) and inf the
   // finiteness one.
   auto at_least_0 = [](double v) { return v >= 0 && std::isfinite(v); };

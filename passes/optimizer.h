@@ -16,7 +16,10 @@ namespace amp {
 
 struct OptimizerOptions {
   std::string kind = "sgd";  // sgd, adam, adamw
-  float lr = 0.01f;          // recorded as the default of the lr input
+  // Recorded as the default of the lr input. NaN: PyTorch's default for the
+  // kind (torch.optim's Adam and AdamW: 1e-3); SGD has none, so NaN is an
+  // error for it, as torch.optim.SGD without lr is.
+  float lr = 0.01f;
   float momentum = 0.0f;
   float dampening = 0.0f;
   bool nesterov = false;

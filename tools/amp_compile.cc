@@ -6,6 +6,7 @@
 // O0 imports, infers shapes, verifies and exports with no precision change;
 // O1 (the default) paints the graph with the op lists and inserts casts.
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -126,7 +127,8 @@ int main(int argc, char** argv) {
   app.add_option("--optimizer", options.optimizer, "sgd, adam or adamw (FP32 state)")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   app.add_option("--lr", options.lr,
-                 "learning rate (the step's lr input; this is its recorded default)");
+                 "learning rate (the step's lr input; this is its recorded default). Default: "
+                 "PyTorch's, 1e-3 for adam and adamw; sgd has none and needs it");
   app.add_option("--momentum", options.momentum, "SGD momentum");
   app.add_option("--dampening", options.dampening, "SGD dampening");
   app.add_flag("--nesterov", options.nesterov, "SGD Nesterov momentum");
@@ -187,6 +189,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 1;
   }
   return amp::cli::RunMain("amp-compile", [&]() -> amp::Status {
+    // (NaN is how CompileOptions says "unset": an explicit one is a mistake.)
+    if (app.count("--lr") && !std::isfinite(options.lr))
+      return amp::InvalidArgument("--lr must be a finite number of 0 or more, not ", options.lr);
     if (version) {
       std::printf("amp-compile %s\n", amp::cli::kVersion);
       return amp::Status::Ok();

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,7 +46,10 @@ struct CompileOptions {
   int64_t seed = 0;                   // training-mode Dropout seeds
 
   std::string optimizer = "sgd";  // sgd, adam or adamw (FP32 master weights and state)
-  float lr = 0.01f;               // the step's lr input's recorded default
+  // The step's lr input's recorded default. NaN (unset): PyTorch's default
+  // for the optimizer, 1e-3 for Adam and AdamW; SGD has none, so an SGD step
+  // needs it (an error otherwise, as torch.optim.SGD without lr is).
+  float lr = std::numeric_limits<float>::quiet_NaN();
   float momentum = 0.0f, dampening = 0.0f;
   bool nesterov = false;
   float weight_decay = 0.0f;  // L2 for sgd/adam, decoupled for adamw

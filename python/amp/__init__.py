@@ -64,7 +64,7 @@ def _model_source(model):
 
 
 def compile(model, *, loss=None, label="labels", label_dtype="int64", output="", freeze="", trainable="",
-            seed=0, optimizer="sgd", lr=0.01, momentum=0.0, dampening=0.0, nesterov=False,
+            seed=0, optimizer="sgd", lr=None, momentum=0.0, dampening=0.0, nesterov=False,
             weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, opt_level="O1", dtype="fp16",
             fp32_ops=(), half_ops=(), fp32_nodes="", policy=None, keep_batchnorm_fp32=False,
             loss_scale="auto", init_scale=65536.0, growth_factor=2.0, backoff_factor=0.5,
@@ -74,7 +74,8 @@ def compile(model, *, loss=None, label="labels", label_dtype="int64", output="",
 
     With `loss` (cross_entropy, mse, bce_with_logits, l1, or model for a model
     that returns its loss) the result is a training step: the loss, the
-    backward graph, the optimizer (sgd, adam, adamw) on FP32 master weights,
+    backward graph, the optimizer (sgd, adam, adamw) on FP32 master weights
+    (`lr` defaults as in torch.optim: 1e-3 for adam and adamw; sgd needs it),
     mixed precision at `opt_level` in `dtype`, and loss scaling ("auto" is
     dynamic except at O0, "dynamic", "none" or a number). Without it, an
     inference model with the precision passes applied.
@@ -83,7 +84,9 @@ def compile(model, *, loss=None, label="labels", label_dtype="int64", output="",
     o.loss = loss or ""
     o.label, o.label_dtype, o.output, o.freeze, o.seed = label, label_dtype, output, freeze, seed
     o.trainable = trainable
-    o.optimizer, o.lr, o.momentum, o.dampening = optimizer, lr, momentum, dampening
+    o.optimizer, o.momentum, o.dampening = optimizer, momentum, dampening
+    if lr is not None:
+        o.lr = lr
     o.nesterov, o.weight_decay = nesterov, weight_decay
     if len(betas) != 2:
         raise InvalidInputError(f"betas must be two numbers, not {betas!r}")

@@ -274,8 +274,19 @@ TEST(Api, RefusesBadOptionsAndModels) {
   o.opt_level = "O9";
   EXPECT_FALSE(amp::Compile(kMlp, o).ok());
   o = AdamO1();
-  o.lr = NAN;
+  o.lr = INFINITY;
   EXPECT_FALSE(amp::Compile(kMlp, o).ok());
+  o.lr = -1;
+  EXPECT_FALSE(amp::Compile(kMlp, o).ok());
+  // An unset lr (NaN) is PyTorch's default: 1e-3 for Adam; SGD has none.
+  o = AdamO1();
+  o.lr = NAN;
+  EXPECT_TRUE(amp::Compile(kMlp, o).ok());
+  o.optimizer = "sgd";
+  r = amp::Compile(kMlp, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("sgd needs a learning rate"), std::string::npos)
+      << r.status().message();
   o = AdamO1();
   o.loss_scale = "lots";
   r = amp::Compile(kMlp, o);

@@ -114,7 +114,7 @@ class DataParallel(unittest.TestCase):
     def test_step_without_data_parallel_is_refused(self):
         plain = os.path.join(self.dir, "plain.onnx")
         run([AMP_COMPILE, os.path.join(MODELS, "mlp", "model.onnx"), "--loss", "cross_entropy",
-             "--optimizer", "sgd", "-o", plain])
+             "--optimizer", "sgd", "--lr", "0.01", "-o", plain])
         r = mpirun(2, [plain, "--data", self.data, "--batch-size", "8", "--steps", "2", "-q"],
                    ok=False, timeout=120)
         self.assertNotEqual(r.returncode, 0)

@@ -191,7 +191,8 @@ class GradientCheck(unittest.TestCase):
                 args += ["--loss", loss]
             else:
                 args += ["--loss", "mse"]
-            r = subprocess.run([AMP_COMPILE, src, "-o", out, *args], capture_output=True, text=True, timeout=60)
+            r = subprocess.run([AMP_COMPILE, src, "-o", out, "--lr", "0.01", *args], capture_output=True, text=True,
+                               timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             g = onnx.load(out)
             loss_name = json.loads({p.key: p.value for p in g.metadata_props}["amp.training"])["loss"]

@@ -376,8 +376,9 @@ class CliNumbers(WithStep):
 
     def test_amp_compile_numbers(self):
         for flags, fragment in [
-            (["--lr", "nan"], "optimizer hyperparameters out of range"),
-            (["--lr", "inf"], "optimizer hyperparameters out of range"),
+            (["--lr", "nan"], "--lr must be a finite number of 0 or more, not nan"),
+            (["--lr", "inf"], "--lr must be a finite number of 0 or more, not inf"),
+            (["--lr", "-1"], "optimizer hyperparameters out of range"),
             (["--eps", "nan"], "optimizer hyperparameters out of range"),
             (["--loss-scale", "inf"], "loss scale options out of range"),
             (["--min-scale", "nan"], "loss scale options out of range"),

@@ -190,7 +190,10 @@ class Malformed(unittest.TestCase):
         self.expect_error(path, "the loss does not depend on any trainable parameter",
                           extra=["--loss", "mse", "--freeze", "."])
         self.expect_error(path, "optimizer hyperparameters out of range", extra=["--loss", "mse", "--lr", "-1"])
-        self.expect_error(path, "nesterov momentum requires a momentum", extra=["--loss", "mse", "--nesterov"])
+        self.expect_error(path, "nesterov momentum requires a momentum",
+                          extra=["--loss", "mse", "--lr", "0.01", "--nesterov"])
+        # PyTorch's SGD has no default learning rate; Adam's is 1e-3.
+        self.expect_error(path, "optimizer sgd needs a learning rate (--lr)", extra=["--loss", "mse"])
         self.expect_error(path, "--loss-scale expects dynamic, none or a number", extra=["--loss", "mse", "--loss-scale", "big"])
         self.expect_error(path, "loss scale options out of range",
                           extra=["--loss", "mse", "--loss-scale", "dynamic", "--backoff-factor", "2"])
@@ -219,6 +222,12 @@ class Malformed(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("training it as its own loss (--loss model)", r.stderr)
         self.assertEqual(len(onnx.load(out).training_info), 1)
+        # Adam without --lr records torch.optim.Adam's default, 1e-3.
+        r = subprocess.run([AMP_COMPILE, scalar, "--optimizer", "adam", "-o", out],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+        self.assertAlmostEqual(float(meta["amp.lr"]), 1e-3, places=9)
 
     def test_bad_flags(self):
         path = self.write("ok.onnx", small_model())

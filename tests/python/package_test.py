@@ -133,7 +133,7 @@ class Package(unittest.TestCase):
         with self.assertRaises(ValueError):
             amp.compile(MLP, loss="cross_entropy", optimizer="rmsprop")
         with self.assertRaisesRegex(ValueError, "not a model|parse|protobuf|ModelProto"):
-            amp.compile(b"not an onnx model", loss="cross_entropy")
+            amp.compile(b"not an onnx model", loss="cross_entropy", lr=0.01)
         with self.assertRaises(ValueError):
             amp.compile(os.path.join(self.dir, "missing.onnx"))
         with self.assertRaises(ValueError):

@@ -229,7 +229,8 @@ class TrainCli(unittest.TestCase):
         # CUDA fuses the optimizer (as amp-train does there): fewer launches.
         self.assertLess(cuda["launches"], cpu["launches"])
         # Without every dim bound there is no cost to give.
-        r = run([AMP_COMPILE, src, "--loss", "cross_entropy", "--target", "cpu", "--report"], ok=False)
+        r = run([AMP_COMPILE, src, "--loss", "cross_entropy", "--lr", "0.01", "--target", "cpu", "--report"],
+                ok=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("--target needs every input dim fixed", r.stderr)
 

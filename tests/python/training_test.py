@@ -25,8 +25,9 @@ MODELS = os.environ["AMP_MODELS"]
 
 def compile_step(src, out, *args):
     emit = [] if "--emit" in args else ["--emit", "functional"]
-    r = subprocess.run([AMP_COMPILE, src, "-o", out, "--loss", "cross_entropy", "--opt-level", "O0", *emit, *args],
-                       capture_output=True, text=True, timeout=120)
+    lr = [] if "--lr" in args else ["--lr", "0.01"]  # SGD has no default learning rate
+    r = subprocess.run([AMP_COMPILE, src, "-o", out, "--loss", "cross_entropy", "--opt-level", "O0", *emit, *lr,
+                        *args], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise AssertionError(r.stderr)
 
