@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <queue>
+#include <regex>
 #include <unordered_set>
 
 namespace amp {
@@ -254,6 +255,12 @@ std::set<std::string> TrainingInfo::NamedValues() const {
     if (!s.empty()) names.insert(s);
   });
   return names;
+}
+
+bool IsExporterConstantName(const std::string& name) {
+  static const std::regex lifted(R"(^(val_\d+|_tensor_constant\d+)$)");
+  return name.find("::") != std::string::npos || (!name.empty() && name[0] == '/') ||
+         std::regex_match(name, lifted);
 }
 
 Model CloneModel(const Model& m) {

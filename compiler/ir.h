@@ -313,6 +313,14 @@ struct TrainingInfo {
   void VisitNames(const std::function<void(std::string&)>& f);
 };
 
+// Whether an initializer's name is one exporters give the constants they
+// store as initializers, which no named_parameters() entry is ever called:
+// dynamo's lifted constants (val_12, _tensor_constant0) and TorchScript's
+// folded ones (onnx::Mul_7, /block/Constant_output_0). Such values are not
+// parameters (autodiff does not train them; paint-precision does not treat
+// them as FP32 weights).
+bool IsExporterConstantName(const std::string& name);
+
 // The node defining `v` if it is a default-domain `op_type` node, else null
 // (also for a null `v`): one step of a pattern match.
 Node* ProducerIf(const Value* v, std::string_view op_type);

@@ -207,11 +207,7 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   // named_parameters() entry is ever called: dynamo's lifted constants
   // (val_12, _tensor_constant0) and TorchScript's folded ones (onnx::Mul_7,
   // /block/Constant_output_0).
-  auto exporter_constant = [](const std::string& name) {
-    static const std::regex lifted(R"(^(val_\d+|_tensor_constant\d+)$)");
-    return name.find("::") != std::string::npos || (!name.empty() && name[0] == '/') ||
-           std::regex_match(name, lifted);
-  };
+  auto exporter_constant = [](const std::string& name) { return IsExporterConstantName(name); };
   // Running statistics are state, not parameters.
   std::unordered_set<const Value*> statistics;
   for (Node* n : g.nodes())

@@ -167,6 +167,17 @@ class Painter {
         Set(n, Color::kFp32, StrCat("fp32 list: ", info.reason));
       } else if (info.op_class == OpClass::kUnlisted) {
         Set(n, Color::kFp32, info.reason);
+      } else if (const Value* param =
+                     info.op_class == OpClass::kInfer && policy_.level == OptLevel::kO1
+                         ? Fp32ParameterInput(n)
+                         : nullptr) {
+        // autocast runs an op off its lists in the widest input type: with
+        // an FP32 parameter (a layer scale, a PReLU slope), FP32, and the
+        // parameter is never rounded to half (a 1e-6 layer scale is
+        // subnormal in fp16).
+        Set(n, Color::kFp32,
+            StrCat("infer: reads the FP32 parameter '", param->name(),
+                   "' (autocast: the widest input type)"));
       } else if (policy_.level == OptLevel::kO2) {
         Set(n, Color::kHalf,
             StrCat("O2: half unless in the fp32 list (", OpClassName(info.op_class), ")"));
@@ -221,6 +232,31 @@ class Painter {
           out.push_back(u.node);
     }
     return out;
+  }
+
+  // A float32 parameter among n's float data inputs (what PyTorch trains:
+  // the step's trainable list, or for a forward model every float
+  // initializer that is no exporter constant), except a GEMM's bias: the
+  // Add after a MatMul or Gemm is the Linear autocast runs in half.
+  const Value* Fp32ParameterInput(const Node* n) const {
+    const TrainingInfo& t = model_.training;
+    for (const Value* v : FloatDataInputs(n)) {
+      if (!v->has_initializer() || v->dtype() != DType::kFloat32) continue;
+      bool param =
+          t.active()
+              ? std::find(t.trainable.begin(), t.trainable.end(), v->name()) != t.trainable.end()
+              : !IsExporterConstantName(v->name()) && v->initializer()->num_elements() > 1;
+      if (!param) continue;
+      if (n->op_type() == "Add" && n->num_inputs() == 2 && v->initializer()->dims().size() <= 1) {
+        const Value* other = n->input(0) == v ? n->input(1) : n->input(0);
+        const Node* p = other ? other->producer() : nullptr;
+        if (p && (p->domain().empty() || p->domain() == "ai.onnx") &&
+            (p->op_type() == "MatMul" || p->op_type() == "Gemm"))
+          continue;  // a bias
+      }
+      return v;
+    }
+    return nullptr;
   }
 
   bool Painted(const Node* n, Color c) const {

@@ -116,6 +116,39 @@ class Precision(unittest.TestCase):
                 self.assertEqual(ops[op]["half"], 0)
                 self.assertGreater(ops[op]["fp32"], 0)
 
+    def test_layer_scale_stays_fp32_as_under_autocast(self):
+        # A ConvNeXt-style block: y = x + gamma * (x W + b), gamma = 1e-6 (a
+        # subnormal in fp16). autocast runs the Linear in half and the Mul by
+        # the FP32 parameter in the widest type; so does amp at O1: no Cast
+        # of gamma, the Mul in FP32 with its rule in the report, the GEMM in
+        # half (its bias Add follows its FP32 consumers here: the one Cast
+        # sits after the GEMM); and the forward matches FP32 in onnxruntime.
+        from onnx import helper, numpy_helper, TensorProto
+        rng = np.random.default_rng(3)
+        inits = [numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32) * 0.3, "w"),
+                 numpy_helper.from_array(rng.standard_normal(16).astype(np.float32) * 0.1, "b"),
+                 numpy_helper.from_array(np.full(16, 1e-6, np.float32), "gamma")]
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+                 helper.make_node("Mul", ["a", "gamma"], ["s"]), helper.make_node("Add", ["x", "s"], ["y"])]
+        g = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], inits)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, out, rep = (os.path.join(tmp, f) for f in ("m.onnx", "o1.onnx", "r.json"))
+            onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+            compile_model(src, out, "--opt-level", "O1", "--report-json", rep)
+            step = onnx.load(out)
+            casts_of_gamma = [n for n in step.graph.node if n.op_type == "Cast" and "gamma" in n.input]
+            self.assertEqual(casts_of_gamma, [])
+            nodes = {n["output"]: n for n in json.load(open(rep))["nodes"]}
+            self.assertEqual(nodes["s"]["precision"], "fp32")
+            self.assertIn("reads the FP32 parameter 'gamma'", nodes["s"]["rule"])
+            self.assertEqual(nodes["m"]["precision"], "fp16")  # the Linear's GEMM, as autocast
+            x = rng.standard_normal((4, 16)).astype(np.float32)
+            want, got = run(src, x), run(out, x)
+            # y - x is the layer-scaled branch (1e-6): compare it, not y.
+            branch_want, branch_got = want - x, got - x
+            self.assertLess(np.abs(branch_got - branch_want).max() / np.abs(branch_want).max(), 2e-2)
+
     def test_o0_converts_nothing_and_says_so(self):
         with tempfile.TemporaryDirectory() as tmp:
             r = compile_model(os.path.join(MODELS, "mlp", "model.onnx"), os.path.join(tmp, "o.onnx"),
