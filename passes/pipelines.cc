@@ -18,6 +18,7 @@
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
 #include "passes/paint_precision.h"
+#include "passes/rematerialize.h"
 #include "passes/transpose_folding.h"
 
 namespace amp::pipelines {
@@ -60,6 +61,9 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   p.Add(std::make_unique<FoldIntoGemm>());
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   if (options.fuse_elementwise) {
+    // Cheap forward values the backward reads are recomputed there, inside
+    // its fused kernels, instead of being kept alive in between.
+    p.Add(std::make_unique<Rematerialize>());
     p.Add(std::make_unique<FuseElementwise>(options.keep));
     // The parameters' half copies that no chain took: one multi-tensor Cast.
     p.Add(std::make_unique<BatchCasts>());

@@ -55,7 +55,8 @@ struct SpecializeOptions {
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
-// fold-into-gemm, [fuse-norm-grad,] [fuse-elementwise, batch-casts].
+// fold-into-gemm, [fuse-norm-grad,] [rematerialize, fuse-elementwise,
+// batch-casts].
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

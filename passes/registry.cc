@@ -20,6 +20,7 @@
 #include "passes/insert_casts.h"
 #include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
+#include "passes/rematerialize.h"
 #include "passes/transpose_folding.h"
 
 namespace amp {
@@ -65,6 +66,7 @@ const Entry kPasses[] = {
     {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
+    {Rematerialize::kName, Make<Rematerialize>},
     {TransposeFolding::kName, Make<TransposeFolding>},
     {InferShapes::kName, Make<InferShapes>},
     {InsertCasts::kName, Make<InsertCasts>},
