@@ -40,7 +40,7 @@ bool SameStaticShape(const Value* a, const Value* b) {
 
 class Remat {
  public:
-  Remat(Model& m, size_t distance) : model_(m), g_(*m.graph), distance_(distance) {
+  Remat(Model& m, size_t distance) : g_(*m.graph), distance_(distance) {
     named_ = m.training.NamedValues();
   }
 
@@ -121,7 +121,6 @@ class Remat {
     return c->output(0);
   }
 
-  Model& model_;
   Graph& g_;
   size_t distance_;
   std::set<std::string> named_;
