@@ -4,15 +4,17 @@
 #include <cstdio>
 #include <map>
 
+#include "codegen/memory_plan.h"
 #include "ops/op_def.h"
 
 namespace amp {
 namespace {
 
 bool IsView(const Executable& exe, const Call& c) {
-  // A call whose output shares its input's bytes (the memory plan's views)
-  // copies nothing: no launch.
-  if (c.inputs.empty() || c.outputs.empty() || c.inputs[0] < 0) return false;
+  // A view op whose output shares its input's bytes (the memory plan's
+  // views) copies nothing: no launch. (An op writing its result over its
+  // input in place shares the bytes too, but it runs.)
+  if (c.inputs.empty() || c.outputs.empty() || c.inputs[0] < 0 || !IsViewOp(*c.node)) return false;
   const Slot& in = exe.slots[c.inputs[0]];
   const Slot& out = exe.slots[c.outputs[0]];
   return in.kind == SlotKind::kArena && out.kind == SlotKind::kArena && in.offset == out.offset &&

@@ -3,16 +3,13 @@
 #include <algorithm>
 
 namespace amp {
-namespace {
 
-bool IsView(const Node& n) {
+bool IsViewOp(const Node& n) {
   const std::string& op = n.op_type();
   return (n.domain().empty() || n.domain() == "ai.onnx") &&
          (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
           op == "Identity");
 }
-
-}  // namespace
 
 MemoryPlan PlanMemory(const std::vector<const Node*>& order,
                       const std::function<bool(const Value*)>& in_arena,
@@ -47,7 +44,7 @@ MemoryPlan PlanMemory(const std::vector<const Node*>& order,
       // live until the last use of either.
       const Value* in = n->num_inputs() > 0 ? n->input(0) : nullptr;
       auto root = in ? index.find(in) : index.end();
-      if (IsView(*n) && out == n->output(0) && root != index.end() &&
+      if (IsViewOp(*n) && out == n->output(0) && root != index.end() &&
           live[root->second].bytes == bytes) {
         index[out] = root->second;
         aliases.emplace_back(out, root->second);

@@ -19,6 +19,11 @@
 
 namespace amp {
 
+// Reshape, Flatten, Squeeze, Unsqueeze, Identity: ops whose output may be
+// their input's bytes (what the plan aliases and the cost model does not
+// count as a launch).
+bool IsViewOp(const Node& n);
+
 struct MemoryPlan {
   std::unordered_map<const Value*, size_t> offsets;  // arena values -> byte offset
   size_t arena_bytes = 0;                            // the planned peak: the arena's size

@@ -61,6 +61,35 @@ g (float[8,32] x, float[32,16] w) => (float[128] z)
   EXPECT_EQ(j["top_kernels"][0]["op"], c.kernels[0].node->op_type());
 }
 
+// A kernel that writes its result over its input (a fused elementwise node
+// whose input dies there) shares the input's bytes like a view, but runs:
+// it is a launch.
+TEST(CostModelTest, AnInPlaceKernelIsALaunchAndAViewIsNot) {
+  auto m = LoadModelText(R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[64,64] x, float[64,64] w) => (float[4096] z)
+<int64[1] shape = {4096}>
+{
+  y = MatMul (x, w)
+  a = Mul (y, y)
+  b = Exp (a)
+  z = Reshape (b, shape)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  auto cpu = KernelSupportFor("cpu");
+  ASSERT_TRUE(cpu.ok());
+  SpecializeRequest req;
+  req.input_dims = {{"x", {64, 64}}, {"w", {64, 64}}};
+  auto exe = Specialize(*m, req, **cpu);
+  ASSERT_TRUE(exe.ok()) << exe.status().message();
+  // MatMul, the fused Mul+Exp (written over y, which dies there), Reshape.
+  ASSERT_EQ(exe->program.size(), 3u);
+  const Slot& y = exe->slots[exe->Find("y")];
+  const Slot& b = exe->slots[exe->Find("b")];
+  EXPECT_EQ(y.offset, b.offset) << "the fused kernel writes over y";
+  DeviceModel d{"test", 1e12, 1e11, 1e9, 1e-6, "by hand"};
+  EXPECT_EQ(EstimateCost(*exe, d).launches, 2);  // MatMul, FusedElementwise; the Reshape is free
+}
+
 TEST(CostModelTest, DeviceModelsAreNamed) {
   EXPECT_TRUE(FindDeviceModel("h100").ok());
   EXPECT_TRUE(FindDeviceModel("h200").ok());
