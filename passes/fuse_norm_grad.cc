@@ -29,26 +29,25 @@ Value* Other(const Node* n, const Value* one) {
   return nullptr;
 }
 
-// The first axis of a keepdims ReduceMean over trailing axes [k, rank) of a
-// rank-`rank` input, else -1 (axes as the attribute or a constant input).
-int64_t TrailingAxis(const Node* r, size_t rank) {
-  if (!Is(r, "ReduceMean") || r->GetInt("keepdims", 1) != 1) return -1;
+// The axes of a keepdims ReduceMean of a rank-`rank` input, normalized and
+// sorted (the attribute or a constant input); empty when it is not one.
+std::vector<int64_t> MeanAxes(const Node* r, size_t rank) {
+  if (!Is(r, "ReduceMean") || r->GetInt("keepdims", 1) != 1) return {};
   std::vector<int64_t> axes = r->GetInts("axes");
   if (!r->HasAttr("axes") && r->input(1)) {
     const Node* c = r->input(1)->producer();
-    if (!Is(c, "Constant")) return -1;
+    if (!Is(c, "Constant")) return {};
     auto t = ConstantNodeValue(*c);
-    if (!t.ok()) return -1;
+    if (!t.ok()) return {};
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
   }
-  if (axes.empty()) return -1;
   std::set<int64_t> s;
-  for (int64_t a : axes) s.insert(a < 0 ? a + static_cast<int64_t>(rank) : a);
-  int64_t k = *s.begin();
-  if (*s.rbegin() != static_cast<int64_t>(rank) - 1 ||
-      static_cast<int64_t>(s.size()) != static_cast<int64_t>(rank) - k || k < 0)
-    return -1;
-  return k;
+  for (int64_t a : axes) {
+    int64_t k = a < 0 ? a + static_cast<int64_t>(rank) : a;
+    if (k < 0 || k >= static_cast<int64_t>(rank)) return {};
+    s.insert(k);
+  }
+  return {s.begin(), s.end()};
 }
 
 std::optional<double> ScalarConstant(const Value* v) {
@@ -64,7 +63,7 @@ struct Match {
   Value* dxhat = nullptr;
   Value* xhat = nullptr;
   Value* dx = nullptr;
-  int64_t axis = 0;
+  std::vector<int64_t> axes;  // the normalized axes: trailing (LayerNorm) or all but 1 (BatchNorm)
   float eps = 0;
   std::vector<Node*> nodes;  // the pattern's nodes, consumers last
 };
@@ -113,16 +112,16 @@ std::optional<Match> MatchAt(Node* d) {
     if (!dm || Other(dm, dxhat) != xhat) continue;
     if (!x->type().shape) continue;
     size_t rank = x->type().shape->size();
-    int64_t axis = TrailingAxis(mean, rank);
-    if (axis < 0 || TrailingAxis(var, rank) != axis || TrailingAxis(m1, rank) != axis ||
-        TrailingAxis(m2, rank) != axis)
+    std::vector<int64_t> axes = MeanAxes(mean, rank);
+    if (axes.empty() || MeanAxes(var, rank) != axes || MeanAxes(m1, rank) != axes ||
+        MeanAxes(m2, rank) != axes)
       continue;
     Match m;
     m.x = x;
     m.dxhat = dxhat;
     m.xhat = xhat;
     m.dx = d->output(0);
-    m.axis = axis;
+    m.axes = axes;
     m.eps = static_cast<float>(*eps);
     m.nodes = {mean, center, sqr, var, add, sq, rec, xh, m1, s1, dm, m2, xm2, t, d};
     // Everything computes in FP32 (the kernel rounds where these ops do).
@@ -160,7 +159,7 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
       if (want_xhat) names.push_back(m->xhat->name() + "_ng");
       Node* f = g.AddNode("NormalizeGrad", {m->x, m->dxhat}, names, "ai.amp");
       if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
-      f->SetAttr("axis", Attribute::Int(m->axis));
+      f->SetAttr("axes", Attribute::Ints(m->axes));
       f->SetAttr("epsilon", Attribute::Float(m->eps));
       f->set_name(d->name().empty() ? "" : d->name() + "/normalize_grad");
       // At the place of the last node, where every input is ready (readers

@@ -1,6 +1,8 @@
-// fuse-norm-grad: the backward of LayerNormalization as autodiff writes it
-// (ops/norm.cc's NormalizeBackward over the trailing axes: the mean and the
-// variance recomputed from x, then dx from dxhat = dy * scale) becomes one
+// fuse-norm-grad: the backward of LayerNormalization and of training-mode
+// BatchNormalization as autodiff writes it (ops/norm.cc's NormalizeBackward
+// over the normalized axes, trailing for LayerNorm, all but the channel for
+// BatchNorm: the mean and the variance recomputed from x, then dx from
+// dxhat = dy * scale) becomes one
 // ai.amp NormalizeGrad node, a kernel that reads each row of x and dxhat
 // and writes dx (and xhat where the scale's gradient reads it): one launch
 // and two reads instead of four reductions and their elementwise chains.
@@ -9,7 +11,7 @@
 //   invstd = Reciprocal(Sqrt(Add(var, eps)))  xhat = Mul(xc, invstd)
 //   m1 = ReduceMean(dxhat)  m2 = ReduceMean(Mul(dxhat, xhat))
 //   dx = Mul(invstd, Sub(Sub(dxhat, m1), Mul(xhat, m2)))
-//     =>  dx, xhat = ai.amp.NormalizeGrad <axis = k, epsilon = eps> (x, dxhat)
+//     =>  dx, xhat = ai.amp.NormalizeGrad <axes = [...], epsilon = eps> (x, dxhat)
 //
 // The kernel rounds where the unfused FP32 ops round (sums in double, each
 // op's result in FP32), so on the CPU dx and xhat are the unfused values bit

@@ -558,13 +558,22 @@ Status NormalizeGradFn(const Ctx& c) {
   const TensorRef& x = c.I(0);
   if (x.dtype != DType::kFloat32 || c.I(1).dtype != DType::kFloat32)
     return c.Error("expects float32 x and dxhat");
-  int64_t axis = c.node.GetInt("axis", -1);
-  if (axis < 0) axis += x.rank();
-  int64_t n = 1;
-  for (int64_t d = axis; d < x.rank(); ++d) n *= x.dims[d];
-  int64_t rows = n ? x.numel() / n : 0;
+  if (x.rank() > cuda::kMaxRank)
+    return Unimplemented("rank ", x.rank(), " is over the CUDA kernels' ", cuda::kMaxRank);
+  cuda::NormGroups g;
+  g.rank = static_cast<int>(x.rank());
+  std::vector<int64_t> strides = Strides(x.dims);
+  for (int d = 0; d < g.rank; ++d) {
+    g.dims[d] = x.dims[d];
+    g.strides[d] = strides[d];
+  }
+  for (int64_t a : c.node.GetInts("axes")) {
+    int64_t k = a < 0 ? a + x.rank() : a;
+    if (k < 0 || k >= x.rank()) return c.Error("axis ", a, " out of range");
+    g.reduced[k] = true;
+  }
   return cuda::NormalizeGrad(x.as<float>(), c.I(1).as<float>(), c.O(0).as<float>(),
-                             c.has_out(1) ? c.O(1).as<float>() : nullptr, rows, n,
+                             c.has_out(1) ? c.O(1).as<float>() : nullptr, g,
                              c.node.GetFloat("epsilon", 1e-5f), c.stream);
 }
 

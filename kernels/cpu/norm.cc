@@ -163,37 +163,55 @@ Status GroupNormKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
-// ai.amp NormalizeGrad (fuse-norm-grad): LayerNormalization's backward over
-// the trailing axes from `axis`, one row at a time, rounding where the
-// unfused FP32 ops it replaces round (ReduceMean sums in double in index
-// order and stores FP32; every other op is one FP32 operation), so dx and
-// xhat are the unfused values bit for bit.
+// ai.amp NormalizeGrad (fuse-norm-grad): LayerNormalization's or
+// BatchNormalization's backward over `axes`, one group (the elements that
+// share the other coordinates: a row, or a channel) at a time, visiting a
+// group's elements in index order and rounding where the unfused FP32 ops it
+// replaces round (ReduceMean sums in double in index order and stores FP32;
+// every other op is one FP32 operation), so dx and xhat are the unfused
+// values bit for bit.
 Status NormalizeGradKernel(KernelContext& ctx) {
   const TensorRef& x = ctx.in(0);
   const TensorRef& dxhat = ctx.in(1);
   if (x.dtype != DType::kFloat32 || dxhat.dtype != DType::kFloat32 || x.dims != dxhat.dims)
     return ctx.Error("expects x and dxhat float32 of one shape");
-  int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
-  if (axis < 0 || axis >= x.rank()) return ctx.Error("axis out of range");
+  std::vector<int64_t> axes = ctx.node.GetInts("axes");
+  std::vector<bool> reduced(x.rank(), false);
+  for (int64_t a : axes) {
+    int64_t k = NormalizeAxis(a, x.rank());
+    if (k < 0 || k >= x.rank()) return ctx.Error("axis ", a, " out of range");
+    reduced[k] = true;
+  }
   float eps = ctx.node.GetFloat("epsilon", 1e-5f);
-  int64_t n = Product(x.dims, static_cast<size_t>(axis));
-  int64_t rows = n ? x.numel() / n : 0;
+  std::vector<int64_t> strides = Strides(x.dims);
+  // Offsets of a group's elements (row-major over the reduced dims: index
+  // order) and of each group's first element.
+  std::vector<int64_t> member = {0}, group = {0};
+  for (int64_t d = 0; d < x.rank(); ++d) {
+    std::vector<int64_t>& v = reduced[d] ? member : group;
+    std::vector<int64_t> next;
+    next.reserve(v.size() * x.dims[d]);
+    for (int64_t o : v)
+      for (int64_t c = 0; c < x.dims[d]; ++c) next.push_back(o + c * strides[d]);
+    v = std::move(next);
+  }
+  int64_t n = static_cast<int64_t>(member.size());
+  if (x.numel() == 0) return Status::Ok();
   const float* px = x.as<float>();
   const float* pd = dxhat.as<float>();
   float* pdx = ctx.out(0).as<float>();
   float* pxh = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
   double count = static_cast<double>(n);
-  ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
+  ParallelFor(static_cast<int64_t>(group.size()), 1, [&](int64_t first, int64_t last) {
     std::vector<float> xc(n), xh(n);
-    for (int64_t r = first; r < last; ++r) {
-      const float* a = px + r * n;
-      const float* d = pd + r * n;
+    for (int64_t g = first; g < last; ++g) {
+      const int64_t base = group[g];
       double acc = 0;
-      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(a[i]);
+      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(px[base + member[i]]);
       float mean = static_cast<float>(acc / count);
       acc = 0;
       for (int64_t i = 0; i < n; ++i) {
-        xc[i] = a[i] - mean;
+        xc[i] = px[base + member[i]] - mean;
         float sq = xc[i] * xc[i];
         acc += static_cast<double>(sq);
       }
@@ -201,15 +219,18 @@ Status NormalizeGradKernel(KernelContext& ctx) {
       float inv = 1 / std::sqrt(var + eps);
       double s1 = 0, s2 = 0;
       for (int64_t i = 0; i < n; ++i) {
+        float d = pd[base + member[i]];
         xh[i] = xc[i] * inv;
-        float p = d[i] * xh[i];
-        s1 += static_cast<double>(d[i]);
+        float p = d * xh[i];
+        s1 += static_cast<double>(d);
         s2 += static_cast<double>(p);
       }
       float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
-      float* o = pdx + r * n;
-      for (int64_t i = 0; i < n; ++i) o[i] = inv * ((d[i] - m1) - xh[i] * m2);
-      if (pxh) std::copy(xh.begin(), xh.end(), pxh + r * n);
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t at = base + member[i];
+        pdx[at] = inv * ((pd[at] - m1) - xh[i] * m2);
+        if (pxh) pxh[at] = xh[i];
+      }
     }
   });
   return Status::Ok();

@@ -31,35 +31,47 @@ __global__ void LayerNormKernel(DevPtr x, DevPtr scale, DevPtr bias, int64_t sca
   }
 }
 
-// ai.amp NormalizeGrad: one thread per row (as LayerNormKernel), rounding
-// where the unfused FP32 ops round (sums in double, each op one FP32
-// operation), as the CPU kernel does.
+// ai.amp NormalizeGrad: one thread per group (the elements that share the
+// kept coordinates: a LayerNorm row, a BatchNorm channel), as LayerNormKernel
+// does per row, rounding where the unfused FP32 ops round (sums in double,
+// each op one FP32 operation), as the CPU kernel does.
+__device__ int64_t NgOffset(const NormGroups& s, int64_t index, bool reduced_side) {
+  int64_t off = 0;
+  for (int d = s.rank - 1; d >= 0; --d) {
+    if (s.reduced[d] != reduced_side) continue;
+    off += (index % s.dims[d]) * s.strides[d];
+    index /= s.dims[d];
+  }
+  return off;
+}
+
 __global__ void NormalizeGradKernel(const float* x, const float* dxhat, float* dx, float* xhat,
-                                    int64_t rows, int64_t n, float eps) {
-  AMP_GRID_LOOP(r, rows) {
-    const float* a = x + r * n;
-    const float* d = dxhat + r * n;
+                                    NormGroups s, int64_t groups, int64_t n, float eps) {
+  AMP_GRID_LOOP(g, groups) {
+    int64_t base = NgOffset(s, g, false);
     double acc = 0;
-    for (int64_t i = 0; i < n; ++i) acc += a[i];
+    for (int64_t i = 0; i < n; ++i) acc += x[base + NgOffset(s, i, true)];
     float mean = static_cast<float>(acc / n);
     acc = 0;
     for (int64_t i = 0; i < n; ++i) {
-      float c = __fsub_rn(a[i], mean);
+      float c = __fsub_rn(x[base + NgOffset(s, i, true)], mean);
       acc += __fmul_rn(c, c);
     }
     float var = static_cast<float>(acc / n);
     float inv = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
     double s1 = 0, s2 = 0;
     for (int64_t i = 0; i < n; ++i) {
-      float h = __fmul_rn(__fsub_rn(a[i], mean), inv);
-      s1 += d[i];
-      s2 += __fmul_rn(d[i], h);
+      int64_t at = base + NgOffset(s, i, true);
+      float h = __fmul_rn(__fsub_rn(x[at], mean), inv);
+      s1 += dxhat[at];
+      s2 += __fmul_rn(dxhat[at], h);
     }
     float m1 = static_cast<float>(s1 / n), m2 = static_cast<float>(s2 / n);
     for (int64_t i = 0; i < n; ++i) {
-      float h = __fmul_rn(__fsub_rn(a[i], mean), inv);
-      dx[r * n + i] = __fmul_rn(inv, __fsub_rn(__fsub_rn(d[i], m1), __fmul_rn(h, m2)));
-      if (xhat) xhat[r * n + i] = h;
+      int64_t at = base + NgOffset(s, i, true);
+      float h = __fmul_rn(__fsub_rn(x[at], mean), inv);
+      dx[at] = __fmul_rn(inv, __fsub_rn(__fsub_rn(dxhat[at], m1), __fmul_rn(h, m2)));
+      if (xhat) xhat[at] = h;
     }
   }
 }
@@ -117,11 +129,13 @@ __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr label
 
 }  // namespace
 
-Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat, int64_t rows,
-                     int64_t n, float eps, void* stream) {
-  if (rows == 0 || n == 0) return Status::Ok();
-  NormalizeGradKernel<<<Blocks(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      x, dxhat, dx, xhat, rows, n, eps);
+Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
+                     const NormGroups& s, float eps, void* stream) {
+  int64_t groups = 1, n = 1;
+  for (int d = 0; d < s.rank; ++d) (s.reduced[d] ? n : groups) *= s.dims[d];
+  if (groups == 0 || n == 0) return Status::Ok();
+  NormalizeGradKernel<<<Blocks(groups), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, dxhat, dx, xhat, s, groups, n, eps);
   return CheckLaunch("NormalizeGrad");
 }
 

@@ -141,10 +141,16 @@ Status Softmax(int kind, DevPtr in, void* out, int out_dtype, int64_t outer, int
 Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void* mean,
                  void* inv_std, int stat_dtype, int64_t rows, int64_t n, float epsilon,
                  void* stream);
-// ai.amp NormalizeGrad: LayerNormalization's backward over rows of n
-// (FP32; xhat may be null).
-Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat, int64_t rows,
-                     int64_t n, float eps, void* stream);
+// ai.amp NormalizeGrad: LayerNorm's or BatchNorm's backward over the
+// reduced dims of x (FP32; xhat may be null).
+struct NormGroups {
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t strides[kMaxRank] = {};
+  bool reduced[kMaxRank] = {};
+};
+Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
+                     const NormGroups& groups, float eps, void* stream);
 // SoftmaxCrossEntropyLoss (log_softmax = false: NegativeLogLikelihoodLoss) on
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.

@@ -405,5 +405,57 @@ g (float[3,5,24] x) => (float[3,5,24] y)
   }
 }
 
+// The same for training-mode BatchNormalization (NCHW, normalized over all
+// but the channel axis): the gradients of the input, scale and bias, fused
+// and unfused, bit for bit.
+TEST(FuseNormGradTest, BatchNormGradientsAreTheUnfusedOnesBitForBit) {
+  std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3,4,5] x) => (float[2,3,4,5] y)
+<float[3] w = {0.9, 1.1, 1.3}, float[3] scale = {1.0, 0.5, 2.0}, float[3] bias = {0.0, 0.1, -0.2},
+ float[3] mean = {0.0, 0.0, 0.0}, float[3] var = {1.0, 1.0, 1.0}, float[3,1,1] wb = {0.9, 1.1, 1.3}>
+{
+  h = Mul (x, wb)
+  y, rm, rv = BatchNormalization <epsilon = 0.001, momentum = 0.9, training_mode = 1> (h, scale, bias, mean, var)
+})";
+  std::map<std::string, Tensor> grads[2];
+  size_t nodes[2] = {0, 0};
+  for (int fuse = 0; fuse < 2; ++fuse) {
+    auto m = LoadModelText(text);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.output = "y";
+    t.loss.label_type = DType::kFloat32;
+    t.gradients_only = true;
+    Status built = pipelines::Training(t).Run(*m).status();
+    ASSERT_TRUE(built.ok()) << built.message();
+    ExecutorOptions o;
+    o.poison = true;
+    if (!fuse) o.disabled_passes = {"fuse-norm-grad"};
+    auto s = Executor::Create(std::move(*m), o);
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    std::mt19937 rng(12);
+    for (const Value* in : (*s)->model().graph->inputs())
+      ASSERT_TRUE(
+          (*s)->SetInput(in->name(), Random(in->dtype(), *StaticDims(*in->type().shape), rng))
+              .ok());
+    Status st = (*s)->Run();
+    ASSERT_TRUE(st.ok()) << st.message();
+    nodes[fuse] = (*s)->memory().nodes;
+    for (const Value* out : (*s)->model().graph->outputs()) {
+      auto v = (*s)->Fetch(out->name());
+      ASSERT_TRUE(v.ok()) << out->name();
+      grads[fuse][out->name()] = *v;
+    }
+  }
+  EXPECT_LT(nodes[1], nodes[0]) << "the BatchNorm backward was not fused";
+  ASSERT_GE(grads[0].size(), 4u);
+  for (const auto& [name, want] : grads[0]) {
+    const Tensor& got = grads[1].at(name);
+    ASSERT_EQ(got.nbytes(), want.nbytes());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+  }
+}
+
 }  // namespace
 }  // namespace amp
