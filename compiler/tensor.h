@@ -3,6 +3,7 @@
 // external-data file; both are shared, so copying a Tensor is cheap.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -93,10 +94,63 @@ class Tensor {
   bool external_ = false;
 };
 
-// IEEE half and bfloat16 <-> float, round to nearest even.
-float HalfToFloat(uint16_t h);
-uint16_t FloatToHalf(float f);
-float BFloat16ToFloat(uint16_t h);
-uint16_t FloatToBFloat16(float f);
+// IEEE half and bfloat16 <-> float, round to nearest even. Inline: the CPU
+// kernels convert every half element they load and store, in their inner
+// loops.
+inline float HalfToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        man <<= 1;
+        ++e;
+      } while ((man & 0x400) == 0);
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+    }
+  } else if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | man << 13;  // inf or NaN (payload kept)
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  return std::bit_cast<float>(bits);
+}
+
+inline uint16_t FloatToHalf(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  uint32_t abs = x & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7e00 | static_cast<uint16_t>((abs >> 13) & 0x3ff);  // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: inf
+  if (abs < 0x38800000u) {                       // below the smallest normal half
+    if (abs < 0x33000000u) return sign;          // < 2^-25 rounds to zero
+    uint32_t e = abs >> 23;
+    uint32_t man = (abs & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - e;  // subnormal half has 2^-24 ulp
+    uint32_t q = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1);
+    uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1))) ++q;
+    return sign | static_cast<uint16_t>(q);
+  }
+  uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // round to nearest even on bit 13
+  return sign | static_cast<uint16_t>((rounded - 0x38000000u) >> 13);
+}
+
+inline float BFloat16ToFloat(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
+
+inline uint16_t FloatToBFloat16(float f) {
+  uint32_t x = std::bit_cast<uint32_t>(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  uint32_t rounded = x + 0x7fff + ((x >> 16) & 1);
+  return static_cast<uint16_t>(rounded >> 16);
+}
 
 }  // namespace amp
