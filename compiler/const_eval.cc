@@ -111,6 +111,15 @@ StatusOr<Tensor> ConstantNodeValue(const Node& n) {
   return Unimplemented(n.Describe(), ": Constant attribute '", name, "' is not supported");
 }
 
+std::optional<double> ConstantNodeScalar(const Value* v) {
+  const Node* p = v ? v->producer() : nullptr;
+  if (!p || p->op_type() != "Constant" || !(p->domain().empty() || p->domain() == "ai.onnx"))
+    return std::nullopt;
+  auto t = ConstantNodeValue(*p);
+  if (!t.ok() || t->num_elements() != 1) return std::nullopt;
+  return t->GetDouble(0);
+}
+
 bool CanEvaluate(const std::string& op_type) { return EvaluableOps().count(op_type) != 0; }
 
 StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(

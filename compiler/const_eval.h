@@ -23,6 +23,9 @@ StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(
 
 // The tensor a Constant node holds (value, value_float(s) or value_int(s)).
 StatusOr<Tensor> ConstantNodeValue(const Node& node);
+// The element of `v` when a default-domain Constant node with one element
+// defines it (a scale, an epsilon, a ratio), else nullopt.
+std::optional<double> ConstantNodeScalar(const Value* v);
 
 // True for the ops EvaluateNode knows.
 bool CanEvaluate(const std::string& op_type);

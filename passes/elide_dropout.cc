@@ -6,19 +6,6 @@
 #include "compiler/const_eval.h"
 
 namespace amp {
-namespace {
-
-// The one element of a constant input (a Constant node), else nullopt.
-std::optional<double> ConstantScalar(const Value* v) {
-  const Node* p = v ? v->producer() : nullptr;
-  if (!p || p->op_type() != "Constant" || !(p->domain().empty() || p->domain() == "ai.onnx"))
-    return std::nullopt;
-  auto t = ConstantNodeValue(*p);
-  if (!t.ok() || t->num_elements() != 1) return std::nullopt;
-  return t->GetDouble(0);
-}
-
-}  // namespace
 
 StatusOr<bool> ElideDropout::Run(Model& model) {
   Graph& g = *model.graph;
@@ -29,11 +16,11 @@ StatusOr<bool> ElideDropout::Run(Model& model) {
     bool identity = false;
     if (!n->input(2)) {
       identity = true;  // no training_mode: inference, the identity
-    } else if (auto mode = ConstantScalar(n->input(2)); mode && *mode == 0) {
+    } else if (auto mode = ConstantNodeScalar(n->input(2)); mode && *mode == 0) {
       identity = true;
     } else if (!n->input(1)) {
       identity = false;  // training with the default ratio 0.5
-    } else if (auto ratio = ConstantScalar(n->input(1)); ratio && *ratio == 0) {
+    } else if (auto ratio = ConstantNodeScalar(n->input(1)); ratio && *ratio == 0) {
       identity = true;
     }
     if (!identity) continue;

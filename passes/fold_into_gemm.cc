@@ -45,13 +45,7 @@ std::optional<Gemm> AsGemm(Node* n) {
 std::optional<double> ScalarConstant(const Model& model, const Value* v,
                                      const std::set<std::string>& named) {
   if (!v || !IsFloat(v->dtype())) return std::nullopt;
-  if (const Node* p = v->producer()) {
-    if (p->op_type() != "Constant" || !(p->domain().empty() || p->domain() == "ai.onnx"))
-      return std::nullopt;
-    auto t = ConstantNodeValue(*p);
-    if (!t.ok() || t->num_elements() != 1) return std::nullopt;
-    return t->GetDouble(0);
-  }
+  if (v->producer()) return ConstantNodeScalar(v);
   if (!v->has_initializer() || v->initializer()->num_elements() != 1 || named.count(v->name()))
     return std::nullopt;
   for (const auto& [state, update] : model.training.updates)

@@ -50,14 +50,6 @@ std::vector<int64_t> MeanAxes(const Node* r, size_t rank) {
   return {s.begin(), s.end()};
 }
 
-std::optional<double> ScalarConstant(const Value* v) {
-  const Node* p = v ? v->producer() : nullptr;
-  if (!Is(p, "Constant")) return std::nullopt;
-  auto t = ConstantNodeValue(*p);
-  if (!t.ok() || t->num_elements() != 1) return std::nullopt;
-  return t->GetDouble(0);
-}
-
 struct Match {
   Value* x = nullptr;
   Value* dxhat = nullptr;
@@ -82,7 +74,7 @@ std::optional<Match> MatchAt(Node* d) {
     Node* var = nullptr;
     std::optional<double> eps;
     for (int k = 0; k < 2 && !var; ++k)
-      if ((eps = ScalarConstant(add->input(1 - k)))) var = Def(add->input(k), "ReduceMean");
+      if ((eps = ConstantNodeScalar(add->input(1 - k)))) var = Def(add->input(k), "ReduceMean");
     if (!var) continue;
     Node* sqr = Def(var->input(0), "Mul");
     if (!sqr || sqr->input(0) != sqr->input(1)) continue;
