@@ -75,6 +75,8 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
     if (def && def->matrix_flops) {
       k.flops = def->matrix_flops(*c.node);
       k.matrix = c.inputs[0] >= 0 && IsHalf(exe.slots[c.inputs[0]].dtype);
+    } else if (def && def->vector_flops) {
+      k.flops = def->vector_flops(*c.node);
     } else {
       k.flops = largest;
     }

@@ -85,6 +85,8 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
                              backend.HasKernel("ai.amp", "FusedElementwise") &&
                              backend.HasKernel("ai.amp", "MultiCast");
   options.fuse_norm_grad = request.fuse_elementwise && backend.HasKernel("ai.amp", "NormalizeGrad");
+  options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
+                           backend.HasKernel("ai.amp", "AttentionGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());
   PassPipeline pipeline = pipelines::Specialize(options);
   PipelineDebug debug;

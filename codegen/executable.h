@@ -82,7 +82,9 @@ struct SpecializeRequest {
   bool fuse_optimizer = false;
   // Chains of elementwise ops into ai.amp FusedElementwise nodes
   // (fuse-elementwise, batch-casts) and LayerNormalization's backward into
-  // ai.amp NormalizeGrad (fuse-norm-grad), for a backend with the kernels.
+  // ai.amp NormalizeGrad (fuse-norm-grad), and attention with its backward
+  // into ai.amp Attention and AttentionGrad (fuse-attention), for a backend
+  // with the kernels.
   bool fuse_elementwise = true;
   // Let an op that may (its record's `inplace`) write a piece of state's
   // new value over the old one, when nothing reads the old one later: no

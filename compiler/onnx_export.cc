@@ -352,7 +352,23 @@ Status SaveModelFile(const Model& model, const std::string& path, const ExportOp
   return WriteFileAtomically(path, bytes);
 }
 
+bool IsSpecialFile(const std::string& path) {
+  std::error_code ec;
+  fs::file_status st = fs::status(path, ec);
+  return !ec && fs::exists(st) && !fs::is_regular_file(st) && !fs::is_directory(st);
+}
+
 Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
+  // A device or a FIFO (-o /dev/null) is written as it is: renaming a file
+  // over it would replace the device.
+  if (IsSpecialFile(path)) {
+    std::ofstream f(path, std::ios::binary);
+    if (!f) return IoError("cannot write '", path, "': ", std::strerror(errno));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.close();
+    if (!f) return IoError("writing '", path, "' failed: ", std::strerror(errno));
+    return Status::Ok();
+  }
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

@@ -41,5 +41,8 @@ Status SaveModelFile(const Model& model, const std::string& path,
 // `bytes` to `path` through a temporary file and a rename: a failed write
 // leaves what was there.
 Status WriteFileAtomically(const std::string& path, const std::string& bytes);
+// Whether `path` exists and is neither a regular file nor a folder (a
+// device, a FIFO, a socket): written in place, never replaced by a rename.
+bool IsSpecialFile(const std::string& path);
 
 }  // namespace amp

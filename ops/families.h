@@ -20,5 +20,6 @@ std::vector<OpDef> ResizeOps();
 std::vector<OpDef> RnnOps();
 std::vector<OpDef> TrainingOps();
 std::vector<OpDef> FusedOps();
+std::vector<OpDef> AttentionOps();
 
 }  // namespace amp

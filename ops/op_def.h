@@ -72,6 +72,9 @@ struct OpDef {
   // rate, one operation per element of its inputs or of its outputs,
   // whichever are more.
   FlopsFn matrix_flops = nullptr;
+  // Ops whose flops are known but run on the vector units (the fused
+  // attention kernels: FP32 arithmetic, no matrix engines).
+  FlopsFn vector_flops = nullptr;
   // Outputs that may be written over an input (codegen updates state in
   // place through them).
   InplaceFn inplace = nullptr;

@@ -30,7 +30,7 @@ const std::vector<OpDef>& AllOps() {
   static const std::vector<OpDef> all = [] {
     std::vector<OpDef> v;
     for (auto family : {ElementwiseOps, GemmOps, ConvOps, PoolOps, NormOps, LossOps, ReduceOps,
-                        DataOps, ResizeOps, RnnOps, TrainingOps, FusedOps})
+                        DataOps, ResizeOps, RnnOps, TrainingOps, FusedOps, AttentionOps})
       for (OpDef& d : family()) v.push_back(std::move(d));
     return v;
   }();

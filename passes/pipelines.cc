@@ -12,6 +12,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_attention.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -59,6 +60,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   // single kernels.
   p.Add(std::make_unique<ElideDropout>());
   p.Add(std::make_unique<FoldIntoGemm>());
+  // Attention and its backward into two kernels that keep no scores.
+  if (options.fuse_attention) p.Add(std::make_unique<FuseAttention>(options.keep));
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   if (options.fuse_elementwise) {
     // Cheap forward values the backward reads are recomputed there, inside

@@ -49,13 +49,14 @@ PassPipeline Training(const TrainingOptions& options);
 struct SpecializeOptions {
   std::map<std::string, int64_t> bindings;  // every symbolic dim of the inputs
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
+  bool fuse_attention = false;              // fuse-attention after fold-into-gemm
   bool fuse_norm_grad = false;              // fuse-norm-grad after fold-into-gemm
   bool fuse_elementwise = false;            // fuse-elementwise and batch-casts last
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
-// fold-into-gemm, [fuse-norm-grad,] [rematerialize, fuse-elementwise,
+// fold-into-gemm, [fuse-attention,] [fuse-norm-grad,] [rematerialize, fuse-elementwise,
 // batch-casts].
 PassPipeline Specialize(const SpecializeOptions& options);
 

@@ -13,6 +13,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_attention.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -62,6 +63,7 @@ const Entry kPasses[] = {
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},
+    {FuseAttention::kName, Make<FuseAttention>},
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},

@@ -463,6 +463,20 @@ Status WriteNpz(const std::string& path, const std::map<std::string, Tensor>& ar
   Put32(out, cd_offset);
   Put16(out, 0);
 
+  // A device or a FIFO (/dev/null) is written as it is: renaming a file
+  // over it would replace the device.
+  std::error_code ec;
+  std::filesystem::file_status st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+      !std::filesystem::is_directory(st)) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return IoError("cannot write '", path, "': ", std::strerror(errno));
+    bool ok = WriteAll(fd, out.data(), out.size());
+    int err = errno;
+    ok = (::close(fd) == 0) && ok;
+    if (!ok) return IoError("cannot write '", path, "': ", std::strerror(err));
+    return Status::Ok();
+  }
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return IoError("cannot write '", tmp, "': ", std::strerror(errno));

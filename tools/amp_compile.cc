@@ -53,7 +53,7 @@ class Recording : public amp::KernelSupport {
 
 // The step specialized for `target` at the bound dims, and its cost.
 amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::string& target,
-                                       const std::string& device_model) {
+                                       const std::string& device_model, std::string* ir) {
   amp::SpecializeRequest r;
   for (const amp::Value* v : model.graph->inputs()) {
     auto dims = v->type().shape ? amp::StaticDims(*v->type().shape) : std::nullopt;
@@ -75,6 +75,7 @@ amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::strin
     return support.status();
   Recording recording(support.ok() ? **support : static_cast<const amp::KernelSupport&>(any));
   AMP_ASSIGN_OR_RETURN(amp::Executable exe, amp::Specialize(model, r, recording));
+  if (ir) *ir = amp::PrintModel(*exe.model);
   AMP_ASSIGN_OR_RETURN(amp::DeviceModel device, amp::FindDeviceModel(device_model));
   nlohmann::json cost = amp::CostToJson(amp::EstimateCost(exe, device), device);
   cost["target"] = target;
@@ -92,7 +93,7 @@ amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::strin
 int main(int argc, char** argv) {
   CLI::App app{"amp-compile: mixed-precision training compiler for ONNX models"};
   std::string input, output, report_json, dot_file;
-  bool print_ir = false, list_ops = false, op_facts = false, version = false, report = false;
+  bool print_ir = false, print_specialized = false, list_ops = false, op_facts = false, version = false, report = false;
   amp::cli::PrecisionFlags precision;
   amp::cli::PipelineDebugFlags debug_flags;
   // The compiler's options, bound to the flags of the same names (their
@@ -167,6 +168,9 @@ int main(int argc, char** argv) {
   app.add_option("--dot", dot_file,
                  "write a Graphviz picture coloured by precision (and an SVG if dot is installed)");
   app.add_flag("--print-ir", print_ir, "print the IR (ONNX text with types) after compiling");
+  app.add_flag("--print-specialized", print_specialized,
+               "print the step as the --target backend runs it (after specialization and "
+               "fusion: one node per kernel launch)");
   app.add_option("--bind-dim", bind_dims,
                  "fix a symbolic dim, e.g. --bind-dim batch=16 (repeatable)");
   app.add_option("--external-data-threshold", external_threshold,
@@ -234,7 +238,8 @@ int main(int argc, char** argv) {
     std::string log;
     AMP_ASSIGN_OR_RETURN(amp::Model model, amp::LoadModel(input));
     log += amp::StrCat("amp-compile: imported ", input, ": ", amp::ModelSummary(model), "\n");
-    if (output.empty() && !report && report_json.empty() && dot_file.empty() && !print_ir)
+    if (output.empty() && !report && report_json.empty() && dot_file.empty() && !print_ir &&
+        !print_specialized)
       return amp::InvalidArgument(
           "nothing to write: pass -o OUT.onnx (or --report, --report-json, --dot or --print-ir "
           "to inspect the compiled model without writing it)");
@@ -269,8 +274,12 @@ int main(int argc, char** argv) {
       at = end + 1;
     }
     nlohmann::json& rep = compiled.report;
+    std::string specialized;
+    if (print_specialized && target.empty())
+      return amp::InvalidArgument("--print-specialized needs --target cpu|cuda");
     if (!target.empty()) {
-      AMP_ASSIGN_OR_RETURN(rep["cost"], StepCost(model, target, device_model));
+      AMP_ASSIGN_OR_RETURN(rep["cost"], StepCost(model, target, device_model,
+                                                 print_specialized ? &specialized : nullptr));
       const auto& c = rep["cost"];
       log +=
           amp::StrCat("amp-compile: ", target, " step: ", c["launches"].get<int64_t>(),
@@ -306,6 +315,7 @@ int main(int argc, char** argv) {
     if (report) std::cout << amp::FormatPrecisionReport(rep);
     if (report && rep.contains("cost")) std::cout << amp::FormatCost(rep["cost"]);
     if (print_ir) std::cout << amp::PrintModel(model);
+    if (print_specialized) std::cout << specialized;
     return amp::Status::Ok();
   });
 }

@@ -27,6 +27,7 @@ void RegisterResizeKernels(KernelTable& t);       // resize.cc
 void RegisterEinsumKernels(KernelTable& t);       // einsum.cc
 void RegisterCollectiveKernels(KernelTable& t);   // collective.cc (ai.amp AllReduce)
 void RegisterFusedKernels(KernelTable& t);        // fused.cc (ai.amp FusedElementwise, MultiCast)
+void RegisterAttentionKernels(KernelTable& t);    // attention.cc (ai.amp Attention, AttentionGrad)
 
 // The ops fused.cc's interpreter runs (every one of ops/fused_elementwise.h's
 // FusableOps, checked by a test).

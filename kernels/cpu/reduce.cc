@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/families.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/softmax_row.h"
 
 namespace amp::cpu {
 namespace {
@@ -263,15 +264,7 @@ Status SoftmaxFamily(KernelContext& ctx, SoftmaxKind kind) {
                     for (int64_t k = 0; k < s.n; ++k) at(k) = k == arg ? 1.f : 0.f;
                     continue;
                   }
-                  double peak = -std::numeric_limits<double>::infinity();
-                  for (int64_t k = 0; k < s.n; ++k)
-                    if (at(k) > peak) peak = at(k);
-                  double sum = 0;
-                  for (int64_t k = 0; k < s.n; ++k) sum += (row[k] = std::exp(at(k) - peak));
-                  for (int64_t k = 0; k < s.n; ++k)
-                    at(k) = static_cast<float>(kind == SoftmaxKind::kSoftmax
-                                                   ? row[k] / sum
-                                                   : (at(k) - peak) - std::log(sum));
+                  SoftmaxRow(at, s.n, row.data(), kind == SoftmaxKind::kLogSoftmax);
                 }
               });
   FromFloat(fx, ctx.out(0));

@@ -22,6 +22,7 @@ const KernelTable& Table() {
     RegisterEinsumKernels(t);
     RegisterCollectiveKernels(t);
     RegisterFusedKernels(t);
+    RegisterAttentionKernels(t);
     return t;
   }();
   return table;

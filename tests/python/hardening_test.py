@@ -298,6 +298,15 @@ class SpecialFiles(Base):
         self.fails([AMP_COMPILE, "/dev/zero", "-o", self.path("o.onnx")], "is a character device", timeout=20)
         self.fails([AMP_COMPILE, "/dev/null", "-o", self.path("o.onnx")], "is a character device", timeout=20)
 
+    def test_output_to_a_device_writes_it_in_place(self):
+        # -o /dev/null discards the model; a rename over it would have made
+        # /dev/null a regular file for every process on the machine.
+        model = self.write("m.onnx", one_node("Relu", ["x"], shape=(2, 3)))
+        r = subprocess.run([AMP_COMPILE, model, "-o", "/dev/null"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null was replaced")
+
 
 class AmpRunData(Base):
     """A test whose data cannot be read is a FAIL with the reason, never a SKIP."""

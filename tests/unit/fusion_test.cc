@@ -160,8 +160,8 @@ g (float[4] x) => (float[4] y)
 }
 
 // The shipped models' O1 Adam steps with dynamic loss scaling: with
-// fuse-elementwise, batch-casts, fuse-norm-grad (tfm has LayerNorms) and
-// rematerialize the
+// fuse-elementwise, batch-casts, fuse-norm-grad (tfm has LayerNorms),
+// fuse-attention (and tfm's attention) and rematerialize the
 // state after three steps is the unfused step's, bit for bit, and fusion
 // removed launches.
 TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
@@ -186,7 +186,8 @@ TEST(FuseElementwiseTest, ShippedO1StepsMatchTheUnfusedStepsBitForBit) {
       o.fuse_optimizer = true;
       o.poison = true;
       if (!fuse)
-        o.disabled_passes = {"fuse-elementwise", "batch-casts", "fuse-norm-grad", "rematerialize"};
+        o.disabled_passes = {"fuse-elementwise", "batch-casts", "fuse-norm-grad", "rematerialize",
+                             "fuse-attention"};
       auto s = Executor::Create(CloneModel(*m), o);
       ASSERT_TRUE(s.ok()) << s.status().message();
       std::mt19937 rng(5);
@@ -454,6 +455,109 @@ g (float[2,3,4,5] x) => (float[2,3,4,5] y)
     const Tensor& got = grads[1].at(name);
     ASSERT_EQ(got.nbytes(), want.nbytes());
     EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+  }
+}
+
+}  // namespace
+}  // namespace amp
+
+namespace amp {
+namespace {
+
+// fuse-attention: an attention block's gradients (of q, k and v through
+// parameters, so that the whole backward is built) and its output, fused
+// into ai.amp Attention and AttentionGrad and unfused, bit for bit on random
+// data: FP32 (O0) and O1 in fp16 and bf16, with and without an additive
+// mask, k transposed by a Transpose (it becomes transB) or by the product.
+TEST(FuseAttentionTest, AttentionAndItsGradientsAreTheUnfusedOnesBitForBit) {
+  struct Case {
+    const char* name;
+    OptLevel level;
+    DType half;
+    bool mask;
+    bool transpose;
+  };
+  for (Case c : {Case{"fp32", OptLevel::kO0, DType::kFloat16, false, true},
+                 Case{"fp32 mask", OptLevel::kO0, DType::kFloat16, true, false},
+                 Case{"fp16", OptLevel::kO1, DType::kFloat16, false, true},
+                 Case{"fp16 mask", OptLevel::kO1, DType::kFloat16, true, true},
+                 Case{"bf16 mask, k laid out [D, Sk]", OptLevel::kO1, DType::kBFloat16, true, false}}) {
+    SCOPED_TRACE(c.name);
+    // q [2,3,6,8], k [2,3,5,8], v [2,3,5,4]: scaled as PyTorch's
+    // scaled_dot_product_attention export scales them (q and k by
+    // sqrt(scale) each), so fold-into-gemm makes the product's alpha.
+    std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3,6,8] q, float[KSHAPE] k, float[2,3,5,4] v, float[2,1,1,5] mask) => (float[2,3,6,4] y)
+<float[8] wq = {0.9, 1.1, 1.0, 0.8, 1.2, 0.95, 1.05, 0.7}, float[WKSHAPE] wk = {1.1, 0.9, 1.3, 0.6, 1.0, 0.85, 1.15, 0.75},
+ float[4] wv = {0.5, 1.5, -1.0, 2.0}>
+{
+  c = Constant <value = float[1] {0.5946}> ()
+  qs = Mul (q, wq)
+  ks = Mul (k, wk)
+  vs = Mul (v, wv)
+  qc = Mul (qs, c)
+  kc = Mul (ks, c)
+  SCORES
+  p = Softmax <axis = -1> (s2)
+  y = MatMul (p, vs)
+})";
+    // k as [.., Sk, D] and a Transpose (it becomes transB), or laid out
+    // [.., D, Sk] already.
+    text.replace(text.find("KSHAPE"), 6, c.transpose ? "2,3,5,8" : "2,3,8,5");
+    text.replace(text.find("WKSHAPE"), 7, c.transpose ? "8" : "8,1");
+    std::string s = c.mask ? "s" : "s2";
+    std::string scores = c.transpose ? "kt = Transpose <perm = [0, 1, 3, 2]> (kc)\n  " + s +
+                                           " = MatMul (qc, kt)\n"
+                                     : s + " = MatMul (qc, kc)\n";
+    if (c.mask) scores += "  s2 = Add (s, mask)";
+    text.replace(text.find("SCORES"), 6, scores);
+    std::map<std::string, Tensor> values[2];
+    bool fused_ops = false;
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = "mse";
+      t.loss.output = "y";
+      t.loss.label_type = DType::kFloat32;
+      t.gradients_only = true;
+      PassPipeline p = pipelines::Training(t);
+      PrecisionPolicy policy;
+      policy.level = c.level;
+      policy.half_type = c.half;
+      p.Append(pipelines::ForLevel(policy));
+      Status built = p.Run(*m).status();
+      ASSERT_TRUE(built.ok()) << built.message();
+      ExecutorOptions o;
+      o.poison = true;
+      o.profile = true;
+      if (!fuse) o.disabled_passes = {"fuse-attention"};
+      auto s = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(s.ok()) << s.status().message();
+      std::mt19937 rng(13);
+      for (const Value* in : (*s)->model().graph->inputs()) {
+        Tensor x = Random(in->dtype(), *StaticDims(*in->type().shape), rng);
+        if (in->name() == "mask")  // -inf-free but large: keys 1 and 3 of batch 1 masked
+          for (int64_t i = 0; i < x.num_elements(); ++i) x.SetDouble(i, i == 6 || i == 8 ? -1e4 : 0.1 * (i % 3));
+        ASSERT_TRUE((*s)->SetInput(in->name(), x).ok());
+      }
+      Status st = (*s)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      for (const ProfileEntry& e : (*s)->ProfileByOp())
+        if (e.key == "ai.amp:AttentionGrad" && fuse) fused_ops = true;
+      for (const Value* out : (*s)->model().graph->outputs()) {
+        auto v = (*s)->Fetch(out->name());
+        ASSERT_TRUE(v.ok()) << out->name();
+        values[fuse][out->name()] = *v;
+      }
+    }
+    EXPECT_TRUE(fused_ops) << "fuse-attention did not fuse";
+    ASSERT_GE(values[0].size(), 4u);  // loss and the gradients of wq, wk, wv
+    for (const auto& [name, want] : values[0]) {
+      const Tensor& got = values[1].at(name);
+      ASSERT_EQ(got.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+    }
   }
 }
 

@@ -86,6 +86,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fold-casts", "paint-precision,insert-casts"},
       {"batch-casts", "bind-dims,fold-shapes,paint-precision,insert-casts"},
       {"fuse-norm-grad", "attach-loss,autodiff,dce"},
+      {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
   };
   auto m = LoadShipped(c);
@@ -209,10 +210,10 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
             "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,"
             "fold-into-gemm");
   pipelines::SpecializeOptions all;
-  all.fuse_norm_grad = all.fuse_elementwise = true;
+  all.fuse_attention = all.fuse_norm_grad = all.fuse_elementwise = true;
   EXPECT_EQ(pipelines::Specialize(all).Describe(),
-            "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-norm-"
-            "grad,rematerialize,fuse-elementwise,batch-casts");
+            "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-"
+            "attention,fuse-norm-grad,rematerialize,fuse-elementwise,batch-casts");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());
