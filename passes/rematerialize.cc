@@ -83,13 +83,15 @@ class Remat {
   }
 
   // Whether `v` may be read at position `at` without keeping it alive
-  // longer: no producer (an input or initializer), a Constant, or a value
-  // read at or after `at` anyway.
+  // much longer: no producer (an input or initializer), a Constant, or a
+  // value read at or after `at` anyway, or at most `distance` nodes before
+  // (GELU's x, last read just before the Erf gradient that reads x/sqrt(2):
+  // a short extension, against a value freed for more than `distance`).
   bool Available(const Value* v, size_t at) const {
     const Node* p = v->producer();
     if (!p || (p->op_type() == "Constant" && p->domain().empty())) return true;
     auto it = last_use_.find(v);
-    return it != last_use_.end() && it->second >= at;
+    return it != last_use_.end() && it->second + distance_ >= at;
   }
 
   // Whether n can be computed again at `at` from available values, through

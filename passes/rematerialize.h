@@ -8,7 +8,9 @@
 //     =>  d = Div (x, c)  ...  d' = Div (x, c)  g = Mul (dy, d')
 //
 // A recomputation reads only constants, inputs, and values whose last reader
-// comes at or after the new place (it keeps nothing alive longer), through a
+// comes at, after or shortly before the new place (it keeps nothing alive
+// more than `distance` nodes longer, against a value it frees for more than
+// `distance`), through a
 // chain of at most three elementwise ops, for a reader that is itself
 // elementwise of the same shape, so that fuse-elementwise folds the copies
 // into the reader's fused kernel (no launch added). The copies compute the
