@@ -53,7 +53,8 @@ StatusOr<std::optional<AttentionDims>> Dims(const Ctx& c) {
     return !a.is_static() || !b.is_static() || a.value() == b.value();
   };
   bool ok = same(kd, d.d) && same((*v)[r - 2], d.sk);
-  for (size_t i = 0; i + 2 < r; ++i) ok = ok && same((*k)[i], d.batch[i]) && same((*v)[i], d.batch[i]);
+  for (size_t i = 0; i + 2 < r; ++i)
+    ok = ok && same((*k)[i], d.batch[i]) && same((*v)[i], d.batch[i]);
   if (!ok)
     return c.Error("q ", ShapeToString(*q), ", k ", ShapeToString(*k), " (transB ", tb, ") and v ",
                    ShapeToString(*v), " do not make an attention");

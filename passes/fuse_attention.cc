@@ -15,9 +15,7 @@ namespace {
 bool Is(const Node* n, std::string_view op) {
   return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
 }
-bool IsMatMulT(const Node* n) {
-  return n && n->domain() == "ai.amp" && n->op_type() == "MatMulT";
-}
+bool IsMatMulT(const Node* n) { return n && n->domain() == "ai.amp" && n->op_type() == "MatMulT"; }
 // A product with the given flags, no scale other than `alpha` (when given)
 // and no output type of its own unless `out` says which.
 bool Product(const Node* n, bool ta, bool tb) {
@@ -72,7 +70,7 @@ struct Match {
   float alpha = 1, grad_alpha = 1;
   Node* out_node = nullptr;  // O = P16 . v
   Node *dq_node = nullptr, *dk_node = nullptr, *dv_node = nullptr, *dp_node = nullptr;
-  std::vector<Node*> nodes;          // every node of the pattern
+  std::vector<Node*> nodes;           // every node of the pattern
   std::vector<Value*> intermediates;  // values only the pattern may read
 };
 
@@ -255,12 +253,13 @@ StatusOr<bool> FuseAttention::Run(Model& model) {
         fwd_in.push_back(m->mask);
         bwd_in.push_back(m->mask);
       }
-      Node* fwd = g.AddNode("Attention", fwd_in, {m->out_node->output(0)->name() + "_fa"}, "ai.amp");
-      Node* bwd = g.AddNode("AttentionGrad", bwd_in,
-                            {m->dq_node->output(0)->name() + "_fa",
-                             m->dk_node->output(0)->name() + "_fa",
-                             m->dv_node->output(0)->name() + "_fa"},
-                            "ai.amp");
+      Node* fwd =
+          g.AddNode("Attention", fwd_in, {m->out_node->output(0)->name() + "_fa"}, "ai.amp");
+      Node* bwd =
+          g.AddNode("AttentionGrad", bwd_in,
+                    {m->dq_node->output(0)->name() + "_fa", m->dk_node->output(0)->name() + "_fa",
+                     m->dv_node->output(0)->name() + "_fa"},
+                    "ai.amp");
       fwd->set_name(base + "/attention");
       bwd->set_name(base + "/attention_grad");
       for (Node* f : {fwd, bwd}) {
@@ -270,7 +269,8 @@ StatusOr<bool> FuseAttention::Run(Model& model) {
       bwd->SetAttr("grad_alpha", Attribute::Float(m->grad_alpha));
       // The products' own output types (fold-into-gemm: a Cast of them).
       if (m->out_node->output(0)->dtype() != m->v->dtype())
-        fwd->SetAttr("out_type", Attribute::Int(static_cast<int64_t>(m->out_node->output(0)->dtype())));
+        fwd->SetAttr("out_type",
+                     Attribute::Int(static_cast<int64_t>(m->out_node->output(0)->dtype())));
       Value* grads[3] = {m->dq_node->output(0), m->dk_node->output(0), m->dv_node->output(0)};
       if (grads[0]->dtype() != m->q->dtype() || grads[1]->dtype() != m->k->dtype() ||
           grads[2]->dtype() != m->v->dtype())

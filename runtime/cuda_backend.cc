@@ -577,6 +577,68 @@ Status NormalizeGradFn(const Ctx& c) {
                              c.node.GetFloat("epsilon", 1e-5f), c.stream);
 }
 
+// ai.amp Attention (q, k, v [, mask]) and AttentionGrad (q, k, v, dO
+// [, mask]): the slices, the head dims and the mask's broadcast strides.
+StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t mask_input) {
+  const TensorRef &q = c.I(0), &k = c.I(1), &v = c.I(2);
+  size_t r = q.dims.size();
+  if (r < 2 || k.dims.size() != r || v.dims.size() != r)
+    return c.Error("q, k and v need one rank >= 2");
+  if (r - 2 > static_cast<size_t>(cuda::kMaxRank))
+    return Unimplemented("attention of batch rank ", r - 2, " is over the CUDA kernels' ",
+                         cuda::kMaxRank);
+  cuda::AttentionShape s;
+  s.trans_b = c.node.GetInt("transB", 1) != 0;
+  s.dk_trans = c.node.GetInt("dk_trans", 0) != 0;
+  s.alpha = c.node.GetFloat("alpha", 1.0f);
+  s.grad_alpha = c.node.GetFloat("grad_alpha", s.alpha);
+  s.sq = q.dims[r - 2];
+  s.d = q.dims[r - 1];
+  s.sk = s.trans_b ? k.dims[r - 2] : k.dims[r - 1];
+  s.dv = v.dims[r - 1];
+  s.batch_rank = static_cast<int>(r - 2);
+  for (size_t i = 0; i + 2 < r; ++i) {
+    if (k.dims[i] != q.dims[i] || v.dims[i] != q.dims[i])
+      return c.Error("q, k and v need the same batch dims");
+    s.batch_dims[i] = q.dims[i];
+    s.slices *= q.dims[i];
+  }
+  if ((s.trans_b ? k.dims[r - 1] : k.dims[r - 2]) != s.d || v.dims[r - 2] != s.sk)
+    return c.Error("k or v does not match q");
+  if (c.has_in(mask_input)) {
+    std::vector<int64_t> scores(q.dims.begin(), q.dims.end() - 2);
+    scores.push_back(s.sq);
+    scores.push_back(s.sk);
+    std::vector<int64_t> st = BroadcastStrides(c.I(mask_input).dims, scores);
+    for (size_t i = 0; i + 2 < r; ++i) s.mask_batch_strides[i] = st[i];
+    s.mask_si = st[r - 2];
+    s.mask_sj = st[r - 1];
+  }
+  return s;
+}
+
+DevPtr Optional(const Ctx& c, size_t i) { return c.has_in(i) ? P(c.I(i)) : DevPtr{}; }
+
+Status AttentionFn(const Ctx& c) {
+  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 3));
+  return cuda::Attention(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), Optional(c, 3), c.O(0).data,
+                         Dt(c.O(0)), c.stream);
+}
+
+Status AttentionGradFn(const Ctx& c) {
+  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 4));
+  if (!c.has_out(0) || !c.has_out(1) || !c.has_out(2))
+    return c.Error("the CUDA kernels write dq, dk and dv: all three must be used");
+  size_t stats = static_cast<size_t>(s.slices * s.sq) * 3 * sizeof(float);
+  if (stats > c.workspace_bytes)
+    return Unimplemented(c.node.Describe(), ": ", s.slices * s.sq,
+                         " query rows need more than the CUDA backend's workspace for their "
+                         "softmax statistics");
+  return cuda::AttentionGrad(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), P(c.I(3)), Optional(c, 4),
+                             c.O(0).data, Dt(c.O(0)), c.O(1).data, Dt(c.O(1)), c.O(2).data,
+                             Dt(c.O(2)), static_cast<float*>(c.workspace), c.stream);
+}
+
 Status MultiCastFn(const Ctx& c) {
   std::vector<DevPtr> in;
   std::vector<void*> out;
@@ -701,6 +763,8 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
     m["ai.amp:MultiCast"] = MultiCastFn;
     m["ai.amp:NormalizeGrad"] = NormalizeGradFn;
+    m["ai.amp:Attention"] = AttentionFn;
+    m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     return m;
   }();

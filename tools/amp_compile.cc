@@ -93,7 +93,8 @@ amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::strin
 int main(int argc, char** argv) {
   CLI::App app{"amp-compile: mixed-precision training compiler for ONNX models"};
   std::string input, output, report_json, dot_file;
-  bool print_ir = false, print_specialized = false, list_ops = false, op_facts = false, version = false, report = false;
+  bool print_ir = false, print_specialized = false, list_ops = false, op_facts = false,
+       version = false, report = false;
   amp::cli::PrecisionFlags precision;
   amp::cli::PipelineDebugFlags debug_flags;
   // The compiler's options, bound to the flags of the same names (their

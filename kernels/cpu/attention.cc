@@ -17,7 +17,7 @@ namespace {
 
 struct Slices {
   int64_t count = 1, sq = 0, sk = 0, d = 0, dv = 0;
-  bool tb = true;            // k is [Sk, D] (read transposed), else [D, Sk]
+  bool tb = true;             // k is [Sk, D] (read transposed), else [D, Sk]
   std::vector<int64_t> dims;  // of the scores: batch..., Sq, Sk
 };
 
@@ -169,9 +169,9 @@ Status AttentionGradKernel(KernelContext& ctx) {
     else
       Sgemm(true, false, s.sk, s.d, s.sq, grad_alpha, ds.data(), s.sk, qb, s.d, 0.f, dk.data(),
             s.d);
-    StoreAt(ctx.out(0), b * s.sq * s.d, dq.data(), s.sq * s.d);
-    StoreAt(ctx.out(1), b * s.sk * s.d, dk.data(), s.sk * s.d);
-    StoreAt(ctx.out(2), b * s.sk * s.dv, dv.data(), s.sk * s.dv);
+    if (ctx.has_output(0)) StoreAt(ctx.out(0), b * s.sq * s.d, dq.data(), s.sq * s.d);
+    if (ctx.has_output(1)) StoreAt(ctx.out(1), b * s.sk * s.d, dk.data(), s.sk * s.d);
+    if (ctx.has_output(2)) StoreAt(ctx.out(2), b * s.sk * s.dv, dv.data(), s.sk * s.dv);
   }
   return Status::Ok();
 }

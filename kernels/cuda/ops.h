@@ -191,6 +191,29 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
                  const bool* skip, float beta1, float beta2, float eps, float weight_decay,
                  bool decoupled, void* stream);
 
+// ai.amp Attention and AttentionGrad (ops/attention.cc) over `slices`
+// [Sq, Sk] attentions: q [slices, Sq, D], k [slices, Sk, D] (trans_b) or
+// [slices, D, Sk], v and dv [slices, Sk, Dv], dk like k unless dk_trans
+// ([slices, D, Sk]); the mask (data null: none) at mask_batch_strides over
+// the batch dims and mask_si, mask_sj over the scores' rows and columns.
+// Heads of up to kAttentionMaxHead dims. AttentionGrad's `stats` is device
+// scratch of 3 floats per query row.
+constexpr int kAttentionMaxHead = 128;
+struct AttentionShape {
+  int64_t slices = 1, sq = 0, sk = 0, d = 0, dv = 0;
+  bool trans_b = true, dk_trans = false;
+  float alpha = 1, grad_alpha = 1;
+  int batch_rank = 0;
+  int64_t batch_dims[kMaxRank] = {};
+  int64_t mask_batch_strides[kMaxRank] = {};
+  int64_t mask_si = 0, mask_sj = 0;
+};
+Status Attention(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr mask, void* out,
+                 int out_dtype, void* stream);
+Status AttentionGrad(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr dout,
+                     DevPtr mask, void* dq, int dq_dtype, void* dk, int dk_dtype, void* dv,
+                     int dv_dtype, float* stats, void* stream);
+
 // C[m,n] = alpha op(A) op(B) + beta C through cuBLASLt, row-major, FP32
 // accumulation; A and B of one float type (dtype), C of c_dtype. `batch` matrices at the strides
 // given (elements). `handle` is a cublasLtHandle_t, `workspace` device memory.

@@ -477,11 +477,12 @@ TEST(FuseAttentionTest, AttentionAndItsGradientsAreTheUnfusedOnesBitForBit) {
     bool mask;
     bool transpose;
   };
-  for (Case c : {Case{"fp32", OptLevel::kO0, DType::kFloat16, false, true},
-                 Case{"fp32 mask", OptLevel::kO0, DType::kFloat16, true, false},
-                 Case{"fp16", OptLevel::kO1, DType::kFloat16, false, true},
-                 Case{"fp16 mask", OptLevel::kO1, DType::kFloat16, true, true},
-                 Case{"bf16 mask, k laid out [D, Sk]", OptLevel::kO1, DType::kBFloat16, true, false}}) {
+  for (Case c :
+       {Case{"fp32", OptLevel::kO0, DType::kFloat16, false, true},
+        Case{"fp32 mask", OptLevel::kO0, DType::kFloat16, true, false},
+        Case{"fp16", OptLevel::kO1, DType::kFloat16, false, true},
+        Case{"fp16 mask", OptLevel::kO1, DType::kFloat16, true, true},
+        Case{"bf16 mask, k laid out [D, Sk]", OptLevel::kO1, DType::kBFloat16, true, false}}) {
     SCOPED_TRACE(c.name);
     // q [2,3,6,8], k [2,3,5,8], v [2,3,5,4]: scaled as PyTorch's
     // scaled_dot_product_attention export scales them (q and k by
@@ -506,9 +507,9 @@ g (float[2,3,6,8] q, float[KSHAPE] k, float[2,3,5,4] v, float[2,1,1,5] mask) => 
     text.replace(text.find("KSHAPE"), 6, c.transpose ? "2,3,5,8" : "2,3,8,5");
     text.replace(text.find("WKSHAPE"), 7, c.transpose ? "8" : "8,1");
     std::string s = c.mask ? "s" : "s2";
-    std::string scores = c.transpose ? "kt = Transpose <perm = [0, 1, 3, 2]> (kc)\n  " + s +
-                                           " = MatMul (qc, kt)\n"
-                                     : s + " = MatMul (qc, kc)\n";
+    std::string scores =
+        c.transpose ? "kt = Transpose <perm = [0, 1, 3, 2]> (kc)\n  " + s + " = MatMul (qc, kt)\n"
+                    : s + " = MatMul (qc, kc)\n";
     if (c.mask) scores += "  s2 = Add (s, mask)";
     text.replace(text.find("SCORES"), 6, scores);
     std::map<std::string, Tensor> values[2];
@@ -538,7 +539,8 @@ g (float[2,3,6,8] q, float[KSHAPE] k, float[2,3,5,4] v, float[2,1,1,5] mask) => 
       for (const Value* in : (*s)->model().graph->inputs()) {
         Tensor x = Random(in->dtype(), *StaticDims(*in->type().shape), rng);
         if (in->name() == "mask")  // -inf-free but large: keys 1 and 3 of batch 1 masked
-          for (int64_t i = 0; i < x.num_elements(); ++i) x.SetDouble(i, i == 6 || i == 8 ? -1e4 : 0.1 * (i % 3));
+          for (int64_t i = 0; i < x.num_elements(); ++i)
+            x.SetDouble(i, i == 6 || i == 8 ? -1e4 : 0.1 * (i % 3));
         ASSERT_TRUE((*s)->SetInput(in->name(), x).ok());
       }
       Status st = (*s)->Run();
