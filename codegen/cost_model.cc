@@ -83,8 +83,9 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
     double rate = k.matrix ? device.matrix_flops_per_s : device.vector_flops_per_s;
     k.seconds = std::max(static_cast<double>(k.flops) / rate,
                          static_cast<double>(k.bytes) / device.bytes_per_s) +
-                device.launch_s;
-    cost.launches += 1;
+                device.launch_s * (def ? def->launches : 1);
+    k.launches = def ? def->launches : 1;
+    cost.launches += k.launches;
     cost.flops += k.flops;
     cost.bytes += k.bytes;
     cost.predicted_s += k.seconds;
@@ -172,7 +173,7 @@ nlohmann::json CostToJson(const StepCost& cost, const DeviceModel& device, size_
                        {"made_by", v->producer() ? v->producer()->op_type() : ""}});
   }
   std::map<std::string, int64_t> by_op;
-  for (const KernelCost& k : cost.kernels) ++by_op[k.op];
+  for (const KernelCost& k : cost.kernels) by_op[k.op] += k.launches;
   return {{"device_model", device.name},
           {"launches_by_op", by_op},
           {"live_peak_bytes", cost.live_peak_bytes},

@@ -152,7 +152,8 @@ std::vector<OpDef> AttentionOps() {
        .infer = InferAttentionGrad,
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",
-       .vector_flops = FlopsAttentionGrad},
+       .vector_flops = FlopsAttentionGrad,
+       .launches = 2},
   };
 }
 

@@ -75,6 +75,9 @@ struct OpDef {
   // Ops whose flops are known but run on the vector units (the fused
   // attention kernels: FP32 arithmetic, no matrix engines).
   FlopsFn vector_flops = nullptr;
+  // Kernel launches one node takes (an op whose lowering runs one kernel
+  // after another: AttentionGrad's query pass, then its key pass).
+  int launches = 1;
   // Outputs that may be written over an input (codegen updates state in
   // place through them).
   InplaceFn inplace = nullptr;
