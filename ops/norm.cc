@@ -160,6 +160,16 @@ Status InferNormalizeGrad(InferenceContext& c) {
   return Status::Ok();
 }
 
+// ai.amp LayerNormGrad (fuse-norm-grad): x, dy, scale [, addend] in; dx
+// (+ addend) of x's type and shape, the scale's and the bias's gradients of
+// the scale's.
+Status InferLayerNormGrad(InferenceContext& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
+  c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
+  for (size_t k = 1; k < c.num_outputs(); ++k) c.SetOutput(k, c.input_dtype(2), c.input_shape(2));
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpDef> NormOps() {
@@ -199,6 +209,13 @@ std::vector<OpDef> NormOps() {
        .infer = InferNormalizeGrad,
        .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
        .no_grad = "made by fuse-norm-grad at specialization: never differentiated"},
+      {.domain = "ai.amp",
+       .op_type = "LayerNormGrad",
+       .arity = {3, 4, 2, 3},
+       .infer = InferLayerNormGrad,
+       .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
+       .no_grad = "made by fuse-norm-grad at specialization: never differentiated",
+       .launches = 2},
       {.op_type = "GroupNormalization",
        .arity = {3, 3, 1, 1},
        .infer = InferUnaryFloat,

@@ -1,5 +1,6 @@
 #include "passes/fuse_norm_grad.h"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <unordered_set>
@@ -124,6 +125,104 @@ std::optional<Match> MatchAt(Node* d) {
   return std::nullopt;
 }
 
+// The sum of `v` over its leading `lead` axes (keepdims = 0): the gradient
+// of a scale or bias broadcast over them. Null when `r` is not that.
+bool SumsLeading(const Node* r, const Value* v, size_t lead) {
+  if (!Is(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0) return false;
+  std::vector<int64_t> axes = r->GetInts("axes");
+  if (!r->HasAttr("axes")) {
+    const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
+    if (!Is(c, "Constant")) return false;
+    auto t = ConstantNodeValue(*c);
+    if (!t.ok()) return false;
+    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
+  }
+  size_t rank = v->type().shape->size();
+  std::set<int64_t> s;
+  for (int64_t a : axes) s.insert(a < 0 ? a + static_cast<int64_t>(rank) : a);
+  if (s.size() != lead) return false;
+  int64_t k = 0;
+  for (int64_t a : s)
+    if (a != k++) return false;
+  return true;
+}
+
+std::vector<Node*> ReadersOf(const Value* v) {
+  std::vector<Node*> out;
+  for (const Use& u : v->uses())
+    if (std::find(out.begin(), out.end(), u.node) == out.end()) out.push_back(u.node);
+  return out;
+}
+
+struct LnMatch {
+  Node* ng = nullptr;
+  Value *x = nullptr, *dy = nullptr, *scale = nullptr, *addend = nullptr;
+  Node *scale_mul = nullptr, *xhat_mul = nullptr, *dscale = nullptr, *dbias = nullptr,
+       *sum = nullptr;
+  int64_t axis = 0;
+};
+
+// LayerNorm's whole backward around a NormalizeGrad over trailing axes:
+//   dxhat = Mul(dy, scale)  dx, xhat = NormalizeGrad(x, dxhat)
+//   dscale = ReduceSum(Mul(dy, xhat))  [dbias = ReduceSum(dy)]  [Sum(addend, dx)]
+std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>& named) {
+  if (!(ng->domain() == "ai.amp" && ng->op_type() == "NormalizeGrad") || ng->num_outputs() < 2)
+    return std::nullopt;
+  LnMatch m;
+  m.ng = ng;
+  m.x = ng->input(0);
+  auto dims = m.x->type().shape ? StaticDims(*m.x->type().shape) : std::nullopt;
+  if (!dims) return std::nullopt;
+  int64_t rank = static_cast<int64_t>(dims->size());
+  std::vector<int64_t> axes = ng->GetInts("axes");
+  if (axes.empty()) return std::nullopt;
+  m.axis = axes[0];
+  for (size_t i = 0; i < axes.size(); ++i)
+    if (axes[i] != m.axis + static_cast<int64_t>(i)) return std::nullopt;
+  if (axes.back() != rank - 1 || m.axis == 0) return std::nullopt;
+  auto pinned = [&](const Value* v) { return v->is_graph_output() || named.count(v->name()); };
+  Value* dxhat = ng->input(1);
+  m.scale_mul = Def(dxhat, "Mul");
+  if (!m.scale_mul || pinned(dxhat) || ReadersOf(dxhat).size() != 1) return std::nullopt;
+  std::vector<int64_t> trailing(dims->begin() + m.axis, dims->end());
+  for (int side = 0; side < 2 && !m.scale; ++side) {
+    Value* s = m.scale_mul->input(1 - side);
+    auto sd = s->type().shape ? StaticDims(*s->type().shape) : std::nullopt;
+    if (sd && *sd == trailing && m.scale_mul->input(side)->type().shape &&
+        StaticDims(*m.scale_mul->input(side)->type().shape) == dims) {
+      m.scale = s;
+      m.dy = m.scale_mul->input(side);
+    }
+  }
+  if (!m.scale || m.dy->dtype() != DType::kFloat32 || m.scale->dtype() != DType::kFloat32)
+    return std::nullopt;
+  Value* xhat = ng->output(1);
+  std::vector<Node*> xr = ReadersOf(xhat);
+  if (pinned(xhat) || xr.size() != 1 || !Is(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
+    return std::nullopt;
+  m.xhat_mul = xr[0];
+  Value* t = m.xhat_mul->output(0);
+  std::vector<Node*> tr = ReadersOf(t);
+  if (pinned(t) || tr.size() != 1 || !SumsLeading(tr[0], t, static_cast<size_t>(m.axis)))
+    return std::nullopt;
+  m.dscale = tr[0];
+  for (Node* r : ReadersOf(m.dy))
+    if (SumsLeading(r, m.dy, static_cast<size_t>(m.axis))) m.dbias = r;
+  // The residual's gradient: dx read only by a two-input Sum of its shape.
+  Value* dx = ng->output(0);
+  std::vector<Node*> dr = ReadersOf(dx);
+  if (!pinned(dx) && dr.size() == 1 && (Is(dr[0], "Sum") || Is(dr[0], "Add")) &&
+      dr[0]->num_inputs() == 2 && dr[0]->input(0) != dr[0]->input(1)) {
+    Value* a = Other(dr[0], dx);
+    if (a && a->dtype() == DType::kFloat32 && a->type().shape &&
+        StaticDims(*a->type().shape) == dims) {
+      m.sum = dr[0];
+      m.addend = a;
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 StatusOr<bool> FuseNormGrad::Run(Model& model) {
@@ -169,6 +268,43 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
       changed = again = true;
       break;  // the node list changed
     }
+  }
+  // Then LayerNorm's whole backward into one LayerNormGrad where the
+  // scale's gradient is built (a LayerNorm with a trained scale).
+  for (bool again = true; again;) {
+    again = false;
+    std::optional<LnMatch> m;
+    for (Node* ng : g.nodes())
+      if ((m = MatchLayerNormGrad(ng, named))) break;
+    if (!m) break;
+    Node* ng = m->ng;
+    std::vector<Value*> in = {m->x, m->dy, m->scale};
+    if (m->addend) in.push_back(m->addend);
+    Value* dx = m->sum ? m->sum->output(0) : ng->output(0);
+    std::vector<Value*> results = {dx, m->dscale->output(0)};
+    if (m->dbias) results.push_back(m->dbias->output(0));
+    std::vector<std::string> names;
+    for (const Value* v : results) names.push_back(v->name() + "_ln");
+    Node* f = g.AddNode("LayerNormGrad", in, names, "ai.amp");
+    f->SetAttr("axis", Attribute::Int(m->axis));
+    f->SetAttr("epsilon", Attribute::Float(ng->GetFloat("epsilon", 1e-5f)));
+    f->set_name(ng->name().empty() ? "" : ng->name() + "/layer_norm");
+    g.MoveBefore(f, m->sum ? m->sum : ng);
+    std::vector<std::string> kept;
+    for (size_t k = 0; k < results.size(); ++k) {
+      f->output(k)->set_type(results[k]->type());
+      kept.push_back(results[k]->name());
+      g.ReplaceAllUsesWith(results[k], f->output(k));
+    }
+    std::vector<Node*> doomed = {m->dscale, m->xhat_mul};
+    if (m->dbias) doomed.push_back(m->dbias);
+    if (m->sum) doomed.push_back(m->sum);
+    doomed.push_back(ng);
+    doomed.push_back(m->scale_mul);
+    for (Node* n : doomed) g.EraseNode(n);
+    for (size_t k = 0; k < results.size(); ++k)
+      AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), kept[k]));
+    changed = again = true;
   }
   if (!changed) return false;
   AMP_RETURN_IF_ERROR(g.TopologicalSort());

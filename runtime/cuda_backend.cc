@@ -639,6 +639,28 @@ Status AttentionGradFn(const Ctx& c) {
                              Dt(c.O(2)), static_cast<float*>(c.workspace), c.stream);
 }
 
+Status LayerNormGradFn(const Ctx& c) {
+  const TensorRef &x = c.I(0), &dy = c.I(1), &scale = c.I(2);
+  bool f32 = x.dtype == DType::kFloat32 && dy.dtype == DType::kFloat32 &&
+             scale.dtype == DType::kFloat32 && (!c.has_in(3) || c.I(3).dtype == DType::kFloat32);
+  if (!f32 || x.dims != dy.dims) return c.Error("expects float32 x, dy, scale (and addend)");
+  int64_t axis = c.node.GetInt("axis", -1);
+  if (axis < 0) axis += x.rank();
+  if (axis <= 0 || axis >= x.rank()) return c.Error("axis out of range");
+  int64_t n = 1;
+  for (int64_t d = axis; d < x.rank(); ++d) n *= x.dims[d];
+  if (scale.numel() != n) return c.Error("scale does not cover the normalized axes");
+  int64_t rows = n ? x.numel() / n : 0;
+  if (static_cast<size_t>(rows) * 2 * sizeof(float) > c.workspace_bytes)
+    return Unimplemented(c.node.Describe(), ": ", rows,
+                         " rows need more than the CUDA backend's workspace for their statistics");
+  return cuda::LayerNormGrad(
+      x.as<float>(), dy.as<float>(), scale.as<float>(), c.has_in(3) ? c.I(3).as<float>() : nullptr,
+      c.O(0).as<float>(), c.has_out(1) ? c.O(1).as<float>() : nullptr,
+      c.has_out(2) ? c.O(2).as<float>() : nullptr, static_cast<float*>(c.workspace), rows, n,
+      c.node.GetFloat("epsilon", 1e-5f), c.stream);
+}
+
 Status MultiCastFn(const Ctx& c) {
   std::vector<DevPtr> in;
   std::vector<void*> out;
@@ -763,6 +785,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
     m["ai.amp:MultiCast"] = MultiCastFn;
     m["ai.amp:NormalizeGrad"] = NormalizeGradFn;
+    m["ai.amp:LayerNormGrad"] = LayerNormGradFn;
     m["ai.amp:Attention"] = AttentionFn;
     m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;

@@ -236,6 +236,79 @@ Status NormalizeGradKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp LayerNormGrad (fuse-norm-grad): LayerNorm's whole backward over
+// the trailing axes from `axis`: dxhat = dy * scale, NormalizeGrad's
+// arithmetic per row, dx + addend (the residual's Sum), and the scale's and
+// bias's gradients as column sums over the rows in row order in double
+// (what ReduceSum does), each rounded where the unfused ops round: the
+// unfused values bit for bit.
+Status LayerNormGradKernel(KernelContext& ctx) {
+  const TensorRef &x = ctx.in(0), &dy = ctx.in(1), &scale = ctx.in(2);
+  const TensorRef* addend = ctx.has_input(3) ? &ctx.in(3) : nullptr;
+  if (x.dtype != DType::kFloat32 || dy.dtype != DType::kFloat32 || scale.dtype != DType::kFloat32 ||
+      x.dims != dy.dims || (addend && (addend->dtype != DType::kFloat32 || addend->dims != x.dims)))
+    return ctx.Error("expects float32 x, dy (and addend) of one shape and a float32 scale");
+  int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", -1), x.rank());
+  if (axis <= 0 || axis >= x.rank()) return ctx.Error("axis out of range");
+  int64_t n = Product(x.dims, static_cast<size_t>(axis));
+  if (scale.numel() != n) return ctx.Error("scale does not cover the normalized axes");
+  int64_t rows = n ? x.numel() / n : 0;
+  float eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  const float *px = x.as<float>(), *pdy = dy.as<float>(), *ps = scale.as<float>();
+  const float* pa = addend ? addend->as<float>() : nullptr;
+  float* pdx = ctx.out(0).as<float>();
+  std::vector<float> xhat(static_cast<size_t>(rows * n));
+  double count = static_cast<double>(n);
+  ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> xc(n), d(n);
+    for (int64_t r = first; r < last; ++r) {
+      const float* xr = px + r * n;
+      const float* gr = pdy + r * n;
+      float* xh = xhat.data() + r * n;
+      double acc = 0;
+      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(xr[i]);
+      float mean = static_cast<float>(acc / count);
+      acc = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        xc[i] = xr[i] - mean;
+        float sq = xc[i] * xc[i];
+        acc += static_cast<double>(sq);
+      }
+      float var = static_cast<float>(acc / count);
+      float inv = 1 / std::sqrt(var + eps);
+      double s1 = 0, s2 = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        d[i] = gr[i] * ps[i];
+        xh[i] = xc[i] * inv;
+        float p = d[i] * xh[i];
+        s1 += static_cast<double>(d[i]);
+        s2 += static_cast<double>(p);
+      }
+      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
+      for (int64_t i = 0; i < n; ++i) {
+        float dx = inv * ((d[i] - m1) - xh[i] * m2);
+        pdx[r * n + i] = pa ? pa[r * n + i] + dx : dx;
+      }
+    }
+  });
+  float* pds = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
+  float* pdb = ctx.has_output(2) ? ctx.out(2).as<float>() : nullptr;
+  ParallelFor(n, 64, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      double s = 0, b = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        float g = pdy[r * n + c];
+        float t = g * xhat[r * n + c];
+        s += static_cast<double>(t);
+        b += static_cast<double>(g);
+      }
+      if (pds) pds[c] = static_cast<float>(s);
+      if (pdb) pdb[c] = static_cast<float>(b);
+    }
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterNormKernels(KernelTable& t) {
@@ -244,6 +317,7 @@ void RegisterNormKernels(KernelTable& t) {
   t["InstanceNormalization"] = InstanceNormKernel;
   t["GroupNormalization"] = GroupNormKernel;
   t["ai.amp:NormalizeGrad"] = NormalizeGradKernel;
+  t["ai.amp:LayerNormGrad"] = LayerNormGradKernel;
 }
 
 }  // namespace amp::cpu

@@ -76,6 +76,61 @@ __global__ void NormalizeGradKernel(const float* x, const float* dxhat, float* d
   }
 }
 
+// ai.amp LayerNormGrad: one thread per row (dxhat = dy * scale, then
+// NormalizeGradKernel's arithmetic, plus the residual's addend), keeping the
+// row's mean and 1/std in `stats`; then one thread per column for the
+// scale's and bias's gradients (sums over the rows in double, in row order,
+// as the CPU kernel does).
+__global__ void LayerNormGradRowKernel(const float* x, const float* dy, const float* scale,
+                                       const float* addend, float* dx, float* stats, int64_t rows,
+                                       int64_t n, float eps) {
+  AMP_GRID_LOOP(r, rows) {
+    const float* xr = x + r * n;
+    const float* gr = dy + r * n;
+    double acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += xr[i];
+    float mean = static_cast<float>(acc / n);
+    acc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float c = __fsub_rn(xr[i], mean);
+      acc += __fmul_rn(c, c);
+    }
+    float var = static_cast<float>(acc / n);
+    float inv = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float d = __fmul_rn(gr[i], scale[i]);
+      float h = __fmul_rn(__fsub_rn(xr[i], mean), inv);
+      s1 += d;
+      s2 += __fmul_rn(d, h);
+    }
+    float m1 = static_cast<float>(s1 / n), m2 = static_cast<float>(s2 / n);
+    for (int64_t i = 0; i < n; ++i) {
+      float d = __fmul_rn(gr[i], scale[i]);
+      float h = __fmul_rn(__fsub_rn(xr[i], mean), inv);
+      float g = __fmul_rn(inv, __fsub_rn(__fsub_rn(d, m1), __fmul_rn(h, m2)));
+      dx[r * n + i] = addend ? __fadd_rn(addend[r * n + i], g) : g;
+    }
+    stats[2 * r] = mean;
+    stats[2 * r + 1] = inv;
+  }
+}
+
+__global__ void LayerNormGradColumnKernel(const float* x, const float* dy, const float* stats,
+                                          float* dscale, float* dbias, int64_t rows, int64_t n) {
+  AMP_GRID_LOOP(c, n) {
+    double s = 0, b = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      float g = dy[r * n + c];
+      float h = __fmul_rn(__fsub_rn(x[r * n + c], stats[2 * r]), stats[2 * r + 1]);
+      s += __fmul_rn(g, h);
+      b += g;
+    }
+    if (dscale) dscale[c] = static_cast<float>(s);
+    if (dbias) dbias[c] = static_cast<float>(b);
+  }
+}
+
 constexpr int kLossThreads = 256;
 
 __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight,
@@ -137,6 +192,18 @@ Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
   NormalizeGradKernel<<<Blocks(groups), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       x, dxhat, dx, xhat, s, groups, n, eps);
   return CheckLaunch("NormalizeGrad");
+}
+
+Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,
+                     float* dx, float* dscale, float* dbias, float* stats, int64_t rows, int64_t n,
+                     float eps, void* stream) {
+  if (rows == 0 || n == 0) return Status::Ok();
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  LayerNormGradRowKernel<<<Blocks(rows), kThreads, 0, st>>>(x, dy, scale, addend, dx, stats, rows,
+                                                            n, eps);
+  AMP_RETURN_IF_ERROR(CheckLaunch("LayerNormGrad (rows)"));
+  LayerNormGradColumnKernel<<<Blocks(n), kThreads, 0, st>>>(x, dy, stats, dscale, dbias, rows, n);
+  return CheckLaunch("LayerNormGrad (columns)");
 }
 
 Status LayerNorm(DevPtr x, DevPtr scale, DevPtr bias, void* y, int y_dtype, void* mean,

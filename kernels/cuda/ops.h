@@ -151,6 +151,12 @@ struct NormGroups {
 };
 Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
                      const NormGroups& groups, float eps, void* stream);
+// ai.amp LayerNormGrad over the last n elements of each of `rows` rows
+// (FP32): dx (+ addend, may be null), the scale's and bias's gradients (may
+// be null); `stats` is device scratch of 2 floats per row.
+Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,
+                     float* dx, float* dscale, float* dbias, float* stats, int64_t rows, int64_t n,
+                     float eps, void* stream);
 // SoftmaxCrossEntropyLoss (log_softmax = false: NegativeLogLikelihoodLoss) on
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.

@@ -342,21 +342,25 @@ g (float[5,7] a, float[3] b, float16[4] c) => (float16[5,7] ah, float16[3] bh, b
 }
 
 // fuse-norm-grad: the gradients of a LayerNormalization over the last one
-// and the last two axes, fused and unfused, bit for bit (the kernel rounds
+// and the last two axes (and with a residual connection around it), fused
+// into ai.amp LayerNormGrad and unfused, bit for bit (the kernel rounds
 // where the unfused FP32 ops do), on random data.
 TEST(FuseNormGradTest, LayerNormGradientsAreTheUnfusedOnesBitForBit) {
-  for (const char* axis : {"-1", "1"}) {
+  for (const char* axis : {"-1", "1", "-1 residual"}) {
     SCOPED_TRACE(axis);
+    bool residual = std::string(axis).find("residual") != std::string::npos;
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17]>
 g (float[3,5,24] x) => (float[3,5,24] y)
 {
   h = Mul (x, w)
-  y = LayerNormalization <axis = )") +
-                       axis +
+  n = LayerNormalization <axis = )") +
+                       std::string(axis).substr(0, 2) +
                        R"(, epsilon = 0.001> (h, gamma, beta)
+  y = )" + (residual ? "Add (n, h)" : "Identity (n)") +
+                       R"(
 })";
-    std::string shape = std::string(axis) == "-1" ? "[24]" : "[5,24]";
-    int64_t n = std::string(axis) == "-1" ? 24 : 120;
+    std::string shape = std::string(axis) != "1" ? "[24]" : "[5,24]";
+    int64_t n = std::string(axis) != "1" ? 24 : 120;
     // (x goes through a parameter w, so the LayerNorm's input gradient is
     // needed and the whole backward is built.)
     std::string init = "<float[24] w = {";
