@@ -160,6 +160,18 @@ Status InferNormalizeGrad(InferenceContext& c) {
   return Status::Ok();
 }
 
+// Training BatchNormalization's running mean and variance may be written
+// over the old ones (each kernel reads a channel's old statistic before it
+// writes the new one): no copy of them after the step.
+std::vector<std::pair<int, int>> InplaceBatchNorm(const Node& n) {
+  if (n.GetInt("training_mode", 0) == 0) return {};
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 1; k < 3; ++k)
+    if (static_cast<int>(n.num_outputs()) > k && n.output(k) && n.input(k + 2))
+      pairs.emplace_back(k, k + 2);
+  return pairs;
+}
+
 // ai.amp LayerNormGrad (fuse-norm-grad): x, dy, scale [, addend] in; dx
 // (+ addend) of x's type and shape, the scale's and the bias's gradients of
 // the scale's.
@@ -197,7 +209,8 @@ std::vector<OpDef> NormOps() {
        .precision = {OpClass::kInfer, "half X and Y between half ops; FP32 statistics"},
        .fp32_inputs = {1, 2, 3, 4},
        .grad = GradBatchNorm,
-       .nondiff_inputs = {3, 4}},
+       .nondiff_inputs = {3, 4},
+       .inplace = InplaceBatchNorm},
       {.op_type = "LayerNormalization",
        .arity = {2, 3, 1, 3},
        .infer = InferLayerNorm,
