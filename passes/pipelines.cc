@@ -20,6 +20,7 @@
 #include "passes/insert_casts.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
+#include "passes/sink_sources.h"
 #include "passes/transpose_folding.h"
 
 namespace amp::pipelines {
@@ -71,6 +72,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     // The parameters' half copies that no chain took: one multi-tensor Cast.
     p.Add(std::make_unique<BatchCasts>());
   }
+  // Last: what reads only weights and constants runs where it is first needed.
+  p.Add(std::make_unique<SinkSources>());
   return p;
 }
 

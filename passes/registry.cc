@@ -22,6 +22,7 @@
 #include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
+#include "passes/sink_sources.h"
 #include "passes/transpose_folding.h"
 
 namespace amp {
@@ -69,6 +70,7 @@ const Entry kPasses[] = {
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
     {Rematerialize::kName, Make<Rematerialize>},
+    {SinkSources::kName, Make<SinkSources>},
     {TransposeFolding::kName, Make<TransposeFolding>},
     {InferShapes::kName, Make<InferShapes>},
     {InsertCasts::kName, Make<InsertCasts>},
