@@ -84,9 +84,9 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   options.fuse_elementwise = request.fuse_elementwise &&
                              backend.HasKernel("ai.amp", "FusedElementwise") &&
                              backend.HasKernel("ai.amp", "MultiCast");
-  options.fuse_norm_grad = request.fuse_elementwise &&
-                           backend.HasKernel("ai.amp", "NormalizeGrad") &&
-                           backend.HasKernel("ai.amp", "LayerNormGrad");
+  options.fuse_norm_grad =
+      request.fuse_elementwise && backend.HasKernel("ai.amp", "NormalizeGrad") &&
+      backend.HasKernel("ai.amp", "LayerNormGrad") && backend.HasKernel("ai.amp", "BatchNormGrad");
   options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
                            backend.HasKernel("ai.amp", "AttentionGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());

@@ -182,6 +182,27 @@ Status InferLayerNormGrad(InferenceContext& c) {
   return Status::Ok();
 }
 
+// ai.amp BatchNormGrad (fuse-norm-grad): training BatchNormalization's
+// whole backward over all axes but the channel (1): x and dy of any float
+// type, scale (C FP32 values, any shape) in; dx (of type dx_type, x's type
+// by default), and the scale's and bias's gradients ([C] FP32).
+Status InferBatchNormGrad(InferenceContext& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 1));
+  const auto& x = c.input_shape(0);
+  if (x && x->size() < 2) return c.Error("x must have a channel axis");
+  DType dx = c.input_dtype(0);
+  if (c.node().HasAttr("dx_type")) {
+    dx = static_cast<DType>(c.node().GetInt("dx_type", 0));
+    if (!IsFloat(dx)) return c.Error("dx_type must be a float type");
+  }
+  c.SetOutput(0, dx, x);
+  std::optional<Shape> ch;
+  if (x) ch = Shape{(*x)[1]};
+  for (size_t k = 1; k < c.num_outputs(); ++k) c.SetOutput(k, DType::kFloat32, ch);
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpDef> NormOps() {
@@ -229,6 +250,12 @@ std::vector<OpDef> NormOps() {
        .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
        .no_grad = "made by fuse-norm-grad at specialization: never differentiated",
        .launches = 2},
+      {.domain = "ai.amp",
+       .op_type = "BatchNormGrad",
+       .arity = {3, 3, 2, 3},
+       .infer = InferBatchNormGrad,
+       .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
+       .no_grad = "made by fuse-norm-grad at specialization: never differentiated"},
       {.op_type = "GroupNormalization",
        .arity = {3, 3, 1, 1},
        .infer = InferUnaryFloat,

@@ -223,6 +223,105 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
   return m;
 }
 
+// The sum of `v` over every axis but the channel (1), keepdims = 0.
+bool SumsAllButChannel(const Node* r, const Value* v) {
+  if (!Is(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0) return false;
+  int64_t rank = static_cast<int64_t>(v->type().shape->size());
+  std::vector<int64_t> axes = r->GetInts("axes");
+  if (!r->HasAttr("axes")) {
+    const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
+    if (!Is(c, "Constant")) return false;
+    auto t = ConstantNodeValue(*c);
+    if (!t.ok()) return false;
+    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
+  }
+  std::set<int64_t> set;
+  for (int64_t a : axes) set.insert(a < 0 ? a + rank : a);
+  std::set<int64_t> want = {0};
+  for (int64_t a = 2; a < rank; ++a) want.insert(a);
+  return set == want;
+}
+
+struct BnMatch {
+  Node* ng = nullptr;
+  Value *x = nullptr, *dy = nullptr, *scale = nullptr;
+  Node *x_cast = nullptr, *dy_cast = nullptr, *dx_cast = nullptr;
+  Node *scale_mul = nullptr, *xhat_mul = nullptr, *dscale = nullptr, *dbias = nullptr;
+};
+
+// Training BatchNormalization's whole backward around a NormalizeGrad over
+// all axes but the channel:
+//   dxhat = Mul(dy, scale [1,C,1,1])  dx, xhat = NormalizeGrad(x, dxhat)
+//   dscale = ReduceSum(Mul(dy, xhat))  [dbias = ReduceSum(dy)]
+// with the exact Casts around it (x and dy widened from half, dx rounded to
+// half) read in and written out by the kernel instead.
+std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>& named) {
+  if (!(ng->domain() == "ai.amp" && ng->op_type() == "NormalizeGrad") || ng->num_outputs() < 2)
+    return std::nullopt;
+  BnMatch m;
+  m.ng = ng;
+  m.x = ng->input(0);
+  auto dims = m.x->type().shape ? StaticDims(*m.x->type().shape) : std::nullopt;
+  if (!dims || dims->size() < 2) return std::nullopt;
+  size_t rank = dims->size();
+  std::vector<int64_t> want = {0};
+  for (size_t a = 2; a < rank; ++a) want.push_back(static_cast<int64_t>(a));
+  if (ng->GetInts("axes") != want) return std::nullopt;
+  int64_t channels = (*dims)[1];
+  auto pinned = [&](const Value* v) { return v->is_graph_output() || named.count(v->name()); };
+  Value* dxhat = ng->input(1);
+  m.scale_mul = Def(dxhat, "Mul");
+  if (!m.scale_mul || pinned(dxhat) || ReadersOf(dxhat).size() != 1) return std::nullopt;
+  for (int side = 0; side < 2 && !m.scale; ++side) {
+    Value* s = m.scale_mul->input(1 - side);
+    auto sd = s->type().shape ? StaticDims(*s->type().shape) : std::nullopt;
+    const Value* d = m.scale_mul->input(side);
+    if (!sd || !d->type().shape || StaticDims(*d->type().shape) != dims) continue;
+    // One value per channel, broadcast along every other axis.
+    bool per_channel = sd->size() == rank || sd->size() + 1 == rank;
+    size_t channel_at = sd->size() == rank ? 1 : 0;
+    for (size_t i = 0; i < sd->size() && per_channel; ++i)
+      per_channel = (*sd)[i] == (i == channel_at ? channels : 1);
+    if (per_channel) {
+      m.scale = s;
+      m.dy = m.scale_mul->input(side);
+    }
+  }
+  if (!m.scale || m.dy->dtype() != DType::kFloat32 || m.scale->dtype() != DType::kFloat32)
+    return std::nullopt;
+  Value* xhat = ng->output(1);
+  std::vector<Node*> xr = ReadersOf(xhat);
+  if (pinned(xhat) || xr.size() != 1 || !Is(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
+    return std::nullopt;
+  m.xhat_mul = xr[0];
+  Value* t = m.xhat_mul->output(0);
+  std::vector<Node*> tr = ReadersOf(t);
+  if (pinned(t) || tr.size() != 1 || !SumsAllButChannel(tr[0], t)) return std::nullopt;
+  m.dscale = tr[0];
+  for (Node* r : ReadersOf(m.dy))
+    if (SumsAllButChannel(r, m.dy)) m.dbias = r;
+  // x widened from half only for this: read the half x.
+  Node* xc = Def(m.x, "Cast");
+  if (xc && !pinned(m.x) && ReadersOf(m.x).size() == 1 && IsFloat(xc->input(0)->dtype()) &&
+      DTypeSize(xc->input(0)->dtype()) < 4)
+    m.x_cast = xc;
+  // dy widened from half only for these: read the half dy.
+  Node* dc = Def(m.dy, "Cast");
+  if (dc && !pinned(m.dy) && IsFloat(dc->input(0)->dtype()) &&
+      DTypeSize(dc->input(0)->dtype()) < 4) {
+    bool only_here = true;
+    for (const Node* r : ReadersOf(m.dy))
+      only_here = only_here && (r == m.scale_mul || r == m.xhat_mul || r == m.dbias);
+    if (only_here) m.dy_cast = dc;
+  }
+  // dx rounded to half for its readers: write it so.
+  std::vector<Node*> dr = ReadersOf(ng->output(0));
+  if (!pinned(ng->output(0)) && dr.size() == 1 && Is(dr[0], "Cast") &&
+      IsFloat(dr[0]->output(0)->dtype()))
+    m.dx_cast = dr[0];
+  return m;
+}
+
 }  // namespace
 
 StatusOr<bool> FuseNormGrad::Run(Model& model) {
@@ -301,6 +400,45 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
     if (m->sum) doomed.push_back(m->sum);
     doomed.push_back(ng);
     doomed.push_back(m->scale_mul);
+    for (Node* n : doomed) g.EraseNode(n);
+    for (size_t k = 0; k < results.size(); ++k)
+      AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), kept[k]));
+    changed = again = true;
+  }
+  // And BatchNorm's, where the scale's gradient is built.
+  for (bool again = true; again;) {
+    again = false;
+    std::optional<BnMatch> m;
+    for (Node* ng : g.nodes())
+      if ((m = MatchBatchNormGrad(ng, named))) break;
+    if (!m) break;
+    Node* ng = m->ng;
+    Value* x = m->x_cast ? m->x_cast->input(0) : m->x;
+    Value* dy = m->dy_cast ? m->dy_cast->input(0) : m->dy;
+    Value* dx = m->dx_cast ? m->dx_cast->output(0) : ng->output(0);
+    std::vector<Value*> results = {dx, m->dscale->output(0)};
+    if (m->dbias) results.push_back(m->dbias->output(0));
+    std::vector<std::string> names;
+    for (const Value* v : results) names.push_back(v->name() + "_bn");
+    Node* f = g.AddNode("BatchNormGrad", {x, dy, m->scale}, names, "ai.amp");
+    f->SetAttr("epsilon", Attribute::Float(ng->GetFloat("epsilon", 1e-5f)));
+    if (dx->dtype() != x->dtype())
+      f->SetAttr("dx_type", Attribute::Int(static_cast<int64_t>(dx->dtype())));
+    f->set_name(ng->name().empty() ? "" : ng->name() + "/batch_norm");
+    g.MoveBefore(f, ng);
+    std::vector<std::string> kept;
+    for (size_t k = 0; k < results.size(); ++k) {
+      f->output(k)->set_type(results[k]->type());
+      kept.push_back(results[k]->name());
+      g.ReplaceAllUsesWith(results[k], f->output(k));
+    }
+    std::vector<Node*> doomed = {m->dscale, m->xhat_mul};
+    if (m->dbias) doomed.push_back(m->dbias);
+    if (m->dx_cast) doomed.push_back(m->dx_cast);
+    doomed.push_back(ng);
+    doomed.push_back(m->scale_mul);
+    if (m->dy_cast) doomed.push_back(m->dy_cast);
+    if (m->x_cast) doomed.push_back(m->x_cast);
     for (Node* n : doomed) g.EraseNode(n);
     for (size_t k = 0; k < results.size(); ++k)
       AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), kept[k]));

@@ -20,7 +20,7 @@
 #include "passes/insert_casts.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
-#include "passes/sink_sources.h"
+#include "passes/sink_nodes.h"
 #include "passes/transpose_folding.h"
 
 namespace amp::pipelines {
@@ -73,7 +73,7 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     p.Add(std::make_unique<BatchCasts>());
   }
   // Last: what reads only weights and constants runs where it is first needed.
-  p.Add(std::make_unique<SinkSources>());
+  p.Add(std::make_unique<SinkNodes>());
   return p;
 }
 

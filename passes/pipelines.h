@@ -57,7 +57,7 @@ struct SpecializeOptions {
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
 // fold-into-gemm, [fuse-attention,] [fuse-norm-grad,] [rematerialize, fuse-elementwise,
-// batch-casts], sink-sources.
+// batch-casts], sink-nodes.
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

@@ -22,7 +22,7 @@
 #include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
-#include "passes/sink_sources.h"
+#include "passes/sink_nodes.h"
 #include "passes/transpose_folding.h"
 
 namespace amp {
@@ -70,7 +70,7 @@ const Entry kPasses[] = {
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},
     {Rematerialize::kName, Make<Rematerialize>},
-    {SinkSources::kName, Make<SinkSources>},
+    {SinkNodes::kName, Make<SinkNodes>},
     {TransposeFolding::kName, Make<TransposeFolding>},
     {InferShapes::kName, Make<InferShapes>},
     {InsertCasts::kName, Make<InsertCasts>},

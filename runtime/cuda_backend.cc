@@ -639,6 +639,19 @@ Status AttentionGradFn(const Ctx& c) {
                              Dt(c.O(2)), static_cast<float*>(c.workspace), c.stream);
 }
 
+Status BatchNormGradFn(const Ctx& c) {
+  const TensorRef &x = c.I(0), &dy = c.I(1), &scale = c.I(2);
+  if (x.rank() < 2 || x.dims != dy.dims || scale.dtype != DType::kFloat32 ||
+      scale.numel() != x.dims[1])
+    return c.Error("expects x and dy of one [N, C, ...] shape and C float32 scales");
+  int64_t spatial = 1;
+  for (int64_t d = 2; d < x.rank(); ++d) spatial *= x.dims[d];
+  return cuda::BatchNormGrad(P(x), P(dy), scale.as<float>(), c.O(0).data, Dt(c.O(0)),
+                             c.has_out(1) ? c.O(1).as<float>() : nullptr,
+                             c.has_out(2) ? c.O(2).as<float>() : nullptr, x.dims[0], x.dims[1],
+                             spatial, c.node.GetFloat("epsilon", 1e-5f), c.stream);
+}
+
 Status LayerNormGradFn(const Ctx& c) {
   const TensorRef &x = c.I(0), &dy = c.I(1), &scale = c.I(2);
   bool f32 = x.dtype == DType::kFloat32 && dy.dtype == DType::kFloat32 &&
@@ -786,6 +799,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:MultiCast"] = MultiCastFn;
     m["ai.amp:NormalizeGrad"] = NormalizeGradFn;
     m["ai.amp:LayerNormGrad"] = LayerNormGradFn;
+    m["ai.amp:BatchNormGrad"] = BatchNormGradFn;
     m["ai.amp:Attention"] = AttentionFn;
     m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;

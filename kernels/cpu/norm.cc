@@ -309,6 +309,66 @@ Status LayerNormGradKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp BatchNormGrad (fuse-norm-grad): training BatchNormalization's
+// whole backward, one channel at a time (its elements in index order):
+// x and dy widened from their type (what the Casts it replaces did),
+// dxhat = dy * scale, NormalizeGrad's arithmetic, the scale's and bias's
+// gradients summed in double in index order (what ReduceSum does) and dx
+// rounded once to its type: the unfused values bit for bit.
+Status BatchNormGradKernel(KernelContext& ctx) {
+  const TensorRef &x = ctx.in(0), &dy = ctx.in(1), &scale = ctx.in(2);
+  if (x.rank() < 2 || x.dims != dy.dims || scale.dtype != DType::kFloat32 ||
+      scale.numel() != x.dims[1] || !IsFloat(x.dtype) || !IsFloat(dy.dtype))
+    return ctx.Error("expects float x and dy of one [N, C, ...] shape and C float32 scales");
+  int64_t n = x.dims[0], c = x.dims[1], spatial = Product(x.dims, 2);
+  float eps = ctx.node.GetFloat("epsilon", 1e-5f);
+  FloatView fx(x), fdy(dy);
+  const float* px = fx.data();
+  const float* pdy = fdy.data();
+  const float* ps = scale.as<float>();
+  std::vector<float> dx(static_cast<size_t>(x.numel()));
+  std::vector<float> dscale(c), dbias(c);
+  int64_t members = n * spatial;
+  double count = static_cast<double>(members);
+  ParallelFor(c, 1, [&](int64_t first, int64_t last) {
+    std::vector<float> xc(members), xh(members), d(members);
+    for (int64_t ch = first; ch < last; ++ch) {
+      auto at = [&](int64_t i) { return (i / spatial * c + ch) * spatial + i % spatial; };
+      double acc = 0;
+      for (int64_t i = 0; i < members; ++i) acc += static_cast<double>(px[at(i)]);
+      float mean = static_cast<float>(acc / count);
+      acc = 0;
+      for (int64_t i = 0; i < members; ++i) {
+        xc[i] = px[at(i)] - mean;
+        float sq = xc[i] * xc[i];
+        acc += static_cast<double>(sq);
+      }
+      float var = static_cast<float>(acc / count);
+      float inv = 1 / std::sqrt(var + eps);
+      double s1 = 0, s2 = 0, ss = 0, sb = 0;
+      for (int64_t i = 0; i < members; ++i) {
+        float g = pdy[at(i)];
+        d[i] = g * ps[ch];
+        xh[i] = xc[i] * inv;
+        float p = d[i] * xh[i];
+        s1 += static_cast<double>(d[i]);
+        s2 += static_cast<double>(p);
+        float t = g * xh[i];
+        ss += static_cast<double>(t);
+        sb += static_cast<double>(g);
+      }
+      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
+      for (int64_t i = 0; i < members; ++i) dx[at(i)] = inv * ((d[i] - m1) - xh[i] * m2);
+      dscale[ch] = static_cast<float>(ss);
+      dbias[ch] = static_cast<float>(sb);
+    }
+  });
+  FromFloat(dx, ctx.out(0));
+  if (ctx.has_output(1)) std::copy(dscale.begin(), dscale.end(), ctx.out(1).as<float>());
+  if (ctx.has_output(2)) std::copy(dbias.begin(), dbias.end(), ctx.out(2).as<float>());
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterNormKernels(KernelTable& t) {
@@ -318,6 +378,7 @@ void RegisterNormKernels(KernelTable& t) {
   t["GroupNormalization"] = GroupNormKernel;
   t["ai.amp:NormalizeGrad"] = NormalizeGradKernel;
   t["ai.amp:LayerNormGrad"] = LayerNormGradKernel;
+  t["ai.amp:BatchNormGrad"] = BatchNormGradKernel;
 }
 
 }  // namespace amp::cpu

@@ -131,6 +131,47 @@ __global__ void LayerNormGradColumnKernel(const float* x, const float* dy, const
   }
 }
 
+// ai.amp BatchNormGrad: one thread per channel, as NormalizeGradKernel does
+// per group, reading x and dy of their own types, forming dxhat = dy * scale
+// inline, summing the scale's and bias's gradients in the same walk and
+// rounding dx once to its type.
+__global__ void BatchNormGradKernel(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_dt,
+                                    float* dscale, float* dbias, int64_t n, int64_t c,
+                                    int64_t spatial, float eps) {
+  AMP_GRID_LOOP(ch, c) {
+    const int64_t members = n * spatial;
+    auto at = [&](int64_t i) { return (i / spatial * c + ch) * spatial + i % spatial; };
+    double acc = 0;
+    for (int64_t i = 0; i < members; ++i) acc += LoadF(x.data, x.dtype, at(i));
+    float mean = static_cast<float>(acc / members);
+    acc = 0;
+    for (int64_t i = 0; i < members; ++i) {
+      float d = __fsub_rn(LoadF(x.data, x.dtype, at(i)), mean);
+      acc += __fmul_rn(d, d);
+    }
+    float var = static_cast<float>(acc / members);
+    float inv = __frcp_rn(__fsqrt_rn(__fadd_rn(var, eps)));
+    double s1 = 0, s2 = 0, ss = 0, sb = 0;
+    for (int64_t i = 0; i < members; ++i) {
+      float g = LoadF(dy.data, dy.dtype, at(i));
+      float d = __fmul_rn(g, scale[ch]);
+      float h = __fmul_rn(__fsub_rn(LoadF(x.data, x.dtype, at(i)), mean), inv);
+      s1 += d;
+      s2 += __fmul_rn(d, h);
+      ss += __fmul_rn(g, h);
+      sb += g;
+    }
+    float m1 = static_cast<float>(s1 / members), m2 = static_cast<float>(s2 / members);
+    for (int64_t i = 0; i < members; ++i) {
+      float d = __fmul_rn(LoadF(dy.data, dy.dtype, at(i)), scale[ch]);
+      float h = __fmul_rn(__fsub_rn(LoadF(x.data, x.dtype, at(i)), mean), inv);
+      StoreF(dx, dx_dt, at(i), __fmul_rn(inv, __fsub_rn(__fsub_rn(d, m1), __fmul_rn(h, m2))));
+    }
+    if (dscale) dscale[ch] = static_cast<float>(ss);
+    if (dbias) dbias[ch] = static_cast<float>(sb);
+  }
+}
+
 constexpr int kLossThreads = 256;
 
 __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight,
@@ -192,6 +233,14 @@ Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
   NormalizeGradKernel<<<Blocks(groups), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       x, dxhat, dx, xhat, s, groups, n, eps);
   return CheckLaunch("NormalizeGrad");
+}
+
+Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_dtype, float* dscale,
+                     float* dbias, int64_t n, int64_t c, int64_t spatial, float eps, void* stream) {
+  if (c == 0) return Status::Ok();
+  BatchNormGradKernel<<<Blocks(c), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, dy, scale, dx, dx_dtype, dscale, dbias, n, c, spatial, eps);
+  return CheckLaunch("BatchNormGrad");
 }
 
 Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,

@@ -157,6 +157,10 @@ Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
 Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,
                      float* dx, float* dscale, float* dbias, float* stats, int64_t rows, int64_t n,
                      float eps, void* stream);
+// ai.amp BatchNormGrad over [n, c, spatial]: x and dy of any float type,
+// C FP32 scales; dx of dx_dtype, dscale and dbias [c] FP32 (may be null).
+Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_dtype, float* dscale,
+                     float* dbias, int64_t n, int64_t c, int64_t spatial, float eps, void* stream);
 // SoftmaxCrossEntropyLoss (log_softmax = false: NegativeLogLikelihoodLoss) on
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.

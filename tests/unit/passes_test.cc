@@ -86,7 +86,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fold-casts", "paint-precision,insert-casts"},
       {"batch-casts", "bind-dims,fold-shapes,paint-precision,insert-casts"},
       {"fuse-norm-grad", "attach-loss,autodiff,dce"},
-      {"sink-sources", "attach-loss,autodiff"},
+      {"sink-nodes", "attach-loss,autodiff"},
       {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
   };
@@ -207,15 +207,15 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
   EXPECT_EQ(
       pipelines::Specialize({{{"N", 2}}, false}).Describe(),
-      "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,sink-sources");
+      "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,sink-nodes");
   EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
             "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,"
-            "fold-into-gemm,sink-sources");
+            "fold-into-gemm,sink-nodes");
   pipelines::SpecializeOptions all;
   all.fuse_attention = all.fuse_norm_grad = all.fuse_elementwise = true;
   EXPECT_EQ(pipelines::Specialize(all).Describe(),
             "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-"
-            "attention,fuse-norm-grad,rematerialize,fuse-elementwise,batch-casts,sink-sources");
+            "attention,fuse-norm-grad,rematerialize,fuse-elementwise,batch-casts,sink-nodes");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());

@@ -1,0 +1,31 @@
+// sink-nodes: a node moves down to just before its first reader when that
+// keeps none of its inputs alive longer (each input lives for the whole
+// step - an initializer, a graph input, a Constant's output - or is read
+// there or later anyway), so that its output is not held in between. The
+// memory plan follows the node order, and autodiff's order computes some
+// values long before the backward reads them: ResNet-18's MaxPool gradient
+// starts from a [128,64,112,112] zero tensor made at the top of the step,
+// and each convolution's weight gradient reads a transposed copy of its
+// input made right after the forward computed that input:
+//
+//   z = ConstantOfShape (shape)   ... (the whole forward) ...   g = ScatterElements (z, i, u)
+//     =>  ... (the whole forward) ...   z = ConstantOfShape (shape)   g = ScatterElements (z, i, u)
+//   t = Transpose (a)  ... (forward and backward) ...  dw = Conv (t, dy)   (a read by then anyway)
+//     =>  ... t = Transpose (a)  dw = Conv (t, dy)
+//
+// Only nodes move; what each computes is unchanged. Constant nodes stay
+// (they run once, when the step is loaded).
+#pragma once
+
+#include "passes/pass.h"
+
+namespace amp {
+
+class SinkNodes : public Pass {
+ public:
+  static constexpr std::string_view kName = "sink-nodes";
+  std::string_view name() const override { return kName; }
+  StatusOr<bool> Run(Model& model) override;
+};
+
+}  // namespace amp
