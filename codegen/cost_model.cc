@@ -119,8 +119,22 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
       }
     for (int i : c.outputs) {
       if (exe.slots[i].kind != SlotKind::kArena) continue;
+      // A view is its input's bytes; an output written in place over an
+      // input (the plan gave it that input's bytes, and the input dies here)
+      // takes over those bytes from this call on.
+      int same = -1;
+      for (int j : c.inputs)
+        if (j >= 0 && root.count(j) && exe.slots[j].kind == SlotKind::kArena &&
+            exe.slots[j].offset == exe.slots[i].offset &&
+            exe.slots[j].nbytes() == exe.slots[i].nbytes())
+          same = j;
       if (IsView(exe, c) && i == c.outputs[0] && root.count(c.inputs[0])) {
         root[i] = root[c.inputs[0]];
+      } else if (same >= 0) {
+        auto& span = live[root[same]];
+        span.second = std::max(span.first, pos - 1);
+        root[i] = i;
+        live[i] = {pos, pos};
       } else {
         root[i] = i;
         live[i] = {pos, pos};

@@ -434,6 +434,11 @@ Status InferGatherElements(Ctx& c) {
 
 Status InferScatterElements(Ctx& c) { return InferUnary(c); }
 
+// A scatter's output may be written over its data input: the kernels copy
+// data into the output (nothing, when they share bytes), then read only the
+// indices, the updates and the output itself.
+std::vector<std::pair<int, int>> InplaceScatter(const Node&) { return {{0, 0}}; }
+
 Status InferExpand(Ctx& c) {
   auto target = ShapeInput(c, 1);
   const auto& x = c.input_shape(0);
@@ -900,7 +905,8 @@ std::vector<OpDef> DataOps() {
        .infer = InferScatterElements,
        .precision = {OpClass::kFp32, "scatter-add accumulates gradients: FP32"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .no_grad = "no gradient rule yet",
+       .inplace = InplaceScatter},
       {.op_type = "GatherND",
        .arity = {2, 2, 1, 1},
        .infer = InferGatherND,
@@ -912,7 +918,8 @@ std::vector<OpDef> DataOps() {
        .arity = {3, 3, 1, 1},
        .infer = InferScatterElements,
        .precision = {OpClass::kFp32, "scatter-add accumulates gradients: FP32"},
-       .no_grad = "no gradient rule yet"},
+       .no_grad = "no gradient rule yet",
+       .inplace = InplaceScatter},
       {.op_type = "Expand",
        .arity = {2, 2, 1, 1},
        .infer = InferExpand,

@@ -1,5 +1,6 @@
 #include "passes/sink_nodes.h"
 
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -16,55 +17,81 @@ bool Resident(const Value* v) {
   return !v || v->has_initializer() || v->is_graph_input() || IsConstant(v->producer());
 }
 
-// One move (the latest node that can go down), or false when none can.
-bool SinkOne(Graph& g) {
+// Outputs smaller than this are not worth a move (shape arithmetic: moving
+// its scalars around only reorders the step).
+constexpr int64_t kMinBytes = 16 << 10;
+
+// The bytes of v (sized = false when its shape is not static).
+int64_t Bytes(const Value* v, bool* sized) {
+  if (!v) return 0;
+  auto n = v->type().NumElements();
+  if (!n) {
+    *sized = false;
+    return 0;
+  }
+  return *n * static_cast<int64_t>(DTypeSize(v->dtype()));
+}
+
+// One sweep from the last node to the first, moving each node that can go
+// down; false when none moved.
+bool SinkRound(Graph& g) {
   std::vector<Node*> order = g.nodes();
   std::unordered_map<const Node*, size_t> at;
   for (size_t i = 0; i < order.size(); ++i) at[order[i]] = i;
-  // Each node's first reader (null: none, or a graph output).
-  std::unordered_map<const Node*, Node*> first_reader;
-  for (Node* n : order) {
+  // A node's first reader in the current order (null: none, or a graph output).
+  auto first_reader = [&](const Node* n) -> Node* {
     Node* first = nullptr;
-    bool graph_output = false;
     for (const Value* out : n->outputs()) {
-      graph_output = graph_output || out->is_graph_output();
+      if (out->is_graph_output()) return nullptr;
       for (const Use& u : out->uses())
         if (!first || at[u.node] < at[first]) first = u.node;
     }
-    first_reader[n] = graph_output ? nullptr : first;
-  }
+    return first;
+  };
+  bool moved = false;
   for (size_t k = order.size(); k-- > 0;) {
     Node* n = order[k];
     if (IsConstant(n) || n->num_outputs() == 0) continue;
-    Node* first = first_reader[n];
+    Node* first = first_reader(n);
     if (!first || at[first] == k + 1) continue;
     size_t to = at[first];
-    bool keeps_inputs = true;
+    // Inputs whose last read would come later: at most the outputs' bytes
+    // (then no point of the step holds more than before: between an
+    // input's old last read and the reader, the input takes the place the
+    // output held).
+    int64_t extended = 0, held = 0;
+    bool sized = true;
     for (const Value* in : n->inputs()) {
       if (Resident(in)) continue;
       bool read_there = false;
       for (const Use& u : in->uses()) read_there = read_there || (u.node != n && at[u.node] >= to);
-      keeps_inputs = keeps_inputs && read_there;
+      if (!read_there) extended += Bytes(in, &sized);
     }
-    if (!keeps_inputs) continue;
+    for (const Value* out : n->outputs()) held += Bytes(out, &sized);
+    if (!sized || extended > held || held < kMinBytes) continue;
     // Nothing to gain across Constants (they hold nothing in the arena) or
     // nodes waiting for the same reader.
     bool separated = false;
     for (size_t i = k + 1; i < to && !separated; ++i)
-      separated = !IsConstant(order[i]) && first_reader[order[i]] != first;
+      separated = !IsConstant(order[i]) && first_reader(order[i]) != first;
     if (!separated) continue;
     g.MoveBefore(n, first);
-    return true;
+    std::rotate(order.begin() + static_cast<std::ptrdiff_t>(k),
+                order.begin() + static_cast<std::ptrdiff_t>(k) + 1,
+                order.begin() + static_cast<std::ptrdiff_t>(to));
+    for (size_t i = k; i < to; ++i) at[order[i]] = i;
+    moved = true;
   }
-  return false;
+  return moved;
 }
 
 }  // namespace
 
 StatusOr<bool> SinkNodes::Run(Model& model) {
   bool changed = false;
-  // (Nodes only move down, each at most past every other node once.)
-  while (SinkOne(*model.graph)) changed = true;
+  // Nodes only move down; a sweep can open room for another (a node whose
+  // reader moved), so sweep until none moves (a few sweeps in practice).
+  for (int round = 0; round < 64 && SinkRound(*model.graph); ++round) changed = true;
   return changed;
 }
 

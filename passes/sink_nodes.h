@@ -1,7 +1,8 @@
-// sink-nodes: a node moves down to just before its first reader when that
-// keeps none of its inputs alive longer (each input lives for the whole
-// step - an initializer, a graph input, a Constant's output - or is read
-// there or later anyway), so that its output is not held in between. The
+// sink-nodes: a node moves down to just before its first reader, so that
+// its output is not held in between, when the inputs that would then live
+// longer (not those that live for the whole step - initializers, graph
+// inputs, Constants' outputs - nor those read there or later anyway) take
+// no more bytes than its outputs: no point of the step then holds more. The
 // memory plan follows the node order, and autodiff's order computes some
 // values long before the backward reads them: ResNet-18's MaxPool gradient
 // starts from a [128,64,112,112] zero tensor made at the top of the step,
@@ -10,7 +11,7 @@
 //
 //   z = ConstantOfShape (shape)   ... (the whole forward) ...   g = ScatterElements (z, i, u)
 //     =>  ... (the whole forward) ...   z = ConstantOfShape (shape)   g = ScatterElements (z, i, u)
-//   t = Transpose (a)  ... (forward and backward) ...  dw = Conv (t, dy)   (a read by then anyway)
+//   t = Transpose (a)  ... (forward and backward) ...  dw = Conv (t, dy)   (a as large as t)
 //     =>  ... t = Transpose (a)  dw = Conv (t, dy)
 //
 // Only nodes move; what each computes is unchanged. Constant nodes stay

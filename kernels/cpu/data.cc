@@ -259,7 +259,7 @@ Status ScatterElementsKernel(KernelContext& ctx) {
   const TensorRef& idx = ctx.in(1);
   const TensorRef& upd = ctx.in(2);
   TensorRef& y = ctx.out(0);
-  std::memcpy(y.data, x.data, x.nbytes());
+  if (y.data != x.data) std::memcpy(y.data, x.data, x.nbytes());  // (in place: ops/data.cc)
   int64_t axis = NormalizeAxis(ctx.node.GetInt("axis", 0), x.rank());
   std::string reduction = ctx.node.GetString("reduction", "none");
   AxisIndexer ix{idx.dims, Strides(x.dims), axis};
@@ -310,7 +310,7 @@ Status ScatterNDKernel(KernelContext& ctx) {
   const TensorRef& idx = ctx.in(1);
   const TensorRef& upd = ctx.in(2);
   TensorRef& y = ctx.out(0);
-  std::memcpy(y.data, x.data, x.nbytes());
+  if (y.data != x.data) std::memcpy(y.data, x.data, x.nbytes());  // (in place: ops/data.cc)
   std::string reduction = ctx.node.GetString("reduction", "none");
   int64_t k = idx.dims.back();
   int64_t nupd = idx.numel() / std::max<int64_t>(k, 1);

@@ -86,7 +86,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fold-casts", "paint-precision,insert-casts"},
       {"batch-casts", "bind-dims,fold-shapes,paint-precision,insert-casts"},
       {"fuse-norm-grad", "attach-loss,autodiff,dce"},
-      {"sink-nodes", "attach-loss,autodiff"},
+      {"sink-nodes", "bind-dims,fold-shapes,attach-loss,autodiff"},
       {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
   };
