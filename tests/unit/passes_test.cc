@@ -205,9 +205,8 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,loss-scaling,optimizer,dce");
   t.gradients_only = true;
   EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
-  EXPECT_EQ(
-      pipelines::Specialize({{{"N", 2}}, false}).Describe(),
-      "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,sink-nodes");
+  EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(),
+            "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,sink-nodes");
   EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
             "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,"
             "fold-into-gemm,sink-nodes");
