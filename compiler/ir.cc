@@ -359,6 +359,33 @@ void Graph::EraseNode(Node* node) {
   nodes_.erase(node->self_);
 }
 
+Status Graph::Substitute(const std::vector<std::pair<Value*, Value*>>& results,
+                         std::vector<Node*> replaced) {
+  std::vector<std::string> names;
+  for (auto [old, now] : results) {
+    now->set_type(old->type());
+    names.push_back(old->name());
+    ReplaceAllUsesWith(old, now);
+  }
+  // Consumers before producers: erase what is unread until nothing is left.
+  auto unread = [](const Node* n) {
+    for (const Value* out : n->outputs())
+      if (!out->uses().empty() || out->is_graph_output()) return false;
+    return true;
+  };
+  while (!replaced.empty()) {
+    auto it = std::find_if(replaced.begin(), replaced.end(), unread);
+    if (it == replaced.end())
+      return Internal("cannot erase ", replaced.front()->Describe(),
+                      ": its outputs are still read");
+    EraseNode(*it);
+    replaced.erase(it);
+  }
+  for (size_t k = 0; k < results.size(); ++k)
+    AMP_RETURN_IF_ERROR(RenameValue(results[k].second, names[k]));
+  return Status::Ok();
+}
+
 void Graph::EraseInitializer(Value* v) {
   AMP_CHECK(v->initializer_ && v->uses_.empty() && !v->is_graph_output() && !v->is_input_);
   EraseValue(v);

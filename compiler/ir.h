@@ -212,6 +212,12 @@ class Graph {
   // Erases a node whose outputs have no uses and are not graph outputs; its
   // output values are erased too.
   void EraseNode(Node* node);
+  // What a fusion does once its node is built: each (old, now) pair's `now`
+  // takes old's type, its readers and then its name; the `replaced` nodes
+  // (whose outputs nothing reads once that is done, in any order) are
+  // erased. Error when one of them is still read.
+  Status Substitute(const std::vector<std::pair<Value*, Value*>>& results,
+                    std::vector<Node*> replaced);
   // Turns `v` (a node output) into an initializer holding `t`: the producer
   // loses that output slot's meaning, so call only before erasing it.
   void SetInitializerData(Value* v, Tensor t);

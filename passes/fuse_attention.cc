@@ -286,19 +286,7 @@ StatusOr<bool> FuseAttention::Run(Model& model) {
                                                         {m->dq_node->output(0), bwd->output(0)},
                                                         {m->dk_node->output(0), bwd->output(1)},
                                                         {m->dv_node->output(0), bwd->output(2)}};
-      std::vector<std::string> names;
-      for (auto [old, now] : results) {
-        now->set_type(old->type());
-        names.push_back(old->name());
-        g.ReplaceAllUsesWith(old, now);
-      }
-      // Consumers first, so that every erased node's outputs are unread.
-      std::vector<Node*> doomed = m->nodes;
-      std::sort(doomed.begin(), doomed.end(),
-                [&](const Node* a, const Node* b) { return at[a] > at[b]; });
-      for (Node* n : doomed) g.EraseNode(n);
-      for (size_t i = 0; i < results.size(); ++i)
-        AMP_RETURN_IF_ERROR(g.RenameValue(results[i].second, names[i]));
+      AMP_RETURN_IF_ERROR(g.Substitute(results, m->nodes));
       // k transposed only for the attention: its transB flag instead.
       Node* t = m->k->producer();
       if (SwapsLastTwo(t) && !pinned(m->k)) {

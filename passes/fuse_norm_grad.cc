@@ -322,6 +322,13 @@ std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>&
   return m;
 }
 
+// Each of `results` paired with the output of `f` at its place.
+std::vector<std::pair<Value*, Value*>> Pairs(const std::vector<Value*>& results, Node* f) {
+  std::vector<std::pair<Value*, Value*>> pairs;
+  for (size_t k = 0; k < results.size(); ++k) pairs.emplace_back(results[k], f->output(k));
+  return pairs;
+}
+
 }  // namespace
 
 StatusOr<bool> FuseNormGrad::Run(Model& model) {
@@ -355,15 +362,9 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
       // At the place of the last node, where every input is ready (readers
       // of xhat before it are moved after it by the sort below).
       g.MoveBefore(f, d);
-      std::vector<std::pair<Value*, std::string>> results = {{m->dx, m->dx->name()}};
-      if (want_xhat) results.push_back({m->xhat, m->xhat->name()});
-      for (size_t k = 0; k < results.size(); ++k) {
-        f->output(k)->set_type(results[k].first->type());
-        g.ReplaceAllUsesWith(results[k].first, f->output(k));
-      }
-      for (auto it = m->nodes.rbegin(); it != m->nodes.rend(); ++it) g.EraseNode(*it);
-      for (size_t k = 0; k < results.size(); ++k)
-        AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), results[k].second));
+      std::vector<std::pair<Value*, Value*>> results = {{m->dx, f->output(0)}};
+      if (want_xhat) results.push_back({m->xhat, f->output(1)});
+      AMP_RETURN_IF_ERROR(g.Substitute(results, m->nodes));
       changed = again = true;
       break;  // the node list changed
     }
@@ -389,20 +390,10 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
     f->SetAttr("epsilon", Attribute::Float(ng->GetFloat("epsilon", 1e-5f)));
     f->set_name(ng->name().empty() ? "" : ng->name() + "/layer_norm");
     g.MoveBefore(f, m->sum ? m->sum : ng);
-    std::vector<std::string> kept;
-    for (size_t k = 0; k < results.size(); ++k) {
-      f->output(k)->set_type(results[k]->type());
-      kept.push_back(results[k]->name());
-      g.ReplaceAllUsesWith(results[k], f->output(k));
-    }
-    std::vector<Node*> doomed = {m->dscale, m->xhat_mul};
-    if (m->dbias) doomed.push_back(m->dbias);
-    if (m->sum) doomed.push_back(m->sum);
-    doomed.push_back(ng);
-    doomed.push_back(m->scale_mul);
-    for (Node* n : doomed) g.EraseNode(n);
-    for (size_t k = 0; k < results.size(); ++k)
-      AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), kept[k]));
+    std::vector<Node*> replaced = {m->dscale, m->xhat_mul, ng, m->scale_mul};
+    for (Node* n : {m->dbias, m->sum})
+      if (n) replaced.push_back(n);
+    AMP_RETURN_IF_ERROR(g.Substitute(Pairs(results, f), replaced));
     changed = again = true;
   }
   // And BatchNorm's, where the scale's gradient is built.
@@ -426,22 +417,10 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
       f->SetAttr("dx_type", Attribute::Int(static_cast<int64_t>(dx->dtype())));
     f->set_name(ng->name().empty() ? "" : ng->name() + "/batch_norm");
     g.MoveBefore(f, ng);
-    std::vector<std::string> kept;
-    for (size_t k = 0; k < results.size(); ++k) {
-      f->output(k)->set_type(results[k]->type());
-      kept.push_back(results[k]->name());
-      g.ReplaceAllUsesWith(results[k], f->output(k));
-    }
-    std::vector<Node*> doomed = {m->dscale, m->xhat_mul};
-    if (m->dbias) doomed.push_back(m->dbias);
-    if (m->dx_cast) doomed.push_back(m->dx_cast);
-    doomed.push_back(ng);
-    doomed.push_back(m->scale_mul);
-    if (m->dy_cast) doomed.push_back(m->dy_cast);
-    if (m->x_cast) doomed.push_back(m->x_cast);
-    for (Node* n : doomed) g.EraseNode(n);
-    for (size_t k = 0; k < results.size(); ++k)
-      AMP_RETURN_IF_ERROR(g.RenameValue(f->output(k), kept[k]));
+    std::vector<Node*> replaced = {m->dscale, m->xhat_mul, ng, m->scale_mul};
+    for (Node* n : {m->dbias, m->dx_cast, m->dy_cast, m->x_cast})
+      if (n) replaced.push_back(n);
+    AMP_RETURN_IF_ERROR(g.Substitute(Pairs(results, f), replaced));
     changed = again = true;
   }
   if (!changed) return false;
