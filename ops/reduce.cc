@@ -27,6 +27,11 @@ Status InferReduce(Ctx& c) {
   bool axes_as_input = op == "ReduceSum" || c.opset() >= 18;
   std::optional<std::vector<int64_t>> axes;
   bool axes_unknown = false;
+  // (The kernels read an axes input wherever there is one: refuse it where
+  // the opset has none, instead of inferring a reduction over every axis.)
+  if (!axes_as_input && c.has_input(1))
+    return c.Error(op, " takes its axes as an attribute before opset 18 (this model imports opset ",
+                   c.opset(), "); an axes input needs opset 18");
   if (axes_as_input) {
     if (c.has_input(1)) {
       axes = ConstInts(c, 1);

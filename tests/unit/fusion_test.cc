@@ -569,3 +569,174 @@ g (float[2,3,6,8] q, float[KSHAPE] k, float[2,3,5,4] v, float[2,1,1,5] mask) => 
 
 }  // namespace
 }  // namespace amp
+
+namespace amp {
+namespace {
+
+// The new fused kernels against a higher-precision reference: each ai.amp
+// node in FP32 against the ops it stands for written out in float64, on
+// the same random inputs (outputs poisoned first). Bound: 2e-5 relative to
+// max(|want|, 1), what FP32 sums of these few-dozen-term reductions lose.
+TEST(FusedKernelsTest, MatchTheirFloat64Composition) {
+  struct Case {
+    const char* name;
+    const char* fused;      // float32, the ai.amp node
+    const char* reference;  // float64, the ops it replaces
+  };
+  const Case cases[] = {
+      {"attention with a mask, k as [Sk, D]",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[2,3,6,8] q, float[2,3,5,8] k, float[2,3,5,4] v, float[2,1,1,5] m) => (float[2,3,6,4] o)
+{ o = ai.amp.Attention <alpha = 0.35, transB = 1> (q, k, v, m) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[2,3,6,8] q, double[2,3,5,8] k, double[2,3,5,4] v, double[2,1,1,5] m) => (double[2,3,6,4] o)
+{
+  a = Constant <value = double {0.35}> ()
+  kt = Transpose <perm = [0, 1, 3, 2]> (k)
+  s = MatMul (q, kt)
+  sa = Mul (s, a)
+  sm = Add (sa, m)
+  p = Softmax <axis = -1> (sm)
+  o = MatMul (p, v)
+})"},
+      {"attention backward, k as [D, Sk], dk as q^T . dS",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[2,6,8] q, float[2,8,5] k, float[2,5,4] v, float[2,6,4] d) => (float[2,6,8] dq, float[2,8,5] dk, float[2,5,4] dv)
+{ dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, transB = 0, dk_trans = 1> (q, k, v, d) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[2,6,8] q, double[2,8,5] k, double[2,5,4] v, double[2,6,4] d) => (double[2,6,8] dq, double[2,8,5] dk, double[2,5,4] dv)
+{
+  a = Constant <value = double {0.5}> ()
+  axes = Constant <value = int64[1] {-1}> ()
+  s = MatMul (q, k)
+  sa = Mul (s, a)
+  p = Softmax <axis = -1> (sa)
+  vt = Transpose <perm = [0, 2, 1]> (v)
+  dp = MatMul (d, vt)
+  pt = Transpose <perm = [0, 2, 1]> (p)
+  dv = MatMul (pt, d)
+  t = Mul (dp, p)
+  r = ReduceSum <keepdims = 1> (t, axes)
+  u = Sub (dp, r)
+  ds = Mul (u, p)
+  kt = Transpose <perm = [0, 2, 1]> (k)
+  dq0 = MatMul (ds, kt)
+  dq = Mul (dq0, a)
+  qt = Transpose <perm = [0, 2, 1]> (q)
+  dk0 = MatMul (qt, ds)
+  dk = Mul (dk0, a)
+})"},
+      {"LayerNorm's backward with a residual",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[6,16] x, float[6,16] dy, float[16] w, float[6,16] r) => (float[6,16] dx, float[16] dw, float[16] db)
+{ dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, dy, w, r) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[6,16] x, double[6,16] dy, double[16] w, double[6,16] r) => (double[6,16] dx, double[16] dw, double[16] db)
+{
+  one = Constant <value = int64[1] {1}> ()
+  zero = Constant <value = int64[1] {0}> ()
+  eps = Constant <value = double {0.001}> ()
+  mean = ReduceMean <keepdims = 1> (x, one)
+  xc = Sub (x, mean)
+  sq = Mul (xc, xc)
+  var = ReduceMean <keepdims = 1> (sq, one)
+  ve = Add (var, eps)
+  sd = Sqrt (ve)
+  inv = Reciprocal (sd)
+  xh = Mul (xc, inv)
+  g = Mul (dy, w)
+  m1 = ReduceMean <keepdims = 1> (g, one)
+  gx = Mul (g, xh)
+  m2 = ReduceMean <keepdims = 1> (gx, one)
+  a = Sub (g, m1)
+  b = Mul (xh, m2)
+  c = Sub (a, b)
+  d = Mul (inv, c)
+  dx = Add (d, r)
+  t = Mul (dy, xh)
+  dw = ReduceSum <keepdims = 0> (t, zero)
+  db = ReduceSum <keepdims = 0> (dy, zero)
+})"},
+      {"BatchNorm's backward (NCHW)",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[2,3,4,5] x, float[2,3,4,5] dy, float[3] w) => (float[2,3,4,5] dx, float[3] dw, float[3] db)
+{ dx, dw, db = ai.amp.BatchNormGrad <epsilon = 0.001> (x, dy, w) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[2,3,4,5] x, double[2,3,4,5] dy, double[3] w) => (double[2,3,4,5] dx, double[3] dw, double[3] db)
+{
+  axes = Constant <value = int64[3] {0, 2, 3}> ()
+  shape = Constant <value = int64[4] {1, 3, 1, 1}> ()
+  eps = Constant <value = double {0.001}> ()
+  mean = ReduceMean <keepdims = 1> (x, axes)
+  xc = Sub (x, mean)
+  sq = Mul (xc, xc)
+  var = ReduceMean <keepdims = 1> (sq, axes)
+  ve = Add (var, eps)
+  sd = Sqrt (ve)
+  inv = Reciprocal (sd)
+  xh = Mul (xc, inv)
+  wr = Reshape (w, shape)
+  g = Mul (dy, wr)
+  m1 = ReduceMean <keepdims = 1> (g, axes)
+  gx = Mul (g, xh)
+  m2 = ReduceMean <keepdims = 1> (gx, axes)
+  a = Sub (g, m1)
+  b = Mul (xh, m2)
+  c = Sub (a, b)
+  dx = Mul (inv, c)
+  t = Mul (dy, xh)
+  dw = ReduceSum <keepdims = 0> (t, axes)
+  db = ReduceSum <keepdims = 0> (dy, axes)
+})"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto got = RunWith(c.fused, {}, 21);
+    ASSERT_TRUE(got.ok()) << got.status().message();
+    auto want = RunWith(c.reference, {}, 21);  // the same draws, held in float64
+    ASSERT_TRUE(want.ok()) << want.status().message();
+    int compared = 0;
+    for (const auto& [name, w] : want->outputs) {
+      const Tensor& g = got->outputs.at(name);
+      ASSERT_EQ(g.dims(), w.dims()) << name;
+      for (int64_t i = 0; i < w.num_elements(); ++i) {
+        double a = g.GetDouble(i), b = w.GetDouble(i);
+        ASSERT_FALSE(std::isnan(a)) << name << "[" << i << "] unwritten";
+        EXPECT_LE(std::abs(a - b), 2e-5 * std::max(1.0, std::abs(b)))
+            << name << "[" << i << "]: " << a << " vs float64 " << b;
+        ++compared;
+      }
+    }
+    EXPECT_GT(compared, 20);
+  }
+}
+
+// Malformed ai.amp attention and norm-backward nodes are errors that name
+// the node, at load (shape inference), never a crash in a kernel.
+TEST(FusedKernelsTest, MalformedNodesAreErrors) {
+  struct Bad {
+    const char* node;
+    const char* message;
+  };
+  const Bad bad[] = {
+      {"o = ai.amp.Attention <transB = 1> (q, q, v)", "do not make an attention"},
+      {"o = ai.amp.Attention <transB = 1> (q, k, x)", "must have one rank"},
+      {"o = ai.amp.Attention <transB = 1, out_type = 7> (q, k, v)", "must name float types"},
+      {"o, dk, dv = ai.amp.AttentionGrad <transB = 1, out_types = [1, 1, 6]> (q, k, v, q)",
+       "must name float types"},
+      {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
+      {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
+  };
+  for (const Bad& b : bad) {
+    SCOPED_TRACE(b.node);
+    std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x) => (float o)
+{ )") + b.node + " }";
+    auto m = LoadModelText(text);
+    ASSERT_FALSE(m.ok());
+    EXPECT_NE(m.status().message().find(b.message), std::string::npos) << m.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace amp

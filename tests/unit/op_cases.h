@@ -148,6 +148,21 @@ inline const Case kCases[] = {
     {"unscale_check",
      R"(g (float xpos, float[300] x, float[7,5] x2) => (float[300] a, float[7,5] b, bool found) {
        a, b, found = ai.amp.UnscaleCheck (xpos, x, x2) })"},
+    // The fused kernels of fuse-attention and fuse-norm-grad (their float64
+    // checks: fusion_test.cc's FusedKernelsTest; here the CUDA backend
+    // against the CPU).
+    {"attention_f16_mask",
+     R"(g (float16[2,3,6,8] x, float16[2,3,5,8] x2, float16[2,3,5,4] x3, float[2,1,1,5] x4) => (float16[2,3,6,4] y) {
+       y = ai.amp.Attention <alpha = 0.35, transB = 1> (x, x2, x3, x4) })"},
+    {"attention_grad_f16",
+     R"(g (float16[2,6,8] x, float16[2,8,5] x2, float16[2,5,4] x3, float16[2,6,4] x4) => (float16[2,6,8] dq, float16[2,8,5] dk, float16[2,5,4] dv) {
+       dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, transB = 0, dk_trans = 1> (x, x2, x3, x4) })"},
+    {"layer_norm_grad",
+     R"(g (float[6,16] x, float[6,16] x2, float[16] x3, float[6,16] x4) => (float[6,16] dx, float[16] dw, float[16] db) {
+       dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, x2, x3, x4) })"},
+    {"batch_norm_grad_f16",
+     R"(g (float16[2,3,4,5] x, float16[2,3,4,5] x2, float[3] x3) => (float16[2,3,4,5] dx, float[3] dw, float[3] db) {
+       dx, dw, db = ai.amp.BatchNormGrad <epsilon = 0.001> (x, x2, x3) })"},
     {"dropout_mask", R"(g (float[1000] x) => (float[1000] y, bool[1000] mask) {
        ratio = Constant <value = float {0.3}> ()
        train = Constant <value = bool {1}> ()

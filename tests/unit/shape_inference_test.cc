@@ -31,6 +31,11 @@ TEST(ShapeInferenceTest, Errors) {
               "float[2,3] x, int64[2] s = {4, 2}");
   ExpectError("z = Conv (x, w)", "input has 3 channels but the weight expects 4",
               "float[1,3,8,8] x, float[2,4,3,3] w");
+  // Before opset 18 ReduceMean's axes are an attribute: an axes input was
+  // inferred as a reduction over every axis while the kernel read the input
+  // (and wrote past its output).
+  ExpectError("z = ReduceMean (x, a)", "takes its axes as an attribute before opset 18",
+              "float[2,3] x, int64[1] a = {1}");
 }
 
 TEST(ShapeInferenceTest, UnknownOpListsWhatToDo) {
