@@ -232,6 +232,9 @@ class Malformed(unittest.TestCase):
     def test_bad_flags(self):
         path = self.write("ok.onnx", small_model())
         self.expect_error(path, "--bind-dim expects NAME=VALUE", extra=["--bind-dim", "batch"])
+        # The specialized step exists only for a backend.
+        self.expect_error(path, "--print-specialized needs --target cpu|cuda",
+                          extra=["--print-specialized"])
         r = subprocess.run([AMP_COMPILE, path, "--opt-level", "O9"], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 1)
 
