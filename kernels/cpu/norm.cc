@@ -331,15 +331,20 @@ Status BatchNormGradKernel(KernelContext& ctx) {
   int64_t members = n * spatial;
   double count = static_cast<double>(members);
   ParallelFor(c, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> xc(members), xh(members), d(members);
+    // A channel's elements in index order, contiguous: x, dy, then dx.
+    std::vector<float> xs(members), gs(members), xc(members), xh(members), d(members);
     for (int64_t ch = first; ch < last; ++ch) {
-      auto at = [&](int64_t i) { return (i / spatial * c + ch) * spatial + i % spatial; };
+      for (int64_t b = 0; b < n; ++b) {
+        const int64_t from = (b * c + ch) * spatial;
+        std::copy(px + from, px + from + spatial, xs.begin() + b * spatial);
+        std::copy(pdy + from, pdy + from + spatial, gs.begin() + b * spatial);
+      }
       double acc = 0;
-      for (int64_t i = 0; i < members; ++i) acc += static_cast<double>(px[at(i)]);
+      for (int64_t i = 0; i < members; ++i) acc += static_cast<double>(xs[i]);
       float mean = static_cast<float>(acc / count);
       acc = 0;
       for (int64_t i = 0; i < members; ++i) {
-        xc[i] = px[at(i)] - mean;
+        xc[i] = xs[i] - mean;
         float sq = xc[i] * xc[i];
         acc += static_cast<double>(sq);
       }
@@ -347,7 +352,7 @@ Status BatchNormGradKernel(KernelContext& ctx) {
       float inv = 1 / std::sqrt(var + eps);
       double s1 = 0, s2 = 0, ss = 0, sb = 0;
       for (int64_t i = 0; i < members; ++i) {
-        float g = pdy[at(i)];
+        float g = gs[i];
         d[i] = g * ps[ch];
         xh[i] = xc[i] * inv;
         float p = d[i] * xh[i];
@@ -358,7 +363,11 @@ Status BatchNormGradKernel(KernelContext& ctx) {
         sb += static_cast<double>(g);
       }
       float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
-      for (int64_t i = 0; i < members; ++i) dx[at(i)] = inv * ((d[i] - m1) - xh[i] * m2);
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t k = 0; k < spatial; ++k) {
+          int64_t i = b * spatial + k;
+          dx[(b * c + ch) * spatial + k] = inv * ((d[i] - m1) - xh[i] * m2);
+        }
       dscale[ch] = static_cast<float>(ss);
       dbias[ch] = static_cast<float>(sb);
     }
