@@ -163,6 +163,37 @@ Status GroupNormKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// The backward of one normalized group (a LayerNorm row, a BatchNorm
+// channel) of n elements in index order, contiguous: x and dxhat in; xhat
+// (n floats, also the caller's to read after) and dx out; xc is scratch.
+// It rounds where the unfused FP32 ops round (the means sum in double in
+// index order and store FP32, every other op is one FP32 operation), so
+// each fused kernel below gives the unfused values bit for bit.
+void NormalizeBackward(int64_t n, const float* x, const float* dxhat, float eps, float* xc,
+                       float* xhat, float* dx) {
+  double count = static_cast<double>(n);
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(x[i]);
+  float mean = static_cast<float>(acc / count);
+  acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    xc[i] = x[i] - mean;
+    float sq = xc[i] * xc[i];
+    acc += static_cast<double>(sq);
+  }
+  float var = static_cast<float>(acc / count);
+  float inv = 1 / std::sqrt(var + eps);
+  double s1 = 0, s2 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    xhat[i] = xc[i] * inv;
+    float p = dxhat[i] * xhat[i];
+    s1 += static_cast<double>(dxhat[i]);
+    s2 += static_cast<double>(p);
+  }
+  float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
+  for (int64_t i = 0; i < n; ++i) dx[i] = inv * ((dxhat[i] - m1) - xhat[i] * m2);
+}
+
 // ai.amp NormalizeGrad (fuse-norm-grad): LayerNormalization's or
 // BatchNormalization's backward over `axes`, one group (the elements that
 // share the other coordinates: a row, or a channel) at a time, visiting a
@@ -201,35 +232,18 @@ Status NormalizeGradKernel(KernelContext& ctx) {
   const float* pd = dxhat.as<float>();
   float* pdx = ctx.out(0).as<float>();
   float* pxh = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
-  double count = static_cast<double>(n);
   ParallelFor(static_cast<int64_t>(group.size()), 1, [&](int64_t first, int64_t last) {
-    std::vector<float> xc(n), xh(n);
+    std::vector<float> xs(n), ds(n), xc(n), xh(n), dx(n);
     for (int64_t g = first; g < last; ++g) {
       const int64_t base = group[g];
-      double acc = 0;
-      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(px[base + member[i]]);
-      float mean = static_cast<float>(acc / count);
-      acc = 0;
       for (int64_t i = 0; i < n; ++i) {
-        xc[i] = px[base + member[i]] - mean;
-        float sq = xc[i] * xc[i];
-        acc += static_cast<double>(sq);
+        xs[i] = px[base + member[i]];
+        ds[i] = pd[base + member[i]];
       }
-      float var = static_cast<float>(acc / count);
-      float inv = 1 / std::sqrt(var + eps);
-      double s1 = 0, s2 = 0;
+      NormalizeBackward(n, xs.data(), ds.data(), eps, xc.data(), xh.data(), dx.data());
       for (int64_t i = 0; i < n; ++i) {
-        float d = pd[base + member[i]];
-        xh[i] = xc[i] * inv;
-        float p = d * xh[i];
-        s1 += static_cast<double>(d);
-        s2 += static_cast<double>(p);
-      }
-      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
-      for (int64_t i = 0; i < n; ++i) {
-        int64_t at = base + member[i];
-        pdx[at] = inv * ((pd[at] - m1) - xh[i] * m2);
-        if (pxh) pxh[at] = xh[i];
+        pdx[base + member[i]] = dx[i];
+        if (pxh) pxh[base + member[i]] = xh[i];
       }
     }
   });
@@ -258,37 +272,13 @@ Status LayerNormGradKernel(KernelContext& ctx) {
   const float* pa = addend ? addend->as<float>() : nullptr;
   float* pdx = ctx.out(0).as<float>();
   std::vector<float> xhat(static_cast<size_t>(rows * n));
-  double count = static_cast<double>(n);
   ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> xc(n), d(n);
+    std::vector<float> xc(n), d(n), dx(n);
     for (int64_t r = first; r < last; ++r) {
-      const float* xr = px + r * n;
       const float* gr = pdy + r * n;
-      float* xh = xhat.data() + r * n;
-      double acc = 0;
-      for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(xr[i]);
-      float mean = static_cast<float>(acc / count);
-      acc = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        xc[i] = xr[i] - mean;
-        float sq = xc[i] * xc[i];
-        acc += static_cast<double>(sq);
-      }
-      float var = static_cast<float>(acc / count);
-      float inv = 1 / std::sqrt(var + eps);
-      double s1 = 0, s2 = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        d[i] = gr[i] * ps[i];
-        xh[i] = xc[i] * inv;
-        float p = d[i] * xh[i];
-        s1 += static_cast<double>(d[i]);
-        s2 += static_cast<double>(p);
-      }
-      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
-      for (int64_t i = 0; i < n; ++i) {
-        float dx = inv * ((d[i] - m1) - xh[i] * m2);
-        pdx[r * n + i] = pa ? pa[r * n + i] + dx : dx;
-      }
+      for (int64_t i = 0; i < n; ++i) d[i] = gr[i] * ps[i];
+      NormalizeBackward(n, px + r * n, d.data(), eps, xc.data(), xhat.data() + r * n, dx.data());
+      for (int64_t i = 0; i < n; ++i) pdx[r * n + i] = pa ? pa[r * n + i] + dx[i] : dx[i];
     }
   });
   float* pds = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
@@ -329,45 +319,26 @@ Status BatchNormGradKernel(KernelContext& ctx) {
   std::vector<float> dx(static_cast<size_t>(x.numel()));
   std::vector<float> dscale(c), dbias(c);
   int64_t members = n * spatial;
-  double count = static_cast<double>(members);
   ParallelFor(c, 1, [&](int64_t first, int64_t last) {
     // A channel's elements in index order, contiguous: x, dy, then dx.
-    std::vector<float> xs(members), gs(members), xc(members), xh(members), d(members);
+    std::vector<float> xs(members), gs(members), xc(members), xh(members), d(members), dxs(members);
     for (int64_t ch = first; ch < last; ++ch) {
       for (int64_t b = 0; b < n; ++b) {
         const int64_t from = (b * c + ch) * spatial;
         std::copy(px + from, px + from + spatial, xs.begin() + b * spatial);
         std::copy(pdy + from, pdy + from + spatial, gs.begin() + b * spatial);
       }
-      double acc = 0;
-      for (int64_t i = 0; i < members; ++i) acc += static_cast<double>(xs[i]);
-      float mean = static_cast<float>(acc / count);
-      acc = 0;
+      for (int64_t i = 0; i < members; ++i) d[i] = gs[i] * ps[ch];
+      NormalizeBackward(members, xs.data(), d.data(), eps, xc.data(), xh.data(), dxs.data());
+      double ss = 0, sb = 0;
       for (int64_t i = 0; i < members; ++i) {
-        xc[i] = xs[i] - mean;
-        float sq = xc[i] * xc[i];
-        acc += static_cast<double>(sq);
-      }
-      float var = static_cast<float>(acc / count);
-      float inv = 1 / std::sqrt(var + eps);
-      double s1 = 0, s2 = 0, ss = 0, sb = 0;
-      for (int64_t i = 0; i < members; ++i) {
-        float g = gs[i];
-        d[i] = g * ps[ch];
-        xh[i] = xc[i] * inv;
-        float p = d[i] * xh[i];
-        s1 += static_cast<double>(d[i]);
-        s2 += static_cast<double>(p);
-        float t = g * xh[i];
+        float t = gs[i] * xh[i];
         ss += static_cast<double>(t);
-        sb += static_cast<double>(g);
+        sb += static_cast<double>(gs[i]);
       }
-      float m1 = static_cast<float>(s1 / count), m2 = static_cast<float>(s2 / count);
       for (int64_t b = 0; b < n; ++b)
-        for (int64_t k = 0; k < spatial; ++k) {
-          int64_t i = b * spatial + k;
-          dx[(b * c + ch) * spatial + k] = inv * ((d[i] - m1) - xh[i] * m2);
-        }
+        std::copy(dxs.begin() + b * spatial, dxs.begin() + (b + 1) * spatial,
+                  dx.begin() + (b * c + ch) * spatial);
       dscale[ch] = static_cast<float>(ss);
       dbias[ch] = static_cast<float>(sb);
     }
