@@ -120,6 +120,29 @@ std::optional<double> ConstantNodeScalar(const Value* v) {
   return t->GetDouble(0);
 }
 
+std::optional<std::vector<int64_t>> ConstantReduceAxes(const Node& r, int64_t rank) {
+  std::vector<int64_t> axes = r.GetInts("axes");
+  if (!r.HasAttr("axes") && r.input(1)) {
+    const Node* c = r.input(1)->producer();
+    if (!c || c->op_type() != "Constant" || !(c->domain().empty() || c->domain() == "ai.onnx"))
+      return std::nullopt;
+    auto t = ConstantNodeValue(*c);
+    if (!t.ok()) return std::nullopt;
+    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
+  }
+  if (axes.empty()) {
+    if (r.GetInt("noop_with_empty_axes", 0) != 0) return axes;
+    for (int64_t i = 0; i < rank; ++i) axes.push_back(i);
+  }
+  std::set<int64_t> s;
+  for (int64_t a : axes) {
+    int64_t k = a < 0 ? a + rank : a;
+    if (k < 0 || k >= rank) return std::nullopt;
+    s.insert(k);
+  }
+  return std::vector<int64_t>(s.begin(), s.end());
+}
+
 bool CanEvaluate(const std::string& op_type) { return EvaluableOps().count(op_type) != 0; }
 
 StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(

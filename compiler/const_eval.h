@@ -27,6 +27,12 @@ StatusOr<Tensor> ConstantNodeValue(const Node& node);
 // defines it (a scale, an epsilon, a ratio), else nullopt.
 std::optional<double> ConstantNodeScalar(const Value* v);
 
+// The axes a reduction node (ReduceSum, ReduceMean, ...) reduces over, from
+// its attribute or a Constant node's input, normalized into [0, rank) and
+// sorted without repeats; nullopt when they are not known constants or out of
+// range. (Empty axes mean all of them unless noop_with_empty_axes is set.)
+std::optional<std::vector<int64_t>> ConstantReduceAxes(const Node& reduce, int64_t rank);
+
 // True for the ops EvaluateNode knows.
 bool CanEvaluate(const std::string& op_type);
 

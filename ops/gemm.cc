@@ -22,12 +22,57 @@ using G = GradBuilder;
 
 // ---- type and shape inference ----
 
+// ai.amp MatMulT's epilogue (fuse-gemm-epilogue; what cuBLASLt's epilogues
+// compute in the GEMM's own kernel):
+//   input 2, bias [N]    : added to the FP32 accumulation of every row
+//   activation = "relu"  : applied after the bias, before the store
+//   bias_grad = "A"      : output 1 [M], the sums of op(A) over the reduction
+//                          axis k, accumulated in FP32 or wider, stored in out_type
+//   bias_grad = "B"      : output 1 [N], the same of op(B)
+// Bias and activation need one matrix as B (the product is one 2-D GEMM
+// over A's rows); bias_grad needs both operands 2-D.
+Status InferEpilogue(Ctx& c, const Shape& a, const Shape& b, const Shape& out, DType out_type) {
+  const Node& n = c.node();
+  bool bias = c.has_input(2);
+  std::string act = n.GetString("activation", "");
+  std::string grad_of = n.GetString("bias_grad", "");
+  bool bias_grad = !grad_of.empty();
+  if (bias_grad && grad_of != "A" && grad_of != "B")
+    return c.Error("bias_grad is \"A\" or \"B\" (the operand summed), not '", grad_of, "'");
+  if (!act.empty() && act != "relu")
+    return c.Error("activation '", act, "' is not one amp runs in a GEMM epilogue (relu)");
+  if ((bias || !act.empty()) && (b.size() != 2 || (n.GetInt("transA", 0) != 0 && a.size() != 2)))
+    return c.Error("a bias or activation needs B 2-D (and A 2-D when transposed), not ",
+                   ShapeToString(a), " x ", ShapeToString(b));
+  if (bias) {
+    const auto& bs = c.input_shape(2);
+    if (c.input_dtype(2) != out_type)
+      return c.Error("bias has type ", DTypeName(c.input_dtype(2)), ", the output ",
+                     DTypeName(out_type));
+    if (bs && (bs->size() != 1 || ((*bs)[0].is_static() && out.back().is_static() &&
+                                   (*bs)[0].value() != out.back().value())))
+      return c.Error("bias ", ShapeToString(*bs), " is not one value per output column of ",
+                     ShapeToString(out));
+  }
+  if (bias_grad != (c.num_outputs() == 2))
+    return c.Error(bias_grad ? "bias_grad needs a second output"
+                             : "a second output needs bias_grad");
+  if (bias_grad) {
+    if (a.size() != 2 || b.size() != 2)
+      return c.Error("bias_grad needs 2-D operands, not ", ShapeToString(a), " x ",
+                     ShapeToString(b));
+    c.SetOutput(1, out_type, Shape{grad_of == "A" ? out[0] : out[1]});
+  }
+  return Status::Ok();
+}
+
 Status InferMatMul(Ctx& c) {
   AMP_RETURN_IF_ERROR(SameDType(c, {0, 1}));
   const auto& a = c.input_shape(0);
   const auto& b = c.input_shape(1);
   if (!a || !b) {
     c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    if (c.num_outputs() > 1) c.SetOutput(1, c.input_dtype(0), std::nullopt);
     return Status::Ok();
   }
   if (a->empty() || b->empty()) return c.Error("MatMul inputs must have rank >= 1");
@@ -66,6 +111,7 @@ Status InferMatMul(Ctx& c) {
                      " needs float inputs and a float type");
   }
   c.SetOutput(0, out_type, out);
+  if (c.node().domain() == "ai.amp") AMP_RETURN_IF_ERROR(InferEpilogue(c, *a, *b, out, out_type));
   return Status::Ok();
 }
 
@@ -275,7 +321,7 @@ std::vector<OpDef> GemmOps() {
        .matrix_flops = FlopsGemm},
       {.domain = "ai.amp",
        .op_type = "MatMulT",
-       .arity = {2, 2, 1, 1},
+       .arity = {2, 3, 1, 2},
        .infer = InferMatMul,
        .precision = {OpClass::kNone, "made by transpose-folding after precision was decided"},
        .no_grad = "made by transpose-folding and fold-into-gemm after autodiff: never "

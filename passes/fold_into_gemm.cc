@@ -30,7 +30,10 @@ std::optional<Gemm> AsGemm(Node* n) {
   g.b = n->input(1);
   bool dflt = n->domain().empty() || n->domain() == "ai.onnx";
   if (dflt && n->op_type() == "MatMul") return g;
-  bool matmul_t = n->domain() == "ai.amp" && n->op_type() == "MatMulT";
+  // (A MatMulT with an epilogue, fuse-gemm-epilogue's, is not a product to
+  // scale or transpose any more.)
+  bool matmul_t = n->domain() == "ai.amp" && n->op_type() == "MatMulT" && !n->input(2) &&
+                  !n->HasAttr("activation") && n->num_outputs() == 1;
   bool gemm = dflt && n->op_type() == "Gemm" && (!n->input(2) || n->GetFloat("beta", 1.0f) == 0.0f);
   if (!matmul_t && !gemm) return std::nullopt;
   g.ta = n->GetInt("transA", 0) != 0;

@@ -15,7 +15,10 @@ namespace {
 bool Is(const Node* n, std::string_view op) {
   return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
 }
-bool IsMatMulT(const Node* n) { return n && n->domain() == "ai.amp" && n->op_type() == "MatMulT"; }
+bool IsMatMulT(const Node* n) {
+  return n && n->domain() == "ai.amp" && n->op_type() == "MatMulT" && !n->input(2) &&
+         !n->HasAttr("activation") && n->num_outputs() == 1;
+}
 // A product with the given flags, no scale other than `alpha` (when given)
 // and no output type of its own unless `out` says which.
 bool Product(const Node* n, bool ta, bool tb) {

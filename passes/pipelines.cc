@@ -13,6 +13,7 @@
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -64,6 +65,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   // Attention and its backward into two kernels that keep no scores.
   if (options.fuse_attention) p.Add(std::make_unique<FuseAttention>(options.keep));
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
+  // Biases, ReLUs and bias gradients into the GEMMs' epilogues.
+  if (options.fuse_gemm_epilogue) p.Add(std::make_unique<FuseGemmEpilogue>(options.keep));
   if (options.fuse_elementwise) {
     // Cheap forward values the backward reads are recomputed there, inside
     // its fused kernels, instead of being kept alive in between.

@@ -14,6 +14,7 @@
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_elementwise.h"
+#include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -66,6 +67,7 @@ const Entry kPasses[] = {
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseAttention::kName, Make<FuseAttention>},
     {FuseElementwise::kName, Make<FuseElementwise>},
+    {FuseGemmEpilogue::kName, Make<FuseGemmEpilogue>},
     {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},

@@ -49,9 +49,14 @@ StatusOr<bool> TransposeFolding::Run(Model& model) {
           }
       } else {
         // MatMul (or a MatMulT folded before) becomes MatMulT with the flags.
-        Node* t =
-            g.AddNode("MatMulT", {source[0], source[1]}, {n->output(0)->name() + "_t"}, "ai.amp");
+        // (A MatMulT keeps what else it has: alpha, out_type, an epilogue.)
+        if (n->num_outputs() != 1) continue;
+        std::vector<Value*> in = n->inputs();
+        in[0] = source[0];
+        in[1] = source[1];
+        Node* t = g.AddNode("MatMulT", in, {n->output(0)->name() + "_t"}, "ai.amp");
         if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
+        for (const auto& [name, value] : n->attributes()) t->SetAttr(name, value);
         for (int i = 0; i < 2; ++i)
           t->SetAttr(attr[i], Attribute::Int((n->GetInt(attr[i], 0) != 0) != flip[i] ? 1 : 0));
         t->set_precision(n->precision().compute, n->precision().rule);

@@ -455,6 +455,47 @@ Status MatMulFn(const Ctx& c) {
     return cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, mm, n, k, alpha, A, B, 0.f, Y,
                       dt, out_dt, batch, sa, sb, sc, c.stream);
   };
+  // The epilogue (ops/gemm.cc; the inference allows it only on one 2-D
+  // product over A's rows): in cuBLASLt's kernel, else step by step.
+  cuda::GemmEpilogue ep;
+  if (c.has_in(2)) ep.bias = c.I(2).data;
+  ep.relu = c.node.GetString("activation", "") == "relu";
+  std::string grad_of = c.node.GetString("bias_grad", "");
+  if (!grad_of.empty()) ep.bias_grad = c.O(1).data;
+  ep.bias_grad_of_b = grad_of == "B";
+  if (ep.bias || ep.relu || ep.bias_grad) {
+    if (!(nb == 1 && (!ta || na == 1)))
+      return Unimplemented(c.node.Describe(), ": a GEMM epilogue on a batched product");
+    int64_t rows = na * m;
+    Status fused = cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, rows, n, k, alpha, A, B,
+                              0.f, Y, dt, out_dt, 1, 0, 0, 0, c.stream, ep);
+    if (fused.code() != StatusCode::kUnimplemented) return fused;
+    float beta = 0.f;
+    if (ep.bias) {
+      AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {&c.I(2).dims}));
+      DevPtr bp = P(c.I(2));
+      AMP_RETURN_IF_ERROR(cuda::Elementwise(EwOp::kCast, &bp, 1, Y, out_dt, s, 0, 0, c.stream));
+      beta = 1.f;
+    }
+    AMP_RETURN_IF_ERROR(cuda::Gemm(c.lt, c.workspace, c.workspace_bytes, ta, tb, rows, n, k, alpha,
+                                   A, B, beta, Y, dt, out_dt, 1, 0, 0, 0, c.stream));
+    if (ep.relu) {
+      AMP_ASSIGN_OR_RETURN(Strided s, Broadcast(c.O(0).dims, {&c.O(0).dims}));
+      DevPtr yp{Y, out_dt};
+      AMP_RETURN_IF_ERROR(cuda::Elementwise(EwOp::kRelu, &yp, 1, Y, out_dt, s, 0, 0, c.stream));
+    }
+    if (ep.bias_grad) {
+      // The sums over k: A [m, k] over axis 1 ([k, m] over 0), B [k, n] over
+      // axis 0 ([n, k] over 1).
+      int side = ep.bias_grad_of_b ? 1 : 0;
+      bool t = side == 0 ? ta : tb;
+      bool k_first = side == 0 ? t : !t;
+      bool mask[2] = {k_first, !k_first};
+      AMP_RETURN_IF_ERROR(cuda::Reduce(0, P(c.I(side)), c.I(side).dims.data(), 2, mask,
+                                       ep.bias_grad, Dt(c.O(1)), c.stream));
+    }
+    return Status::Ok();
+  }
   // Weights: one GEMM over all rows (A's rows are contiguous only untransposed).
   if (nb == 1 && !ta) return gemm(na * m, 1, 0, 0, 0);
   if (nb == 1) return gemm(m, na, m * k, 0, m * n);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/scalar_math.h"
 
 namespace amp::cpu {
 namespace {
@@ -126,15 +127,51 @@ Status MatMulImpl(KernelContext& ctx) {
   for (int64_t d : batch) nbatch *= d;
   Operand<S> fa(a), fb(b);
   Accumulator<S> acc(y, nbatch * m * n);
+  // The epilogue (ops/gemm.cc: InferEpilogue): the bias starts the
+  // accumulation (BLAS adds the product to it), the activation is applied
+  // to the sum before it is stored, so the result is what the Gemm with a
+  // bias and then the Relu gave.
+  S beta = 0;
+  if (ctx.has_input(2)) {
+    const TensorRef& bias = ctx.in(2);
+    for (int64_t r = 0; r < nbatch * m; ++r)
+      for (int64_t j = 0; j < n; ++j) acc.data()[r * n + j] = static_cast<S>(ReadDouble(bias, j));
+    beta = 1;
+  }
+  auto finish = [&] {
+    if (ctx.node.GetString("activation", "") == "relu")
+      for (int64_t i = 0; i < nbatch * m * n; ++i)
+        acc.data()[i] = UnaryMath<UnOp::kRelu>(acc.data()[i]);
+    acc.Store();
+    if (std::string of = ctx.node.GetString("bias_grad", ""); !of.empty()) {
+      // The sums of op(A)'s rows or op(B)'s columns over k, in the order
+      // ReduceSum adds them.
+      TensorRef& db = ctx.out(1);
+      bool of_a = of == "A";
+      std::vector<double> sum(static_cast<size_t>(of_a ? m : n), 0.0);
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (size_t i = 0; i < sum.size(); ++i) {
+          auto j = static_cast<int64_t>(i);
+          sum[i] += static_cast<double>(of_a ? fa.data()[ta ? kk * m + j : j * k + kk]
+                                             : fb.data()[tb ? j * k + kk : kk * n + j]);
+        }
+      if (db.dtype == DType::kFloat64) {
+        std::copy(sum.begin(), sum.end(), db.as<double>());
+      } else {
+        std::vector<float> rounded(sum.begin(), sum.end());
+        FromFloat(rounded, db);
+      }
+    }
+    return Status::Ok();
+  };
   int64_t nb = 1;
   for (int64_t d : batch_b) nb *= d;
   if (nb == 1 && !ta) {
     // B is one matrix for every batch (a weight) and A's rows are
     // contiguous: one GEMM over all of A's rows, not one per batch.
-    Xgemm(ta, tb, nbatch * m, n, k, S(alpha), fa.data(), k, fb.data(), tb ? k : n, S(0), acc.data(),
+    Xgemm(ta, tb, nbatch * m, n, k, S(alpha), fa.data(), k, fb.data(), tb ? k : n, beta, acc.data(),
           n);
-    acc.Store();
-    return Status::Ok();
+    return finish();
   }
   std::vector<int64_t> idx(br, 0);
   for (int64_t bi = 0; bi < nbatch; ++bi) {
@@ -144,14 +181,13 @@ Status MatMulImpl(KernelContext& ctx) {
       ob += idx[d] * sb[d];
     }
     Xgemm(ta, tb, m, n, k, S(alpha), fa.data() + oa * m * k, ta ? m : k, fb.data() + ob * k * n,
-          tb ? k : n, S(0), acc.data() + bi * m * n, n);
+          tb ? k : n, beta, acc.data() + bi * m * n, n);
     for (int64_t d = static_cast<int64_t>(br) - 1; d >= 0; --d) {
       if (++idx[d] < batch[d]) break;
       idx[d] = 0;
     }
   }
-  acc.Store();
-  return Status::Ok();
+  return finish();
 }
 
 Status GemmKernel(KernelContext& ctx) {

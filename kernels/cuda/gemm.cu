@@ -1,5 +1,6 @@
 // GEMMs through cuBLASLt: fp16/bf16/fp32 operands, FP32 accumulation (and
-// FP32 scale), row-major as ONNX lays tensors out. cuBLASLt is column-major,
+// FP32 scale), row-major as ONNX lays tensors out, with the epilogues
+// ai.amp MatMulT asks for (bias, ReLU, bias gradient). cuBLASLt is column-major,
 // so C = op(A) op(B) runs as C^T = op(B)^T op(A)^T on the same memory.
 #include <cublasLt.h>
 
@@ -61,7 +62,21 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
             void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
             int64_t stride_c, void* stream) {
-  if (m == 0 || n == 0 || batch == 0) return Status::Ok();
+  return Gemm(handle, workspace, workspace_bytes, trans_a, trans_b, m, n, k, alpha, a, b, beta, c,
+              dtype, c_dtype, batch, stride_a, stride_b, stride_c, stream, GemmEpilogue{});
+}
+
+Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
+            int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
+            void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
+            int64_t stride_c, void* stream, const GemmEpilogue& ep) {
+  bool fused = ep.bias || ep.relu || ep.bias_grad;
+  if (ep.bias_grad && (ep.bias || ep.relu || batch != 1))
+    return Unimplemented("a bias gradient with a bias, a ReLU or a batch in one cuBLASLt epilogue");
+  if (m == 0 || n == 0 || batch == 0) {
+    if (ep.bias_grad && m > 0) return Unimplemented("a bias gradient of an empty product");
+    return Status::Ok();
+  }
   auto lt = static_cast<cublasLtHandle_t>(handle);
   cudaDataType_t t = DataType(dtype), tc = DataType(c_dtype);
   Desc d;
@@ -76,6 +91,24 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
   AMP_RETURN_IF_ERROR(Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB,
                                                            &op_second, sizeof(op_second)),
                             "transb"));
+  if (fused) {
+    // Column-major, D is our C transposed and the operands swap: the bias
+    // runs along D's rows (our columns, n); our A's bias gradient along D's
+    // columns (our rows, m) is cuBLASLt's B's (BGRADB), our B's is BGRADA.
+    cublasLtEpilogue_t e =
+        ep.bias_grad ? (ep.bias_grad_of_b ? CUBLASLT_EPILOGUE_BGRADA : CUBLASLT_EPILOGUE_BGRADB)
+        : ep.bias    ? (ep.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
+                     : CUBLASLT_EPILOGUE_RELU;
+    AMP_RETURN_IF_ERROR(
+        Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)),
+              "epilogue"));
+    const void* vector = ep.bias_grad ? ep.bias_grad : ep.bias;
+    if (vector)
+      AMP_RETURN_IF_ERROR(
+          Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &vector,
+                                               sizeof(vector)),
+                "bias pointer"));
+  }
   // Column-major views: B row-major [k,n] (or [n,k] transposed) is [n,k] ([k,n]).
   AMP_RETURN_IF_ERROR(
       Layout(&d.a, t, trans_b ? k : n, trans_b ? n : k, trans_b ? k : n, batch, stride_b));
@@ -89,9 +122,11 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
             "workspace"));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  AMP_RETURN_IF_ERROR(Check(
-      cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &found),
-      "heuristic"));
+  cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(lt, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &result, &found);
+  if (fused && (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0)))
+    return Unimplemented("cuBLASLt has no kernel for this GEMM epilogue");
+  AMP_RETURN_IF_ERROR(Check(st, "heuristic"));
   if (found == 0) return Internal("cuBLASLt has no algorithm for a ", m, "x", n, "x", k, " GEMM");
   return Check(cublasLtMatmul(lt, d.op, &alpha, b, d.a, a, d.b, &beta, c, d.c, c, d.c, &result.algo,
                               workspace, workspace_bytes, static_cast<cudaStream_t>(stream)),

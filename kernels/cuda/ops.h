@@ -231,5 +231,21 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
             void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
             int64_t stride_c, void* stream);
+// ai.amp MatMulT's epilogue (ops/gemm.cc), in the GEMM's kernel: a bias [n]
+// of c_dtype added to every row, then ReLU; or the bias gradient of c_dtype,
+// the sums over k of op(A) ([m]) or of op(B) ([n]) (cuBLASLt's BIAS, RELU,
+// RELU_BIAS, BGRADB and BGRADA). Unimplemented when cuBLASLt has no kernel
+// for that epilogue (or a bias gradient with a bias or ReLU): the caller
+// runs the steps apart.
+struct GemmEpilogue {
+  const void* bias = nullptr;
+  bool relu = false;
+  void* bias_grad = nullptr;
+  bool bias_grad_of_b = false;
+};
+Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
+            int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
+            void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
+            int64_t stride_c, void* stream, const GemmEpilogue& epilogue);
 
 }  // namespace amp::cuda

@@ -468,6 +468,107 @@ g (float[2,3,4,5] x) => (float[2,3,4,5] y)
 namespace amp {
 namespace {
 
+// fuse-gemm-epilogue: an MLP's Linears (Gemm with a bias, then ReLU) and a
+// Linear of a sequence (a 3-D MatMul and the bias Add, whose bias gradient
+// sums over two axes), their gradients and outputs with the biases, ReLUs
+// and bias gradients in the GEMMs and without, bit for bit on random data,
+// FP32 (O0) and O1 in fp16 and bf16.
+TEST(FuseGemmEpilogueTest, LinearsAndTheirGradientsAreTheUnfusedOnesBitForBit) {
+  struct Case {
+    const char* name;
+    OptLevel level;
+    DType half;
+    size_t fused_sums;
+  };
+  // (In O1 the loss's gradient is FP32 and the last GEMM reads its half
+  // copy: that bias gradient stays a ReduceSum.) The updated weights and
+  // the loss are compared.
+  for (Case c : {Case{"fp32", OptLevel::kO0, DType::kFloat16, 3},
+                 Case{"fp16", OptLevel::kO1, DType::kFloat16, 2},
+                 Case{"bf16", OptLevel::kO1, DType::kBFloat16, 2}}) {
+    SCOPED_TRACE(c.name);
+    std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3,8] s) => (float[6,5] y)
+<float[8,4] w3 = {W3}, float[4] b3 = {B3}, float[7,4] w1 = {W1}, float[7] b1 = {B1},
+ float[5,7] w2 = {W2}, float[5] b2 = {B2}>
+{
+  t = MatMul (s, w3)
+  z = Add (t, b3)
+  rows = Constant <value = int64[2] {6, 4}> ()
+  x = Reshape (z, rows)
+  h = Gemm <transB = 1> (x, w1, b1)
+  r = Relu (h)
+  y = Gemm <transB = 1> (r, w2, b2)
+})";
+    std::mt19937 rng(17);
+    std::normal_distribution<double> normal(0.0, 0.4);
+    for (auto [key, count] : {std::pair<std::string, int>{"W1", 28},
+                              {"B1", 7},
+                              {"W2", 35},
+                              {"B2", 5},
+                              {"W3", 32},
+                              {"B3", 4}}) {
+      std::string values;
+      for (int i = 0; i < count; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
+      text.replace(text.find("{" + key + "}"), key.size() + 2, "{" + values + "}");
+    }
+    std::map<std::string, Tensor> values[2];
+    size_t sums[2] = {0, 0}, relus[2] = {0, 0};
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = "mse";
+      t.loss.output = "y";
+      t.loss.label_type = DType::kFloat32;
+      // The whole step, SGD with loss scaling in O1: the weight gradients
+      // are then GEMMs into FP32, as amp-compile builds them.
+      t.optimizer.lr = 0.25f;
+      if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
+      PassPipeline p = pipelines::Training(t);
+      PrecisionPolicy policy;
+      policy.level = c.level;
+      policy.half_type = c.half;
+      p.Append(pipelines::ForLevel(policy));
+      Status built = p.Run(*m).status();
+      ASSERT_TRUE(built.ok()) << built.message();
+      ExecutorOptions o;
+      o.poison = true;
+      o.profile = true;
+      if (!fuse) o.disabled_passes = {"fuse-gemm-epilogue"};
+      auto ex = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(19);
+      for (const Value* in : (*ex)->model().graph->inputs())
+        ASSERT_TRUE(
+            (*ex)
+                ->SetInput(in->name(), Random(in->dtype(), *StaticDims(*in->type().shape), inputs))
+                .ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      for (const ProfileEntry& e : (*ex)->ProfileByOp()) {
+        if (e.key == "ReduceSum") sums[fuse] = e.calls;
+        if (e.key == "Relu") relus[fuse] = e.calls;
+      }
+      for (const char* name : {"w1", "b1", "w2", "b2", "w3", "b3", "loss"}) {
+        auto v = (*ex)->Fetch(name);
+        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
+        values[fuse][name] = *v;
+      }
+    }
+    // The bias gradients become the weight gradients' second outputs, the
+    // ReLU part of the first GEMM.
+    EXPECT_EQ(relus[0], 1u);
+    EXPECT_EQ(relus[1], 0u);
+    EXPECT_EQ(sums[0], sums[1] + c.fused_sums) << "bias gradients not fused";
+    for (const auto& [name, want] : values[0]) {
+      const Tensor& got = values[1].at(name);
+      ASSERT_EQ(got.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
+    }
+  }
+}
+
 // fuse-attention: an attention block's gradients (of q, k and v through
 // parameters, so that the whole backward is built) and its output, fused
 // into ai.amp Attention and AttentionGrad and unfused, bit for bit on random
