@@ -789,6 +789,33 @@ g (double[2,3,4,5] x, double[2,3,4,5] dy, double[3] w) => (double[2,3,4,5] dx, d
   dw = ReduceSum <keepdims = 0> (t, axes)
   db = ReduceSum <keepdims = 0> (dy, axes)
 })"},
+      {"a GEMM with a bias and ReLU",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[6,8] x, float[5,8] w, float[5] b) => (float[6,5] y)
+{ y = ai.amp.MatMulT <activation = "relu", alpha = 0.5, transB = 1> (x, w, b) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[6,8] x, double[5,8] w, double[5] b) => (double[6,5] y)
+{
+  h = Gemm <alpha = 0.5, transB = 1> (x, w, b)
+  y = Relu (h)
+})"},
+      {"weight gradients with the bias gradient of either operand",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[6,5] dy, float[6,8] x, float[8,6] xt) => (float[5,8] dw, float[5] db, float[8,5] dw2, float[5] db2)
+{
+  dw, db = ai.amp.MatMulT <bias_grad = "A", transA = 1> (dy, x)
+  dw2, db2 = ai.amp.MatMulT <bias_grad = "B"> (xt, dy)
+})",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[6,5] dy, double[6,8] x, double[8,6] xt) => (double[5,8] dw, double[5] db, double[8,5] dw2, double[5] db2)
+{
+  dyt = Transpose (dy)
+  dw = MatMul (dyt, x)
+  rows = Constant <value = int64[1] {0}> ()
+  db = ReduceSum <keepdims = 0> (dy, rows)
+  dw2 = MatMul (xt, dy)
+  db2 = ReduceSum <keepdims = 0> (dy, rows)
+})"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -827,11 +854,20 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
        "must name float types"},
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
+      {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},
+      {"o = ai.amp.MatMulT <transB = 1> (q, k, x)", "needs B 2-D"},
+      {"o = ai.amp.MatMulT (p, w, v)", "not one value per output column"},
+      {"o = ai.amp.MatMulT (p, w, x16)", "bias has type"},
+      {"o, a = ai.amp.MatMulT (p, w)", "a second output needs bias_grad"},
+      {"o = ai.amp.MatMulT <bias_grad = \"A\"> (p, w)", "needs a second output"},
+      {"o, a = ai.amp.MatMulT <bias_grad = \"C\"> (p, w)", "bias_grad is"},
+      {"o, a = ai.amp.MatMulT <bias_grad = \"A\", transB = 1> (q, w)", "needs 2-D operands"},
   };
   for (const Bad& b : bad) {
     SCOPED_TRACE(b.node);
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
-g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x) => (float o)
+g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x, float[3,6] p, float[6,8] w,
+   float16[8] x16) => (float o)
 { )") + b.node + " }";
     auto m = LoadModelText(text);
     ASSERT_FALSE(m.ok());

@@ -163,6 +163,17 @@ inline const Case kCases[] = {
     {"batch_norm_grad_f16",
      R"(g (float16[2,3,4,5] x, float16[2,3,4,5] x2, float[3] x3) => (float16[2,3,4,5] dx, float[3] dw, float[3] db) {
        dx, dw, db = ai.amp.BatchNormGrad <epsilon = 0.001> (x, x2, x3) })"},
+    // ai.amp MatMulT's epilogues (cuBLASLt's RELU_BIAS and BGRADA/BGRADB on
+    // CUDA, else the steps apart).
+    {"matmul_bias_relu_f16",
+     R"(g (float16[6,8] x, float16[5,8] x2, float16[5] x3) => (float16[6,5] y) {
+       y = ai.amp.MatMulT <activation = "relu", transB = 1> (x, x2, x3) })"},
+    {"matmul_bias_grad_a_f16",
+     R"(g (float16[6,5] x, float16[6,8] x2) => (float[5,8] dw, float[5] db) {
+       dw, db = ai.amp.MatMulT <bias_grad = "A", out_type = 1, transA = 1> (x, x2) })"},
+    {"matmul_bias_grad_b",
+     R"(g (float[6,8] x, float[6,5] x2) => (float[8,5] dw, float[5] db) {
+       dw, db = ai.amp.MatMulT <bias_grad = "B", transA = 1> (x, x2) })"},
     {"dropout_mask", R"(g (float[1000] x) => (float[1000] y, bool[1000] mask) {
        ratio = Constant <value = float {0.3}> ()
        train = Constant <value = bool {1}> ()
