@@ -81,6 +81,8 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   pipelines::SpecializeOptions options;
   options.bindings = bindings;
   options.fuse_optimizer = request.fuse_optimizer;
+  options.fuse_loss_scale =
+      request.fuse_optimizer && backend.HasKernel("ai.amp", "LossScaleUpdate");
   options.fuse_elementwise = request.fuse_elementwise &&
                              backend.HasKernel("ai.amp", "FusedElementwise") &&
                              backend.HasKernel("ai.amp", "MultiCast");

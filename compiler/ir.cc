@@ -329,6 +329,8 @@ void Graph::MoveBefore(Node* node, Node* before) {
   nodes_.splice(before->self_, nodes_, node->self_);
 }
 
+void Graph::MoveToEnd(Node* node) { nodes_.splice(nodes_.end(), nodes_, node->self_); }
+
 void Graph::RemoveUse(Value* v, Use u) {
   auto it = std::find(v->uses_.begin(), v->uses_.end(), u);
   AMP_CHECK(it != v->uses_.end());

@@ -205,6 +205,8 @@ class Graph {
   Value* AddNodeOutput(Node* node, const std::string& name_hint);
   // Moves `node` to just before `before` in the node order.
   void MoveBefore(Node* node, Node* before);
+  // Moves `node` to the end of the node order.
+  void MoveToEnd(Node* node);
 
   // ---- mutation ----
   // Every use of `from` (node inputs and graph outputs) now reads `to`.
@@ -302,6 +304,13 @@ struct TrainingInfo {
   // found-inf flag. Written by loss-scaling, read by fuse-unscale.
   std::string inverse_scale;
   std::map<std::string, std::string> unscaled;
+  // Dynamic loss scaling's rule (GradScaler's update), written by
+  // loss-scaling and read by fuse-loss-scale: set when the scale is dynamic.
+  struct LossScaleRule {
+    float growth_factor = 2.0f, backoff_factor = 0.5f;
+    int64_t growth_interval = 0;               // 0: no dynamic rule
+    float min_scale = 0.0f, max_scale = 0.0f;  // 0: no clamp
+  } loss_scale_rule;
   // The optimizer's typed description, written by the optimizer pass and
   // read by fuse-optimizer, amp-train and the report: fusion replaces the
   // update this describes; it never matches the formula.

@@ -232,6 +232,12 @@ StatusOr<onnx::ModelProto> Export(const Model& model, const ExportOptions& optio
       j["unscaled"] = t.unscaled;
     }
     if (!t.half_copies.empty()) j["half_copies"] = t.half_copies;
+    if (const auto& r = t.loss_scale_rule; r.growth_interval > 0)
+      j["loss_scale_rule"] = {{"growth_factor", r.growth_factor},
+                              {"backoff_factor", r.backoff_factor},
+                              {"growth_interval", r.growth_interval},
+                              {"min_scale", r.min_scale},
+                              {"max_scale", r.max_scale}};
     const OptimizerInfo& o = t.optimizer;
     if (o.kind != OptimizerKind::kNone) {
       nlohmann::json params = nlohmann::json::array();

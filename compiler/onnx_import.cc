@@ -233,6 +233,17 @@ Status Importer::ImportTrainingInfo(Model& m) {
         if (m.graph->FindValue(name)) *field = name;
       }
       info.has_optimizer = !info.updates.empty();
+      if (j.contains("loss_scale_rule")) {
+        const nlohmann::json& r = j.at("loss_scale_rule");
+        auto& rule = info.loss_scale_rule;
+        rule.growth_factor = r.at("growth_factor").get<float>();
+        rule.backoff_factor = r.at("backoff_factor").get<float>();
+        rule.growth_interval = r.at("growth_interval").get<int64_t>();
+        rule.min_scale = r.at("min_scale").get<float>();
+        rule.max_scale = r.at("max_scale").get<float>();
+        if (rule.growth_interval < 1 || !(rule.growth_factor >= 1) || !(rule.backoff_factor > 0))
+          return InvalidArgument("metadata 'amp.training' has a loss_scale_rule out of range");
+      }
       AMP_RETURN_IF_ERROR(ImportDescription(j, *m.graph, info));
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("metadata 'amp.training' is malformed: ", e.what());

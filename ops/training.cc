@@ -1,5 +1,5 @@
 // Training ops: ONNX's ai.onnx.preview.training (Gradient, Adam, Momentum, Adagrad) and amp's own
-// ai.amp fused ops (FusedAdam, UnscaleCheck) and its collective (AllReduce).
+// ai.amp fused ops (FusedAdam, UnscaleCheck, LossScaleUpdate) and its collective (AllReduce).
 //
 // Each op's facts in one record (ops/op_def.h): arity, type and shape
 // inference, precision class, shape-like inputs, gradient rule or why there
@@ -89,6 +89,30 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp LossScaleUpdate (fuse-loss-scale): GradScaler's update of the
+// scale S (float scalar) and growth tracker T (int64 scalar) from the
+// found-inf flag F (bool scalar), attributes growth_factor, backoff_factor,
+// growth_interval, min_scale and max_scale (0: no clamp):
+//   F:       S' = S * backoff              T' = 0
+//   else:    c = T + 1; grow = c == interval
+//            S' = grow && isfinite(S * growth) ? S * growth : S
+//            T' = grow ? 0 : c
+// then S' clamped to [min_scale, max_scale] where those are set.
+Status InferLossScaleUpdate(InferenceContext& ctx) {
+  const DType want[3] = {DType::kFloat32, DType::kInt64, DType::kBool};
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& shape = ctx.input_shape(i);
+    if (ctx.input_dtype(i) != want[i] || (shape && !shape->empty()))
+      return ctx.Error("input ", i, " must be a ", DTypeName(want[i]), " scalar, not ",
+                       DTypeName(ctx.input_dtype(i)), shape ? ShapeToString(*shape) : "");
+  }
+  if (ctx.node().GetInt("growth_interval", 0) < 1)
+    return ctx.Error("growth_interval must be at least 1");
+  ctx.SetOutput(0, DType::kFloat32, Shape{});
+  ctx.SetOutput(1, DType::kInt64, Shape{});
+  return Status::Ok();
+}
+
 // ai.amp AllReduce (data-parallel): n FP32 tensors in, their means over the
 // ranks out, typed like the inputs.
 Status InferAllReduce(InferenceContext& ctx) {
@@ -125,6 +149,9 @@ std::vector<std::pair<int, int>> InplaceAllReduce(const Node& n) {
   for (int k = 0; k < static_cast<int>(n.num_inputs()); ++k) pairs.emplace_back(k, k);
   return pairs;
 }
+
+// LossScaleUpdate reads S and T before it writes S' and T'.
+std::vector<std::pair<int, int>> InplaceLossScaleUpdate(const Node&) { return {{0, 0}, {1, 1}}; }
 
 // UnscaleCheck reads each gradient element before writing its unscaled value.
 std::vector<std::pair<int, int>> InplaceUnscaleCheck(const Node& n) {
@@ -175,6 +202,13 @@ std::vector<OpDef> TrainingOps() {
        .precision = {OpClass::kNone, "FP32 by construction (fuse-unscale)"},
        .no_grad = "made by fusion after autodiff: never differentiated",
        .inplace = InplaceUnscaleCheck},
+      {.domain = "ai.amp",
+       .op_type = "LossScaleUpdate",
+       .arity = {3, 3, 2, 2},
+       .infer = InferLossScaleUpdate,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-loss-scale)"},
+       .no_grad = "made by fusion after autodiff: never differentiated",
+       .inplace = InplaceLossScaleUpdate},
       {.domain = "ai.amp",
        .op_type = "AllReduce",
        .arity = {1, -1, 1, -1},

@@ -115,6 +115,8 @@ StatusOr<bool> LossScaling::Run(Model& model) {
               ->output(0);
     t.updates.push_back({scale->name(), scale_next->name()});
     t.updates.push_back({tracker->name(), tracker_next->name()});
+    t.loss_scale_rule = {o.growth_factor, o.backoff_factor, o.growth_interval, o.min_scale,
+                         o.max_scale};
   }
   // Scaling, unscaling and the check run in FP32.
   for (Node* n : g.nodes()) {

@@ -14,6 +14,7 @@
 #include "passes/fuse_attention.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
+#include "passes/fuse_loss_scale.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -55,6 +56,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     p.Add(std::make_unique<FuseUnscale>());
     p.Add(std::make_unique<FuseOptimizer>());
   }
+  // Dynamic loss scaling's update of its scale and tracker: one node.
+  if (options.fuse_loss_scale) p.Add(std::make_unique<FuseLossScale>());
   p.Add(std::make_unique<TransposeFolding>());
   p.Append(BindShapes(options.bindings));
   // Once every shape is static: Dropouts that drop nothing go; scales,

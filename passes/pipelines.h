@@ -49,6 +49,7 @@ PassPipeline Training(const TrainingOptions& options);
 struct SpecializeOptions {
   std::map<std::string, int64_t> bindings;  // every symbolic dim of the inputs
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
+  bool fuse_loss_scale = false;             // fuse-loss-scale after those
   bool fuse_attention = false;              // fuse-attention after fold-into-gemm
   bool fuse_norm_grad = false;              // fuse-norm-grad after fold-into-gemm
   bool fuse_gemm_epilogue = false;          // fuse-gemm-epilogue after those
@@ -56,7 +57,7 @@ struct SpecializeOptions {
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
-// transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
+// [fuse-loss-scale,] transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
 // fold-into-gemm, [fuse-attention,] [fuse-norm-grad,] [fuse-gemm-epilogue,]
 // [rematerialize, fuse-elementwise, batch-casts], sink-nodes.
 PassPipeline Specialize(const SpecializeOptions& options);

@@ -15,6 +15,7 @@
 #include "passes/fuse_attention.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
+#include "passes/fuse_loss_scale.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -68,6 +69,7 @@ const Entry kPasses[] = {
     {FuseAttention::kName, Make<FuseAttention>},
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseGemmEpilogue::kName, Make<FuseGemmEpilogue>},
+    {FuseLossScale::kName, Make<FuseLossScale>},
     {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},

@@ -92,6 +92,36 @@ StatusOr<bool> SinkNodes::Run(Model& model) {
   // Nodes only move down; a sweep can open room for another (a node whose
   // reader moved), so sweep until none moves (a few sweeps in practice).
   for (int round = 0; round < 64 && SinkRound(*model.graph); ++round) changed = true;
+  // An update nothing in the step reads, computed from its own state while
+  // others still read that state (the optimizer's step count, read by the
+  // update itself and by the Adam kernel), goes last: then it may write
+  // over the state instead of being copied there after the step.
+  Graph& g = *model.graph;
+  std::unordered_map<std::string, std::string> state_of;  // update -> state
+  for (const auto& [state, update] : model.training.updates) state_of[update] = state;
+  std::vector<Node*> order = g.nodes();
+  std::unordered_map<const Node*, size_t> at;
+  for (size_t i = 0; i < order.size(); ++i) at[order[i]] = i;
+  for (Node* n : order) {
+    bool unread = !IsConstant(n) && n->num_outputs() > 0;
+    bool over_state = false;
+    for (const Value* out : n->outputs()) {
+      unread = unread && out->uses().empty();
+      auto it = state_of.find(out->name());
+      if (it == state_of.end()) continue;
+      for (const Value* in : n->inputs())
+        if (in && in->name() == it->second)
+          for (const Use& u : in->uses()) over_state = over_state || at[u.node] > at[n];
+    }
+    if (!unread || !over_state) continue;
+    // (Its other inputs then live to the end: only scalars-sized ones.)
+    bool small = true, sized = true;
+    for (const Value* in : n->inputs())
+      small = small && (Resident(in) || Bytes(in, &sized) < kMinBytes);
+    if (!small || !sized) continue;
+    g.MoveToEnd(n);
+    changed = true;
+  }
   return changed;
 }
 

@@ -14,6 +14,13 @@
 //   t = Transpose (a)  ... (forward and backward) ...  dw = Conv (t, dy)   (a as large as t)
 //     =>  ... t = Transpose (a)  dw = Conv (t, dy)
 //
+// Then an update of a state that nothing reads, computed while later nodes
+// still read that state (the optimizer's step count), moves to the end of
+// the step, where it may write over the state instead of a copy after it:
+//
+//   n = FusedElementwise (step, found)  FusedAdam (lr, step, ...)
+//     =>  FusedAdam (lr, step, ...)  n = FusedElementwise (step, found)
+//
 // Only nodes move; what each computes is unchanged. Constant nodes stay
 // (they run once, when the step is loaded).
 #pragma once

@@ -533,6 +533,22 @@ Status FusedAdamFn(const Ctx& c) {
                          c.node.GetInt("decoupled", 0) != 0, c.stream);
 }
 
+Status LossScaleUpdateFn(const Ctx& c) {
+  if (c.I(0).dtype != DType::kFloat32 || c.I(1).dtype != DType::kInt64 ||
+      c.I(2).dtype != DType::kBool)
+    return c.Error("reads a float32 scale, an int64 tracker and a bool flag");
+  cuda::LossScaleRule r;
+  r.growth_factor = c.node.GetFloat("growth_factor", 2.0f);
+  r.backoff_factor = c.node.GetFloat("backoff_factor", 0.5f);
+  r.growth_interval = c.node.GetInt("growth_interval", 2000);
+  r.min_scale = c.node.GetFloat("min_scale", 0.0f);
+  r.max_scale = c.node.GetFloat("max_scale", 0.0f);
+  return cuda::LossScaleUpdate(
+      static_cast<const float*>(c.I(0).data), static_cast<const int64_t*>(c.I(1).data),
+      static_cast<const bool*>(c.I(2).data), static_cast<float*>(c.O(0).data),
+      static_cast<int64_t*>(c.O(1).data), r, c.stream);
+}
+
 Status UnscaleCheckFn(const Ctx& c) {
   size_t n = c.in.size() - 1;
   std::vector<const float*> g(n);
@@ -844,6 +860,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:Attention"] = AttentionFn;
     m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
+    m["ai.amp:LossScaleUpdate"] = LossScaleUpdateFn;
     return m;
   }();
   return t;

@@ -175,9 +175,35 @@ Status UnscaleCheckKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp LossScaleUpdate (ops/training.cc): GradScaler's update, each
+// step the float32 arithmetic of the ops loss-scaling writes.
+Status LossScaleUpdateKernel(KernelContext& ctx) {
+  if (ctx.in(0).dtype != DType::kFloat32 || ctx.in(1).dtype != DType::kInt64 ||
+      ctx.in(2).dtype != DType::kBool)
+    return ctx.Error("reads a float32 scale, an int64 tracker and a bool flag");
+  float s = *ctx.in(0).as<float>();
+  int64_t tracker = *ctx.in(1).as<int64_t>();
+  bool found_inf = *ctx.in(2).as<bool>();
+  float growth = ctx.node.GetFloat("growth_factor", 2.0f);
+  float backoff = ctx.node.GetFloat("backoff_factor", 0.5f);
+  int64_t interval = ctx.node.GetInt("growth_interval", 2000);
+  float lo = ctx.node.GetFloat("min_scale", 0.0f), hi = ctx.node.GetFloat("max_scale", 0.0f);
+  int64_t clean = tracker + 1;
+  bool grow = clean == interval;
+  float grown = s * growth;
+  float kept_or_grown = grow ? (std::isinf(grown) ? s : grown) : s;
+  float next = found_inf ? s * backoff : kept_or_grown;
+  if (lo > 0) next = BinaryMath(BinOp::kMax, next, lo);
+  if (hi > 0) next = BinaryMath(BinOp::kMin, next, hi);
+  *ctx.out(0).as<float>() = next;
+  *ctx.out(1).as<int64_t>() = found_inf || grow ? 0 : clean;
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterOptimizerKernels(KernelTable& t) {
+  t["ai.amp:LossScaleUpdate"] = LossScaleUpdateKernel;
   t["ai.amp:UnscaleCheck"] = UnscaleCheckKernel;
   t["ai.amp:FusedAdam"] = FusedAdamKernel;
   t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;

@@ -188,6 +188,16 @@ Status Fill(void* out, int64_t n, const void* value, int width, void* stream);
 Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
                void* stream);
 
+// ai.amp LossScaleUpdate: GradScaler's update of the scale and growth
+// tracker from the found-inf flag (device scalars; outputs may alias inputs).
+struct LossScaleRule {
+  float growth_factor = 2.0f, backoff_factor = 0.5f;
+  int64_t growth_interval = 2000;
+  float min_scale = 0.0f, max_scale = 0.0f;  // 0: no clamp
+};
+Status LossScaleUpdate(const float* scale, const int64_t* tracker, const bool* found_inf,
+                       float* scale_out, int64_t* tracker_out, const LossScaleRule& rule,
+                       void* stream);
 // ai.amp UnscaleCheck: out[k] = grads[k] * (*inv_scale) for every FP32
 // gradient, and *found_inf = whether any result is not finite (device flag).
 Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,

@@ -85,7 +85,30 @@ __global__ void UnscaleCheckKernel(UnscaleTensors t, const float* inv_p, bool* f
   if (bad) *found = true;
 }
 
+// GradScaler's update of the scale and growth tracker (ai.amp
+// LossScaleUpdate, ops/training.cc), by one thread, in place.
+__global__ void LossScaleUpdateKernel(const float* s_in, const int64_t* t_in, const bool* found,
+                                      float* s_out, int64_t* t_out, LossScaleRule r) {
+  float s = *s_in;
+  int64_t clean = *t_in + 1;
+  bool grow = clean == r.growth_interval;
+  float grown = __fmul_rn(s, r.growth_factor);
+  float next = *found ? __fmul_rn(s, r.backoff_factor) : (grow && !isinf(grown) ? grown : s);
+  if (r.min_scale > 0) next = fmaxf(next, r.min_scale);
+  if (r.max_scale > 0) next = fminf(next, r.max_scale);
+  *s_out = next;
+  *t_out = *found || grow ? 0 : clean;
+}
+
 }  // namespace
+
+Status LossScaleUpdate(const float* scale, const int64_t* tracker, const bool* found_inf,
+                       float* scale_out, int64_t* tracker_out, const LossScaleRule& rule,
+                       void* stream) {
+  LossScaleUpdateKernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
+      scale, tracker, found_inf, scale_out, tracker_out, rule);
+  return CheckLaunch("LossScaleUpdate");
+}
 
 Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
                     const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream) {

@@ -15,6 +15,7 @@
 #include "compiler/loader.h"
 #include "kernels/cpu/families.h"
 #include "ops/fused_elementwise.h"
+#include "passes/loss_scaling.h"
 #include "passes/pipelines.h"
 #include "runtime/executor.h"
 
@@ -567,6 +568,71 @@ g (float[2,3,8] s) => (float[6,5] y)
       EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
     }
   }
+}
+
+// fuse-loss-scale: the scale and growth tracker after each of six steps,
+// fused into ai.amp LossScaleUpdate and unfused, bit for bit: clean steps
+// that grow the scale at the interval (2), a growth the max clamp holds, an
+// overflowing batch that backs it off, and a min clamp.
+TEST(FuseLossScaleTest, TheScaleAndTrackerFollowTheUnfusedStepsBitForBit) {
+  std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[4] x) => (float[4] y)
+<float[4] w = {1.0, -2.0, 0.5, 3.0}>
+{
+  y = Mul (x, w)
+})";
+  std::vector<std::pair<double, int64_t>> trace[2];
+  bool fused_op = false;
+  for (int fuse = 0; fuse < 2; ++fuse) {
+    auto m = LoadModelText(text);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.label_type = DType::kFloat32;
+    LossScaleOptions ls;
+    ls.init_scale = 1024.0f;
+    ls.growth_interval = 2;
+    ls.max_scale = 4096.0f;
+    ls.min_scale = 600.0f;
+    ls.backoff_factor = 0.25f;
+    t.loss_scale = ls;
+    ASSERT_TRUE(pipelines::Training(t).Run(*m).ok());
+    ExecutorOptions o;
+    o.poison = true;
+    o.profile = true;
+    o.fuse_optimizer = true;
+    if (!fuse) o.disabled_passes = {"fuse-loss-scale"};
+    auto ex = Executor::Create(std::move(*m), o);
+    ASSERT_TRUE(ex.ok()) << ex.status().message();
+    // 1e38 overflows the scaled loss: a skipped step.
+    for (double x0 : {0.5, -1.5, 2.0, 0.25, 1e38, 1e38, 1.0}) {
+      Tensor x(DType::kFloat32, {4}), labels(DType::kFloat32, {4});
+      for (int64_t i = 0; i < 4; ++i) {
+        x.SetDouble(i, x0 * (1 + i));
+        labels.SetDouble(i, 0.1 * i);
+      }
+      ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+      ASSERT_TRUE((*ex)->SetInput("labels", labels).ok());
+      Tensor lr(DType::kFloat32, {});
+      lr.SetDouble(0, 0.01);
+      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      auto s = (*ex)->Fetch("loss_scale");
+      auto k = (*ex)->Fetch("loss_scale.growth_tracker");
+      ASSERT_TRUE(s.ok() && k.ok());
+      trace[fuse].emplace_back(s->GetDouble(0), k->GetInt(0));
+    }
+    for (const ProfileEntry& e : (*ex)->ProfileByOp())
+      if (e.key == "ai.amp:LossScaleUpdate" && fuse) fused_op = true;
+  }
+  EXPECT_TRUE(fused_op) << "fuse-loss-scale did not fuse";
+  // Grown at step 2 (2048) and 4 (4096), held at the max, backed off twice
+  // (1024, then 600 by the min clamp), one clean step.
+  const std::vector<std::pair<double, int64_t>> want = {{1024, 1}, {2048, 0}, {2048, 1}, {4096, 0},
+                                                        {1024, 0}, {600, 0},  {600, 1}};
+  EXPECT_EQ(trace[0], want);
+  EXPECT_EQ(trace[1], trace[0]);
 }
 
 // fuse-attention: an attention block's gradients (of q, k and v through

@@ -82,6 +82,8 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"optimizer", "attach-loss,autodiff,loss-scaling"},
       {"fuse-unscale", "attach-loss,autodiff,loss-scaling,optimizer"},
       {"fuse-optimizer", "attach-loss,autodiff,loss-scaling,optimizer"},
+      {"fuse-loss-scale", "attach-loss,autodiff,loss-scaling,optimizer"},
+      {"fuse-gemm-epilogue", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
       {"insert-casts", "paint-precision"},
       {"fold-casts", "paint-precision,insert-casts"},
       {"batch-casts", "bind-dims,fold-shapes,paint-precision,insert-casts"},
@@ -495,6 +497,13 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(b.unscaled, a.unscaled);
   EXPECT_EQ(b.inverse_scale, a.inverse_scale);
   EXPECT_EQ(b.half_copies, a.half_copies);
+  // Dynamic loss scaling's rule (what fuse-loss-scale reads).
+  EXPECT_EQ(a.loss_scale_rule.growth_interval, 2000);
+  EXPECT_EQ(b.loss_scale_rule.growth_interval, a.loss_scale_rule.growth_interval);
+  EXPECT_EQ(b.loss_scale_rule.growth_factor, a.loss_scale_rule.growth_factor);
+  EXPECT_EQ(b.loss_scale_rule.backoff_factor, a.loss_scale_rule.backoff_factor);
+  EXPECT_EQ(b.loss_scale_rule.min_scale, a.loss_scale_rule.min_scale);
+  EXPECT_EQ(b.loss_scale_rule.max_scale, a.loss_scale_rule.max_scale);
   // A description of the wrong JSON types is refused, never thrown.
   {
     onnx::ModelProto proto;
