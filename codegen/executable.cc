@@ -91,6 +91,8 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
       backend.HasKernel("ai.amp", "LayerNormGrad") && backend.HasKernel("ai.amp", "BatchNormGrad");
   // (Every backend's MatMulT runs the epilogues, ops/gemm.cc.)
   options.fuse_gemm_epilogue = request.fuse_elementwise && backend.HasKernel("ai.amp", "MatMulT");
+  options.fuse_cross_entropy =
+      request.fuse_elementwise && backend.HasKernel("ai.amp", "SoftmaxCrossEntropyGrad");
   options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
                            backend.HasKernel("ai.amp", "AttentionGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());

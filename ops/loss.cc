@@ -22,6 +22,34 @@ using G = GradBuilder;
 
 // ---- type and shape inference ----
 
+// ai.amp SoftmaxCrossEntropyGrad (fuse-cross-entropy): the gradient autodiff
+// writes for SoftmaxCrossEntropyLoss over 2-D logits,
+//   dx = (Softmax<axis = 1>(x) - OneHot<axis = 1>(labels, C, [0, 1])) * scale
+// x [N, C] FP32, labels [N] integers (outside [-C, C): no class, as OneHot),
+// scale FP32 broadcasting to [N, 1] (a scalar, or per-row weights); dx
+// FP32, and with half_type a second output, dx rounded to that type.
+Status InferSoftmaxCrossEntropyGrad(Ctx& c) {
+  const auto& x = c.input_shape(0);
+  const auto& labels = c.input_shape(1);
+  const auto& scale = c.input_shape(2);
+  if (c.input_dtype(0) != DType::kFloat32 || c.input_dtype(2) != DType::kFloat32)
+    return c.Error("logits and scale must be float32");
+  if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
+  if (x && x->size() != 2) return c.Error("logits must be 2-D [N, C], not ", ShapeToString(*x));
+  if (labels && labels->size() != 1) return c.Error("labels must be 1-D [N]");
+  if (scale && (scale->size() > 2 ||
+                (scale->size() == 2 && (*scale)[1].is_static() && (*scale)[1].value() != 1)))
+    return c.Error("scale must broadcast to [N, 1], not ", ShapeToString(*scale));
+  c.SetOutput(0, DType::kFloat32, x);
+  if (c.num_outputs() == 2) {
+    auto half = static_cast<DType>(c.node().GetInt("half_type", 0));
+    if (half != DType::kFloat16 && half != DType::kBFloat16)
+      return c.Error("a second output needs half_type float16 (10) or bfloat16 (16)");
+    c.SetOutput(1, half, x);
+  }
+  return Status::Ok();
+}
+
 Status InferSoftmaxCrossEntropy(Ctx& c) {  // also NegativeLogLikelihoodLoss
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
   if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
@@ -141,6 +169,12 @@ std::vector<OpDef> LossOps() {
        .shape_inputs = {1},
        .grad = GradSoftmaxCrossEntropy,
        .nondiff_inputs = {1, 2}},
+      {.domain = "ai.amp",
+       .op_type = "SoftmaxCrossEntropyGrad",
+       .arity = {3, 3, 1, 2},
+       .infer = InferSoftmaxCrossEntropyGrad,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-cross-entropy)"},
+       .no_grad = "made by fusion after autodiff: never differentiated"},
       {.op_type = "NegativeLogLikelihoodLoss",
        .arity = {2, 3, 1, 1},
        .infer = InferSoftmaxCrossEntropy,

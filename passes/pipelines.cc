@@ -12,6 +12,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
+#include "passes/fuse_cross_entropy.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_loss_scale.h"
@@ -70,6 +71,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   // Biases, ReLUs and bias gradients into the GEMMs' epilogues.
   if (options.fuse_gemm_epilogue) p.Add(std::make_unique<FuseGemmEpilogue>(options.keep));
+  // The loss's gradient in one pass over the logits.
+  if (options.fuse_cross_entropy) p.Add(std::make_unique<FuseCrossEntropy>(options.keep));
   if (options.fuse_elementwise) {
     // Cheap forward values the backward reads are recomputed there, inside
     // its fused kernels, instead of being kept alive in between.

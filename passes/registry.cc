@@ -13,6 +13,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
+#include "passes/fuse_cross_entropy.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_loss_scale.h"
@@ -67,6 +68,7 @@ const Entry kPasses[] = {
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseAttention::kName, Make<FuseAttention>},
+    {FuseCrossEntropy::kName, Make<FuseCrossEntropy>},
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseGemmEpilogue::kName, Make<FuseGemmEpilogue>},
     {FuseLossScale::kName, Make<FuseLossScale>},

@@ -411,6 +411,19 @@ Status LossFn(const Ctx& c, bool softmax) {
                             c.node.GetInt("ignore_index", 0), c.stream);
 }
 
+Status SoftmaxCrossEntropyGradFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  if (x.dtype != DType::kFloat32 || c.I(2).dtype != DType::kFloat32 || x.rank() != 2)
+    return c.Error("reads 2-D float32 logits and a float32 scale");
+  bool per_row = c.I(2).numel() != 1;
+  if (per_row && c.I(2).numel() != x.dims[0])
+    return c.Error("scale must have one value or one per row");
+  return cuda::SoftmaxCrossEntropyGrad(
+      static_cast<const float*>(x.data), P(c.I(1)), static_cast<const float*>(c.I(2).data), per_row,
+      static_cast<float*>(c.O(0).data), c.has_out(1) ? c.O(1).data : nullptr,
+      c.has_out(1) ? Dt(c.O(1)) : 0, x.dims[0], x.dims[1], c.stream);
+}
+
 Status GemmFn(const Ctx& c) {
   const TensorRef& a = c.I(0);
   TensorRef& y = c.O(0);
@@ -861,6 +874,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     m["ai.amp:LossScaleUpdate"] = LossScaleUpdateFn;
+    m["ai.amp:SoftmaxCrossEntropyGrad"] = SoftmaxCrossEntropyGradFn;
     return m;
   }();
   return t;

@@ -1,11 +1,14 @@
 // Loss kernels: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss (with
-// class weights, ignore_index, and none/sum/mean reductions), in double.
+// class weights, ignore_index, and none/sum/mean reductions), in double, and
+// ai.amp SoftmaxCrossEntropyGrad (the loss's gradient in one pass).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/softmax_row.h"
 
 namespace amp::cpu {
 namespace {
@@ -70,9 +73,48 @@ Status SceKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp SoftmaxCrossEntropyGrad (ops/loss.cc): Softmax's row arithmetic
+// (softmax_row.h), OneHot's class of each label, then the FP32 Sub and Mul
+// of the unfused step: its values bit for bit.
+Status SceGradKernel(KernelContext& ctx) {
+  const TensorRef& x = ctx.in(0);
+  const TensorRef& scale = ctx.in(2);
+  if (x.dtype != DType::kFloat32 || scale.dtype != DType::kFloat32 || x.rank() != 2)
+    return ctx.Error("reads 2-D float32 logits and a float32 scale");
+  int64_t n = x.dims[0], c = x.dims[1];
+  bool per_row = scale.numel() != 1;
+  if (per_row && scale.numel() != n) return ctx.Error("scale must have one value or one per row");
+  const float* px = x.as<float>();
+  const float* ps = scale.as<float>();
+  float* dx = ctx.out(0).as<float>();
+  ParallelFor(n, std::max<int64_t>(1, 4096 / std::max<int64_t>(c, 1)),
+              [&](int64_t first, int64_t last) {
+                std::vector<double> scratch(static_cast<size_t>(c));
+                for (int64_t r = first; r < last; ++r) {
+                  float* row = dx + r * c;
+                  std::copy(px + r * c, px + (r + 1) * c, row);
+                  SoftmaxRow([&](int64_t k) -> float& { return row[k]; }, c, scratch.data());
+                  // (OneHot: a NaN, infinite or huge label is no class; negative ones
+                  // count from the back.)
+                  double d = ReadDouble(ctx.in(1), r);
+                  int64_t label = std::abs(d) < 0x1p62 ? static_cast<int64_t>(d) : c;
+                  if (label < 0) label += c;
+                  float s = ps[per_row ? r : 0];
+                  for (int64_t k = 0; k < c; ++k)
+                    row[k] = (row[k] - (k == label ? 1.0f : 0.0f)) * s;
+                }
+              });
+  if (ctx.has_output(1)) {
+    std::vector<float> all(dx, dx + n * c);
+    FromFloat(all, ctx.out(1));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterLossKernels(KernelTable& t) {
+  t["ai.amp:SoftmaxCrossEntropyGrad"] = SceGradKernel;
   t["NegativeLogLikelihoodLoss"] = NllKernel;
   t["SoftmaxCrossEntropyLoss"] = SceKernel;
 }

@@ -223,7 +223,40 @@ __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr label
   }
 }
 
+// ai.amp SoftmaxCrossEntropyGrad: one thread per row - the peak, the sum of
+// exponentials in double, then each (softmax - onehot) * scale in FP32 (and
+// its half copy when dx_half is set).
+__global__ void SoftmaxCrossEntropyGradKernel(const float* x, DevPtr labels, const float* scale,
+                                              bool per_row, float* dx, void* dx_half, int half_dt,
+                                              int64_t n, int64_t c) {
+  int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (r >= n) return;
+  const float* row = x + r * c;
+  double peak = -INFINITY;
+  for (int64_t k = 0; k < c; ++k) peak = row[k] > peak ? row[k] : peak;
+  double sum = 0;
+  for (int64_t k = 0; k < c; ++k) sum += exp(row[k] - peak);
+  long long label = LoadI(labels.data, labels.dtype, r);
+  if (label < 0) label += c;
+  float s = scale[per_row ? r : 0];
+  for (int64_t k = 0; k < c; ++k) {
+    float p = static_cast<float>(exp(row[k] - peak) / sum);
+    float v = __fmul_rn(__fsub_rn(p, k == label ? 1.0f : 0.0f), s);
+    dx[r * c + k] = v;
+    if (dx_half) StoreF(dx_half, half_dt, r * c + k, v);
+  }
+}
+
 }  // namespace
+
+Status SoftmaxCrossEntropyGrad(const float* x, DevPtr labels, const float* scale, bool per_row,
+                               float* dx, void* dx_half, int half_dtype, int64_t n, int64_t c,
+                               void* stream) {
+  if (n == 0 || c == 0) return Status::Ok();
+  SoftmaxCrossEntropyGradKernel<<<Blocks(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, labels, scale, per_row, dx, dx_half, half_dtype, n, c);
+  return CheckLaunch("SoftmaxCrossEntropyGrad");
+}
 
 Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
                      const NormGroups& s, float eps, void* stream) {

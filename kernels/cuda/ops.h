@@ -161,6 +161,12 @@ Status LayerNormGrad(const float* x, const float* dy, const float* scale, const 
 // C FP32 scales; dx of dx_dtype, dscale and dbias [c] FP32 (may be null).
 Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_dtype, float* dscale,
                      float* dbias, int64_t n, int64_t c, int64_t spatial, float eps, void* stream);
+// ai.amp SoftmaxCrossEntropyGrad: dx = (softmax(x) - onehot(labels)) * scale
+// over [n, c] FP32 rows (scale one value, or one per row), and its copy in
+// half_dtype when dx_half is not null.
+Status SoftmaxCrossEntropyGrad(const float* x, DevPtr labels, const float* scale, bool per_row,
+                               float* dx, void* dx_half, int half_dtype, int64_t n, int64_t c,
+                               void* stream);
 // SoftmaxCrossEntropyLoss (log_softmax = false: NegativeLogLikelihoodLoss) on
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.

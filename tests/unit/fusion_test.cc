@@ -570,6 +570,94 @@ g (float[2,3,8] s) => (float[6,5] y)
   }
 }
 
+// fuse-cross-entropy: a classifier's step with the loss's gradient fused
+// into ai.amp SoftmaxCrossEntropyGrad and unfused, bit for bit on random
+// data: the attached mean loss in FP32 and in O1 (fp16 logits, whose half
+// gradient copy the fused node writes), and a loss inside the model with
+// ignore_index, whose per-row scale zeroes the ignored rows.
+TEST(FuseCrossEntropyTest, TheLossGradientIsTheUnfusedOneBitForBit) {
+  struct Case {
+    const char* name;
+    OptLevel level;
+    bool in_model;
+  };
+  for (Case c : {Case{"fp32", OptLevel::kO0, false}, Case{"fp16", OptLevel::kO1, false},
+                 Case{"ignore_index fp32", OptLevel::kO0, true},
+                 Case{"ignore_index fp16", OptLevel::kO1, true}}) {
+    SCOPED_TRACE(c.name);
+    std::string text = c.in_model ? R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[6,8] x, int64[6] labels) => (float loss)
+<float[8,5] w = {W}>
+{
+  logits = MatMul (x, w)
+  loss = SoftmaxCrossEntropyLoss <ignore_index = -100> (logits, labels)
+})"
+                                  : R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[6,8] x) => (float[6,5] logits)
+<float[8,5] w = {W}>
+{
+  logits = MatMul (x, w)
+})";
+    std::mt19937 rng(23);
+    std::normal_distribution<double> normal(0.0, 0.5);
+    std::string values;
+    for (int i = 0; i < 40; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
+    text.replace(text.find("{W}"), 3, "{" + values + "}");
+    std::map<std::string, Tensor> got[2];
+    size_t softmaxes[2] = {0, 0};
+    bool fused_op = false;
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = c.in_model ? "model" : "cross_entropy";
+      t.optimizer.lr = 0.5f;
+      if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
+      PassPipeline p = pipelines::Training(t);
+      PrecisionPolicy policy;
+      policy.level = c.level;
+      p.Append(pipelines::ForLevel(policy));
+      Status built = p.Run(*m).status();
+      ASSERT_TRUE(built.ok()) << built.message();
+      ExecutorOptions o;
+      o.poison = true;
+      o.profile = true;
+      if (!fuse) o.disabled_passes = {"fuse-cross-entropy"};
+      auto ex = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(29);
+      Tensor x = Random(DType::kFloat32, {6, 8}, inputs);
+      Tensor labels(DType::kInt64, {6});
+      for (int64_t i = 0; i < 6; ++i)
+        labels.SetDouble(i, i == 2 && c.in_model ? -100 : (i * 3) % 5);
+      ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+      ASSERT_TRUE((*ex)->SetInput("labels", labels).ok());
+      Tensor lr(DType::kFloat32, {});
+      lr.SetDouble(0, 0.5);
+      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      for (const ProfileEntry& e : (*ex)->ProfileByOp()) {
+        if (e.key == "Softmax") softmaxes[fuse] = e.calls;
+        if (e.key == "ai.amp:SoftmaxCrossEntropyGrad" && fuse) fused_op = true;
+      }
+      for (const char* name : {"w", "loss"}) {
+        auto v = (*ex)->Fetch(name);
+        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
+        got[fuse][name] = *v;
+      }
+    }
+    EXPECT_TRUE(fused_op) << "fuse-cross-entropy did not fuse";
+    EXPECT_EQ(softmaxes[0], 1u);
+    EXPECT_EQ(softmaxes[1], 0u);
+    for (const auto& [name, want] : got[0]) {
+      const Tensor& have = got[1].at(name);
+      ASSERT_EQ(have.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
+    }
+  }
+}
+
 // fuse-loss-scale: the scale and growth tracker after each of six steps,
 // fused into ai.amp LossScaleUpdate and unfused, bit for bit: clean steps
 // that grow the scale at the interval (2), a growth the max clamp holds, an
@@ -921,6 +1009,10 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
       {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},
+      {"o = ai.amp.SoftmaxCrossEntropyGrad (q, l, s)", "logits must be 2-D"},
+      {"o = ai.amp.SoftmaxCrossEntropyGrad (p, p, s)", "labels must be int32 or int64"},
+      {"o = ai.amp.SoftmaxCrossEntropyGrad (p, l, p)", "scale must broadcast to [N, 1]"},
+      {"o, a = ai.amp.SoftmaxCrossEntropyGrad (p, l, s)", "needs half_type"},
       {"o = ai.amp.MatMulT <transB = 1> (q, k, x)", "needs B 2-D"},
       {"o = ai.amp.MatMulT (p, w, v)", "not one value per output column"},
       {"o = ai.amp.MatMulT (p, w, x16)", "bias has type"},
@@ -933,7 +1025,7 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
     SCOPED_TRACE(b.node);
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
 g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x, float[3,6] p, float[6,8] w,
-   float16[8] x16) => (float o)
+   float16[8] x16, int64[3] l, float s) => (float o)
 { )") + b.node + " }";
     auto m = LoadModelText(text);
     ASSERT_FALSE(m.ok());

@@ -174,6 +174,9 @@ inline const Case kCases[] = {
     {"matmul_bias_grad_b",
      R"(g (float[6,8] x, float[6,5] x2) => (float[8,5] dw, float[5] db) {
        dw, db = ai.amp.MatMulT <bias_grad = "B", transA = 1> (x, x2) })"},
+    {"softmax_cross_entropy_grad",
+     R"(g (float[6,10] x, float[6,1] x2) => (float[6,10] dx, float16[6,10] dx16) <int64[6] labels_c = {0, 9, 3, -1, 4, 100}> {
+       dx, dx16 = ai.amp.SoftmaxCrossEntropyGrad <half_type = 10> (x, labels_c, x2) })"},
     {"loss_scale_update_grow",
      R"(g (float xpos) => (float s, int64 t) <int64 tr = {1999}, bool f = {0}> {
        s, t = ai.amp.LossScaleUpdate <growth_interval = 2000, growth_factor = 2.0, backoff_factor = 0.5, max_scale = 3.0> (xpos, tr, f) })"},
