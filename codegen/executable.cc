@@ -93,6 +93,11 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   options.fuse_gemm_epilogue = request.fuse_elementwise && backend.HasKernel("ai.amp", "MatMulT");
   options.fuse_cross_entropy =
       request.fuse_elementwise && backend.HasKernel("ai.amp", "SoftmaxCrossEntropyGrad");
+  // (A backend without convolutions yet - CUDA before cuDNN - gets the form
+  // its lowering will take, for the cost report; it runs neither.)
+  options.fuse_conv_weight_grad =
+      request.fuse_elementwise &&
+      (backend.HasKernel("ai.amp", "ConvWeightGrad") || !backend.HasKernel("", "Conv"));
   options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
                            backend.HasKernel("ai.amp", "AttentionGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());

@@ -58,6 +58,49 @@ Status InferConv(Ctx& c) {
   return Status::Ok();
 }
 
+// ai.amp ConvWeightGrad (fuse-conv-weight-grad): the weight gradient of a
+// 2-D Conv with group 1 from its input x [N, C, H, W] and output gradient
+// dy [N, O, Ho, Wo], the forward Conv's kernel_shape, strides, dilations
+// and pads as attributes: dW [O, C, kh, kw] in x's type,
+//   dW[o, c, i, j] = sum over n, h, w of x[n, c, h*s + i*d - p, w*s + j*d - p] dy[n, o, h, w]
+// (what cuDNN's backward-filter convolution computes), rounded to x's type;
+// with out_type, then stored in that wider float type (a Cast after it).
+Status InferConvWeightGrad(Ctx& c) {
+  AMP_RETURN_IF_ERROR(SameDType(c, {0, 1}));
+  const auto& x = c.input_shape(0);
+  const auto& dy = c.input_shape(1);
+  std::vector<int64_t> k = c.node().GetInts("kernel_shape");
+  std::vector<int64_t> s = c.node().GetInts("strides", {1, 1});
+  std::vector<int64_t> d = c.node().GetInts("dilations", {1, 1});
+  std::vector<int64_t> p = c.node().GetInts("pads", {0, 0, 0, 0});
+  if (k.size() != 2 || s.size() != 2 || d.size() != 2 || p.size() != 4)
+    return c.Error("needs 2-D kernel_shape, strides, dilations and 4 pads");
+  for (int64_t v : {k[0], k[1], s[0], s[1], d[0], d[1]})
+    if (v < 1) return c.Error("kernel_shape, strides and dilations must be positive");
+  if (!x || !dy) {
+    c.SetOutput(0, c.input_dtype(0), std::nullopt);
+    return Status::Ok();
+  }
+  if (x->size() != 4 || dy->size() != 4) return c.Error("x and dy must be 4-D (N, C, H, W)");
+  for (int i = 0; i < 2; ++i) {
+    const Dim &in = (*x)[2 + i], &out = (*dy)[2 + i];
+    if (in.is_static() && out.is_static() &&
+        (in.value() + p[i] + p[2 + i] - d[i] * (k[i] - 1) - 1) / s[i] + 1 != out.value())
+      return c.Error("dy's spatial dims ", ShapeToString(*dy), " are not the Conv output of x ",
+                     ShapeToString(*x), " for these attributes");
+  }
+  if ((*x)[0].is_static() && (*dy)[0].is_static() && (*x)[0].value() != (*dy)[0].value())
+    return c.Error("x and dy have different batch sizes");
+  DType out = c.input_dtype(0);
+  if (c.node().HasAttr("out_type")) {
+    out = static_cast<DType>(c.node().GetInt("out_type", 0));
+    if (out != DType::kFloat32 && out != c.input_dtype(0))
+      return c.Error("out_type must be float32 or x's type");
+  }
+  c.SetOutput(0, out, Shape{(*dy)[1], (*x)[1], Dim(k[0]), Dim(k[1])});
+  return Status::Ok();
+}
+
 Status InferConvTranspose(Ctx& c) {
   AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
   const auto& x = c.input_shape(0);
@@ -176,6 +219,14 @@ Status GradConv(G& b) {
 
 // ---- cost ----
 
+// Each dW element sums N * Ho * Wo products.
+int64_t FlopsConvWeightGrad(const Node& n) {
+  const Value* dy = n.input(1);
+  const auto d = dy->type().shape ? StaticDims(*dy->type().shape) : std::nullopt;
+  if (!d || d->size() != 4) return 0;
+  return 2 * StaticNumel(*n.output(0)) * (*d)[0] * (*d)[2] * (*d)[3];
+}
+
 // Each output element of Conv sums Cin/group * prod(kernel) products.
 int64_t FlopsConv(const Node& n) {
   const Value* weight = n.input(1);
@@ -206,6 +257,13 @@ std::vector<OpDef> ConvOps() {
        .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
        .grad = GradConv,
        .matrix_flops = FlopsConv},
+      {.domain = "ai.amp",
+       .op_type = "ConvWeightGrad",
+       .arity = {2, 2, 1, 1},
+       .infer = InferConvWeightGrad,
+       .precision = {OpClass::kNone, "made by fuse-conv-weight-grad after precision was decided"},
+       .no_grad = "made by fusion after autodiff: never differentiated",
+       .matrix_flops = FlopsConvWeightGrad},
       {.op_type = "ConvTranspose",
        .arity = {2, 3, 1, 1},
        .infer = InferConvTranspose,

@@ -411,7 +411,18 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
     if (m->dbias) results.push_back(m->dbias->output(0));
     std::vector<std::string> names;
     for (const Value* v : results) names.push_back(v->name() + "_bn");
-    Node* f = g.AddNode("BatchNormGrad", {x, dy, m->scale}, names, "ai.amp");
+    // The scale is C values in any shape: read the [C] weight itself, not
+    // the [1, C, 1, 1] copy autodiff reshaped it into (a copy, not a view,
+    // of an initializer).
+    Value* scale = m->scale;
+    Node* reshape = scale->producer();
+    if (reshape && reshape->op_type() == "Reshape" && reshape->domain().empty() &&
+        reshape->input(0)->type().NumElements() == scale->type().NumElements() &&
+        reshape->input(0)->dtype() == scale->dtype())
+      scale = reshape->input(0);
+    else
+      reshape = nullptr;
+    Node* f = g.AddNode("BatchNormGrad", {x, dy, scale}, names, "ai.amp");
     f->SetAttr("epsilon", Attribute::Float(ng->GetFloat("epsilon", 1e-5f)));
     if (dx->dtype() != x->dtype())
       f->SetAttr("dx_type", Attribute::Int(static_cast<int64_t>(dx->dtype())));
@@ -421,6 +432,9 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
     for (Node* n : {m->dbias, m->dx_cast, m->dy_cast, m->x_cast})
       if (n) replaced.push_back(n);
     AMP_RETURN_IF_ERROR(g.Substitute(Pairs(results, f), replaced));
+    if (reshape && reshape->output(0)->uses().empty() && !reshape->output(0)->is_graph_output() &&
+        !named.count(reshape->output(0)->name()))
+      g.EraseNode(reshape);
     changed = again = true;
   }
   if (!changed) return false;

@@ -12,6 +12,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
+#include "passes/fuse_conv_weight_grad.h"
 #include "passes/fuse_cross_entropy.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
@@ -73,6 +74,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   if (options.fuse_gemm_epilogue) p.Add(std::make_unique<FuseGemmEpilogue>(options.keep));
   // The loss's gradient in one pass over the logits.
   if (options.fuse_cross_entropy) p.Add(std::make_unique<FuseCrossEntropy>(options.keep));
+  // Convolutions' weight gradients without their transposed operands.
+  if (options.fuse_conv_weight_grad) p.Add(std::make_unique<FuseConvWeightGrad>(options.keep));
   if (options.fuse_elementwise) {
     // Cheap forward values the backward reads are recomputed there, inside
     // its fused kernels, instead of being kept alive in between.

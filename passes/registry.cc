@@ -13,6 +13,7 @@
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
+#include "passes/fuse_conv_weight_grad.h"
 #include "passes/fuse_cross_entropy.h"
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
@@ -68,6 +69,7 @@ const Entry kPasses[] = {
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},
     {FuseAttention::kName, Make<FuseAttention>},
+    {FuseConvWeightGrad::kName, Make<FuseConvWeightGrad>},
     {FuseCrossEntropy::kName, Make<FuseCrossEntropy>},
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseGemmEpilogue::kName, Make<FuseGemmEpilogue>},

@@ -570,6 +570,75 @@ g (float[2,3,8] s) => (float[6,5] y)
   }
 }
 
+// fuse-conv-weight-grad: a small CNN's step (a strided, padded Conv whose
+// weight gradient needs the Slice, then a dilated one) with the weight
+// gradients fused into ai.amp ConvWeightGrad and unfused, bit for bit on
+// random data, FP32 (O0) and O1 (half Convs, the gradient's FP32 Cast).
+TEST(FuseConvWeightGradTest, WeightGradientsAreTheUnfusedOnesBitForBit) {
+  for (OptLevel level : {OptLevel::kO0, OptLevel::kO1}) {
+    SCOPED_TRACE(level == OptLevel::kO0 ? "fp32" : "fp16");
+    std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3,10,10] x) => (float[2,4,2,2] y)
+<float[4,3,3,3] w1 = {W1}, float[4,4,2,2] w2 = {W2}>
+{
+  h = Conv <pads = [1, 1, 1, 1], strides = [2, 2]> (x, w1)
+  r = Relu (h)
+  y = Conv <dilations = [2, 2], strides = [2, 2]> (r, w2)
+})";
+    std::mt19937 rng(31);
+    std::normal_distribution<double> normal(0.0, 0.5);
+    for (auto [key, count] : {std::pair<std::string, int>{"W1", 108}, {"W2", 64}}) {
+      std::string values;
+      for (int i = 0; i < count; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
+      text.replace(text.find("{" + key + "}"), key.size() + 2, "{" + values + "}");
+    }
+    std::map<std::string, Tensor> got[2];
+    size_t fused_calls = 0;
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = "mse";
+      t.loss.label_type = DType::kFloat32;
+      t.optimizer.lr = 0.25f;
+      if (level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
+      PassPipeline p = pipelines::Training(t);
+      PrecisionPolicy policy;
+      policy.level = level;
+      p.Append(pipelines::ForLevel(policy));
+      Status built = p.Run(*m).status();
+      ASSERT_TRUE(built.ok()) << built.message();
+      ExecutorOptions o;
+      o.poison = true;
+      o.profile = true;
+      if (!fuse) o.disabled_passes = {"fuse-conv-weight-grad"};
+      auto ex = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(37);
+      ASSERT_TRUE((*ex)->SetInput("x", Random(DType::kFloat32, {2, 3, 10, 10}, inputs)).ok());
+      ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {2, 4, 2, 2}, inputs)).ok());
+      Tensor lr(DType::kFloat32, {});
+      lr.SetDouble(0, 0.25);
+      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      for (const ProfileEntry& e : (*ex)->ProfileByOp())
+        if (e.key == "ai.amp:ConvWeightGrad" && fuse) fused_calls = e.calls;
+      for (const char* name : {"w1", "w2", "loss"}) {
+        auto v = (*ex)->Fetch(name);
+        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
+        got[fuse][name] = *v;
+      }
+    }
+    EXPECT_EQ(fused_calls, 2u) << "fuse-conv-weight-grad did not fuse both";
+    for (const auto& [name, want] : got[0]) {
+      const Tensor& have = got[1].at(name);
+      ASSERT_EQ(have.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
+    }
+  }
+}
+
 // fuse-cross-entropy: a classifier's step with the loss's gradient fused
 // into ai.amp SoftmaxCrossEntropyGrad and unfused, bit for bit on random
 // data: the attached mean loss in FP32 and in O1 (fp16 logits, whose half
@@ -1010,6 +1079,11 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
       {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (q, l, s)", "logits must be 2-D"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3]> (q, q)", "needs 2-D kernel_shape"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3]> (q, q)", "must be 4-D"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3], strides = [0, 1]> (c, c)",
+       "must be positive"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3]> (c, c)", "are not the Conv output"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (p, p, s)", "labels must be int32 or int64"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (p, l, p)", "scale must broadcast to [N, 1]"},
       {"o, a = ai.amp.SoftmaxCrossEntropyGrad (p, l, s)", "needs half_type"},
@@ -1025,7 +1099,7 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
     SCOPED_TRACE(b.node);
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
 g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x, float[3,6] p, float[6,8] w,
-   float16[8] x16, int64[3] l, float s) => (float o)
+   float16[8] x16, int64[3] l, float s, float[2,3,5,5] c) => (float o)
 { )") + b.node + " }";
     auto m = LoadModelText(text);
     ASSERT_FALSE(m.ok());
