@@ -29,8 +29,14 @@ using G = GradBuilder;
 //   bias_grad = "A"      : output 1 [M], the sums of op(A) over the reduction
 //                          axis k, accumulated in FP32 or wider, stored in out_type
 //   bias_grad = "B"      : output 1 [N], the same of op(B)
+//   relu_mask = 1        : with relu, output 1 the ReLU's bit mask (uint8
+//                          [M, L / 8], L = N rounded up to 128; bit j of row i
+//                          at bit i * L + j, LSB first: the stored result > 0),
+//                          cuBLASLt's RELU_AUX layout
+//   activation = "drelu" : input 3 such a mask; the result is kept where its
+//                          bit is set, else 0 (ReLU's gradient, DRELU)
 // Bias and activation need one matrix as B (the product is one 2-D GEMM
-// over A's rows); bias_grad needs both operands 2-D.
+// over A's rows, M of them); bias_grad needs both operands 2-D.
 Status InferEpilogue(Ctx& c, const Shape& a, const Shape& b, const Shape& out, DType out_type) {
   const Node& n = c.node();
   bool bias = c.has_input(2);
@@ -39,8 +45,29 @@ Status InferEpilogue(Ctx& c, const Shape& a, const Shape& b, const Shape& out, D
   bool bias_grad = !grad_of.empty();
   if (bias_grad && grad_of != "A" && grad_of != "B")
     return c.Error("bias_grad is \"A\" or \"B\" (the operand summed), not '", grad_of, "'");
-  if (!act.empty() && act != "relu")
-    return c.Error("activation '", act, "' is not one amp runs in a GEMM epilogue (relu)");
+  if (!act.empty() && act != "relu" && act != "drelu")
+    return c.Error("activation '", act, "' is not one amp runs in a GEMM epilogue (relu, drelu)");
+  bool relu_mask = n.GetInt("relu_mask", 0) != 0;
+  if (relu_mask && (act != "relu" || bias_grad))
+    return c.Error("relu_mask needs activation relu and no bias_grad");
+  if ((act == "drelu") != c.has_input(3))
+    return c.Error(act == "drelu" ? "drelu needs the forward's mask as input 3"
+                                  : "input 3 (a ReLU mask) needs activation drelu");
+  // The mask's shape: the product's rows, and its columns' bits in bytes.
+  Shape mask_shape;
+  {
+    Dim rows(1);
+    for (size_t i = 0; i + 1 < out.size(); ++i)
+      rows = rows.is_static() && out[i].is_static() ? Dim(rows.value() * out[i].value()) : Dim();
+    const Dim& cols = out.back();
+    mask_shape = {rows, cols.is_static() ? Dim((cols.value() + 127) / 128 * 16) : Dim()};
+  }
+  if (act == "drelu") {
+    const auto& ms = c.input_shape(3);
+    if (c.input_dtype(3) != DType::kUInt8 || (ms && StaticDims(*ms) && StaticDims(mask_shape) &&
+                                              *StaticDims(*ms) != *StaticDims(mask_shape)))
+      return c.Error("the ReLU mask must be uint8 ", ShapeToString(mask_shape));
+  }
   if ((bias || !act.empty()) && (b.size() != 2 || (n.GetInt("transA", 0) != 0 && a.size() != 2)))
     return c.Error("a bias or activation needs B 2-D (and A 2-D when transposed), not ",
                    ShapeToString(a), " x ", ShapeToString(b));
@@ -54,9 +81,10 @@ Status InferEpilogue(Ctx& c, const Shape& a, const Shape& b, const Shape& out, D
       return c.Error("bias ", ShapeToString(*bs), " is not one value per output column of ",
                      ShapeToString(out));
   }
-  if (bias_grad != (c.num_outputs() == 2))
-    return c.Error(bias_grad ? "bias_grad needs a second output"
-                             : "a second output needs bias_grad");
+  if ((bias_grad || relu_mask) != (c.num_outputs() == 2))
+    return c.Error(bias_grad || relu_mask ? "bias_grad and relu_mask need a second output"
+                                          : "a second output needs bias_grad or relu_mask");
+  if (relu_mask) c.SetOutput(1, DType::kUInt8, mask_shape);
   if (bias_grad) {
     if (a.size() != 2 || b.size() != 2)
       return c.Error("bias_grad needs 2-D operands, not ", ShapeToString(a), " x ",
@@ -321,7 +349,7 @@ std::vector<OpDef> GemmOps() {
        .matrix_flops = FlopsGemm},
       {.domain = "ai.amp",
        .op_type = "MatMulT",
-       .arity = {2, 3, 1, 2},
+       .arity = {2, 4, 1, 2},
        .infer = InferMatMul,
        .precision = {OpClass::kNone, "made by transpose-folding after precision was decided"},
        .no_grad = "made by transpose-folding and fold-into-gemm after autodiff: never "

@@ -30,11 +30,16 @@ bool FreeGemm(const Node* n) {
 
 // A MatMulT computing what `n` (a FreeGemm) computes, with `bias` when
 // given, placed where `n` is; `n` is left for the caller to replace.
-Node* MakeMatMulT(Model& model, Node* n, Value* bias, const std::string& hint) {
+Node* MakeMatMulT(Model& model, Node* n, Value* bias, const std::string& hint,
+                  Value* relu_mask = nullptr) {
   Graph& g = *model.graph;
   std::vector<Value*> in = {n->input(0), n->input(1)};
   if (bias) in.push_back(bias);
   if (IsMatMulT(n) && n->input(2)) in.push_back(n->input(2));
+  if (relu_mask) {
+    in.resize(3);
+    in.push_back(relu_mask);
+  }
   Node* m = g.AddNode("MatMulT", in, {hint}, "ai.amp");
   if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
   if (IsMatMulT(n)) {
@@ -106,6 +111,41 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
     Node* m = MakeMatMulT(model, p, nullptr, r->output(0)->name() + "_relu");
     m->SetAttr("activation", Attribute::String("relu"));
     AMP_RETURN_IF_ERROR(g.Substitute({{r->output(0), m->output(0)}}, {r, p}));
+    changed = true;
+  }
+
+  // ReLU's gradient of a GEMM's result, Where(Greater(r, 0), g, 0) with r
+  // a GEMM's ReLU: the forward GEMM also writes the ReLU's bit mask, the
+  // backward GEMM applies it (cuBLASLt's RELU_AUX and DRELU).
+  for (Node* w : g.nodes()) {
+    if (!Is(w, "Where")) continue;
+    Node* gt = w->input(0)->producer();
+    Value* grad = w->input(1);
+    Node* gp = grad->producer();
+    auto zero = [](const Value* v) {
+      auto c = ConstantNodeScalar(v);
+      return c && *c == 0.0;
+    };
+    if (!Is(gt, "Greater") || !private_value(w->input(0)) || !zero(gt->input(1)) ||
+        !zero(w->input(2)) || !private_value(grad) || !FreeGemm(gp) || gp->input(2) ||
+        !EpilogueShapes(gp))
+      continue;
+    Value* r = gt->input(0);
+    Node* fwd = r->producer();
+    if (!IsMatMulT(fwd) || fwd->GetString("activation", "") != "relu" || fwd->output(0) != r ||
+        Dims(r) != Dims(grad) || Dims(grad) != Dims(w->output(0)) || grad->dtype() != r->dtype())
+      continue;
+    if (fwd->GetInt("relu_mask", 0) == 0) {
+      Node* with_mask = MakeMatMulT(model, fwd, nullptr, r->name() + "_masked");
+      with_mask->SetAttr("relu_mask", Attribute::Int(1));
+      g.AddNodeOutput(with_mask, r->name() + "_relu_mask");
+      AMP_RETURN_IF_ERROR(g.Substitute({{r, with_mask->output(0)}}, {fwd}));
+      AMP_RETURN_IF_ERROR(RunShapeInference(model));  // the mask's type
+      fwd = with_mask;
+    }
+    Node* m = MakeMatMulT(model, gp, nullptr, w->output(0)->name() + "_drelu", fwd->output(1));
+    m->SetAttr("activation", Attribute::String("drelu"));
+    AMP_RETURN_IF_ERROR(g.Substitute({{w->output(0), m->output(0)}}, {w, gt, gp}));
     changed = true;
   }
 

@@ -7,7 +7,14 @@
 //   bias]) dw = MatMulT <transA = 1> (dy, x) s = ReduceSum <axes = [0]> (Cast <to = 1> (dy))
 //                                     =>  dw, s = MatMulT <transA = 1, bias_grad = "A"> (dy, x)
 //
-// (a Gemm without a bias, or a MatMul, takes the activation too). The bias
+//   r = MatMulT <activation = "relu"> (...)   ...   g = Gemm (dy, w)
+//   d = Where (Greater (r, 0), g, 0)
+//     =>  r, mask = MatMulT <activation = "relu", relu_mask = 1> (...)
+//         d = MatMulT <activation = "drelu"> (dy, w, , mask)
+//
+// (a Gemm without a bias, or a MatMul, takes the activation too; the mask
+// is the ReLU's result's sign bits, cuBLASLt's RELU_AUX layout, a 32nd of
+// the result's bytes in half). The bias
 // gradient is the sum a weight-gradient GEMM reduces over: either operand's
 // k axis (bias_grad "A" or "B"), also through a Reshape that flattens the
 // leading axes of a 3-D gradient (the Linear of a sequence) into the k rows,
@@ -19,9 +26,11 @@
 //
 // Numerics: bit for bit on the CPU. The bias starts the FP32 accumulation as
 // Gemm's C did; ReLU of the FP32 sum then one rounding is the rounding then
-// ReLU; the bias gradient is ReduceSum's double sum in the same order,
-// stored in the GEMM's output type, which must be the sum's. A sum of a value
-// that only an FP32 copy of the GEMM's operand holds (the GEMM reads a half
+// ReLU; the mask is the stored result's sign, what Greater read (cuBLASLt
+// takes the sign before rounding: where a positive product rounds to +0 in
+// half, CUDA keeps that element's gradient and the CPU zeroes it); the bias gradient is
+// ReduceSum's double sum in the same order, stored in the GEMM's output type, which must be the
+// sum's. A sum of a value that only an FP32 copy of the GEMM's operand holds (the GEMM reads a half
 // copy) is left alone: summing the half copy would round each term.
 #pragma once
 

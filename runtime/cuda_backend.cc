@@ -473,10 +473,12 @@ Status MatMulFn(const Ctx& c) {
   cuda::GemmEpilogue ep;
   if (c.has_in(2)) ep.bias = c.I(2).data;
   ep.relu = c.node.GetString("activation", "") == "relu";
+  if (c.node.GetInt("relu_mask", 0) != 0) ep.relu_mask_out = c.O(1).data;
+  if (c.has_in(3)) ep.relu_mask_in = c.I(3).data;
   std::string grad_of = c.node.GetString("bias_grad", "");
   if (!grad_of.empty()) ep.bias_grad = c.O(1).data;
   ep.bias_grad_of_b = grad_of == "B";
-  if (ep.bias || ep.relu || ep.bias_grad) {
+  if (ep.bias || ep.relu || ep.bias_grad || ep.relu_mask_in) {
     if (!(nb == 1 && (!ta || na == 1)))
       return Unimplemented(c.node.Describe(), ": a GEMM epilogue on a batched product");
     int64_t rows = na * m;
@@ -497,6 +499,10 @@ Status MatMulFn(const Ctx& c) {
       DevPtr yp{Y, out_dt};
       AMP_RETURN_IF_ERROR(cuda::Elementwise(EwOp::kRelu, &yp, 1, Y, out_dt, s, 0, 0, c.stream));
     }
+    if (ep.relu_mask_out)
+      AMP_RETURN_IF_ERROR(cuda::ReluMask(Y, out_dt, rows, n, ep.relu_mask_out, c.stream));
+    if (ep.relu_mask_in)
+      AMP_RETURN_IF_ERROR(cuda::ApplyReluMask(Y, out_dt, ep.relu_mask_in, rows, n, c.stream));
     if (ep.bias_grad) {
       // The sums over k: A [m, k] over axis 1 ([k, m] over 0), B [k, n] over
       // axis 0 ([n, k] over 1).

@@ -139,10 +139,27 @@ Status MatMulImpl(KernelContext& ctx) {
     beta = 1;
   }
   auto finish = [&] {
-    if (ctx.node.GetString("activation", "") == "relu")
-      for (int64_t i = 0; i < nbatch * m * n; ++i)
-        acc.data()[i] = UnaryMath<UnOp::kRelu>(acc.data()[i]);
+    std::string act = ctx.node.GetString("activation", "");
+    int64_t rows = nbatch * m, mask_row = (n + 127) / 128 * 16;  // bytes per row of a mask
+    if (act == "relu")
+      for (int64_t i = 0; i < rows * n; ++i) acc.data()[i] = UnaryMath<UnOp::kRelu>(acc.data()[i]);
+    if (act == "drelu") {
+      // ReLU's gradient: kept where the forward's result was > 0.
+      const uint8_t* mask = ctx.in(3).as<uint8_t>();
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j)
+          if (!(mask[r * mask_row + j / 8] >> (j % 8) & 1)) acc.data()[r * n + j] = 0;
+    }
     acc.Store();
+    if (ctx.node.GetInt("relu_mask", 0) != 0) {
+      // The stored result's sign (what a Greater(result, 0) of it reads).
+      TensorRef& mask = ctx.out(1);
+      uint8_t* bits = mask.as<uint8_t>();
+      std::fill(bits, bits + mask.numel(), uint8_t{0});
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j)
+          if (ReadDouble(y, r * n + j) > 0) bits[r * mask_row + j / 8] |= uint8_t(1u << (j % 8));
+    }
     if (std::string of = ctx.node.GetString("bias_grad", ""); !of.empty()) {
       // The sums of op(A)'s rows or op(B)'s columns over k, in the order
       // ReduceSum adds them.

@@ -56,7 +56,42 @@ Status Layout(cublasLtMatrixLayout_t* l, cudaDataType_t t, int64_t rows, int64_t
   return Status::Ok();
 }
 
+// One thread per byte of the mask: eight columns of one row.
+__global__ void ReluMaskKernel(const void* y, int dt, int64_t rows, int64_t n, int64_t row_bytes,
+                               uint8_t* mask) {
+  int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= rows * row_bytes) return;
+  int64_t r = i / row_bytes, j0 = (i % row_bytes) * 8;
+  uint8_t bits = 0;
+  for (int b = 0; b < 8 && j0 + b < n; ++b)
+    if (LoadF(y, dt, r * n + j0 + b) > 0.0f) bits |= uint8_t(1u << b);
+  mask[i] = bits;
+}
+
+__global__ void ApplyReluMaskKernel(void* y, int dt, const uint8_t* mask, int64_t rows, int64_t n,
+                                    int64_t row_bytes) {
+  int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= rows * n) return;
+  int64_t r = i / n, j = i % n;
+  if (!(mask[r * row_bytes + j / 8] >> (j % 8) & 1)) StoreF(y, dt, i, 0.0f);
+}
+
 }  // namespace
+
+Status ReluMask(const void* y, int dtype, int64_t rows, int64_t n, void* mask, void* stream) {
+  int64_t row_bytes = (n + 127) / 128 * 16;
+  if (rows * row_bytes == 0) return Status::Ok();
+  ReluMaskKernel<<<Blocks(rows * row_bytes), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      y, dtype, rows, n, row_bytes, static_cast<uint8_t*>(mask));
+  return CheckLaunch("ReluMask");
+}
+
+Status ApplyReluMask(void* y, int dtype, const void* mask, int64_t rows, int64_t n, void* stream) {
+  if (rows * n == 0) return Status::Ok();
+  ApplyReluMaskKernel<<<Blocks(rows * n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      y, dtype, static_cast<const uint8_t*>(mask), rows, n, (n + 127) / 128 * 16);
+  return CheckLaunch("ApplyReluMask");
+}
 
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
@@ -70,9 +105,11 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
             void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,
             int64_t stride_c, void* stream, const GemmEpilogue& ep) {
-  bool fused = ep.bias || ep.relu || ep.bias_grad;
-  if (ep.bias_grad && (ep.bias || ep.relu || batch != 1))
+  bool fused = ep.bias || ep.relu || ep.bias_grad || ep.relu_mask_in;
+  if (ep.bias_grad && (ep.bias || ep.relu || ep.relu_mask_in || batch != 1))
     return Unimplemented("a bias gradient with a bias, a ReLU or a batch in one cuBLASLt epilogue");
+  if ((ep.relu_mask_out || ep.relu_mask_in) && batch != 1)
+    return Unimplemented("a ReLU mask of a batched product");
   if (m == 0 || n == 0 || batch == 0) {
     if (ep.bias_grad && m > 0) return Unimplemented("a bias gradient of an empty product");
     return Status::Ok();
@@ -95,13 +132,29 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
     // Column-major, D is our C transposed and the operands swap: the bias
     // runs along D's rows (our columns, n); our A's bias gradient along D's
     // columns (our rows, m) is cuBLASLt's B's (BGRADB), our B's is BGRADA.
+    // A ReLU mask is cuBLASLt's aux bit matrix (the RELU_AUX epilogues write
+    // it, DRELU reads it).
     cublasLtEpilogue_t e =
         ep.bias_grad ? (ep.bias_grad_of_b ? CUBLASLT_EPILOGUE_BGRADA : CUBLASLT_EPILOGUE_BGRADB)
-        : ep.bias    ? (ep.relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS)
-                     : CUBLASLT_EPILOGUE_RELU;
+        : ep.relu_mask_in ? CUBLASLT_EPILOGUE_DRELU
+        : ep.bias         ? (ep.relu ? (ep.relu_mask_out ? CUBLASLT_EPILOGUE_RELU_AUX_BIAS
+                                                         : CUBLASLT_EPILOGUE_RELU_BIAS)
+                                     : CUBLASLT_EPILOGUE_BIAS)
+                  : (ep.relu_mask_out ? CUBLASLT_EPILOGUE_RELU_AUX : CUBLASLT_EPILOGUE_RELU);
     AMP_RETURN_IF_ERROR(
         Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)),
               "epilogue"));
+    const void* aux = ep.relu_mask_out ? ep.relu_mask_out : ep.relu_mask_in;
+    if (aux) {
+      int64_t ld = (n + 127) / 128 * 128;  // bits; D's rows are our n columns
+      AMP_RETURN_IF_ERROR(
+          Check(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                               &aux, sizeof(aux)),
+                "aux pointer"));
+      AMP_RETURN_IF_ERROR(Check(cublasLtMatmulDescSetAttribute(
+                                    d.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)),
+                                "aux ld"));
+    }
     const void* vector = ep.bias_grad ? ep.bias_grad : ep.bias;
     if (vector)
       AMP_RETURN_IF_ERROR(

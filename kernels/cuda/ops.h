@@ -253,12 +253,22 @@ Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a,
 // RELU_BIAS, BGRADB and BGRADA). Unimplemented when cuBLASLt has no kernel
 // for that epilogue (or a bias gradient with a bias or ReLU): the caller
 // runs the steps apart.
+// relu_mask_out (with relu) also writes the ReLU's bit mask, relu_mask_in
+// applies one to the product (DRELU): bit j of row i at bit i * ld + j,
+// ld = n rounded up to 128 (cuBLASLt's RELU_AUX layout).
 struct GemmEpilogue {
   const void* bias = nullptr;
   bool relu = false;
   void* bias_grad = nullptr;
   bool bias_grad_of_b = false;
+  void* relu_mask_out = nullptr;
+  const void* relu_mask_in = nullptr;
 };
+// The same mask from a stored [rows, n] result (its elements > 0), and its
+// application to one (elements whose bit is clear become 0): the steps
+// apart, where cuBLASLt has no kernel for the epilogue.
+Status ReluMask(const void* y, int dtype, int64_t rows, int64_t n, void* mask, void* stream);
+Status ApplyReluMask(void* y, int dtype, const void* mask, int64_t rows, int64_t n, void* stream);
 Status Gemm(void* handle, void* workspace, size_t workspace_bytes, bool trans_a, bool trans_b,
             int64_t m, int64_t n, int64_t k, float alpha, const void* a, const void* b, float beta,
             void* c, int dtype, int c_dtype, int64_t batch, int64_t stride_a, int64_t stride_b,

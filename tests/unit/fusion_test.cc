@@ -1091,7 +1091,10 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o = ai.amp.MatMulT (p, w, v)", "not one value per output column"},
       {"o = ai.amp.MatMulT (p, w, x16)", "bias has type"},
       {"o, a = ai.amp.MatMulT (p, w)", "a second output needs bias_grad"},
-      {"o = ai.amp.MatMulT <bias_grad = \"A\"> (p, w)", "needs a second output"},
+      {"o = ai.amp.MatMulT <bias_grad = \"A\"> (p, w)", "need a second output"},
+      {"o, a = ai.amp.MatMulT <relu_mask = 1> (p, w)", "relu_mask needs activation relu"},
+      {"o = ai.amp.MatMulT <activation = \"drelu\"> (p, w)", "drelu needs the forward's mask"},
+      {"o = ai.amp.MatMulT <activation = \"drelu\"> (p, w, , x)", "the ReLU mask must be uint8"},
       {"o, a = ai.amp.MatMulT <bias_grad = \"C\"> (p, w)", "bias_grad is"},
       {"o, a = ai.amp.MatMulT <bias_grad = \"A\", transB = 1> (q, w)", "needs 2-D operands"},
   };
