@@ -1,5 +1,6 @@
 // Training ops: ONNX's ai.onnx.preview.training (Gradient, Adam, Momentum, Adagrad) and amp's own
-// ai.amp fused ops (FusedAdam, UnscaleCheck, LossScaleUpdate) and its collective (AllReduce).
+// ai.amp fused ops (FusedAdam, FusedSgd, UnscaleCheck, LossScaleUpdate) and its collective
+// (AllReduce).
 //
 // Each op's facts in one record (ops/op_def.h): arity, type and shape
 // inference, precision class, shape-like inputs, gradient rule or why there
@@ -78,6 +79,26 @@ Status InferFusedAdam(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp FusedSgd (fuse-optimizer): lr, step, skip, then n parameters, n
+// gradients and, with momentum, n momentum buffers; outputs the n new
+// parameters and (with momentum) the n new buffers. Attributes momentum,
+// dampening, nesterov, weight_decay (PyTorch's SGD).
+Status InferFusedSgd(InferenceContext& ctx) {
+  bool momentum = ctx.node().GetFloat("momentum", 0.0f) != 0.0f;
+  int64_t groups = momentum ? 3 : 2;
+  int64_t rest = static_cast<int64_t>(ctx.num_inputs()) - 3;
+  if (rest <= 0 || rest % groups != 0)
+    return ctx.Error("expects lr, step, skip and ", groups, " groups of tensors");
+  int64_t n = rest / groups;
+  if (static_cast<int64_t>(ctx.num_outputs()) != (groups - 1) * n)
+    return ctx.Error("expects ", (groups - 1) * n, " outputs for ", n, " parameters");
+  for (int64_t j = 0; j < (groups - 1) * n; ++j) {
+    size_t from = static_cast<size_t>(j < n ? 3 + j : 3 + n + j);
+    ctx.SetOutput(j, ctx.input_dtype(from), ctx.input_shape(from));
+  }
+  return Status::Ok();
+}
+
 // ai.amp UnscaleCheck (fuse-unscale): 1/S, then n gradients; outputs the n
 // unscaled gradients and a bool scalar (any of them not finite).
 Status InferUnscaleCheck(InferenceContext& ctx) {
@@ -143,6 +164,18 @@ std::vector<std::pair<int, int>> InplaceFusedAdam(const Node& n) {
   return pairs;
 }
 
+// FusedSgd reads p and the buffer at an index before it writes them there.
+std::vector<std::pair<int, int>> InplaceFusedSgd(const Node& n) {
+  bool momentum = n.GetFloat("momentum", 0.0f) != 0.0f;
+  int count = static_cast<int>(n.num_inputs() - 3) / (momentum ? 3 : 2);
+  std::vector<std::pair<int, int>> pairs;
+  for (int k = 0; k < count; ++k) {
+    pairs.emplace_back(k, 3 + k);
+    if (momentum) pairs.emplace_back(count + k, 3 + 2 * count + k);
+  }
+  return pairs;
+}
+
 // AllReduce reads each input before writing its output.
 std::vector<std::pair<int, int>> InplaceAllReduce(const Node& n) {
   std::vector<std::pair<int, int>> pairs;
@@ -195,6 +228,13 @@ std::vector<OpDef> TrainingOps() {
        .precision = {OpClass::kNone, "FP32 by construction (fuse-optimizer)"},
        .no_grad = "made by fusion after autodiff: never differentiated",
        .inplace = InplaceFusedAdam},
+      {.domain = "ai.amp",
+       .op_type = "FusedSgd",
+       .arity = {5, -1, 1, -1},
+       .infer = InferFusedSgd,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-optimizer)"},
+       .no_grad = "made by fusion after autodiff: never differentiated",
+       .inplace = InplaceFusedSgd},
       {.domain = "ai.amp",
        .op_type = "UnscaleCheck",
        .arity = {2, -1, 2, -1},

@@ -1,6 +1,7 @@
 // fuse-optimizer: replaces the per-parameter Adam/AdamW update that the
 // optimizer pass writes in standard ops (about 20 nodes per parameter) by one
-// ai.amp FusedAdam node over every parameter, which a backend runs as one
+// ai.amp FusedAdam node over every parameter (and SGD's, with weight decay,
+// momentum, dampening and Nesterov, by one ai.amp FusedSgd), which a backend runs as one
 // multi-tensor kernel (llm.c's AdamW: read FP32 master weights and moments,
 // write them back in the same pass). The node computes exactly what the
 // standard ops compute, in the same FP32 operation order, including the
@@ -11,8 +12,8 @@
 // hyperparameters, the lr input, and each parameter's master weight,
 // gradient and moments; their new values come from the update bindings. The
 // graph's formula is never matched, so changing it cannot silently stop
-// fusion: a description the graph contradicts is an error. SGD and steps
-// without an optimizer are left as they are. Specialization runs it before
+// fusion: a description the graph contradicts is an error. Steps without an
+// optimizer are left as they are. Specialization runs it before
 // planning (on request); the exported step keeps standard ops.
 #pragma once
 

@@ -523,6 +523,37 @@ Status MatMulFn(const Ctx& c) {
   return Unimplemented(c.node.Describe(), ": MatMul with mixed broadcast batch dims on CUDA");
 }
 
+Status FusedSgdFn(const Ctx& c) {
+  float mom = c.node.GetFloat("momentum", 0.f);
+  size_t n = (c.in.size() - 3) / (mom != 0 ? 3 : 2);
+  std::vector<const float*> p(n), g(n), buf(n);
+  std::vector<float*> op(n), obuf(n);
+  std::vector<int64_t> sizes(n);
+  for (size_t k = 0; k < n; ++k) {
+    std::vector<size_t> slots = {3 + k, 3 + n + k};
+    if (mom != 0) slots.push_back(3 + 2 * n + k);
+    for (size_t j : slots)
+      if (c.I(j).dtype != DType::kFloat32 || c.I(j).numel() != c.I(3 + k).numel())
+        return c.Error("parameter ", k, ": every tensor must be float32 of one size");
+    p[k] = static_cast<const float*>(c.I(3 + k).data);
+    g[k] = static_cast<const float*>(c.I(3 + n + k).data);
+    op[k] = static_cast<float*>(c.O(k).data);
+    if (mom != 0) {
+      buf[k] = static_cast<const float*>(c.I(3 + 2 * n + k).data);
+      obuf[k] = static_cast<float*>(c.O(n + k).data);
+    }
+    sizes[k] = c.I(3 + k).numel();
+  }
+  if (c.I(0).dtype != DType::kFloat32 || c.I(1).dtype != DType::kFloat32)
+    return c.Error("lr and step must be float32 scalars");
+  const bool* skip = c.has_in(2) ? static_cast<const bool*>(c.I(2).data) : nullptr;
+  return cuda::FusedSgd(
+      static_cast<int>(n), p.data(), g.data(), mom != 0 ? buf.data() : nullptr, op.data(),
+      mom != 0 ? obuf.data() : nullptr, sizes.data(), static_cast<const float*>(c.I(0).data),
+      static_cast<const float*>(c.I(1).data), skip, mom, c.node.GetFloat("dampening", 0.f),
+      c.node.GetInt("nesterov", 0) != 0, c.node.GetFloat("weight_decay", 0.f), c.stream);
+}
+
 Status FusedAdamFn(const Ctx& c) {
   size_t n = (c.in.size() - 3) / 4;
   std::vector<const float*> p(n), g(n), m(n), v(n);
@@ -880,6 +911,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:AttentionGrad"] = AttentionGradFn;
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     m["ai.amp:LossScaleUpdate"] = LossScaleUpdateFn;
+    m["ai.amp:FusedSgd"] = FusedSgdFn;
     m["ai.amp:SoftmaxCrossEntropyGrad"] = SoftmaxCrossEntropyGradFn;
     return m;
   }();

@@ -149,6 +149,50 @@ Status FusedAdamKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp FusedSgd: the optimizer pass's SGD (weight decay, momentum with
+// dampening, Nesterov) for every parameter in one kernel, FP32, in the
+// standard ops' exact operation order, including the skip.
+Status FusedSgdKernel(KernelContext& ctx) {
+  float mom = ctx.node.GetFloat("momentum", 0.f), damp = ctx.node.GetFloat("dampening", 0.f);
+  float wd = ctx.node.GetFloat("weight_decay", 0.f);
+  bool nesterov = ctx.node.GetInt("nesterov", 0) != 0;
+  size_t n = (ctx.inputs.size() - 3) / (mom != 0 ? 3 : 2);
+  float lr = static_cast<float>(ReadDouble(ctx.in(0), 0));
+  bool first = damp != 0 && ReadDouble(ctx.in(1), 0) == 0.0;  // PyTorch: the first buffer is g
+  bool skip = ctx.has_input(2) && ReadInt(ctx.in(2), 0) != 0;
+  float omd = static_cast<float>(1.0 - static_cast<double>(damp));
+  for (size_t k = 0; k < n; ++k) {
+    const TensorRef &p = ctx.in(3 + k), &g = ctx.in(3 + n + k);
+    const TensorRef* buf = mom != 0 ? &ctx.in(3 + 2 * n + k) : nullptr;
+    for (const TensorRef* t : {&p, &g, buf})
+      if (t && (t->dtype != DType::kFloat32 || t->numel() != p.numel()))
+        return ctx.Error("parameter ", k, ": every tensor must be float32 of one size");
+    const float *pp = p.as<float>(), *pg = g.as<float>();
+    const float* pb = buf ? buf->as<float>() : nullptr;
+    float* op = ctx.out(k).as<float>();
+    float* ob = buf ? ctx.out(n + k).as<float>() : nullptr;
+    ParallelFor(p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        if (skip) {
+          op[i] = pp[i];
+          if (ob) ob[i] = pb[i];
+          continue;
+        }
+        float gr = pg[i];
+        if (wd != 0) gr = gr + pp[i] * wd;
+        float dir = gr;
+        if (pb) {
+          float next = first ? gr : pb[i] * mom + gr * omd;
+          ob[i] = next;
+          dir = nesterov ? gr + next * mom : next;
+        }
+        op[i] = pp[i] - dir * lr;
+      }
+    });
+  }
+  return Status::Ok();
+}
+
 // ai.amp UnscaleCheck: g * (1/S) for every gradient, and whether any result
 // is not finite (what loss scaling's Mul-by-zero probes compute).
 Status UnscaleCheckKernel(KernelContext& ctx) {
@@ -206,6 +250,7 @@ void RegisterOptimizerKernels(KernelTable& t) {
   t["ai.amp:LossScaleUpdate"] = LossScaleUpdateKernel;
   t["ai.amp:UnscaleCheck"] = UnscaleCheckKernel;
   t["ai.amp:FusedAdam"] = FusedAdamKernel;
+  t["ai.amp:FusedSgd"] = FusedSgdKernel;
   t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;
   t["ai.onnx.preview.training:Momentum"] = MomentumKernel;
   t["ai.onnx.preview.training:Adam"] = AdamKernel;

@@ -194,6 +194,12 @@ Status Fill(void* out, int64_t n, const void* value, int width, void* stream);
 Status Dropout(DevPtr x, void* y, bool* mask, int64_t n, float ratio, uint64_t seed, uint64_t step,
                void* stream);
 
+// ai.amp FusedSgd: PyTorch's SGD (weight decay, momentum with dampening,
+// Nesterov) over n FP32 tensors; buf and out_buf null without momentum.
+Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
+                const float* const* buf, float* const* out_p, float* const* out_buf,
+                const int64_t* sizes, const float* lr, const float* step, const bool* skip,
+                float momentum, float dampening, bool nesterov, float weight_decay, void* stream);
 // ai.amp LossScaleUpdate: GradScaler's update of the scale and growth
 // tracker from the found-inf flag (device scalars; outputs may alias inputs).
 struct LossScaleRule {

@@ -1,5 +1,5 @@
 // The fused multi-tensor optimizer kernels, then their launchers: Adam/AdamW
-// (ai.amp FusedAdam, from fuse-optimizer) and the gradient unscale with its
+// and SGD (ai.amp FusedAdam and FusedSgd, from fuse-optimizer) and the gradient unscale with its
 // finiteness check (ai.amp UnscaleCheck, from fuse-unscale). One launch updates up to
 // kMaxTensors parameters (blockIdx.y picks the tensor); lr, the step count
 // and the skip flag are read on the device, so a step never waits for the
@@ -61,6 +61,44 @@ __global__ void FusedAdamKernel(AdamTensors t, const float* lr_p, const float* s
     t.op[k][i] = __fsub_rn(base, __fmul_rn(__fdiv_rn(m1, denom), step_size));
     t.om[k][i] = m1;
     t.ov[k][i] = v1;
+  }
+}
+
+struct SgdTensors {
+  const float* p[kMaxTensors];
+  const float* g[kMaxTensors];
+  const float* buf[kMaxTensors];  // null without momentum
+  float* op[kMaxTensors];
+  float* obuf[kMaxTensors];
+  int64_t n[kMaxTensors];
+};
+
+__global__ void FusedSgdKernel(SgdTensors t, const float* lr_p, const float* step_p,
+                               const bool* skip_p, float mom, float omd, bool damped, float wd,
+                               bool nesterov) {
+  int k = blockIdx.y;
+  int64_t n = t.n[k];
+  float lr = *lr_p;
+  bool first = damped && *step_p == 0.0f;  // PyTorch: the first buffer is the gradient
+  bool skip = skip_p && *skip_p;
+  const float* buf = t.buf[k];
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float p = t.p[k][i];
+    if (skip) {
+      t.op[k][i] = p;
+      if (buf) t.obuf[k][i] = buf[i];
+      continue;
+    }
+    float gr = t.g[k][i];
+    if (wd != 0) gr = __fadd_rn(gr, __fmul_rn(p, wd));
+    float dir = gr;
+    if (buf) {
+      float next = first ? gr : __fadd_rn(__fmul_rn(buf[i], mom), __fmul_rn(gr, omd));
+      t.obuf[k][i] = next;
+      dir = nesterov ? __fadd_rn(gr, __fmul_rn(next, mom)) : next;
+    }
+    t.op[k][i] = __fsub_rn(p, __fmul_rn(dir, lr));
   }
 }
 
@@ -158,6 +196,32 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
     FusedAdamKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         t, lr, step, skip, beta1, beta2, eps, weight_decay, decoupled, omb1, omb2);
     AMP_RETURN_IF_ERROR(CheckLaunch("FusedAdam"));
+  }
+  return Status::Ok();
+}
+
+Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
+                const float* const* buf, float* const* out_p, float* const* out_buf,
+                const int64_t* sizes, const float* lr, const float* step, const bool* skip,
+                float momentum, float dampening, bool nesterov, float weight_decay, void* stream) {
+  float omd = static_cast<float>(1.0 - static_cast<double>(dampening));
+  for (int start = 0; start < n_tensors; start += kMaxTensors) {
+    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+    SgdTensors t{};
+    int64_t largest = 1;
+    for (int k = 0; k < count; ++k) {
+      t.p[k] = p[start + k];
+      t.g[k] = g[start + k];
+      t.buf[k] = buf ? buf[start + k] : nullptr;
+      t.op[k] = out_p[start + k];
+      t.obuf[k] = out_buf ? out_buf[start + k] : nullptr;
+      t.n[k] = sizes[start + k];
+      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
+    }
+    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
+    FusedSgdKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        t, lr, step, skip, momentum, omd, dampening != 0, weight_decay, nesterov);
+    AMP_RETURN_IF_ERROR(CheckLaunch("FusedSgd"));
   }
   return Status::Ok();
 }

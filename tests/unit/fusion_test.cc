@@ -727,6 +727,86 @@ g (float[6,8] x) => (float[6,5] logits)
   }
 }
 
+// fuse-optimizer for SGD: PyTorch's SGD (plain; momentum; momentum with
+// dampening, whose first buffer is the gradient; Nesterov with weight
+// decay) as one ai.amp FusedSgd and as the optimizer pass's standard ops,
+// every piece of state after four O1 steps (one of them overflowing, so
+// skipped) bit for bit.
+TEST(FuseOptimizerTest, SgdIsTheUnfusedSgdBitForBit) {
+  struct Case {
+    const char* name;
+    float momentum, dampening, weight_decay;
+    bool nesterov;
+  };
+  for (Case c : {Case{"plain", 0, 0, 0, false}, Case{"momentum", 0.9f, 0, 0, false},
+                 Case{"dampening", 0.9f, 0.3f, 0, false},
+                 Case{"nesterov, weight decay", 0.9f, 0, 0.01f, true}}) {
+    SCOPED_TRACE(c.name);
+    std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[4,6] x) => (float[4,3] y)
+<float[3,6] w = {0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8, -0.9, 1.0, 0.1, 0.2, -0.3, 0.4, 0.5, 0.6, -0.7, 0.8},
+ float[3] b = {0.1, -0.2, 0.3}>
+{
+  y = Gemm <transB = 1> (x, w, b)
+})";
+    std::map<std::string, Tensor> state[2];
+    bool fused_op = false;
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      auto m = LoadModelText(text);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      pipelines::TrainingOptions t;
+      t.loss.kind = "mse";
+      t.loss.label_type = DType::kFloat32;
+      t.optimizer.kind = "sgd";
+      t.optimizer.lr = 0.1f;
+      t.optimizer.momentum = c.momentum;
+      t.optimizer.dampening = c.dampening;
+      t.optimizer.nesterov = c.nesterov;
+      t.optimizer.weight_decay = c.weight_decay;
+      t.loss_scale = LossScaleOptions{};
+      PassPipeline p = pipelines::Training(t);
+      PrecisionPolicy policy;
+      policy.level = OptLevel::kO1;
+      p.Append(pipelines::ForLevel(policy));
+      Status built = p.Run(*m).status();
+      ASSERT_TRUE(built.ok()) << built.message();
+      ExecutorOptions o;
+      o.poison = true;
+      o.profile = true;
+      o.fuse_optimizer = fuse != 0;
+      auto ex = Executor::Create(std::move(*m), o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(41);
+      for (double scale : {1.0, 2.0, 1e38, 0.5}) {
+        Tensor x = Random(DType::kFloat32, {4, 6}, inputs);
+        for (int64_t i = 0; i < x.num_elements(); ++i) x.SetDouble(i, x.GetDouble(i) * scale);
+        ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+        ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {4, 3}, inputs)).ok());
+        Tensor lr(DType::kFloat32, {});
+        lr.SetDouble(0, 0.1);
+        ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+        Status st = (*ex)->Run();
+        ASSERT_TRUE(st.ok()) << st.message();
+      }
+      for (const ProfileEntry& e : (*ex)->ProfileByOp())
+        if (e.key == "ai.amp:FusedSgd" && fuse) fused_op = true;
+      for (const std::string& name : (*ex)->StateNames()) {
+        auto v = (*ex)->Fetch(name);
+        ASSERT_TRUE(v.ok()) << name;
+        state[fuse][name] = *v;
+      }
+    }
+    EXPECT_TRUE(fused_op) << "fuse-optimizer did not fuse SGD";
+    ASSERT_EQ(state[0].size(), state[1].size());
+    ASSERT_GE(state[0].size(), c.momentum != 0 ? 7u : 5u);  // w, b, [buffers,] scale, tracker, step
+    for (const auto& [name, want] : state[0]) {
+      const Tensor& have = state[1].at(name);
+      ASSERT_EQ(have.nbytes(), want.nbytes()) << name;
+      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
+    }
+  }
+}
+
 // fuse-loss-scale: the scale and growth tracker after each of six steps,
 // fused into ai.amp LossScaleUpdate and unfused, bit for bit: clean steps
 // that grow the scale at the interval (2), a growth the max clamp holds, an
