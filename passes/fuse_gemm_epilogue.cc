@@ -133,14 +133,20 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
     Value* r = gt->input(0);
     Node* fwd = r->producer();
     if (!IsMatMulT(fwd) || fwd->GetString("activation", "") != "relu" || fwd->output(0) != r ||
-        Dims(r) != Dims(grad) || Dims(grad) != Dims(w->output(0)) || grad->dtype() != r->dtype())
+        !Dims(r) || Dims(r) != Dims(grad) || Dims(grad) != Dims(w->output(0)) ||
+        grad->dtype() != r->dtype())
       continue;
     if (fwd->GetInt("relu_mask", 0) == 0) {
       Node* with_mask = MakeMatMulT(model, fwd, nullptr, r->name() + "_masked");
       with_mask->SetAttr("relu_mask", Attribute::Int(1));
-      g.AddNodeOutput(with_mask, r->name() + "_relu_mask");
+      Value* mask = g.AddNodeOutput(with_mask, r->name() + "_relu_mask");
+      // (ops/gemm.cc's mask shape: the rows, and 16 bytes per 128 columns.)
+      auto rd = *Dims(r);
+      int64_t rows = 1;
+      for (size_t i = 0; i + 1 < rd.size(); ++i) rows *= rd[i];
+      mask->mutable_type() =
+          TensorType{DType::kUInt8, ShapeFromDims({rows, (rd.back() + 127) / 128 * 16})};
       AMP_RETURN_IF_ERROR(g.Substitute({{r, with_mask->output(0)}}, {fwd}));
-      AMP_RETURN_IF_ERROR(RunShapeInference(model));  // the mask's type
       fwd = with_mask;
     }
     Node* m = MakeMatMulT(model, gp, nullptr, w->output(0)->name() + "_drelu", fwd->output(1));
