@@ -111,23 +111,25 @@ StatusOr<Tensor> ConstantNodeValue(const Node& n) {
   return Unimplemented(n.Describe(), ": Constant attribute '", name, "' is not supported");
 }
 
-std::optional<double> ConstantNodeScalar(const Value* v) {
-  const Node* p = v ? v->producer() : nullptr;
-  if (!p || p->op_type() != "Constant" || !(p->domain().empty() || p->domain() == "ai.onnx"))
-    return std::nullopt;
+std::optional<Tensor> ConstantNodeTensor(const Value* v) {
+  const Node* p = ProducerIf(v, "Constant");
+  if (!p) return std::nullopt;
   auto t = ConstantNodeValue(*p);
-  if (!t.ok() || t->num_elements() != 1) return std::nullopt;
+  if (!t.ok()) return std::nullopt;
+  return *t;
+}
+
+std::optional<double> ConstantNodeScalar(const Value* v) {
+  auto t = ConstantNodeTensor(v);
+  if (!t || t->num_elements() != 1) return std::nullopt;
   return t->GetDouble(0);
 }
 
 std::optional<std::vector<int64_t>> ConstantReduceAxes(const Node& r, int64_t rank) {
   std::vector<int64_t> axes = r.GetInts("axes");
   if (!r.HasAttr("axes") && r.input(1)) {
-    const Node* c = r.input(1)->producer();
-    if (!c || c->op_type() != "Constant" || !(c->domain().empty() || c->domain() == "ai.onnx"))
-      return std::nullopt;
-    auto t = ConstantNodeValue(*c);
-    if (!t.ok()) return std::nullopt;
+    auto t = ConstantNodeTensor(r.input(1));
+    if (!t) return std::nullopt;
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
   }
   if (axes.empty()) {

@@ -23,6 +23,8 @@ StatusOr<std::optional<std::vector<Tensor>>> EvaluateNode(
 
 // The tensor a Constant node holds (value, value_float(s) or value_int(s)).
 StatusOr<Tensor> ConstantNodeValue(const Node& node);
+// The tensor a default-domain Constant node gives `v`, else nullopt.
+std::optional<Tensor> ConstantNodeTensor(const Value* v);
 // The element of `v` when a default-domain Constant node with one element
 // defines it (a scale, an epsilon, a ratio), else nullopt.
 std::optional<double> ConstantNodeScalar(const Value* v);

@@ -165,11 +165,18 @@ void Graph::SetInitializerData(Value* v, Tensor t) {
   v->initializer_ = std::make_unique<Tensor>(std::move(t));
 }
 
+bool IsDefaultOp(const Node* n, std::string_view op_type) {
+  return n && n->op_type() == op_type && (n->domain().empty() || n->domain() == "ai.onnx");
+}
+
 Node* ProducerIf(const Value* v, std::string_view op_type) {
   Node* n = v ? v->producer() : nullptr;
-  if (!n || n->op_type() != op_type || !(n->domain().empty() || n->domain() == "ai.onnx"))
-    return nullptr;
-  return n;
+  return IsDefaultOp(n, op_type) ? n : nullptr;
+}
+
+std::optional<std::vector<int64_t>> StaticDimsOf(const Value* v) {
+  if (!v || !v->type().shape) return std::nullopt;
+  return StaticDims(*v->type().shape);
 }
 
 std::unique_ptr<Graph> Graph::Clone() const {

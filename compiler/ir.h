@@ -14,6 +14,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -336,9 +337,15 @@ struct TrainingInfo {
 // them as FP32 weights).
 bool IsExporterConstantName(const std::string& name);
 
+// Whether `n` is a default-domain ("" or "ai.onnx") `op_type` node (false
+// for a null `n`).
+bool IsDefaultOp(const Node* n, std::string_view op_type);
 // The node defining `v` if it is a default-domain `op_type` node, else null
 // (also for a null `v`): one step of a pattern match.
 Node* ProducerIf(const Value* v, std::string_view op_type);
+// The static dims of `v`'s shape, or nullopt (no shape, a symbolic dim, a
+// null `v`).
+std::optional<std::vector<int64_t>> StaticDimsOf(const Value* v);
 
 struct OpsetImport {
   std::string domain;

@@ -12,9 +12,6 @@
 namespace amp {
 namespace {
 
-bool Is(const Node* n, std::string_view op) {
-  return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
-}
 bool IsMatMulT(const Node* n) {
   return n && n->domain() == "ai.amp" && n->op_type() == "MatMulT" && !n->input(2) &&
          !n->HasAttr("activation") && n->num_outputs() == 1;
@@ -22,7 +19,7 @@ bool IsMatMulT(const Node* n) {
 // A product with the given flags, no scale other than `alpha` (when given)
 // and no output type of its own unless `out` says which.
 bool Product(const Node* n, bool ta, bool tb) {
-  if (Is(n, "MatMul")) return !ta && !tb;
+  if (IsDefaultOp(n, "MatMul")) return !ta && !tb;
   return IsMatMulT(n) && (n->GetInt("transA", 0) != 0) == ta && (n->GetInt("transB", 0) != 0) == tb;
 }
 float Alpha(const Node* n) { return IsMatMulT(n) ? n->GetFloat("alpha", 1.0f) : 1.0f; }
@@ -45,7 +42,7 @@ Value* Other(const Node* n, const Value* one) {
 
 // True when `r` is a keepdims ReduceSum over the last axis of its input.
 bool SumsLastAxis(const Node* r) {
-  if (!Is(r, "ReduceSum") || r->GetInt("keepdims", 1) != 1) return false;
+  if (!IsDefaultOp(r, "ReduceSum") || r->GetInt("keepdims", 1) != 1) return false;
   const Value* x = r->input(0);
   if (!x->type().shape) return false;
   int64_t rank = static_cast<int64_t>(x->type().shape->size());
@@ -55,7 +52,7 @@ bool SumsLastAxis(const Node* r) {
     if (!a) return false;
     const Tensor* t = a->initializer();
     std::optional<Tensor> c;
-    if (!t && Is(a->producer(), "Constant")) {
+    if (!t && IsDefaultOp(a->producer(), "Constant")) {
       auto v = ConstantNodeValue(*a->producer());
       if (!v.ok()) return false;
       c = std::move(*v);
@@ -78,7 +75,7 @@ struct Match {
 };
 
 std::optional<Match> MatchAt(Node* softmax) {
-  if (!Is(softmax, "Softmax")) return std::nullopt;
+  if (!IsDefaultOp(softmax, "Softmax")) return std::nullopt;
   Value* p = softmax->output(0);
   Value* s = softmax->input(0);
   if (!s->type().has_static_shape() || p->dtype() != DType::kFloat32) return std::nullopt;
@@ -90,10 +87,11 @@ std::optional<Match> MatchAt(Node* softmax) {
   m.intermediates.push_back(s);
   // The scores: alpha * q . op(k) [+ mask], in FP32.
   Node* qk = s->producer();
-  if (Is(qk, "Add")) {
+  if (IsDefaultOp(qk, "Add")) {
     for (int side = 0; side < 2 && !m.mask; ++side) {
       Node* g = qk->input(side)->producer();
-      if ((IsMatMulT(g) || Is(g, "MatMul")) && qk->input(side)->dtype() == DType::kFloat32) {
+      if ((IsMatMulT(g) || IsDefaultOp(g, "MatMul")) &&
+          qk->input(side)->dtype() == DType::kFloat32) {
         m.mask = qk->input(1 - side);
         m.nodes.push_back(qk);
         m.intermediates.push_back(qk->input(side));
@@ -104,7 +102,8 @@ std::optional<Match> MatchAt(Node* softmax) {
         static_cast<int64_t>(m.mask->type().shape->size()) > rank)
       return std::nullopt;
   }
-  if (!(IsMatMulT(qk) || Is(qk, "MatMul")) || qk->GetInt("transA", 0) != 0) return std::nullopt;
+  if (!(IsMatMulT(qk) || IsDefaultOp(qk, "MatMul")) || qk->GetInt("transA", 0) != 0)
+    return std::nullopt;
   m.nodes.push_back(qk);
   m.q = qk->input(0);
   m.k = qk->input(1);
@@ -117,12 +116,12 @@ std::optional<Match> MatchAt(Node* softmax) {
   Value* p16 = p;
   Node *t_mul = nullptr, *w_mul = nullptr;
   for (Node* r : Readers(p)) {
-    if (Is(r, "Cast") && p16 == p) {
+    if (IsDefaultOp(r, "Cast") && p16 == p) {
       p16 = r->output(0);
       m.nodes.push_back(r);
-    } else if (Is(r, "Mul") && !t_mul) {
+    } else if (IsDefaultOp(r, "Mul") && !t_mul) {
       t_mul = r;
-    } else if (Is(r, "Mul") && !w_mul) {
+    } else if (IsDefaultOp(r, "Mul") && !w_mul) {
       w_mul = r;
     } else if (!Product(r, false, false) && !Product(r, true, false)) {
       return std::nullopt;
@@ -167,7 +166,7 @@ std::optional<Match> MatchAt(Node* softmax) {
   if (t_readers.size() != 1 || !SumsLastAxis(t_readers[0])) return std::nullopt;
   Node* sum = t_readers[0];
   std::vector<Node*> r_readers = Readers(sum->output(0));
-  if (r_readers.size() != 1 || !Is(r_readers[0], "Sub")) return std::nullopt;
+  if (r_readers.size() != 1 || !IsDefaultOp(r_readers[0], "Sub")) return std::nullopt;
   Node* sub = r_readers[0];
   if (sub->input(0) != dp || sub->input(1) != sum->output(0)) return std::nullopt;
   if (Other(w_mul, p) != sub->output(0)) return std::nullopt;
@@ -177,7 +176,7 @@ std::optional<Match> MatchAt(Node* softmax) {
   Value* ds = w_mul->output(0);
   std::vector<Node*> ds_readers = Readers(ds);
   if (m.q->dtype() != DType::kFloat32) {
-    if (ds_readers.size() != 1 || !Is(ds_readers[0], "Cast")) return std::nullopt;
+    if (ds_readers.size() != 1 || !IsDefaultOp(ds_readers[0], "Cast")) return std::nullopt;
     m.nodes.push_back(ds_readers[0]);
     m.intermediates.push_back(ds);
     ds = ds_readers[0]->output(0);
@@ -215,7 +214,7 @@ std::optional<Match> MatchAt(Node* softmax) {
 
 // True when `t` transposes the last two axes of its input and nothing else.
 bool SwapsLastTwo(const Node* t) {
-  if (!Is(t, "Transpose")) return false;
+  if (!IsDefaultOp(t, "Transpose")) return false;
   std::vector<int64_t> perm = t->GetInts("perm");
   size_t r = perm.size();
   if (r < 2) return false;
@@ -228,10 +227,7 @@ bool SwapsLastTwo(const Node* t) {
 
 StatusOr<bool> FuseAttention::Run(Model& model) {
   Graph& g = *model.graph;
-  std::set<std::string> named = model.training.NamedValues();
-  auto pinned = [&](const Value* v) {
-    return v->is_graph_output() || named.count(v->name()) || keep_.count(v->name());
-  };
+  PinnedValues pinned(model, keep_);
   bool changed = false;
   for (bool again = true; again;) {
     again = false;

@@ -9,24 +9,17 @@
 namespace amp {
 namespace {
 
-bool Is(const Node* n, std::string_view op) {
-  return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
-}
-
 // The node computing `v` when it is a Transpose swapping the first two of
 // four axes.
 Node* SwapFirstTwo(const Value* v) {
-  Node* t = v ? v->producer() : nullptr;
-  if (!Is(t, "Transpose") || t->GetInts("perm") != std::vector<int64_t>{1, 0, 2, 3}) return nullptr;
-  return t;
+  Node* t = ProducerIf(v, "Transpose");
+  return t && t->GetInts("perm") == std::vector<int64_t>{1, 0, 2, 3} ? t : nullptr;
 }
 
 // The ints a Constant node gives `v`, if it does.
 std::optional<std::vector<int64_t>> ConstantInts(const Value* v) {
-  const Node* p = v ? v->producer() : nullptr;
-  if (!Is(p, "Constant")) return std::nullopt;
-  auto t = ConstantNodeValue(*p);
-  if (!t.ok()) return std::nullopt;
+  auto t = ConstantNodeTensor(v);
+  if (!t) return std::nullopt;
   std::vector<int64_t> out;
   for (int64_t i = 0; i < t->num_elements(); ++i) out.push_back(t->GetInt(i));
   return out;
@@ -36,11 +29,8 @@ std::optional<std::vector<int64_t>> ConstantInts(const Value* v) {
 
 StatusOr<bool> FuseConvWeightGrad::Run(Model& model) {
   Graph& g = *model.graph;
-  std::set<std::string> named = model.training.NamedValues();
-  auto private_value = [&](const Value* v) {
-    return v->uses().size() == 1 && !v->is_graph_output() && !named.count(v->name()) &&
-           !keep_.count(v->name());
-  };
+  PinnedValues pinned(model, keep_);
+  auto private_value = [&](const Value* v) { return pinned.Private(v); };
   bool changed = false;
   std::set<const Node*> erased;  // (the list below still holds them)
   for (Node* back : g.nodes()) {
@@ -52,16 +42,16 @@ StatusOr<bool> FuseConvWeightGrad::Run(Model& model) {
     Node* cast = nullptr;
     Node* slice = nullptr;
     bool ok = true;
-    while (ok && (Is(r->producer(), "Cast") || Is(r->producer(), "Slice"))) {
+    while (ok && (IsDefaultOp(r->producer(), "Cast") || IsDefaultOp(r->producer(), "Slice"))) {
       Node* p = r->producer();
-      Node*& seen = Is(p, "Cast") ? cast : slice;
+      Node*& seen = IsDefaultOp(p, "Cast") ? cast : slice;
       ok = !seen && private_value(p->input(0));
       seen = p;
       r = p->input(0);
     }
     if (!ok || (cast && cast->output(0)->dtype() != DType::kFloat32)) continue;
     Node* conv = r->producer();
-    if (!Is(conv, "Conv") || conv->num_inputs() != 2 || conv->GetInt("group", 1) != 1 ||
+    if (!IsDefaultOp(conv, "Conv") || conv->num_inputs() != 2 || conv->GetInt("group", 1) != 1 ||
         conv->GetString("auto_pad", "NOTSET") != "NOTSET" || !private_value(conv->output(0)))
       continue;
     Node* tx = SwapFirstTwo(conv->input(0));

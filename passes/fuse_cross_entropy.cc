@@ -9,24 +9,6 @@
 namespace amp {
 namespace {
 
-bool Is(const Node* n, std::string_view op) {
-  return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
-}
-
-std::optional<std::vector<int64_t>> Dims(const Value* v) {
-  if (!v || !v->type().shape) return std::nullopt;
-  return StaticDims(*v->type().shape);
-}
-
-// The constant tensor a Constant node gives `v`, if it does.
-std::optional<Tensor> ConstantOf(const Value* v) {
-  const Node* p = v ? v->producer() : nullptr;
-  if (!Is(p, "Constant")) return std::nullopt;
-  auto t = ConstantNodeValue(*p);
-  if (!t.ok()) return std::nullopt;
-  return *t;
-}
-
 // axis 1 (or -1) of a rank-2 tensor.
 bool AxisOne(const Node* n) {
   int64_t a = n->GetInt("axis", -1);
@@ -37,28 +19,25 @@ bool AxisOne(const Node* n) {
 
 StatusOr<bool> FuseCrossEntropy::Run(Model& model) {
   Graph& g = *model.graph;
-  std::set<std::string> named = model.training.NamedValues();
-  auto private_value = [&](const Value* v) {
-    return v->uses().size() == 1 && !v->is_graph_output() && !named.count(v->name()) &&
-           !keep_.count(v->name());
-  };
+  PinnedValues pinned(model, keep_);
+  auto private_value = [&](const Value* v) { return pinned.Private(v); };
   bool changed = false;
   std::set<const Node*> erased;  // (the list below still holds them)
   for (Node* sub : g.nodes()) {
-    if (erased.count(sub) || !Is(sub, "Sub") || sub->output(0)->dtype() != DType::kFloat32)
+    if (erased.count(sub) || !IsDefaultOp(sub, "Sub") || sub->output(0)->dtype() != DType::kFloat32)
       continue;
     Node* sm = sub->input(0)->producer();
     Node* oh = sub->input(1)->producer();
-    if (!Is(sm, "Softmax") || !Is(oh, "OneHot") || !AxisOne(sm) || !AxisOne(oh) ||
+    if (!IsDefaultOp(sm, "Softmax") || !IsDefaultOp(oh, "OneHot") || !AxisOne(sm) || !AxisOne(oh) ||
         !private_value(sm->output(0)) || !private_value(oh->output(0)))
       continue;
     Value* x = sm->input(0);
-    auto xd = Dims(x), ld = Dims(oh->input(0));
+    auto xd = StaticDimsOf(x), ld = StaticDimsOf(oh->input(0));
     if (!xd || xd->size() != 2 || x->dtype() != DType::kFloat32 || !ld || ld->size() != 1 ||
         (*ld)[0] != (*xd)[0] || oh->output(0)->dtype() != DType::kFloat32)
       continue;
-    auto depth = ConstantOf(oh->input(1));
-    auto values = ConstantOf(oh->input(2));
+    auto depth = ConstantNodeTensor(oh->input(1));
+    auto values = ConstantNodeTensor(oh->input(2));
     if (!depth || depth->num_elements() != 1 || depth->GetDouble(0) != (*xd)[1] || !values ||
         values->num_elements() != 2 || values->GetDouble(0) != 0.0 || values->GetDouble(1) != 1.0)
       continue;
@@ -68,10 +47,10 @@ StatusOr<bool> FuseCrossEntropy::Run(Model& model) {
     Value* scale = nullptr;
     if (private_value(sub->output(0))) {
       Node* mul = sub->output(0)->uses()[0].node;
-      if (Is(mul, "Mul") && mul->output(0)->dtype() == DType::kFloat32 &&
-          Dims(mul->output(0)) == xd) {
+      if (IsDefaultOp(mul, "Mul") && mul->output(0)->dtype() == DType::kFloat32 &&
+          StaticDimsOf(mul->output(0)) == xd) {
         Value* s = mul->input(0) == sub->output(0) ? mul->input(1) : mul->input(0);
-        auto sd = Dims(s);
+        auto sd = StaticDimsOf(s);
         int64_t numel = 1;
         for (int64_t d : sd ? *sd : std::vector<int64_t>{0}) numel *= d;
         bool per_row = sd && sd->size() == 2 && (*sd)[0] == (*xd)[0] && (*sd)[1] == 1;
@@ -86,8 +65,8 @@ StatusOr<bool> FuseCrossEntropy::Run(Model& model) {
     // A half copy of the gradient (the GEMMs' operand) comes out too.
     Node* cast = nullptr;
     for (const Use& u : dx->uses())
-      if (Is(u.node, "Cast") && (u.node->output(0)->dtype() == DType::kFloat16 ||
-                                 u.node->output(0)->dtype() == DType::kBFloat16))
+      if (IsDefaultOp(u.node, "Cast") && (u.node->output(0)->dtype() == DType::kFloat16 ||
+                                          u.node->output(0)->dtype() == DType::kBFloat16))
         cast = u.node;
     std::vector<std::string> names = {dx->name() + "_fused"};
     if (cast) names.push_back(cast->output(0)->name() + "_fused");

@@ -11,11 +11,6 @@
 namespace amp {
 namespace {
 
-std::optional<std::vector<int64_t>> Dims(const Value* v) {
-  if (!v || !v->type().shape) return std::nullopt;
-  return StaticDims(*v->type().shape);
-}
-
 // The op's output dims when the node can be an instruction: a fusable op of
 // the default domain with its arity, every input present and of a type and
 // static shape the program holds, one output of such a type and a static,
@@ -27,16 +22,16 @@ std::optional<std::vector<int64_t>> FusableDims(const Node& n) {
   int arity = static_cast<int>(n.num_inputs());
   if (arity < f->min_args || arity > f->max_args) return std::nullopt;
   for (const Value* in : n.inputs())
-    if (!in || !FusableType(in->dtype()) || !Dims(in)) return std::nullopt;
+    if (!in || !FusableType(in->dtype()) || !StaticDimsOf(in)) return std::nullopt;
   const Value* out = n.output(0);
   if (!FusableType(out->dtype())) return std::nullopt;
-  auto dims = Dims(out);
+  auto dims = StaticDimsOf(out);
   if (!dims) return std::nullopt;
   int64_t numel = 1;
   for (int64_t d : *dims) numel *= d;
   if (numel <= 0) return std::nullopt;
   for (const Value* in : n.inputs())
-    if (Dims(in)->size() > dims->size()) return std::nullopt;
+    if (StaticDimsOf(in)->size() > dims->size()) return std::nullopt;
   return dims;
 }
 

@@ -9,22 +9,14 @@
 namespace amp {
 namespace {
 
-bool Is(const Node* n, std::string_view op) {
-  return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
-}
 bool IsMatMulT(const Node* n) { return n && n->op_type() == "MatMulT" && n->domain() == "ai.amp"; }
-
-std::optional<std::vector<int64_t>> Dims(const Value* v) {
-  if (!v || !v->type().shape) return std::nullopt;
-  return StaticDims(*v->type().shape);
-}
 
 // A GEMM whose epilogue is still free: MatMul, a MatMulT with no activation
 // and no bias gradient (it may add a bias: the activation comes after it),
 // or a Gemm without a bias.
 bool FreeGemm(const Node* n) {
-  if (Is(n, "MatMul")) return true;
-  if (Is(n, "Gemm")) return !n->input(2) || n->GetFloat("beta", 1.0f) == 0.0f;
+  if (IsDefaultOp(n, "MatMul")) return true;
+  if (IsDefaultOp(n, "Gemm")) return !n->input(2) || n->GetFloat("beta", 1.0f) == 0.0f;
   return IsMatMulT(n) && !n->HasAttr("activation") && !n->HasAttr("bias_grad");
 }
 
@@ -59,7 +51,7 @@ Node* MakeMatMulT(Model& model, Node* n, Value* bias, const std::string& hint,
 // The epilogue's shape rules (ops/gemm.cc): one matrix as B, and A 2-D when
 // it is read transposed.
 bool EpilogueShapes(const Node* n) {
-  auto a = Dims(n->input(0)), b = Dims(n->input(1));
+  auto a = StaticDimsOf(n->input(0)), b = StaticDimsOf(n->input(1));
   bool ta = n->GetInt("transA", 0) != 0;
   return a && b && b->size() == 2 && !a->empty() && (!ta || a->size() == 2);
 }
@@ -68,7 +60,7 @@ bool EpilogueShapes(const Node* n) {
 // half or FP32 value cast to FP32.
 Value* SummedSource(Value* x) {
   Node* c = x->producer();
-  if (Is(c, "Cast") && x->dtype() == DType::kFloat32) {
+  if (IsDefaultOp(c, "Cast") && x->dtype() == DType::kFloat32) {
     DType from = c->input(0)->dtype();
     if (from == DType::kFloat16 || from == DType::kBFloat16 || from == DType::kFloat32)
       return c->input(0);
@@ -80,20 +72,18 @@ Value* SummedSource(Value* x) {
 
 StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
   Graph& g = *model.graph;
-  std::set<std::string> named = model.training.NamedValues();
-  auto pinned = [&](const Value* v) {
-    return v->is_graph_output() || named.count(v->name()) || keep_.count(v->name());
-  };
-  auto private_value = [&](const Value* v) { return v->uses().size() == 1 && !pinned(v); };
+  PinnedValues pinned(model, keep_);
+  auto private_value = [&](const Value* v) { return pinned.Private(v); };
   bool changed = false;
 
   // Gemm's bias: cuBLASLt adds it in the epilogue (a broadcast copy of C
   // into the output, then beta = 1, is a kernel more).
   for (Node* n : g.nodes()) {
-    if (!Is(n, "Gemm") || !n->input(2) || n->GetFloat("beta", 1.0f) != 1.0f) continue;
+    if (!IsDefaultOp(n, "Gemm") || !n->input(2) || n->GetFloat("beta", 1.0f) != 1.0f) continue;
     Value* y = n->output(0);
     Value* bias = n->input(2);
-    auto yd = Dims(y), bd = Dims(bias), ad = Dims(n->input(0)), wd = Dims(n->input(1));
+    auto yd = StaticDimsOf(y), bd = StaticDimsOf(bias), ad = StaticDimsOf(n->input(0)),
+         wd = StaticDimsOf(n->input(1));
     if (!yd || !bd || !ad || !wd || yd->size() != 2 || bd->size() != 1 || (*bd)[0] != (*yd)[1] ||
         bias->dtype() != y->dtype())
       continue;
@@ -104,7 +94,7 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
 
   // ReLU after a GEMM (and its bias).
   for (Node* r : g.nodes()) {
-    if (!Is(r, "Relu")) continue;
+    if (!IsDefaultOp(r, "Relu")) continue;
     Value* y = r->input(0);
     Node* p = y->producer();
     if (!FreeGemm(p) || !private_value(y) || !EpilogueShapes(p)) continue;
@@ -118,7 +108,7 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
   // a GEMM's ReLU: the forward GEMM also writes the ReLU's bit mask, the
   // backward GEMM applies it (cuBLASLt's RELU_AUX and DRELU).
   for (Node* w : g.nodes()) {
-    if (!Is(w, "Where")) continue;
+    if (!IsDefaultOp(w, "Where")) continue;
     Node* gt = w->input(0)->producer();
     Value* grad = w->input(1);
     Node* gp = grad->producer();
@@ -126,22 +116,22 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
       auto c = ConstantNodeScalar(v);
       return c && *c == 0.0;
     };
-    if (!Is(gt, "Greater") || !private_value(w->input(0)) || !zero(gt->input(1)) ||
+    if (!IsDefaultOp(gt, "Greater") || !private_value(w->input(0)) || !zero(gt->input(1)) ||
         !zero(w->input(2)) || !private_value(grad) || !FreeGemm(gp) || gp->input(2) ||
         !EpilogueShapes(gp))
       continue;
     Value* r = gt->input(0);
     Node* fwd = r->producer();
     if (!IsMatMulT(fwd) || fwd->GetString("activation", "") != "relu" || fwd->output(0) != r ||
-        !Dims(r) || Dims(r) != Dims(grad) || Dims(grad) != Dims(w->output(0)) ||
-        grad->dtype() != r->dtype())
+        !StaticDimsOf(r) || StaticDimsOf(r) != StaticDimsOf(grad) ||
+        StaticDimsOf(grad) != StaticDimsOf(w->output(0)) || grad->dtype() != r->dtype())
       continue;
     if (fwd->GetInt("relu_mask", 0) == 0) {
       Node* with_mask = MakeMatMulT(model, fwd, nullptr, r->name() + "_masked");
       with_mask->SetAttr("relu_mask", Attribute::Int(1));
       Value* mask = g.AddNodeOutput(with_mask, r->name() + "_relu_mask");
       // (ops/gemm.cc's mask shape: the rows, and 16 bytes per 128 columns.)
-      auto rd = *Dims(r);
+      auto rd = *StaticDimsOf(r);
       int64_t rows = 1;
       for (size_t i = 0; i + 1 < rd.size(); ++i) rows *= rd[i];
       mask->mutable_type() =
@@ -161,11 +151,11 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
   for (Node* s : g.nodes()) {
     // (The sum may be named or a graph output: the GEMM's output takes its
     // name and readers.)
-    if (erased.count(s) || !Is(s, "ReduceSum")) continue;
+    if (erased.count(s) || !IsDefaultOp(s, "ReduceSum")) continue;
     Value* x = s->input(0);
     Value* src = SummedSource(x);
-    auto sd = Dims(src);
-    auto out = Dims(s->output(0));
+    auto sd = StaticDimsOf(src);
+    auto out = StaticDimsOf(s->output(0));
     if (!sd || !out || sd->size() < 2) continue;
     auto axes = ConstantReduceAxes(*s, static_cast<int64_t>(sd->size()));
     if (!axes) continue;
@@ -178,7 +168,7 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
       if (!FreeGemm(n) || u.index > 1 || n->HasAttr("activation") || n->input(2) ||
           n->input(0) == n->input(1) || n->output(0)->dtype() != s->output(0)->dtype())
         return false;
-      auto ad = Dims(n->input(0)), bd = Dims(n->input(1));
+      auto ad = StaticDimsOf(n->input(0)), bd = StaticDimsOf(n->input(1));
       return ad && bd && ad->size() == 2 && bd->size() == 2;
     };
     // The axis of the stored operand that the product reduces over.
@@ -194,8 +184,8 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
       }
       // A 3-D (or higher) gradient flattened to rows, summed over all but
       // its last axis: the GEMM reduces over those rows.
-      if (Is(u.node, "Reshape") && u.index == 0) {
-        auto rd = Dims(u.node->output(0));
+      if (IsDefaultOp(u.node, "Reshape") && u.index == 0) {
+        auto rd = StaticDimsOf(u.node->output(0));
         std::vector<int64_t> lead(sd->size() - 1);
         for (size_t i = 0; i < lead.size(); ++i) lead[i] = static_cast<int64_t>(i);
         if (!rd || rd->size() != 2 || rd->back() != sd->back() || *axes != lead) continue;
@@ -213,7 +203,7 @@ StatusOr<bool> FuseGemmEpilogue::Run(Model& model) {
     m->SetAttr("bias_grad", Attribute::String(side == 0 ? "A" : "B"));
     Value* db = g.AddNodeOutput(m, s->output(0)->name() + "_bgrad");
     Value* sum = db;
-    auto gd = Dims(gemm->output(0));
+    auto gd = StaticDimsOf(gemm->output(0));
     int64_t rows = side == 0 ? gd->front() : gd->back();
     if (*out != std::vector<int64_t>{rows}) {
       // keepdims: the sum's own shape, a view of the vector.

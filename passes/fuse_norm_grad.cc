@@ -12,16 +12,6 @@
 namespace amp {
 namespace {
 
-bool Is(const Node* n, std::string_view op) {
-  return n && n->op_type() == op && (n->domain().empty() || n->domain() == "ai.onnx");
-}
-
-// The node computing `v` when it is `op`.
-Node* Def(const Value* v, std::string_view op) {
-  Node* p = v ? v->producer() : nullptr;
-  return Is(p, op) ? p : nullptr;
-}
-
 // For a commutative binary node, the input that is not `one` (null if
 // neither input is `one`).
 Value* Other(const Node* n, const Value* one) {
@@ -33,11 +23,11 @@ Value* Other(const Node* n, const Value* one) {
 // The axes of a keepdims ReduceMean of a rank-`rank` input, normalized and
 // sorted (the attribute or a constant input); empty when it is not one.
 std::vector<int64_t> MeanAxes(const Node* r, size_t rank) {
-  if (!Is(r, "ReduceMean") || r->GetInt("keepdims", 1) != 1) return {};
+  if (!IsDefaultOp(r, "ReduceMean") || r->GetInt("keepdims", 1) != 1) return {};
   std::vector<int64_t> axes = r->GetInts("axes");
   if (!r->HasAttr("axes") && r->input(1)) {
     const Node* c = r->input(1)->producer();
-    if (!Is(c, "Constant")) return {};
+    if (!IsDefaultOp(c, "Constant")) return {};
     auto t = ConstantNodeValue(*c);
     if (!t.ok()) return {};
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
@@ -63,45 +53,46 @@ struct Match {
 
 // The pattern with `d` as its last node (dx = Mul(invstd, ...)).
 std::optional<Match> MatchAt(Node* d) {
-  if (!Is(d, "Mul")) return std::nullopt;
+  if (!IsDefaultOp(d, "Mul")) return std::nullopt;
   for (int side = 0; side < 2; ++side) {
     Value* invstd = d->input(side);
-    Node* rec = Def(invstd, "Reciprocal");
-    Node* t = Def(d->input(1 - side), "Sub");
+    Node* rec = ProducerIf(invstd, "Reciprocal");
+    Node* t = ProducerIf(d->input(1 - side), "Sub");
     if (!rec || !t) continue;
-    Node* sq = Def(rec->input(0), "Sqrt");
-    Node* add = sq ? Def(sq->input(0), "Add") : nullptr;
+    Node* sq = ProducerIf(rec->input(0), "Sqrt");
+    Node* add = sq ? ProducerIf(sq->input(0), "Add") : nullptr;
     if (!add) continue;
     Node* var = nullptr;
     std::optional<double> eps;
     for (int k = 0; k < 2 && !var; ++k)
-      if ((eps = ConstantNodeScalar(add->input(1 - k)))) var = Def(add->input(k), "ReduceMean");
+      if ((eps = ConstantNodeScalar(add->input(1 - k))))
+        var = ProducerIf(add->input(k), "ReduceMean");
     if (!var) continue;
-    Node* sqr = Def(var->input(0), "Mul");
+    Node* sqr = ProducerIf(var->input(0), "Mul");
     if (!sqr || sqr->input(0) != sqr->input(1)) continue;
     Value* xc = sqr->input(0);
-    Node* center = Def(xc, "Sub");
+    Node* center = ProducerIf(xc, "Sub");
     if (!center) continue;
     Value* x = center->input(0);
-    Node* mean = Def(center->input(1), "ReduceMean");
+    Node* mean = ProducerIf(center->input(1), "ReduceMean");
     if (!mean || mean->input(0) != x) continue;
     // t = Sub(Sub(dxhat, m1), Mul(xhat, m2))
-    Node* s1 = Def(t->input(0), "Sub");
-    Node* xm2 = Def(t->input(1), "Mul");
+    Node* s1 = ProducerIf(t->input(0), "Sub");
+    Node* xm2 = ProducerIf(t->input(1), "Mul");
     if (!s1 || !xm2) continue;
     Value* dxhat = s1->input(0);
-    Node* m1 = Def(s1->input(1), "ReduceMean");
+    Node* m1 = ProducerIf(s1->input(1), "ReduceMean");
     if (!m1 || m1->input(0) != dxhat) continue;
     Node* xh = nullptr;
     Node* m2 = nullptr;
     for (int k = 0; k < 2 && !m2; ++k) {
-      xh = Def(xm2->input(k), "Mul");
-      m2 = Def(xm2->input(1 - k), "ReduceMean");
+      xh = ProducerIf(xm2->input(k), "Mul");
+      m2 = ProducerIf(xm2->input(1 - k), "ReduceMean");
       if (!xh || !m2) m2 = nullptr;
     }
     if (!m2 || Other(xh, xc) != invstd) continue;
     Value* xhat = xh->output(0);
-    Node* dm = Def(m2->input(0), "Mul");
+    Node* dm = ProducerIf(m2->input(0), "Mul");
     if (!dm || Other(dm, dxhat) != xhat) continue;
     if (!x->type().shape) continue;
     size_t rank = x->type().shape->size();
@@ -128,11 +119,12 @@ std::optional<Match> MatchAt(Node* d) {
 // The sum of `v` over its leading `lead` axes (keepdims = 0): the gradient
 // of a scale or bias broadcast over them. Null when `r` is not that.
 bool SumsLeading(const Node* r, const Value* v, size_t lead) {
-  if (!Is(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0) return false;
+  if (!IsDefaultOp(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0)
+    return false;
   std::vector<int64_t> axes = r->GetInts("axes");
   if (!r->HasAttr("axes")) {
     const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
-    if (!Is(c, "Constant")) return false;
+    if (!IsDefaultOp(c, "Constant")) return false;
     auto t = ConstantNodeValue(*c);
     if (!t.ok()) return false;
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
@@ -182,7 +174,7 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
   if (axes.back() != rank - 1 || m.axis == 0) return std::nullopt;
   auto pinned = [&](const Value* v) { return v->is_graph_output() || named.count(v->name()); };
   Value* dxhat = ng->input(1);
-  m.scale_mul = Def(dxhat, "Mul");
+  m.scale_mul = ProducerIf(dxhat, "Mul");
   if (!m.scale_mul || pinned(dxhat) || ReadersOf(dxhat).size() != 1) return std::nullopt;
   std::vector<int64_t> trailing(dims->begin() + m.axis, dims->end());
   for (int side = 0; side < 2 && !m.scale; ++side) {
@@ -198,7 +190,7 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
     return std::nullopt;
   Value* xhat = ng->output(1);
   std::vector<Node*> xr = ReadersOf(xhat);
-  if (pinned(xhat) || xr.size() != 1 || !Is(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
+  if (pinned(xhat) || xr.size() != 1 || !IsDefaultOp(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
     return std::nullopt;
   m.xhat_mul = xr[0];
   Value* t = m.xhat_mul->output(0);
@@ -211,7 +203,7 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
   // The residual's gradient: dx read only by a two-input Sum of its shape.
   Value* dx = ng->output(0);
   std::vector<Node*> dr = ReadersOf(dx);
-  if (!pinned(dx) && dr.size() == 1 && (Is(dr[0], "Sum") || Is(dr[0], "Add")) &&
+  if (!pinned(dx) && dr.size() == 1 && (IsDefaultOp(dr[0], "Sum") || IsDefaultOp(dr[0], "Add")) &&
       dr[0]->num_inputs() == 2 && dr[0]->input(0) != dr[0]->input(1)) {
     Value* a = Other(dr[0], dx);
     if (a && a->dtype() == DType::kFloat32 && a->type().shape &&
@@ -225,12 +217,13 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
 
 // The sum of `v` over every axis but the channel (1), keepdims = 0.
 bool SumsAllButChannel(const Node* r, const Value* v) {
-  if (!Is(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0) return false;
+  if (!IsDefaultOp(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0)
+    return false;
   int64_t rank = static_cast<int64_t>(v->type().shape->size());
   std::vector<int64_t> axes = r->GetInts("axes");
   if (!r->HasAttr("axes")) {
     const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
-    if (!Is(c, "Constant")) return false;
+    if (!IsDefaultOp(c, "Constant")) return false;
     auto t = ConstantNodeValue(*c);
     if (!t.ok()) return false;
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
@@ -270,7 +263,7 @@ std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>&
   int64_t channels = (*dims)[1];
   auto pinned = [&](const Value* v) { return v->is_graph_output() || named.count(v->name()); };
   Value* dxhat = ng->input(1);
-  m.scale_mul = Def(dxhat, "Mul");
+  m.scale_mul = ProducerIf(dxhat, "Mul");
   if (!m.scale_mul || pinned(dxhat) || ReadersOf(dxhat).size() != 1) return std::nullopt;
   for (int side = 0; side < 2 && !m.scale; ++side) {
     Value* s = m.scale_mul->input(1 - side);
@@ -291,7 +284,7 @@ std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>&
     return std::nullopt;
   Value* xhat = ng->output(1);
   std::vector<Node*> xr = ReadersOf(xhat);
-  if (pinned(xhat) || xr.size() != 1 || !Is(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
+  if (pinned(xhat) || xr.size() != 1 || !IsDefaultOp(xr[0], "Mul") || Other(xr[0], xhat) != m.dy)
     return std::nullopt;
   m.xhat_mul = xr[0];
   Value* t = m.xhat_mul->output(0);
@@ -301,12 +294,12 @@ std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>&
   for (Node* r : ReadersOf(m.dy))
     if (SumsAllButChannel(r, m.dy)) m.dbias = r;
   // x widened from half only for this: read the half x.
-  Node* xc = Def(m.x, "Cast");
+  Node* xc = ProducerIf(m.x, "Cast");
   if (xc && !pinned(m.x) && ReadersOf(m.x).size() == 1 && IsFloat(xc->input(0)->dtype()) &&
       DTypeSize(xc->input(0)->dtype()) < 4)
     m.x_cast = xc;
   // dy widened from half only for these: read the half dy.
-  Node* dc = Def(m.dy, "Cast");
+  Node* dc = ProducerIf(m.dy, "Cast");
   if (dc && !pinned(m.dy) && IsFloat(dc->input(0)->dtype()) &&
       DTypeSize(dc->input(0)->dtype()) < 4) {
     bool only_here = true;
@@ -316,7 +309,7 @@ std::optional<BnMatch> MatchBatchNormGrad(Node* ng, const std::set<std::string>&
   }
   // dx rounded to half for its readers: write it so.
   std::vector<Node*> dr = ReadersOf(ng->output(0));
-  if (!pinned(ng->output(0)) && dr.size() == 1 && Is(dr[0], "Cast") &&
+  if (!pinned(ng->output(0)) && dr.size() == 1 && IsDefaultOp(dr[0], "Cast") &&
       IsFloat(dr[0]->output(0)->dtype()))
     m.dx_cast = dr[0];
   return m;

@@ -7,6 +7,13 @@
 
 namespace amp {
 
+PinnedValues::PinnedValues(const Model& model, const std::set<std::string, std::less<>>& keep)
+    : named_(model.training.NamedValues()), keep_(keep) {}
+
+bool PinnedValues::operator()(const Value* v) const {
+  return v->is_graph_output() || named_.count(v->name()) || keep_.count(v->name());
+}
+
 StatusOr<bool> PassPipeline::Run(Model& model) {
   AMP_RETURN_IF_ERROR(VerifyModel(model).WithContext("the input does not verify"));
   bool changed = false;

@@ -24,6 +24,21 @@ class Pass {
   virtual StatusOr<bool> Run(Model& model) = 0;
 };
 
+// The values a fusion must leave readable after the step: graph outputs,
+// every value the step's description names, and the caller's `keep`
+// (amp-compile --keep). Built once per pass run.
+class PinnedValues {
+ public:
+  PinnedValues(const Model& model, const std::set<std::string, std::less<>>& keep);
+  bool operator()(const Value* v) const;
+  // Read by one node and not pinned: a value a fusion may fold away.
+  bool Private(const Value* v) const { return v->uses().size() == 1 && !(*this)(v); }
+
+ private:
+  std::set<std::string> named_;
+  const std::set<std::string, std::less<>>& keep_;
+};
+
 // Debugging a pipeline, as MLIR's --mlir-print-ir-after and XLA's
 // --xla_disable_hlo_passes do: print the IR after some passes, skip others.
 struct PipelineDebug {
