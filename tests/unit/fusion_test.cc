@@ -469,11 +469,78 @@ g (float[2,3,4,5] x) => (float[2,3,4,5] y)
 namespace amp {
 namespace {
 
+// Random N(0, sd) values written into the "{KEY}" placeholders of ONNX
+// text (an initializer's elements).
+void FillWeights(std::string& text, const std::vector<std::pair<std::string, int>>& sizes,
+                 uint32_t seed, double sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal(0.0, sd);
+  for (const auto& [key, count] : sizes) {
+    std::string values;
+    for (int i = 0; i < count; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
+    text.replace(text.find("{" + key + "}"), key.size() + 2, "{" + values + "}");
+  }
+}
+
+// The training step of ONNX text (pipelines::Training, then the precision
+// level's passes) in an Executor that poisons every output and profiles.
+StatusOr<std::unique_ptr<Executor>> TrainingStep(const std::string& text,
+                                                 const pipelines::TrainingOptions& t,
+                                                 OptLevel level, DType half, ExecutorOptions o) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModelText(text));
+  PassPipeline p = pipelines::Training(t);
+  PrecisionPolicy policy;
+  policy.level = level;
+  policy.half_type = half;
+  p.Append(pipelines::ForLevel(policy));
+  AMP_RETURN_IF_ERROR(p.Run(m).status());
+  o.poison = true;
+  o.profile = true;
+  return Executor::Create(std::move(m), o);
+}
+
+Tensor FloatScalar(double v) {
+  Tensor t(DType::kFloat32, {});
+  t.SetDouble(0, v);
+  return t;
+}
+
+// Kernel calls per op of what `ex` ran ("ai.amp:Op" outside the default domain).
+std::map<std::string, size_t> CallsByOp(const Executor& ex) {
+  std::map<std::string, size_t> calls;
+  for (const ProfileEntry& e : ex.ProfileByOp()) calls[e.key] = e.calls;
+  return calls;
+}
+
+StatusOr<std::map<std::string, Tensor>> FetchAll(Executor& ex,
+                                                 const std::vector<std::string>& names) {
+  std::map<std::string, Tensor> out;
+  for (const std::string& name : names) {
+    AMP_ASSIGN_OR_RETURN(Tensor t, ex.Fetch(name));
+    out[name] = t;
+  }
+  return out;
+}
+
+// Every tensor of `got` is the one of `want`, bit for bit (and there are some).
+void ExpectSameBits(const std::map<std::string, Tensor>& want,
+                    const std::map<std::string, Tensor>& got) {
+  ASSERT_FALSE(want.empty());
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, w] : want) {
+    const Tensor& g = got.at(name);
+    ASSERT_EQ(g.nbytes(), w.nbytes()) << name;
+    EXPECT_EQ(std::memcmp(g.data(), w.data(), w.nbytes()), 0) << name;
+  }
+}
+
 // fuse-gemm-epilogue: an MLP's Linears (Gemm with a bias, then ReLU) and a
 // Linear of a sequence (a 3-D MatMul and the bias Add, whose bias gradient
-// sums over two axes), their gradients and outputs with the biases, ReLUs
-// and bias gradients in the GEMMs and without, bit for bit on random data,
-// FP32 (O0) and O1 in fp16 and bf16.
+// sums over two axes), their gradients and outputs with the biases, ReLUs,
+// ReLU's gradient and bias gradients in the GEMMs and without, bit for bit
+// on random data, FP32 (O0) and O1 in fp16 and bf16. The whole step runs
+// (SGD, loss scaling in O1: the weight gradients are then GEMMs into FP32,
+// as amp-compile builds them); the updated weights and the loss compared.
 TEST(FuseGemmEpilogueTest, LinearsAndTheirGradientsAreTheUnfusedOnesBitForBit) {
   struct Case {
     const char* name;
@@ -482,8 +549,7 @@ TEST(FuseGemmEpilogueTest, LinearsAndTheirGradientsAreTheUnfusedOnesBitForBit) {
     size_t fused_sums;
   };
   // (In O1 the loss's gradient is FP32 and the last GEMM reads its half
-  // copy: that bias gradient stays a ReduceSum.) The updated weights and
-  // the loss are compared.
+  // copy: that bias gradient stays a ReduceSum.)
   for (Case c : {Case{"fp32", OptLevel::kO0, DType::kFloat16, 3},
                  Case{"fp16", OptLevel::kO1, DType::kFloat16, 2},
                  Case{"bf16", OptLevel::kO1, DType::kBFloat16, 2}}) {
@@ -501,72 +567,41 @@ g (float[2,3,8] s) => (float[6,5] y)
   r = Relu (h)
   y = Gemm <transB = 1> (r, w2, b2)
 })";
-    std::mt19937 rng(17);
-    std::normal_distribution<double> normal(0.0, 0.4);
-    for (auto [key, count] : {std::pair<std::string, int>{"W1", 28},
-                              {"B1", 7},
-                              {"W2", 35},
-                              {"B2", 5},
-                              {"W3", 32},
-                              {"B3", 4}}) {
-      std::string values;
-      for (int i = 0; i < count; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
-      text.replace(text.find("{" + key + "}"), key.size() + 2, "{" + values + "}");
-    }
+    FillWeights(text, {{"W1", 28}, {"B1", 7}, {"W2", 35}, {"B2", 5}, {"W3", 32}, {"B3", 4}}, 17,
+                0.4);
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.label_type = DType::kFloat32;
+    t.optimizer.lr = 0.25f;
+    if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
     std::map<std::string, Tensor> values[2];
-    size_t sums[2] = {0, 0}, relus[2] = {0, 0};
+    std::map<std::string, size_t> calls[2];
     for (int fuse = 0; fuse < 2; ++fuse) {
-      auto m = LoadModelText(text);
-      ASSERT_TRUE(m.ok()) << m.status().message();
-      pipelines::TrainingOptions t;
-      t.loss.kind = "mse";
-      t.loss.output = "y";
-      t.loss.label_type = DType::kFloat32;
-      // The whole step, SGD with loss scaling in O1: the weight gradients
-      // are then GEMMs into FP32, as amp-compile builds them.
-      t.optimizer.lr = 0.25f;
-      if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
-      PassPipeline p = pipelines::Training(t);
-      PrecisionPolicy policy;
-      policy.level = c.level;
-      policy.half_type = c.half;
-      p.Append(pipelines::ForLevel(policy));
-      Status built = p.Run(*m).status();
-      ASSERT_TRUE(built.ok()) << built.message();
       ExecutorOptions o;
-      o.poison = true;
-      o.profile = true;
       if (!fuse) o.disabled_passes = {"fuse-gemm-epilogue"};
-      auto ex = Executor::Create(std::move(*m), o);
+      auto ex = TrainingStep(text, t, c.level, c.half, o);
       ASSERT_TRUE(ex.ok()) << ex.status().message();
       std::mt19937 inputs(19);
-      for (const Value* in : (*ex)->model().graph->inputs())
-        ASSERT_TRUE(
-            (*ex)
-                ->SetInput(in->name(), Random(in->dtype(), *StaticDims(*in->type().shape), inputs))
-                .ok());
+      ASSERT_TRUE((*ex)->SetInput("s", Random(DType::kFloat32, {2, 3, 8}, inputs)).ok());
+      ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {6, 5}, inputs)).ok());
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.25)).ok());
       Status st = (*ex)->Run();
       ASSERT_TRUE(st.ok()) << st.message();
-      for (const ProfileEntry& e : (*ex)->ProfileByOp()) {
-        if (e.key == "ReduceSum") sums[fuse] = e.calls;
-        if (e.key == "Relu") relus[fuse] = e.calls;
-      }
-      for (const char* name : {"w1", "b1", "w2", "b2", "w3", "b3", "loss"}) {
-        auto v = (*ex)->Fetch(name);
-        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
-        values[fuse][name] = *v;
-      }
+      calls[fuse] = CallsByOp(**ex);
+      auto v = FetchAll(**ex, {"w1", "b1", "w2", "b2", "w3", "b3", "loss"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      values[fuse] = *v;
     }
-    // The bias gradients become the weight gradients' second outputs, the
-    // ReLU part of the first GEMM.
-    EXPECT_EQ(relus[0], 1u);
-    EXPECT_EQ(relus[1], 0u);
-    EXPECT_EQ(sums[0], sums[1] + c.fused_sums) << "bias gradients not fused";
-    for (const auto& [name, want] : values[0]) {
-      const Tensor& got = values[1].at(name);
-      ASSERT_EQ(got.nbytes(), want.nbytes());
-      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << name;
-    }
+    // The bias gradients become the weight gradients' second outputs; the
+    // ReLU and its gradient (a Greater and a Where, then one fused kernel)
+    // become part of the GEMMs.
+    EXPECT_EQ(calls[0]["Relu"], 1u);
+    EXPECT_EQ(calls[1]["Relu"], 0u);
+    EXPECT_EQ(calls[0]["ReduceSum"], calls[1]["ReduceSum"] + c.fused_sums)
+        << "bias gradients not fused";
+    EXPECT_EQ(calls[0]["ai.amp:FusedElementwise"], calls[1]["ai.amp:FusedElementwise"] + 1)
+        << "ReLU's gradient not fused";
+    ExpectSameBits(values[0], values[1]);
   }
 }
 
@@ -585,57 +620,32 @@ g (float[2,3,10,10] x) => (float[2,4,2,2] y)
   r = Relu (h)
   y = Conv <dilations = [2, 2], strides = [2, 2]> (r, w2)
 })";
-    std::mt19937 rng(31);
-    std::normal_distribution<double> normal(0.0, 0.5);
-    for (auto [key, count] : {std::pair<std::string, int>{"W1", 108}, {"W2", 64}}) {
-      std::string values;
-      for (int i = 0; i < count; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
-      text.replace(text.find("{" + key + "}"), key.size() + 2, "{" + values + "}");
-    }
+    FillWeights(text, {{"W1", 108}, {"W2", 64}}, 31, 0.5);
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.label_type = DType::kFloat32;
+    t.optimizer.lr = 0.25f;
+    if (level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
     std::map<std::string, Tensor> got[2];
     size_t fused_calls = 0;
     for (int fuse = 0; fuse < 2; ++fuse) {
-      auto m = LoadModelText(text);
-      ASSERT_TRUE(m.ok()) << m.status().message();
-      pipelines::TrainingOptions t;
-      t.loss.kind = "mse";
-      t.loss.label_type = DType::kFloat32;
-      t.optimizer.lr = 0.25f;
-      if (level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
-      PassPipeline p = pipelines::Training(t);
-      PrecisionPolicy policy;
-      policy.level = level;
-      p.Append(pipelines::ForLevel(policy));
-      Status built = p.Run(*m).status();
-      ASSERT_TRUE(built.ok()) << built.message();
       ExecutorOptions o;
-      o.poison = true;
-      o.profile = true;
       if (!fuse) o.disabled_passes = {"fuse-conv-weight-grad"};
-      auto ex = Executor::Create(std::move(*m), o);
+      auto ex = TrainingStep(text, t, level, DType::kFloat16, o);
       ASSERT_TRUE(ex.ok()) << ex.status().message();
       std::mt19937 inputs(37);
       ASSERT_TRUE((*ex)->SetInput("x", Random(DType::kFloat32, {2, 3, 10, 10}, inputs)).ok());
       ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {2, 4, 2, 2}, inputs)).ok());
-      Tensor lr(DType::kFloat32, {});
-      lr.SetDouble(0, 0.25);
-      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.25)).ok());
       Status st = (*ex)->Run();
       ASSERT_TRUE(st.ok()) << st.message();
-      for (const ProfileEntry& e : (*ex)->ProfileByOp())
-        if (e.key == "ai.amp:ConvWeightGrad" && fuse) fused_calls = e.calls;
-      for (const char* name : {"w1", "w2", "loss"}) {
-        auto v = (*ex)->Fetch(name);
-        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
-        got[fuse][name] = *v;
-      }
+      if (fuse) fused_calls = CallsByOp(**ex)["ai.amp:ConvWeightGrad"];
+      auto v = FetchAll(**ex, {"w1", "w2", "loss"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      got[fuse] = *v;
     }
     EXPECT_EQ(fused_calls, 2u) << "fuse-conv-weight-grad did not fuse both";
-    for (const auto& [name, want] : got[0]) {
-      const Tensor& have = got[1].at(name);
-      ASSERT_EQ(have.nbytes(), want.nbytes());
-      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
-    }
+    ExpectSameBits(got[0], got[1]);
   }
 }
 
@@ -667,63 +677,36 @@ g (float[6,8] x) => (float[6,5] logits)
 {
   logits = MatMul (x, w)
 })";
-    std::mt19937 rng(23);
-    std::normal_distribution<double> normal(0.0, 0.5);
-    std::string values;
-    for (int i = 0; i < 40; ++i) values += (i ? ", " : "") + std::to_string(normal(rng));
-    text.replace(text.find("{W}"), 3, "{" + values + "}");
+    FillWeights(text, {{"W", 40}}, 23, 0.5);
+    pipelines::TrainingOptions t;
+    t.loss.kind = c.in_model ? "model" : "cross_entropy";
+    t.optimizer.lr = 0.5f;
+    if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
     std::map<std::string, Tensor> got[2];
-    size_t softmaxes[2] = {0, 0};
-    bool fused_op = false;
+    std::map<std::string, size_t> calls[2];
     for (int fuse = 0; fuse < 2; ++fuse) {
-      auto m = LoadModelText(text);
-      ASSERT_TRUE(m.ok()) << m.status().message();
-      pipelines::TrainingOptions t;
-      t.loss.kind = c.in_model ? "model" : "cross_entropy";
-      t.optimizer.lr = 0.5f;
-      if (c.level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
-      PassPipeline p = pipelines::Training(t);
-      PrecisionPolicy policy;
-      policy.level = c.level;
-      p.Append(pipelines::ForLevel(policy));
-      Status built = p.Run(*m).status();
-      ASSERT_TRUE(built.ok()) << built.message();
       ExecutorOptions o;
-      o.poison = true;
-      o.profile = true;
       if (!fuse) o.disabled_passes = {"fuse-cross-entropy"};
-      auto ex = Executor::Create(std::move(*m), o);
+      auto ex = TrainingStep(text, t, c.level, DType::kFloat16, o);
       ASSERT_TRUE(ex.ok()) << ex.status().message();
       std::mt19937 inputs(29);
-      Tensor x = Random(DType::kFloat32, {6, 8}, inputs);
       Tensor labels(DType::kInt64, {6});
       for (int64_t i = 0; i < 6; ++i)
         labels.SetDouble(i, i == 2 && c.in_model ? -100 : (i * 3) % 5);
-      ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+      ASSERT_TRUE((*ex)->SetInput("x", Random(DType::kFloat32, {6, 8}, inputs)).ok());
       ASSERT_TRUE((*ex)->SetInput("labels", labels).ok());
-      Tensor lr(DType::kFloat32, {});
-      lr.SetDouble(0, 0.5);
-      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.5)).ok());
       Status st = (*ex)->Run();
       ASSERT_TRUE(st.ok()) << st.message();
-      for (const ProfileEntry& e : (*ex)->ProfileByOp()) {
-        if (e.key == "Softmax") softmaxes[fuse] = e.calls;
-        if (e.key == "ai.amp:SoftmaxCrossEntropyGrad" && fuse) fused_op = true;
-      }
-      for (const char* name : {"w", "loss"}) {
-        auto v = (*ex)->Fetch(name);
-        ASSERT_TRUE(v.ok()) << name << ": " << v.status().message();
-        got[fuse][name] = *v;
-      }
+      calls[fuse] = CallsByOp(**ex);
+      auto v = FetchAll(**ex, {"w", "loss"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      got[fuse] = *v;
     }
-    EXPECT_TRUE(fused_op) << "fuse-cross-entropy did not fuse";
-    EXPECT_EQ(softmaxes[0], 1u);
-    EXPECT_EQ(softmaxes[1], 0u);
-    for (const auto& [name, want] : got[0]) {
-      const Tensor& have = got[1].at(name);
-      ASSERT_EQ(have.nbytes(), want.nbytes());
-      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
-    }
+    EXPECT_EQ(calls[1]["ai.amp:SoftmaxCrossEntropyGrad"], 1u) << "fuse-cross-entropy did not fuse";
+    EXPECT_EQ(calls[0]["Softmax"], 1u);
+    EXPECT_EQ(calls[1]["Softmax"], 0u);
+    ExpectSameBits(got[0], got[1]);
   }
 }
 
@@ -744,37 +727,27 @@ TEST(FuseOptimizerTest, SgdIsTheUnfusedSgdBitForBit) {
     SCOPED_TRACE(c.name);
     std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
 g (float[4,6] x) => (float[4,3] y)
-<float[3,6] w = {0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8, -0.9, 1.0, 0.1, 0.2, -0.3, 0.4, 0.5, 0.6, -0.7, 0.8},
- float[3] b = {0.1, -0.2, 0.3}>
+<float[3,6] w = {W}, float[3] b = {B}>
 {
   y = Gemm <transB = 1> (x, w, b)
 })";
+    FillWeights(text, {{"W", 18}, {"B", 3}}, 43, 0.5);
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.label_type = DType::kFloat32;
+    t.optimizer.kind = "sgd";
+    t.optimizer.lr = 0.1f;
+    t.optimizer.momentum = c.momentum;
+    t.optimizer.dampening = c.dampening;
+    t.optimizer.nesterov = c.nesterov;
+    t.optimizer.weight_decay = c.weight_decay;
+    t.loss_scale = LossScaleOptions{};
     std::map<std::string, Tensor> state[2];
-    bool fused_op = false;
+    size_t fused_calls = 0;
     for (int fuse = 0; fuse < 2; ++fuse) {
-      auto m = LoadModelText(text);
-      ASSERT_TRUE(m.ok()) << m.status().message();
-      pipelines::TrainingOptions t;
-      t.loss.kind = "mse";
-      t.loss.label_type = DType::kFloat32;
-      t.optimizer.kind = "sgd";
-      t.optimizer.lr = 0.1f;
-      t.optimizer.momentum = c.momentum;
-      t.optimizer.dampening = c.dampening;
-      t.optimizer.nesterov = c.nesterov;
-      t.optimizer.weight_decay = c.weight_decay;
-      t.loss_scale = LossScaleOptions{};
-      PassPipeline p = pipelines::Training(t);
-      PrecisionPolicy policy;
-      policy.level = OptLevel::kO1;
-      p.Append(pipelines::ForLevel(policy));
-      Status built = p.Run(*m).status();
-      ASSERT_TRUE(built.ok()) << built.message();
       ExecutorOptions o;
-      o.poison = true;
-      o.profile = true;
       o.fuse_optimizer = fuse != 0;
-      auto ex = Executor::Create(std::move(*m), o);
+      auto ex = TrainingStep(text, t, OptLevel::kO1, DType::kFloat16, o);
       ASSERT_TRUE(ex.ok()) << ex.status().message();
       std::mt19937 inputs(41);
       for (double scale : {1.0, 2.0, 1e38, 0.5}) {
@@ -782,32 +755,22 @@ g (float[4,6] x) => (float[4,3] y)
         for (int64_t i = 0; i < x.num_elements(); ++i) x.SetDouble(i, x.GetDouble(i) * scale);
         ASSERT_TRUE((*ex)->SetInput("x", x).ok());
         ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {4, 3}, inputs)).ok());
-        Tensor lr(DType::kFloat32, {});
-        lr.SetDouble(0, 0.1);
-        ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+        ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.1)).ok());
         Status st = (*ex)->Run();
         ASSERT_TRUE(st.ok()) << st.message();
       }
-      for (const ProfileEntry& e : (*ex)->ProfileByOp())
-        if (e.key == "ai.amp:FusedSgd" && fuse) fused_op = true;
-      for (const std::string& name : (*ex)->StateNames()) {
-        auto v = (*ex)->Fetch(name);
-        ASSERT_TRUE(v.ok()) << name;
-        state[fuse][name] = *v;
-      }
+      if (fuse) fused_calls = CallsByOp(**ex)["ai.amp:FusedSgd"];
+      auto v = FetchAll(**ex, (*ex)->StateNames());
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      state[fuse] = *v;
     }
-    EXPECT_TRUE(fused_op) << "fuse-optimizer did not fuse SGD";
-    ASSERT_EQ(state[0].size(), state[1].size());
+    EXPECT_EQ(fused_calls, 4u) << "fuse-optimizer did not fuse SGD";
     ASSERT_GE(state[0].size(), c.momentum != 0 ? 7u : 5u);  // w, b, [buffers,] scale, tracker, step
-    for (const auto& [name, want] : state[0]) {
-      const Tensor& have = state[1].at(name);
-      ASSERT_EQ(have.nbytes(), want.nbytes()) << name;
-      EXPECT_EQ(std::memcmp(have.data(), want.data(), want.nbytes()), 0) << name;
-    }
+    ExpectSameBits(state[0], state[1]);
   }
 }
 
-// fuse-loss-scale: the scale and growth tracker after each of six steps,
+// fuse-loss-scale: the scale and growth tracker after each of seven steps,
 // fused into ai.amp LossScaleUpdate and unfused, bit for bit: clean steps
 // that grow the scale at the interval (2), a growth the max clamp holds, an
 // overflowing batch that backs it off, and a min clamp.
@@ -818,28 +781,23 @@ g (float[4] x) => (float[4] y)
 {
   y = Mul (x, w)
 })";
+  pipelines::TrainingOptions t;
+  t.loss.kind = "mse";
+  t.loss.label_type = DType::kFloat32;
+  LossScaleOptions ls;
+  ls.init_scale = 1024.0f;
+  ls.growth_interval = 2;
+  ls.max_scale = 4096.0f;
+  ls.min_scale = 600.0f;
+  ls.backoff_factor = 0.25f;
+  t.loss_scale = ls;
   std::vector<std::pair<double, int64_t>> trace[2];
-  bool fused_op = false;
+  size_t fused_calls = 0;
   for (int fuse = 0; fuse < 2; ++fuse) {
-    auto m = LoadModelText(text);
-    ASSERT_TRUE(m.ok()) << m.status().message();
-    pipelines::TrainingOptions t;
-    t.loss.kind = "mse";
-    t.loss.label_type = DType::kFloat32;
-    LossScaleOptions ls;
-    ls.init_scale = 1024.0f;
-    ls.growth_interval = 2;
-    ls.max_scale = 4096.0f;
-    ls.min_scale = 600.0f;
-    ls.backoff_factor = 0.25f;
-    t.loss_scale = ls;
-    ASSERT_TRUE(pipelines::Training(t).Run(*m).ok());
     ExecutorOptions o;
-    o.poison = true;
-    o.profile = true;
     o.fuse_optimizer = true;
     if (!fuse) o.disabled_passes = {"fuse-loss-scale"};
-    auto ex = Executor::Create(std::move(*m), o);
+    auto ex = TrainingStep(text, t, OptLevel::kO0, DType::kFloat16, o);
     ASSERT_TRUE(ex.ok()) << ex.status().message();
     // 1e38 overflows the scaled loss: a skipped step.
     for (double x0 : {0.5, -1.5, 2.0, 0.25, 1e38, 1e38, 1.0}) {
@@ -850,20 +808,17 @@ g (float[4] x) => (float[4] y)
       }
       ASSERT_TRUE((*ex)->SetInput("x", x).ok());
       ASSERT_TRUE((*ex)->SetInput("labels", labels).ok());
-      Tensor lr(DType::kFloat32, {});
-      lr.SetDouble(0, 0.01);
-      ASSERT_TRUE((*ex)->SetInput("lr", lr).ok());
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.01)).ok());
       Status st = (*ex)->Run();
       ASSERT_TRUE(st.ok()) << st.message();
-      auto s = (*ex)->Fetch("loss_scale");
-      auto k = (*ex)->Fetch("loss_scale.growth_tracker");
-      ASSERT_TRUE(s.ok() && k.ok());
-      trace[fuse].emplace_back(s->GetDouble(0), k->GetInt(0));
+      auto v = FetchAll(**ex, {"loss_scale", "loss_scale.growth_tracker"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      trace[fuse].emplace_back(v->at("loss_scale").GetDouble(0),
+                               v->at("loss_scale.growth_tracker").GetInt(0));
     }
-    for (const ProfileEntry& e : (*ex)->ProfileByOp())
-      if (e.key == "ai.amp:LossScaleUpdate" && fuse) fused_op = true;
+    if (fuse) fused_calls = CallsByOp(**ex)["ai.amp:LossScaleUpdate"];
   }
-  EXPECT_TRUE(fused_op) << "fuse-loss-scale did not fuse";
+  EXPECT_EQ(fused_calls, 7u) << "fuse-loss-scale did not fuse";
   // Grown at step 2 (2048) and 4 (4096), held at the max, backed off twice
   // (1024, then 600 by the min clamp), one clean step.
   const std::vector<std::pair<double, int64_t>> want = {{1024, 1}, {2048, 0}, {2048, 1}, {4096, 0},
