@@ -156,9 +156,10 @@ Status MatMulImpl(KernelContext& ctx) {
       TensorRef& mask = ctx.out(1);
       uint8_t* bits = mask.as<uint8_t>();
       std::fill(bits, bits + mask.numel(), uint8_t{0});
+      FloatView stored(y);  // (the output itself when FP32, else one widening pass)
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j)
-          if (ReadDouble(y, r * n + j) > 0) bits[r * mask_row + j / 8] |= uint8_t(1u << (j % 8));
+          if (stored.data()[r * n + j] > 0) bits[r * mask_row + j / 8] |= uint8_t(1u << (j % 8));
     }
     if (std::string of = ctx.node.GetString("bias_grad", ""); !of.empty()) {
       // The sums of op(A)'s rows or op(B)'s columns over k, in the order

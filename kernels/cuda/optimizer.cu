@@ -148,26 +148,41 @@ Status LossScaleUpdate(const float* scale, const int64_t* tracker, const bool* f
   return CheckLaunch("LossScaleUpdate");
 }
 
+namespace {
+
+// Runs `launch(start, count, grid)` for each run of at most kMaxTensors
+// tensors from `start`, the grid sized for the run's largest tensor and its
+// y dimension the tensor; every launch checked.
+template <typename Launch>
+Status ForEachChunk(int n_tensors, const int64_t* sizes, const char* what, Launch&& launch) {
+  for (int start = 0; start < n_tensors; start += kMaxTensors) {
+    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+    int64_t largest = 1;
+    for (int k = 0; k < count; ++k)
+      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
+    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
+    launch(start, count, grid);
+    AMP_RETURN_IF_ERROR(CheckLaunch(what));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
                     const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   cudaError_t err = cudaMemsetAsync(found_inf, 0, 1, st);
   if (err != cudaSuccess) return Internal("UnscaleCheck: CUDA error: ", cudaGetErrorString(err));
-  for (int start = 0; start < n_tensors; start += kMaxTensors) {
-    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+  return ForEachChunk(n_tensors, sizes, "UnscaleCheck", [&](int start, int count, dim3 grid) {
     UnscaleTensors t{};
-    int64_t largest = 1;
     for (int k = 0; k < count; ++k) {
       t.g[k] = grads[start + k];
       t.out[k] = out[start + k];
       t.n[k] = sizes[start + k];
-      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
     }
-    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
     UnscaleCheckKernel<<<grid, kThreads, 0, st>>>(t, inv_scale, found_inf);
-    AMP_RETURN_IF_ERROR(CheckLaunch("UnscaleCheck"));
-  }
-  return Status::Ok();
+  });
 }
 
 Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, const float* const* m,
@@ -177,10 +192,8 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
                  bool decoupled, void* stream) {
   float omb1 = static_cast<float>(1.0 - static_cast<double>(beta1));
   float omb2 = static_cast<float>(1.0 - static_cast<double>(beta2));
-  for (int start = 0; start < n_tensors; start += kMaxTensors) {
-    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+  return ForEachChunk(n_tensors, sizes, "FusedAdam", [&](int start, int count, dim3 grid) {
     AdamTensors t{};
-    int64_t largest = 1;
     for (int k = 0; k < count; ++k) {
       t.p[k] = p[start + k];
       t.g[k] = g[start + k];
@@ -190,14 +203,10 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
       t.om[k] = out_m[start + k];
       t.ov[k] = out_v[start + k];
       t.n[k] = sizes[start + k];
-      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
     }
-    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
     FusedAdamKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         t, lr, step, skip, beta1, beta2, eps, weight_decay, decoupled, omb1, omb2);
-    AMP_RETURN_IF_ERROR(CheckLaunch("FusedAdam"));
-  }
-  return Status::Ok();
+  });
 }
 
 Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
@@ -205,10 +214,8 @@ Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
                 const int64_t* sizes, const float* lr, const float* step, const bool* skip,
                 float momentum, float dampening, bool nesterov, float weight_decay, void* stream) {
   float omd = static_cast<float>(1.0 - static_cast<double>(dampening));
-  for (int start = 0; start < n_tensors; start += kMaxTensors) {
-    int count = n_tensors - start < kMaxTensors ? n_tensors - start : kMaxTensors;
+  return ForEachChunk(n_tensors, sizes, "FusedSgd", [&](int start, int count, dim3 grid) {
     SgdTensors t{};
-    int64_t largest = 1;
     for (int k = 0; k < count; ++k) {
       t.p[k] = p[start + k];
       t.g[k] = g[start + k];
@@ -216,14 +223,10 @@ Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
       t.op[k] = out_p[start + k];
       t.obuf[k] = out_buf ? out_buf[start + k] : nullptr;
       t.n[k] = sizes[start + k];
-      largest = sizes[start + k] > largest ? sizes[start + k] : largest;
     }
-    dim3 grid(static_cast<unsigned>(Blocks(largest) < 1024 ? Blocks(largest) : 1024), count);
     FusedSgdKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         t, lr, step, skip, momentum, omd, dampening != 0, weight_decay, nesterov);
-    AMP_RETURN_IF_ERROR(CheckLaunch("FusedSgd"));
-  }
-  return Status::Ok();
+  });
 }
 
 }  // namespace amp::cuda
