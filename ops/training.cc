@@ -124,7 +124,7 @@ Status InferLossScaleUpdate(InferenceContext& ctx) {
   for (size_t i = 0; i < 3; ++i) {
     const auto& shape = ctx.input_shape(i);
     if (ctx.input_dtype(i) != want[i] || (shape && !shape->empty()))
-      return ctx.Error("input ", i, " must be a ", DTypeName(want[i]), " scalar, not ",
+      return ctx.Error("input ", i, " must be a scalar of type ", DTypeName(want[i]), ", not ",
                        DTypeName(ctx.input_dtype(i)), shape ? ShapeToString(*shape) : "");
   }
   if (ctx.node().GetInt("growth_interval", 0) < 1)

@@ -1119,6 +1119,17 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3], strides = [0, 1]> (c, c)",
        "must be positive"},
       {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3]> (c, c)", "are not the Conv output"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3]> (c, c3)", "different batch sizes"},
+      {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3], out_type = 10> (c, c2)",
+       "out_type must be float32 or x's type"},
+      {"o, a = ai.amp.LossScaleUpdate <growth_interval = 10> (x, ti, fb)",
+       "input 0 must be a scalar of type float, not float[8]"},
+      {"o, a = ai.amp.LossScaleUpdate <growth_interval = 10> (s, s, fb)",
+       "input 1 must be a scalar of type int64"},
+      {"o, a = ai.amp.LossScaleUpdate <growth_interval = 0> (s, ti, fb)",
+       "growth_interval must be at least 1"},
+      {"o = ai.amp.FusedSgd (s, s, fb, x, x, x)", "expects lr, step, skip and 2 groups"},
+      {"o = ai.amp.FusedSgd <momentum = 0.9> (s, s, fb, x, x, x)", "expects 2 outputs for 1"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (p, p, s)", "labels must be int32 or int64"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (p, l, p)", "scale must broadcast to [N, 1]"},
       {"o, a = ai.amp.SoftmaxCrossEntropyGrad (p, l, s)", "needs half_type"},
@@ -1137,7 +1148,8 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
     SCOPED_TRACE(b.node);
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
 g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x, float[3,6] p, float[6,8] w,
-   float16[8] x16, int64[3] l, float s, float[2,3,5,5] c) => (float o)
+   float16[8] x16, int64[3] l, float s, float[2,3,5,5] c, float[2,4,3,3] c2, float[3,4,3,3] c3,
+   int64 ti, bool fb) => (float o)
 { )") + b.node + " }";
     auto m = LoadModelText(text);
     ASSERT_FALSE(m.ok());

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -506,15 +507,17 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
   EXPECT_EQ(b.loss_scale_rule.backoff_factor, a.loss_scale_rule.backoff_factor);
   EXPECT_EQ(b.loss_scale_rule.min_scale, a.loss_scale_rule.min_scale);
   EXPECT_EQ(b.loss_scale_rule.max_scale, a.loss_scale_rule.max_scale);
-  // A description of the wrong JSON types is refused, never thrown.
-  {
+  // A description edited into one the step contradicts, or of the wrong
+  // JSON types, is refused with its reason, never thrown.
+  auto refused_with = [&](const std::function<void(nlohmann::json&)>& edit,
+                          const std::string& reason) {
     onnx::ModelProto proto;
     std::ifstream in(path, std::ios::binary);
     ASSERT_TRUE(proto.ParseFromIstream(&in));
     for (auto& p : *proto.mutable_metadata_props())
       if (p.key() == "amp.training") {
         nlohmann::json j = nlohmann::json::parse(p.value());
-        j["optimizer"]["nesterov"] = 1;
+        edit(j);
         p.set_value(j.dump());
       }
     std::string bad = ::testing::TempDir() + "amp_description_bad.onnx";
@@ -522,33 +525,19 @@ TEST(TrainingDescriptionTest, SurvivesExportAndImport) {
     ASSERT_TRUE(proto.SerializeToOstream(&out));
     out.close();
     auto refused = LoadModel(bad, TrainingInfoMode::kStep);
-    ASSERT_FALSE(refused.ok());
-    EXPECT_NE(refused.status().message().find("'nesterov' is not a boolean"), std::string::npos)
+    ASSERT_FALSE(refused.ok()) << reason;
+    EXPECT_NE(refused.status().message().find(reason), std::string::npos)
         << refused.status().message();
     std::remove(bad.c_str());
-  }
-  // A description naming a value the step does not compute is refused.
-  {
-    onnx::ModelProto proto;
-    std::ifstream in(path, std::ios::binary);
-    ASSERT_TRUE(proto.ParseFromIstream(&in));
-    for (auto& p : *proto.mutable_metadata_props())
-      if (p.key() == "amp.training") {
-        nlohmann::json j = nlohmann::json::parse(p.value());
-        j["optimizer"]["params"][0]["grad"] = "no_such_value";
-        p.set_value(j.dump());
-      }
-    std::string bad = ::testing::TempDir() + "amp_description_unknown.onnx";
-    std::ofstream out(bad, std::ios::binary);
-    ASSERT_TRUE(proto.SerializeToOstream(&out));
-    out.close();
-    auto refused = LoadModel(bad, TrainingInfoMode::kStep);
-    ASSERT_FALSE(refused.ok());
-    EXPECT_NE(refused.status().message().find("names 'no_such_value', which the step does not"),
-              std::string::npos)
-        << refused.status().message();
-    std::remove(bad.c_str());
-  }
+  };
+  refused_with([](nlohmann::json& j) { j["optimizer"]["nesterov"] = 1; },
+               "'nesterov' is not a boolean");
+  refused_with([](nlohmann::json& j) { j["optimizer"]["params"][0]["grad"] = "no_such_value"; },
+               "names 'no_such_value', which the step does not");
+  refused_with([](nlohmann::json& j) { j["loss_scale_rule"]["growth_interval"] = 0; },
+               "has a loss_scale_rule out of range");
+  refused_with([](nlohmann::json& j) { j["loss_scale_rule"]["backoff_factor"] = "half"; },
+               "metadata 'amp.training' is malformed");
   // The report reads the same description.
   nlohmann::json r = BuildPrecisionReport(*back, ReportContext{"fp16", "O1", 0});
   ASSERT_TRUE(r.contains("training"));
