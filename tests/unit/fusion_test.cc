@@ -1057,6 +1057,20 @@ g (double[6,8] x, double[5,8] w, double[5] b) => (double[6,5] y)
   h = Gemm <alpha = 0.5, transB = 1> (x, w, b)
   y = Relu (h)
 })"},
+      {"cross-entropy's gradient, a per-row scale (labels wrap as OneHot's do)",
+       R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[6,5] x, int64[6] labels, float[6,1] s) => (float[6,5] dx)
+{ dx = ai.amp.SoftmaxCrossEntropyGrad (x, labels, s) })",
+       R"(<ir_version: 8, opset_import: ["" : 18]>
+g (double[6,5] x, int64[6] labels, double[6,1] s) => (double[6,5] dx)
+{
+  depth = Constant <value = int64 {5}> ()
+  values = Constant <value = double[2] {0.0, 1.0}> ()
+  y = OneHot <axis = 1> (labels, depth, values)
+  p = Softmax <axis = 1> (x)
+  e = Sub (p, y)
+  dx = Mul (e, s)
+})"},
       {"weight gradients with the bias gradient of either operand",
        R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
 g (float[6,5] dy, float[6,8] x, float[8,6] xt) => (float[5,8] dw, float[5] db, float[8,5] dw2, float[5] db2)
@@ -1099,6 +1113,59 @@ g (double[6,5] dy, double[6,8] x, double[8,6] xt) => (double[5,8] dw, double[5] 
 
 // Malformed ai.amp attention and norm-backward nodes are errors that name
 // the node, at load (shape inference), never a crash in a kernel.
+// ai.amp ConvWeightGrad against its definition summed in double on the
+// same random x and dy: strided, padded and dilated along W, and along H a
+// stride that leaves the product's last kernel row out (cut off), the same
+// bound.
+TEST(FusedKernelsTest, ConvWeightGradIsItsSumInDouble) {
+  const int64_t n = 2, c = 3, h = 10, w = 8, o = 4, kh = 3, kw = 2, s = 2, p = 1;
+  const int64_t dh = 1, dw = 2;
+  const int64_t ho = (h + 2 * p - dh * (kh - 1) - 1) / s + 1;
+  const int64_t wo = (w + 2 * p - dw * (kw - 1) - 1) / s + 1;
+  ASSERT_GT((h + 2 * p - s * (ho - 1) - 1) / dh + 1, kh);  // the case the cut serves
+  std::string text =
+      "<ir_version: 8, opset_import: [\"\" : 17, \"ai.amp\" : 1]>\n"
+      "g (float[2,3,10,8] x, float[2,4," +
+      std::to_string(ho) + "," + std::to_string(wo) +
+      "] dy) => (float[4,3,3,2] dw)\n"
+      "{ dw = ai.amp.ConvWeightGrad <kernel_shape = [3, 2], strides = [2, 2], "
+      "dilations = [1, 2], pads = [1, 1, 1, 1]> (x, dy) }";
+  auto m = LoadModelText(text);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ExecutorOptions opts;
+  opts.mode = TrainingInfoMode::kForward;
+  opts.poison = true;
+  auto ex = Executor::Create(std::move(*m), opts);
+  ASSERT_TRUE(ex.ok()) << ex.status().message();
+  std::mt19937 rng(47);
+  Tensor x = Random(DType::kFloat32, {n, c, h, w}, rng);
+  Tensor dy = Random(DType::kFloat32, {n, o, ho, wo}, rng);
+  ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+  ASSERT_TRUE((*ex)->SetInput("dy", dy).ok());
+  Status st = (*ex)->Run();
+  ASSERT_TRUE(st.ok()) << st.message();
+  auto got = (*ex)->Fetch("dw");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->dims(), (std::vector<int64_t>{o, c, kh, kw}));
+  for (int64_t oc = 0; oc < o; ++oc)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          double want = 0;
+          for (int64_t b = 0; b < n; ++b)
+            for (int64_t y = 0; y < ho; ++y)
+              for (int64_t z = 0; z < wo; ++z) {
+                int64_t hi = y * s + i * dh - p, wi = z * s + j * dw - p;
+                if (hi < 0 || hi >= h || wi < 0 || wi >= w) continue;
+                want += x.GetDouble(((b * c + ch) * h + hi) * w + wi) *
+                        dy.GetDouble(((b * o + oc) * ho + y) * wo + z);
+              }
+          double have = got->GetDouble(((oc * c + ch) * kh + i) * kw + j);
+          EXPECT_LE(std::abs(have - want), 2e-5 * std::max(1.0, std::abs(want)))
+              << "dw[" << oc << "," << ch << "," << i << "," << j << "] " << have << " vs " << want;
+        }
+}
+
 TEST(FusedKernelsTest, MalformedNodesAreErrors) {
   struct Bad {
     const char* node;
