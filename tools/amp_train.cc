@@ -476,8 +476,9 @@ int main(int argc, char** argv) {
                  "under mpirun: seconds an all-reduce may wait for the other ranks before the run "
                  "stops with an error (300)");
   app.add_option("--fuse-optimizer", f.fuse_optimizer,
-                 "one multi-tensor Adam/AdamW kernel: on, off, or auto (on; off runs the "
-                 "update as the exported graph writes it, bit-identical on the CPU)")
+                 "one multi-tensor Adam/AdamW/SGD kernel and one loss-scale update: on, off, "
+                 "or auto (on; off runs them as the exported graph writes them, bit-identical "
+                 "on the CPU)")
       ->check(CLI::IsMember({"on", "off", "auto"}));
   app.add_flag("--profile", f.profile,
                "time every kernel (synchronizing after each) and print where the steps' time "
