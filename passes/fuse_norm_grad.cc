@@ -24,21 +24,7 @@ Value* Other(const Node* n, const Value* one) {
 // sorted (the attribute or a constant input); empty when it is not one.
 std::vector<int64_t> MeanAxes(const Node* r, size_t rank) {
   if (!IsDefaultOp(r, "ReduceMean") || r->GetInt("keepdims", 1) != 1) return {};
-  std::vector<int64_t> axes = r->GetInts("axes");
-  if (!r->HasAttr("axes") && r->input(1)) {
-    const Node* c = r->input(1)->producer();
-    if (!IsDefaultOp(c, "Constant")) return {};
-    auto t = ConstantNodeValue(*c);
-    if (!t.ok()) return {};
-    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
-  }
-  std::set<int64_t> s;
-  for (int64_t a : axes) {
-    int64_t k = a < 0 ? a + static_cast<int64_t>(rank) : a;
-    if (k < 0 || k >= static_cast<int64_t>(rank)) return {};
-    s.insert(k);
-  }
-  return {s.begin(), s.end()};
+  return ConstantReduceAxes(*r, static_cast<int64_t>(rank)).value_or(std::vector<int64_t>{});
 }
 
 struct Match {
@@ -121,21 +107,10 @@ std::optional<Match> MatchAt(Node* d) {
 bool SumsLeading(const Node* r, const Value* v, size_t lead) {
   if (!IsDefaultOp(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0)
     return false;
-  std::vector<int64_t> axes = r->GetInts("axes");
-  if (!r->HasAttr("axes")) {
-    const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
-    if (!IsDefaultOp(c, "Constant")) return false;
-    auto t = ConstantNodeValue(*c);
-    if (!t.ok()) return false;
-    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
-  }
-  size_t rank = v->type().shape->size();
-  std::set<int64_t> s;
-  for (int64_t a : axes) s.insert(a < 0 ? a + static_cast<int64_t>(rank) : a);
-  if (s.size() != lead) return false;
-  int64_t k = 0;
-  for (int64_t a : s)
-    if (a != k++) return false;
+  auto axes = ConstantReduceAxes(*r, static_cast<int64_t>(v->type().shape->size()));
+  if (!axes || axes->size() != lead) return false;
+  for (size_t k = 0; k < lead; ++k)
+    if ((*axes)[k] != static_cast<int64_t>(k)) return false;
   return true;
 }
 
@@ -220,19 +195,9 @@ bool SumsAllButChannel(const Node* r, const Value* v) {
   if (!IsDefaultOp(r, "ReduceSum") || r->input(0) != v || r->GetInt("keepdims", 1) != 0)
     return false;
   int64_t rank = static_cast<int64_t>(v->type().shape->size());
-  std::vector<int64_t> axes = r->GetInts("axes");
-  if (!r->HasAttr("axes")) {
-    const Node* c = r->input(1) ? r->input(1)->producer() : nullptr;
-    if (!IsDefaultOp(c, "Constant")) return false;
-    auto t = ConstantNodeValue(*c);
-    if (!t.ok()) return false;
-    for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
-  }
-  std::set<int64_t> set;
-  for (int64_t a : axes) set.insert(a < 0 ? a + rank : a);
-  std::set<int64_t> want = {0};
-  for (int64_t a = 2; a < rank; ++a) want.insert(a);
-  return set == want;
+  std::vector<int64_t> want = {0};
+  for (int64_t a = 2; a < rank; ++a) want.push_back(a);
+  return ConstantReduceAxes(*r, rank) == want;
 }
 
 struct BnMatch {
