@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "amp/version.h"
+#include "api/distributed_impl.h"
 #include "compiler/loader.h"
 #include "runtime/checkpoint.h"
 #include "runtime/executor.h"
@@ -22,6 +23,11 @@ struct __attribute__((visibility("hidden"))) Session::Impl {
   std::string path, bytes;
   std::string lr_input;  // "" when the step has none
   double lr = 0;
+  std::shared_ptr<ProcessGroup> group;  // kept alive: the executor reads its communicator
+  // The communicator of a group of more than one rank, else null.
+  Communicator* ranks() const {
+    return group && group->size() > 1 ? group->impl_->comm.get() : nullptr;
+  }
 
   static StatusOr<std::unique_ptr<Impl>> Make(StatusOr<Model> loaded, const SessionOptions& o);
 };
@@ -110,11 +116,20 @@ StatusOr<std::unique_ptr<Session::Impl>> Session::Impl::Make(StatusOr<Model> loa
     }
   }
   ExecutorOptions eo = ToExecutor(o);
+  impl->group = o.process_group;
+  if (Communicator* comm = impl->ranks()) {
+    if (o.inference || !m.training.active() || !IsDataParallel(m))
+      return InvalidArgument("the process group has ", comm->size(),
+                             " ranks, but the model was not compiled with data_parallel "
+                             "(--data-parallel): each rank would train alone");
+    eo.comm = comm;
+  }
   // The model's own outputs (the logits) are read after a step as after a
   // forward pass: kept to the step's end.
   for (const auto& [name, type] : m.training.forward_outputs)
     if (m.graph->FindValue(name)) eo.extra_outputs.push_back(name);
   AMP_ASSIGN_OR_RETURN(impl->exe, Executor::Create(std::move(*loaded), eo));
+  if (Communicator* comm = impl->ranks()) AMP_RETURN_IF_ERROR(BroadcastState(*impl->exe, *comm));
   return impl;
 }
 
@@ -229,6 +244,8 @@ Status Session::SaveCheckpoint(const std::string& dir, const std::string& metada
 StatusOr<std::string> Session::LoadCheckpoint(const std::string& dir) {
   if (!is_training()) return InvalidArgument("only a training step has a checkpoint");
   AMP_ASSIGN_OR_RETURN(nlohmann::json meta, amp::LoadCheckpoint(*impl_->exe, dir));
+  // Every rank resumes from rank 0's state.
+  if (Communicator* comm = impl_->ranks()) AMP_RETURN_IF_ERROR(BroadcastState(*impl_->exe, *comm));
   return meta.dump();
 }
 

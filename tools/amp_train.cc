@@ -31,8 +31,8 @@
 #include "runtime/checkpoint.h"
 #include "runtime/executor.h"
 #include "runtime/export_inference.h"
-#include "runtime/mpi_communicator.h"
 #include "runtime/npz.h"
+#include "runtime/process_group.h"
 #include "tools/cli_common.h"
 
 namespace amp {
@@ -223,27 +223,12 @@ Status ExportInference(const Flags& f, const Executor& trained) {
   return Status::Ok();
 }
 
-// Every piece of state as rank 0 holds it, on every rank: the ranks start
-// (and resume) from the same parameters, moments and loss scale.
-Status BroadcastState(Executor& session, Communicator& comm) {
-  for (const std::string& name : session.StateNames()) {
-    AMP_ASSIGN_OR_RETURN(Tensor t, session.Fetch(name));
-    AMP_RETURN_IF_ERROR(comm.Broadcast(t.mutable_data(), t.nbytes(), 0));
-    AMP_RETURN_IF_ERROR(session.SetInitializer(name, t));
-  }
-  std::vector<int64_t> step = {session.step()};
-  AMP_RETURN_IF_ERROR(comm.Broadcast(step.data(), sizeof(int64_t), 0));
-  session.set_step(step[0]);
-  return Status::Ok();
-}
-
-Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
+Status Train(const Flags& f, Launcher launcher, std::unique_ptr<Communicator>& comm) {
   AMP_RETURN_IF_ERROR(ValidateFlags(f));
-  // Under mpirun, one process per rank: each trains on its shard of every
-  // global batch, and the step's AllReduce nodes average the gradients.
-  if (LaunchedByMpi()) {
-    AMP_ASSIGN_OR_RETURN(comm, CreateMpiCommunicator(f.collective_timeout));
-  }
+  // Under mpirun or with torchrun's variables, one process per rank: each
+  // trains on its shard of every global batch, and the step's AllReduce
+  // nodes average the gradients.
+  AMP_ASSIGN_OR_RETURN(comm, JoinJob(launcher, f.collective_timeout));
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   ExecutorOptions so;
   so.comm = comm.get();
@@ -264,10 +249,7 @@ Status Train(const Flags& f, std::unique_ptr<Communicator>& comm) {
                            "' is not a training step; compile it with amp-compile --loss ... "
                            "--optimizer ...");
   const Model& m = session->model();
-  bool data_parallel = false;
-  for (const Node* n : m.graph->nodes())
-    data_parallel |= n->domain() == "ai.amp" && n->op_type() == "AllReduce";
-  if (ranks > 1 && !data_parallel)
+  if (ranks > 1 && !IsDataParallel(m))
     return InvalidArgument("amp-train runs as ", ranks, " ranks, but '", f.model,
                            "' was not compiled with --data-parallel: each rank would train alone");
   AMP_ASSIGN_OR_RETURN(auto data, ReadNpz(f.data));
@@ -473,8 +455,9 @@ int main(int argc, char** argv) {
                "a step without loss scaling whose loss or gradients are not finite is skipped "
                "(state unchanged, counted as skipped) instead of stopping the run");
   app.add_option("--collective-timeout", f.collective_timeout,
-                 "under mpirun: seconds an all-reduce may wait for the other ranks before the run "
-                 "stops with an error (300)");
+                 "under mpirun or torchrun-style variables (RANK, WORLD_SIZE, MASTER_ADDR, "
+                 "MASTER_PORT): seconds joining and each all-reduce may wait for the other ranks "
+                 "before the run stops with an error (300)");
   app.add_option("--fuse-optimizer", f.fuse_optimizer,
                  "one multi-tensor Adam/AdamW/SGD kernel and one loss-scale update: on, off, "
                  "or auto (on; off runs them as the exported graph writes them, bit-identical "
@@ -498,10 +481,13 @@ int main(int argc, char** argv) {
   f.has_batch_size = batch_size->count() > 0;
   f.has_save_every = save_every->count() > 0;
   std::unique_ptr<amp::Communicator> comm;
-  int rc = amp::cli::RunMain("amp-train", [&] { return amp::Train(f, comm); });
+  const amp::Launcher launcher = amp::DetectLauncher();
+  int rc = amp::cli::RunMain("amp-train", [&] { return amp::Train(f, launcher, comm); });
 #ifdef AMP_HAVE_MPI
-  // A rank that fails takes the job down: the others would wait for it.
-  if (rc != 0 && comm && comm->size() > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  // A rank that fails takes the MPI job down: the others would wait for it.
+  // (Over TCP its closed connections end the others' next collective.)
+  if (rc != 0 && launcher == amp::Launcher::kMpi && comm && comm->size() > 1)
+    MPI_Abort(MPI_COMM_WORLD, rc);
 #endif
   return rc;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "amp/compile.h"
+#include "amp/distributed.h"
 #include "amp/dtype.h"
 #include "amp/export.h"
 #include "amp/session.h"

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "amp/compile.h"
+#include "amp/distributed.h"
 #include "amp/export.h"
 #include "amp/status.h"
 #include "amp/tensor.h"
@@ -45,6 +46,11 @@ struct SessionOptions {
   // activation, say): an intermediate's memory is otherwise reused before the
   // step ends, and Fetch refuses it.
   std::vector<std::string> fetch;
+  // The ranks of a data-parallel job (amp/distributed.h), for a step compiled
+  // with data_parallel: the state is broadcast from rank 0 when the session
+  // is created and after LoadCheckpoint (which every rank calls), and each
+  // Run averages the gradients over the ranks. Null: this process alone.
+  std::shared_ptr<ProcessGroup> process_group;
 };
 
 // A graph input or output: -1 marks a dim that is fixed only when inputs are

@@ -20,7 +20,7 @@ import os
 from . import _amp
 from ._amp import AmpRuntimeError, InvalidInputError
 
-__all__ = ["compile", "Session", "TrainingStep", "InvalidInputError", "AmpRuntimeError",
+__all__ = ["compile", "Session", "TrainingStep", "ProcessGroup", "InvalidInputError", "AmpRuntimeError",
            "__version__"]
 __version__ = _amp.version()
 
@@ -106,6 +106,52 @@ def compile(model, *, loss=None, label="labels", label_dtype="int64", output="",
     return TrainingStep(compiled)
 
 
+class ProcessGroup:
+    """The ranks of a data-parallel job, for a step compiled with data_parallel=True.
+
+    Start one process per rank with mpirun, or with torchrun's variables
+    (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) as torchrun or a
+    script sets them; alone, this is rank 0 of 1. Pass it to Session: the
+    state starts as rank 0's, and every step averages the gradients over the
+    ranks, each rank feeding its own slice of the global batch. Joining and
+    every collective raise after `timeout` seconds if a rank stops. One
+    group per process.
+
+        pg = amp.ProcessGroup.from_env()
+        s = amp.Session(step, process_group=pg)
+        s.step(input=x[pg.rank::pg.size], labels=y[pg.rank::pg.size])
+    """
+
+    def __init__(self, group):
+        self._g = group
+
+    @classmethod
+    def from_env(cls, timeout=300.0):
+        return cls(_amp.ProcessGroup.from_env(float(timeout)))
+
+    @property
+    def rank(self):
+        return self._g.rank
+
+    @property
+    def size(self):
+        return self._g.size
+
+    @property
+    def local_rank(self):
+        """This rank's index on its machine (the GPU it uses)."""
+        return self._g.local_rank
+
+    @property
+    def launcher(self):
+        """"mpirun", "torchrun-style variables" or "none"."""
+        return self._g.launcher
+
+    def all_reduce_mean(self, values):
+        """The mean over the ranks of a list (or 1-D array) of floats, as a list."""
+        return self._g.all_reduce_mean([float(v) for v in values])
+
+
 class Session:
     """Runs a compiled step (or inference model) on "cpu" or "cuda".
 
@@ -113,10 +159,18 @@ class Session:
     `non_finite` decides what an FP32 step (no loss scaling) does when its
     loss or gradients are not finite: "error" (raise; the state is as before),
     "skip" or "apply". `fetch` names intermediates to keep for `fetch()`.
+    `process_group` (a ProcessGroup) makes the steps of a data-parallel step
+    average their gradients over its ranks.
     """
 
-    def __init__(self, step, device="cpu", *, fuse_optimizer=True, non_finite="error", fetch=()):
+    def __init__(self, step, device="cpu", *, fuse_optimizer=True, non_finite="error", fetch=(),
+                 process_group=None):
         o = _amp.SessionOptions()
+        if process_group is not None:
+            if not isinstance(process_group, ProcessGroup):
+                raise TypeError(f"process_group must be an amp.ProcessGroup, not "
+                                f"{type(process_group).__name__}")
+            o.process_group = process_group._g
         o.device = device
         o.fuse_optimizer = fuse_optimizer
         o.fetch = list(fetch)

@@ -7,6 +7,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
@@ -204,8 +205,22 @@ NB_MODULE(_amp, m) {
     return Unwrap(amp::CompileBytes(std::string(b.c_str(), b.size()), o));
   });
 
+  nb::class_<amp::ProcessGroup>(m, "ProcessGroup")
+      .def_static(
+          "from_env",
+          [](double timeout) { return Unwrap(amp::ProcessGroup::FromEnvironment(timeout)); })
+      .def_prop_ro("rank", &amp::ProcessGroup::rank)
+      .def_prop_ro("size", &amp::ProcessGroup::size)
+      .def_prop_ro("local_rank", &amp::ProcessGroup::local_rank)
+      .def_prop_ro("launcher", &amp::ProcessGroup::launcher)
+      .def("all_reduce_mean", [](amp::ProcessGroup& g, std::vector<float> values) {
+        Check(g.AllReduceMean(values.data(), values.size()));
+        return values;
+      });
+
   nb::class_<amp::SessionOptions>(m, "SessionOptions")
       .def(nb::init<>())
+      .def_rw("process_group", &amp::SessionOptions::process_group, nb::arg("process_group").none())
       .def_rw("device", &amp::SessionOptions::device)
       .def_rw("inference", &amp::SessionOptions::inference)
       .def_rw("fuse_optimizer", &amp::SessionOptions::fuse_optimizer)

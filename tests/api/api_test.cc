@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -342,3 +343,34 @@ TEST(Api, InferenceCompileRunsTheForwardGraph) {
 }
 
 }  // namespace
+
+// A process started alone is rank 0 of a group of 1: a data-parallel step
+// runs there as it would on one rank of a job (its AllReduce a copy), bit for
+// bit the same as without the group; the group's collectives are identities.
+TEST(Api, AProcessGroupOfOneTrainsAsAlone) {
+  for (const char* v : {"RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(v)) GTEST_SKIP() << "started by a launcher (" << v << ")";
+  auto pg = amp::ProcessGroup::FromEnvironment(5);
+  ASSERT_TRUE(pg.ok()) << pg.status().message();
+  EXPECT_EQ((*pg)->rank(), 0);
+  EXPECT_EQ((*pg)->size(), 1);
+  EXPECT_EQ((*pg)->local_rank(), 0);
+  EXPECT_EQ((*pg)->launcher(), "none");
+  float x[2] = {1.5f, -2.0f};
+  ASSERT_TRUE((*pg)->AllReduceMean(x, 2).ok());
+  EXPECT_EQ(x[0], 1.5f);
+  EXPECT_EQ(x[1], -2.0f);
+
+  amp::CompileOptions o = AdamO1();
+  o.data_parallel = true;
+  auto m = amp::Compile(kMlp, o);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  amp::SessionOptions so;
+  so.process_group = *pg;
+  auto grouped = Open(*m, so);
+  auto alone = Open(*m);
+  ASSERT_TRUE(grouped && alone);
+  std::vector<double> a = Train(*grouped, 0, 3), b = Train(*alone, 0, 3);
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a, b);
+}
