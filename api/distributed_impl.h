@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "amp/distributed.h"
 #include "runtime/process_group.h"
@@ -12,6 +13,7 @@ namespace amp {
 struct __attribute__((visibility("hidden"))) ProcessGroup::Impl {
   Launcher launcher = Launcher::kNone;
   int local_rank = 0;
+  std::string device = "cpu";
   std::unique_ptr<Communicator> comm;  // null: alone
 };
 

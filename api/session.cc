@@ -117,6 +117,10 @@ StatusOr<std::unique_ptr<Session::Impl>> Session::Impl::Make(StatusOr<Model> loa
   }
   ExecutorOptions eo = ToExecutor(o);
   impl->group = o.process_group;
+  if (impl->group && impl->group->device() != o.device)
+    return InvalidArgument("the process group was made for device '", impl->group->device(),
+                           "' and the session runs on '", o.device,
+                           "': pass the session's device to ProcessGroup::FromEnvironment");
   if (Communicator* comm = impl->ranks()) {
     if (o.inference || !m.training.active() || !IsDataParallel(m))
       return InvalidArgument("the process group has ", comm->size(),

@@ -19,5 +19,10 @@ for m in mlp tfm; do
       --steps 12 --device cuda --log "$out/${m}_cuda.jsonl" --quiet 2>&1 | tail -2
   python3 tools/compare_trajectory.py "$out/${m}_cuda.jsonl" models/$m adam_amp | tail -1
 done
+echo "== NCCL: a one-rank data-parallel job (torchrun's variables) on the GPU"
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 timeout 120 \
+  .gpu/bin/amp-train .gpu/steps/mlp_dp.onnx --data models/mlp/train.npz --batch-size 16 \
+      --steps 12 --device cuda --collective-timeout 60 --log "$out/mlp_nccl.jsonl" --quiet 2>&1 |
+  tee "$out/nccl.txt" | tail -2
 echo "== bench"
 python3 bench/bench.py --amp-bin .gpu/bin --out "$out/bench_results.json" "$@" 2>&1 | tail -40

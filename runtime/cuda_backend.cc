@@ -39,6 +39,7 @@ struct Ctx {
   void* workspace;
   size_t workspace_bytes;
   uint64_t step;
+  Communicator* comm = nullptr;  // the job's ranks (NCCL); null: one rank
 
   bool has_in(size_t i) const { return i < in.size() && in[i]; }
   bool has_out(size_t i) const { return i < out.size() && out[i]; }
@@ -781,6 +782,31 @@ Status LayerNormGradFn(const Ctx& c) {
       c.node.GetFloat("epsilon", 1e-5f), c.stream);
 }
 
+// ai.amp AllReduce: the mean over the ranks of a bucket of FP32 gradients,
+// one NCCL group queued on the step's stream (no host work, so the backward
+// pass queued after it overlaps it). One rank, without a communicator: a copy.
+Status AllReduceFn(const Ctx& c) {
+  if (c.in.size() != c.out.size())
+    return c.Error("has ", c.in.size(), " inputs and ", c.out.size(), " outputs");
+  std::vector<Communicator::DeviceBuffer> buffers;
+  for (size_t k = 0; k < c.in.size(); ++k) {
+    if (!c.has_in(k) || !c.has_out(k)) return c.Error("input or output ", k, " is missing");
+    if (c.I(k).dtype != DType::kFloat32 || c.O(k).dtype != DType::kFloat32 ||
+        c.I(k).numel() != c.O(k).numel())
+      return c.Error("input ", k, " is not float32 of its output's size");
+    buffers.push_back({c.I(k).data, c.O(k).data, static_cast<size_t>(c.I(k).numel())});
+  }
+  if (c.comm == nullptr) {
+    for (const auto& b : buffers)
+      if (b.out != b.in)
+        AMP_RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(b.out, b.in, b.count * sizeof(float),
+                                                      cudaMemcpyDeviceToDevice, c.stream),
+                                      "AllReduce copy"));
+    return Status::Ok();
+  }
+  return c.comm->DeviceAllReduceMean(buffers.data(), buffers.size(), c.stream);
+}
+
 Status MultiCastFn(const Ctx& c) {
   std::vector<DevPtr> in;
   std::vector<void*> out;
@@ -904,6 +930,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:FusedAdam"] = FusedAdamFn;
     m["ai.amp:FusedElementwise"] = FusedElementwiseFn;
     m["ai.amp:MultiCast"] = MultiCastFn;
+    m["ai.amp:AllReduce"] = AllReduceFn;
     m["ai.amp:NormalizeGrad"] = NormalizeGradFn;
     m["ai.amp:LayerNormGrad"] = LayerNormGradFn;
     m["ai.amp:BatchNormGrad"] = BatchNormGradFn;
@@ -980,12 +1007,12 @@ class CudaBackend : public Backend {
   void Free(void* p) override { cudaFree(p); }
   Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return Status::Ok();
-    AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "copy to device"));
+    AMP_RETURN_IF_ERROR(Drain("copy to device"));
     return CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to device");
   }
   Status CopyToHost(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return Status::Ok();
-    AMP_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(stream_), "copy to host"));
+    AMP_RETURN_IF_ERROR(Drain("copy to host"));
     return CudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to host");
   }
   Status CopyOnDevice(void* dst, const void* src, size_t bytes) override {
@@ -1002,18 +1029,37 @@ class CudaBackend : public Backend {
     auto it = Table().find(Key(node));
     if (it == Table().end())
       return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for it");
-    Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step};
+    Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step, comm_};
     Status st = it->second(c);
     if (!st.ok()) return st.WithContext(node.Describe());
     return Status::Ok();
   }
-  Status Synchronize() override { return CudaCheck(cudaStreamSynchronize(stream_), "synchronize"); }
+  Status Synchronize() override { return Drain("synchronize"); }
+  // Gradients move between GPUs over NCCL, in device memory: a host-memory
+  // communicator (MPI's, TCP's) cannot serve this backend.
+  Status SetCommunicator(Communicator* comm) override {
+    if (comm && !comm->has_device_collectives())
+      return Unimplemented(
+          "the cuda backend reduces gradients over NCCL, but this job's communicator works in "
+          "host memory only: join the job for device cuda (amp-train --device cuda does; "
+          "ProcessGroup::FromEnvironment(timeout, \"cuda\"))");
+    comm_ = comm;
+    return Status::Ok();
+  }
 
  private:
+  // Waits for the queued work; with NCCL collectives in it, bounded by the
+  // collective timeout (a rank that stopped fails the step, not hangs it).
+  Status Drain(const char* what) {
+    if (comm_) AMP_RETURN_IF_ERROR(comm_->DeviceWait(stream_));
+    return CudaCheck(cudaStreamSynchronize(stream_), what);
+  }
+
   static constexpr size_t kWorkspace = size_t{32} << 20;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;
+  Communicator* comm_ = nullptr;
 };
 
 }  // namespace

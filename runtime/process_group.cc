@@ -6,6 +6,7 @@
 
 #include "runtime/executor.h"
 #include "runtime/mpi_communicator.h"
+#include "runtime/nccl_communicator.h"
 #include "runtime/tcp_communicator.h"
 
 namespace amp {
@@ -31,6 +32,20 @@ StatusOr<int> IntEnv(const char* name, int lo, int hi) {
   return static_cast<int>(x);
 }
 
+// The port rank 0 listens on. torchrun's agent holds MASTER_PORT itself (its
+// rendezvous store, which it tells the ranks with
+// TORCHELASTIC_USE_AGENT_STORE), so under it amp takes the next one;
+// AMP_MASTER_PORT overrides both.
+StatusOr<int> TcpPort() {
+  if (Env("AMP_MASTER_PORT") != nullptr) return IntEnv("AMP_MASTER_PORT", 1, 65535);
+  const char* agent = Env("TORCHELASTIC_USE_AGENT_STORE");
+  const bool taken =
+      agent != nullptr && (std::string_view(agent) == "True" || std::string_view(agent) == "true" ||
+                           std::string_view(agent) == "1");
+  AMP_ASSIGN_OR_RETURN(int port, IntEnv("MASTER_PORT", 1, taken ? 65534 : 65535));
+  return taken ? port + 1 : port;
+}
+
 }  // namespace
 
 Launcher DetectLauncher() {
@@ -51,7 +66,9 @@ const char* LauncherName(Launcher l) {
   return "?";
 }
 
-StatusOr<std::unique_ptr<Communicator>> JoinJob(Launcher launcher, double timeout_seconds) {
+namespace {
+
+StatusOr<std::unique_ptr<Communicator>> JoinHost(Launcher launcher, double timeout_seconds) {
   switch (launcher) {
     case Launcher::kNone:
       return std::unique_ptr<Communicator>();
@@ -66,13 +83,25 @@ StatusOr<std::unique_ptr<Communicator>> JoinJob(Launcher launcher, double timeou
         if (addr == nullptr)
           return InvalidArgument("MASTER_ADDR is not set: the address rank 0 listens at");
         o.master_addr = addr;
-        AMP_ASSIGN_OR_RETURN(o.master_port, IntEnv("MASTER_PORT", 1, 65535));
+        AMP_ASSIGN_OR_RETURN(o.master_port, TcpPort());
       }
       o.timeout_seconds = timeout_seconds;
       return CreateTcpCommunicator(o);
     }
   }
   return Internal("unknown launcher");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Communicator>> JoinJob(Launcher launcher, double timeout_seconds,
+                                                std::string_view device) {
+  if (device != "cpu" && device != "cuda")
+    return InvalidArgument("device '", device, "' is not cpu or cuda");
+  AMP_ASSIGN_OR_RETURN(auto host, JoinHost(launcher, timeout_seconds));
+  if (!host || device == "cpu") return host;
+  AMP_ASSIGN_OR_RETURN(int local, LocalRank(launcher));
+  return CreateNcclCommunicator(std::move(host), local, timeout_seconds);
 }
 
 StatusOr<int> LocalRank(Launcher launcher) {

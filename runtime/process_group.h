@@ -23,10 +23,15 @@ Launcher DetectLauncher();
 const char* LauncherName(Launcher l);
 
 // The ranks of this process's job: MPI's under mpirun, a TCP star through
-// rank 0 with torchrun's variables (runtime/tcp_communicator.h); null when
-// the process was started alone. `timeout_seconds` bounds joining and every
-// collective.
-StatusOr<std::unique_ptr<Communicator>> JoinJob(Launcher launcher, double timeout_seconds);
+// rank 0 with torchrun's variables (runtime/tcp_communicator.h; rank 0
+// listens on MASTER_PORT, or MASTER_PORT + 1 under torchrun itself, whose
+// agent holds MASTER_PORT, or on AMP_MASTER_PORT when set); null when
+// the process was started alone. For `device` "cuda", NCCL over the GPU of
+// this rank's local rank, bootstrapped through that host communicator
+// (runtime/nccl_communicator.h), for a job of one rank too (a smoke test of
+// the path). `timeout_seconds` bounds joining and every collective.
+StatusOr<std::unique_ptr<Communicator>> JoinJob(Launcher launcher, double timeout_seconds,
+                                                std::string_view device = "cpu");
 
 // This rank's index among the ranks on its machine (LOCAL_RANK, or Open
 // MPI's OMPI_COMM_WORLD_LOCAL_RANK): the GPU it uses. 0 when alone.

@@ -275,8 +275,9 @@ StatusOr<std::vector<Fd>> AcceptRanks(const TcpOptions& o, Clock::time_point dea
       for (int r = 1; r < o.size; ++r)
         if (peers[static_cast<size_t>(r)].get() < 0)
           missing += StrCat(missing.empty() ? "" : ", ", r);
-      return IoError("rank 0 of ", o.size, ": ranks ", missing, " did not connect to port ",
-                     o.master_port, " in ", o.timeout_seconds, " s");
+      const bool one = o.size - joined == 1;
+      return IoError("rank 0 of ", o.size, ": rank", one ? " " : "s ", missing,
+                     " did not connect to port ", o.master_port, " in ", o.timeout_seconds, " s");
     }
     Fd conn(::accept(listener.get(), nullptr, nullptr));
     if (conn.get() < 0) continue;  // the connection went away again

@@ -228,7 +228,7 @@ Status Train(const Flags& f, Launcher launcher, std::unique_ptr<Communicator>& c
   // Under mpirun or with torchrun's variables, one process per rank: each
   // trains on its shard of every global batch, and the step's AllReduce
   // nodes average the gradients.
-  AMP_ASSIGN_OR_RETURN(comm, JoinJob(launcher, f.collective_timeout));
+  AMP_ASSIGN_OR_RETURN(comm, JoinJob(launcher, f.collective_timeout, f.device));
   const int rank = comm ? comm->rank() : 0, ranks = comm ? comm->size() : 1;
   ExecutorOptions so;
   so.comm = comm.get();

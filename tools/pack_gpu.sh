@@ -17,11 +17,18 @@ done
 libs=(/usr/lib/x86_64-linux-gnu/libonnx.so.1 /usr/lib/x86_64-linux-gnu/libonnx_proto.so.1
       /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0
       /usr/lib/x86_64-linux-gnu/libgfortran.so.5 /usr/lib/x86_64-linux-gnu/libquadmath.so.0)
+# Open MPI's libraries, which amp-train links (loaded always; MPI_Init runs
+# only under mpirun).
+mapfile -t mpi_libs < <(ldd build-gpu/tools/amp-train | awk '/libmpi|libopen-|libhwloc|libevent|libpmix/ {print $3}')
+libs+=("${mpi_libs[@]}")
 mkdir -p .gpu/lib && cp -L "${libs[@]}" .gpu/lib/
 tar -C .gpu -cJf .gpu/libs.tar.xz lib && rm -rf .gpu/lib
 for m in mlp tfm; do
   build-gpu/tools/amp-compile models/$m/model.onnx --loss cross_entropy --optimizer adam \
       --lr 1e-3 -o .gpu/steps/${m}_amp.onnx 2>/dev/null
 done
+# The NCCL smoke test's step: the MLP with its gradients all-reduced.
+build-gpu/tools/amp-compile models/mlp/model.onnx --loss cross_entropy --optimizer adam \
+    --lr 1e-3 --data-parallel -o .gpu/steps/mlp_dp.onnx 2>/dev/null
 # .gpu/ is in .gitignore: it travels only when named in the device tool's carry.
 du -sh .gpu

@@ -27,8 +27,11 @@ namespace amp {
 class AMP_API ProcessGroup {
  public:
   // The job this process was started in; alone (no launcher's variables),
-  // rank 0 of 1.
-  static StatusOr<std::shared_ptr<ProcessGroup>> FromEnvironment(double timeout_seconds = 300);
+  // rank 0 of 1. For sessions on `device` "cuda", the gradients move over
+  // NCCL between the GPUs (each rank on the GPU of its local rank); "cpu":
+  // over MPI or TCP in host memory.
+  static StatusOr<std::shared_ptr<ProcessGroup>> FromEnvironment(double timeout_seconds = 300,
+                                                                 const std::string& device = "cpu");
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
@@ -39,6 +42,8 @@ class AMP_API ProcessGroup {
   int local_rank() const;
   // "mpirun", "torchrun-style variables" or "none".
   std::string launcher() const;
+  // The device whose sessions it serves: "cpu" or "cuda".
+  std::string device() const;
 
   // The mean over the ranks of `n` floats, in place (a metric, say).
   Status AllReduceMean(float* data, size_t n);

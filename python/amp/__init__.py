@@ -114,7 +114,9 @@ class ProcessGroup:
     script sets them; alone, this is rank 0 of 1. Pass it to Session: the
     state starts as rank 0's, and every step averages the gradients over the
     ranks, each rank feeding its own slice of the global batch. Joining and
-    every collective raise after `timeout` seconds if a rank stops. One
+    every collective raise after `timeout` seconds if a rank stops. For
+    sessions on device="cuda" the gradients move over NCCL (each rank on the
+    GPU of its local rank); the group's device must be the session's. One
     group per process.
 
         pg = amp.ProcessGroup.from_env()
@@ -126,8 +128,8 @@ class ProcessGroup:
         self._g = group
 
     @classmethod
-    def from_env(cls, timeout=300.0):
-        return cls(_amp.ProcessGroup.from_env(float(timeout)))
+    def from_env(cls, timeout=300.0, device="cpu"):
+        return cls(_amp.ProcessGroup.from_env(float(timeout), device))
 
     @property
     def rank(self):
@@ -141,6 +143,10 @@ class ProcessGroup:
     def local_rank(self):
         """This rank's index on its machine (the GPU it uses)."""
         return self._g.local_rank
+
+    @property
+    def device(self):
+        return self._g.device
 
     @property
     def launcher(self):

@@ -206,13 +206,15 @@ NB_MODULE(_amp, m) {
   });
 
   nb::class_<amp::ProcessGroup>(m, "ProcessGroup")
-      .def_static(
-          "from_env",
-          [](double timeout) { return Unwrap(amp::ProcessGroup::FromEnvironment(timeout)); })
+      .def_static("from_env",
+                  [](double timeout, const std::string& device) {
+                    return Unwrap(amp::ProcessGroup::FromEnvironment(timeout, device));
+                  })
       .def_prop_ro("rank", &amp::ProcessGroup::rank)
       .def_prop_ro("size", &amp::ProcessGroup::size)
       .def_prop_ro("local_rank", &amp::ProcessGroup::local_rank)
       .def_prop_ro("launcher", &amp::ProcessGroup::launcher)
+      .def_prop_ro("device", &amp::ProcessGroup::device)
       .def("all_reduce_mean", [](amp::ProcessGroup& g, std::vector<float> values) {
         Check(g.AllReduceMean(values.data(), values.size()));
         return values;

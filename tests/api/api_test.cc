@@ -373,4 +373,15 @@ TEST(Api, AProcessGroupOfOneTrainsAsAlone) {
   std::vector<double> a = Train(*grouped, 0, 3), b = Train(*alone, 0, 3);
   ASSERT_EQ(a.size(), 3u);
   EXPECT_EQ(a, b);
+
+  // A group is made for one device; a session on another is refused.
+  auto gpu_group = amp::ProcessGroup::FromEnvironment(5, "cuda");
+  ASSERT_TRUE(gpu_group.ok()) << gpu_group.status().message();  // alone: no NCCL needed
+  EXPECT_EQ((*gpu_group)->device(), "cuda");
+  so.process_group = *gpu_group;
+  auto refused = amp::Session::Create(*m, so);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("made for device 'cuda'"), std::string::npos)
+      << refused.status().message();
+  EXPECT_FALSE(amp::ProcessGroup::FromEnvironment(5, "tpu").ok());
 }

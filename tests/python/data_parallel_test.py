@@ -235,7 +235,7 @@ class TorchrunStyle(DataParallelBase, unittest.TestCase):
                            capture_output=True, text=True, timeout=60,
                            env=rank_env(0, 2, free_port()))
         self.assertEqual(r.returncode, 1)
-        self.assertIn("ranks 1 did not connect", r.stderr)
+        self.assertIn("rank 1 did not connect", r.stderr)
 
 
 SESSION_SCRIPT = textwrap.dedent("""

@@ -207,7 +207,8 @@ TEST(TcpCommunicatorTest, RefusesImpossibleRanks) {
 class EnvTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"})
+    for (const char* v : {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK",
+                          "TORCHELASTIC_USE_AGENT_STORE", "AMP_MASTER_PORT"})
       ::unsetenv(v);
   }
   Status Join(const char* rank, const char* size, const char* addr, const char* port) {
@@ -251,6 +252,21 @@ TEST_F(EnvTest, ReadsTorchrunsVariablesStrictly) {
     ASSERT_FALSE(s.ok()) << c.message;
     EXPECT_NE(s.message().find(c.message), std::string::npos) << s.message();
   }
+  // The port rank 1 looks for rank 0 at (nothing listens there: it says so).
+  auto port_of = [&](const char* agent, const char* amp_port) {
+    if (agent) ::setenv("TORCHELASTIC_USE_AGENT_STORE", agent, 1);
+    if (amp_port) ::setenv("AMP_MASTER_PORT", amp_port, 1);
+    std::string m = Join("1", "2", "127.0.0.1", "1").message();
+    ::unsetenv("TORCHELASTIC_USE_AGENT_STORE");
+    ::unsetenv("AMP_MASTER_PORT");
+    return m;
+  };
+  EXPECT_NE(port_of(nullptr, nullptr).find("rank 0 at 127.0.0.1:1 "), std::string::npos);
+  // Under torchrun its agent's store holds MASTER_PORT: amp takes the next.
+  EXPECT_NE(port_of("True", nullptr).find("rank 0 at 127.0.0.1:2 "), std::string::npos)
+      << port_of("True", nullptr);
+  EXPECT_NE(port_of("True", "7").find("rank 0 at 127.0.0.1:7 "), std::string::npos);
+  EXPECT_NE(port_of(nullptr, "x").find("AMP_MASTER_PORT='x'"), std::string::npos);
   ::setenv("LOCAL_RANK", "3", 1);
   auto local = LocalRank(Launcher::kTorchrun);
   ASSERT_TRUE(local.ok());
