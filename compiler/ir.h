@@ -362,6 +362,10 @@ struct Model {
   std::string directory;  // folder the model was read from (external data root)
   std::unique_ptr<Graph> graph = std::make_unique<Graph>();
   TrainingInfo training;
+  // Float initializers the exporter says are not parameters: the buffers and
+  // lifted constants of the dynamo exporter's graph signature (RoPE's
+  // inv_freq, say), which PyTorch does not train.
+  std::set<std::string> exporter_non_parameters;
 
   // Opset version of `domain` ("" and "ai.onnx" are the default domain); 0 if absent.
   int64_t OpsetVersion(const std::string& domain) const;

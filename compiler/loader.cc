@@ -1,5 +1,6 @@
 #include "compiler/loader.h"
 
+#include "compiler/legalize.h"
 #include "compiler/onnx_import.h"
 #include "compiler/shape_inference.h"
 #include "compiler/text.h"
@@ -14,7 +15,9 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 Status Finish(Model& m) {
+  AMP_RETURN_IF_ERROR(LegalizeImport(m));
   AMP_RETURN_IF_ERROR(RunShapeInference(m));
+  AMP_RETURN_IF_ERROR(LegalizeTyped(m));
   return VerifyModel(m);
 }
 

@@ -1,6 +1,7 @@
 #include "compiler/onnx_import.h"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/unknown_field_set.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
@@ -25,6 +27,8 @@ namespace fs = std::filesystem;
 // structure needs about 6 levels, so ~30 levels of subgraphs fit.
 constexpr int kProtoRecursionLimit = 100;
 constexpr size_t kMaxProtoBytes = size_t{2} << 30;  // protobuf's own 2 GiB ceiling
+
+void ImportGraphSignature(const onnx::GraphProto& g, Model& m);
 
 class Importer {
  public:
@@ -109,7 +113,41 @@ StatusOr<Model> Importer::Run() {
   } else {
     AMP_RETURN_IF_ERROR(ImportGraph(proto_.graph(), *m.graph));
   }
+  ImportGraphSignature(proto_.graph(), m);
   return m;
+}
+
+// torch.export's graph signature, which the dynamo exporter keeps in the
+// graph's metadata: one line per graph input, "<name>: <KIND> target='<fqn>'".
+// BUFFER and CONSTANT_TENSOR targets (the initializers' names) are not
+// parameters.
+void ImportGraphSignature(const onnx::GraphProto& g, Model& m) {
+  // GraphProto.metadata_props (field 16, ONNX 1.16) is newer than the onnx
+  // library amp builds against: it arrives as an unknown field.
+  constexpr int kGraphMetadataProps = 16;
+  const auto& unknown = g.GetReflection()->GetUnknownFields(g);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const auto& f = unknown.field(i);
+    if (f.number() != kGraphMetadataProps ||
+        f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+      continue;
+    onnx::StringStringEntryProto p;
+    if (!p.ParseFromString(f.length_delimited()) ||
+        p.key() != "pkg.torch.export.ExportedProgram.graph_signature")
+      continue;
+    std::istringstream lines(p.value());
+    std::string line;
+    while (std::getline(lines, line)) {
+      size_t colon = line.find(": ");
+      size_t target = line.find(" target='");
+      if (colon == std::string::npos || target == std::string::npos || target < colon) continue;
+      std::string kind = line.substr(colon + 2, target - colon - 2);
+      size_t start = target + 9, end = line.find('\'', start);
+      if (end == std::string::npos) continue;
+      if (kind == "BUFFER" || kind == "CONSTANT_TENSOR")
+        m.exporter_non_parameters.insert(line.substr(start, end - start));
+    }
+  }
 }
 
 // The typed parts of amp's description (loss scaling's and the optimizer's);

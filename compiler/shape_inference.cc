@@ -125,7 +125,7 @@ class Driver {
           Tensor t(inferred[i].dtype, *StaticDims(*inferred[i].shape));
           {
             for (size_t k = 0; k < dims.size(); ++k)
-              t.SetDouble(k, static_cast<double>(dims[k].value()));
+              t.SetInt(static_cast<int64_t>(k), dims[k].value());
             constants_[out] = Keep(std::move(t));
           }
         }

@@ -181,6 +181,15 @@ int64_t Tensor::GetInt(int64_t i) const {
   return static_cast<int64_t>(v);
 }
 
+void Tensor::SetInt(int64_t i, int64_t v) {
+  AMP_CHECK(i >= 0 && i < num_elements_);
+  if (dtype_ == DType::kInt64 || dtype_ == DType::kUInt64) {
+    std::memcpy(mutable_data() + i * 8, &v, 8);
+    return;
+  }
+  SetDouble(i, static_cast<double>(v));
+}
+
 void Tensor::SetDouble(int64_t i, double v) {
   AMP_CHECK(i >= 0 && i < num_elements_);
   uint8_t* p = mutable_data() + i * DTypeSize(dtype_);

@@ -84,6 +84,9 @@ class Tensor {
   int64_t FirstNonFinite() const;
   int64_t GetInt(int64_t i) const;
   void SetDouble(int64_t i, double v);
+  // Exact for 64-bit integer types (INT64_MAX, the exporters' "to the end"
+  // slice bound, has no double); other types as SetDouble.
+  void SetInt(int64_t i, int64_t v);
 
  private:
   DType dtype_ = DType::kUndefined;

@@ -269,7 +269,10 @@ Status InferConcat(Ctx& c) {
     (*out)[a] = Dim();
   }
   c.SetOutput(0, c.input_dtype(0), out);
-  // Concatenation of shape values (the Shape -> Concat -> Reshape idiom).
+  // Concatenation of shape values (the Shape -> Concat -> Reshape idiom):
+  // 1-D only. Along an axis of a higher rank the values interleave, which the
+  // constant evaluator computes.
+  if (!out || out->size() != 1) return Status::Ok();
   std::vector<Dim> sv;
   for (size_t i = 0; i < c.num_inputs(); ++i) {
     auto part = ShapeInput(c, i);
@@ -745,8 +748,8 @@ Status GradPad(G& b) {
     return Unimplemented(n.Describe(), ": Pad's gradient supports mode 'constant' (not '", mode,
                          "')");
   auto dims = StaticDims(ShapeOrDie(b.x(0)));
-  const Tensor* pads = n.num_inputs() > 1 ? ConstInput(b.x(1)) : nullptr;
-  const Tensor* axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : nullptr;
+  std::optional<Tensor> pads = n.num_inputs() > 1 ? ConstInput(b.x(1)) : std::nullopt;
+  std::optional<Tensor> axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : std::nullopt;
   if (!dims || !pads || (n.num_inputs() > 3 && n.input(3) && !axes))
     return Unimplemented(n.Describe(),
                          ": Pad's gradient needs a static input shape and constant pads and axes");
@@ -783,10 +786,10 @@ Status GradSlice(G& b) {
   const Node& n = b.node();
   auto dims = StaticDims(ShapeOrDie(b.x(0)));
   auto out = StaticDims(ShapeOrDie(b.y(0)));
-  const Tensor* starts = ConstInput(b.x(1));
-  const Tensor* ends = ConstInput(b.x(2));
-  const Tensor* axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : nullptr;
-  const Tensor* steps = n.num_inputs() > 4 ? ConstInput(b.x(4)) : nullptr;
+  std::optional<Tensor> starts = ConstInput(b.x(1));
+  std::optional<Tensor> ends = ConstInput(b.x(2));
+  std::optional<Tensor> axes = n.num_inputs() > 3 ? ConstInput(b.x(3)) : std::nullopt;
+  std::optional<Tensor> steps = n.num_inputs() > 4 ? ConstInput(b.x(4)) : std::nullopt;
   if (!dims || !out || !starts || !ends || (n.num_inputs() > 3 && n.input(3) && !axes) ||
       (n.num_inputs() > 4 && n.input(4) && !steps))
     return Unimplemented(

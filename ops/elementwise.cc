@@ -120,7 +120,7 @@ Status GradIdentity(G& b) {
 
 Status GradDropout(G& b) {
   // Ratio 0 (or inference mode) is the identity; otherwise the mask scales.
-  const Tensor* ratio = ConstInput(b.node().input(1));
+  std::optional<Tensor> ratio = ConstInput(b.node().input(1));
   bool identity = b.node().input(1) == nullptr ||
                   (ratio && ratio->num_elements() == 1 && ratio->GetDouble(0) == 0.0);
   b.dx.assign(b.node().num_inputs(), nullptr);
@@ -280,7 +280,7 @@ Status GradMaxMin(G& b) {
 }
 
 Status GradPow(G& b) {
-  const Tensor* c = ConstInput(b.x(1));
+  std::optional<Tensor> c = ConstInput(b.x(1));
   if (!c || c->num_elements() != 1)
     return Unimplemented(b.node().Describe(),
                          ": the gradient of Pow needs a constant scalar exponent");
@@ -489,7 +489,9 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {2, 2, 1, 1},
        .infer = InferCastLike,
        .precision = {OpClass::kNone, "the user's own conversion"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradCast,  // back to input 0's type; `target_type` carries no gradient
+       .nondiff_inputs = {1},
+       .grad_reads_shapes = false},
       {.op_type = "Clip",
        .arity = {1, 3, 1, 1},
        .infer = InferClip,

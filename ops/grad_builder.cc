@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "compiler/const_eval.h"
+
 namespace amp {
 
 Node* GradBuilder::Make(const std::string& op, const std::vector<Value*>& inputs, int num_outputs) {
@@ -80,15 +82,10 @@ const Shape& ShapeOrDie(const Value* v) {
   return v->type().shape ? *v->type().shape : kEmpty;
 }
 
-// The data of an input known at compile time (initializer or Constant), or null.
-const Tensor* ConstInput(const Value* v) {
-  if (!v) return nullptr;
-  if (v->has_initializer()) return v->initializer();
-  if (v->producer() && v->producer()->op_type() == "Constant") {
-    const Attribute* a = v->producer()->FindAttr("value");
-    if (a && a->kind == Attribute::Kind::kTensor) return &a->t;
-  }
-  return nullptr;
+std::optional<Tensor> ConstInput(const Value* v) {
+  if (!v) return std::nullopt;
+  if (v->has_initializer()) return *v->initializer();
+  return ConstantNodeTensor(v);
 }
 
 }  // namespace amp

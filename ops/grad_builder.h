@@ -3,6 +3,7 @@
 // computes the gradients of its inputs, in standard ONNX ops.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,8 @@ class GradBuilder {
 
 // The shape of a value whose rank autodiff has checked to be known.
 const Shape& ShapeOrDie(const Value* v);
-// The data of an input known at compile time (initializer or Constant), or null.
-const Tensor* ConstInput(const Value* v);
+// The data of an input known at compile time (an initializer, or a Constant
+// in any of its attribute forms), or nothing.
+std::optional<Tensor> ConstInput(const Value* v);
 
 }  // namespace amp

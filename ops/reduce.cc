@@ -103,7 +103,7 @@ Status GradReduceMeanSum(G& b) {
   std::vector<int64_t> axes;
   bool axes_input = n.op_type() == "ReduceSum" || b.opset() >= 18;
   if (axes_input && n.num_inputs() > 1 && n.input(1)) {
-    const Tensor* t = ConstInput(n.input(1));
+    std::optional<Tensor> t = ConstInput(n.input(1));
     if (!t) return Unimplemented(n.Describe(), ": the gradient needs constant axes");
     for (int64_t i = 0; i < t->num_elements(); ++i) axes.push_back(t->GetInt(i));
   } else if (!axes_input) {

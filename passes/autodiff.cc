@@ -56,7 +56,7 @@ StatusOr<std::vector<Value*>> BuildGradients(Model& model, Value* y, Value* seed
     // A Constant node only: an initializer index could be rebound later,
     // and the Concat fixes each part's position now.
     const Node* c = ProducerIf(n.input(1), "Constant");
-    const Tensor* idx = c ? ConstInput(n.input(1)) : nullptr;
+    std::optional<Tensor> idx = c ? ConstInput(n.input(1)) : std::nullopt;
     const auto& xs = n.input(0)->type().shape;
     if (!idx || !idx->dims().empty() || !IsInteger(idx->dtype()) || !xs || xs->empty() ||
         !(*xs)[0].is_static())
@@ -207,7 +207,11 @@ StatusOr<bool> Autodiff::Run(Model& model) {
   // named_parameters() entry is ever called: dynamo's lifted constants
   // (val_12, _tensor_constant0) and TorchScript's folded ones (onnx::Mul_7,
   // /block/Constant_output_0).
-  auto exporter_constant = [](const std::string& name) { return IsExporterConstantName(name); };
+  // The dynamo exporter also names its buffers and lifted constants in the
+  // graph signature (Model::exporter_non_parameters).
+  auto exporter_constant = [&](const std::string& name) {
+    return IsExporterConstantName(name) || model.exporter_non_parameters.count(name) != 0;
+  };
   // Running statistics are state, not parameters.
   std::unordered_set<const Value*> statistics;
   for (Node* n : g.nodes())

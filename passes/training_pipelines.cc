@@ -7,12 +7,17 @@
 #include "passes/autodiff.h"
 #include "passes/dce.h"
 #include "passes/expand_gradient.h"
+#include "passes/fold_shapes.h"
 #include "passes/pipelines.h"
 
 namespace amp::pipelines {
 
 PassPipeline Training(const TrainingOptions& options) {
   PassPipeline p;
+  // Shape arithmetic that is already static (an exporter's Shape -> Gather ->
+  // Unsqueeze chains feeding Reshape and Slice) folds first, so that the
+  // gradient rules see constant slice bounds and static shapes.
+  p.Add(std::make_unique<FoldShapes>());
   p.Add(std::make_unique<AttachLoss>(options.loss));
   p.Add(std::make_unique<Autodiff>(options.freeze, options.trainable));
   if (options.data_parallel) p.Add(std::make_unique<DataParallel>(*options.data_parallel));

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Models no one here wrote (models/real/, made by tools/gen_real_models.py
 from torchvision and Hugging Face transformers with PyTorch's TorchScript
-exporter): amp-compile builds an O0 SGD-momentum and an O0 Adam step, amp-train
-runs 12 steps on the same batches, and the losses follow PyTorch's own
-trajectories within 1e-4 relative; the tensors amp trains are exactly
-PyTorch's named_parameters(); an O1 fp16 Adam step stays within 2e-2 of the
-FP32 run (measured: 2e-5 for GPT-2 and BERT, 3.8e-3 for MobileNetV3, beside
-PyTorch's own fp16 autocast at 1.1e-4, 1.3e-4 and 2.9e-3)."""
+exporter, and the transformers also with the dynamo exporter as
+<name>_dynamo): amp-compile builds an O0 SGD-momentum and an O0 Adam step,
+amp-train runs 12 steps on the same batches, and the losses follow PyTorch's
+own trajectories within 1e-4 relative over the steps PyTorch reproduces
+itself (reference.json's reproducible_steps: all 12 but for the CNNs with
+BatchNorm over small batches); the tensors amp trains are exactly PyTorch's
+named_parameters(); an O1 fp16 Adam step stays within 2e-2 of the FP32 run
+over those steps (each figure printed beside PyTorch's own autocast's)."""
 import json
 import os
 import subprocess
@@ -67,11 +69,21 @@ class RealModels(unittest.TestCase):
                     losses, report = self.train(model, ref, kind, ["--opt-level", "O0"])
                     want = ref["trajectories"][kind]
                     self.assertEqual(len(losses), len(want))
-                    worst = max(abs(a - b) / abs(b) for a, b in zip(losses, want))
+                    # Held over the steps PyTorch reproduces itself (its
+                    # float64 run and a run from nudged weights, to 1e-5).
+                    n = ref.get("reproducible_steps", {}).get(kind, len(want))
+                    self.assertGreaterEqual(n, 8, f"{model} {kind}: PyTorch's own run is chaotic")
+                    worst = max(abs(a - b) / abs(b) for a, b in zip(losses[:n], want[:n]))
                     self.assertLessEqual(worst, 1e-4, f"{model} {kind}: {losses} vs {want}")
+                    print(f"{model} {kind}: within {worst:.1e} of PyTorch over {n} steps")
                     # The trained tensors are PyTorch's parameters (the
                     # exporter may prefix a wrapper's attribute name).
-                    unwrap = lambda names: sorted(n[2:] if n.startswith("m.") else n for n in names)
+                    # A tied parameter may carry any of its names (the dynamo
+                    # exporter names GPT-2's by its last use, lm_head.weight).
+                    canonical = {a: n for n, names in ref.get("parameter_aliases", {}).items()
+                                 for a in names}
+                    unwrap = lambda names: sorted(
+                        n[2:] if n.startswith("m.") else n for n in (canonical.get(n, n) for n in names))
                     self.assertEqual(unwrap(report["training"]["trainable"]), unwrap(ref["parameters"]))
 
     def check_mixed_precision(self, model):
@@ -82,7 +94,8 @@ class RealModels(unittest.TestCase):
         fp32, _ = self.train(model, ref, "adam", ["--opt-level", "O0"])
         half, report = self.train(model, ref, "adam", ["--init-scale", INIT_SCALE])
         self.assertGreater(report["summary"]["half"], 0)
-        worst = max(abs(a - b) / abs(b) for a, b in zip(half, fp32))
+        n = ref.get("reproducible_steps", {}).get("adam", len(fp32))
+        worst = max(abs(a - b) / abs(b) for a, b in zip(half[:n], fp32[:n]))
         self.assertLessEqual(worst, 2e-2, f"{model}: O1 {half} vs O0 {fp32}")
         print(f"{model}: O1 fp16 Adam within {worst:.2e} of FP32 over {len(half)} steps "
               f"(PyTorch's autocast: {max(abs(a - b) / abs(b) for a, b in zip(ref['adam_autocast_fp16'], ref['trajectories']['adam'])):.2e})")

@@ -205,11 +205,12 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   EXPECT_TRUE(pipelines::ForLevel(o0).empty());
   EXPECT_EQ(pipelines::BindShapes({{"N", 2}}).Describe(), "bind-dims,fold-shapes,dce");
   pipelines::TrainingOptions t;
-  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,optimizer,dce");
+  EXPECT_EQ(pipelines::Training(t).Describe(), "fold-shapes,attach-loss,autodiff,optimizer,dce");
   t.loss_scale = LossScaleOptions{};
-  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,loss-scaling,optimizer,dce");
+  EXPECT_EQ(pipelines::Training(t).Describe(),
+            "fold-shapes,attach-loss,autodiff,loss-scaling,optimizer,dce");
   t.gradients_only = true;
-  EXPECT_EQ(pipelines::Training(t).Describe(), "attach-loss,autodiff,dce");
+  EXPECT_EQ(pipelines::Training(t).Describe(), "fold-shapes,attach-loss,autodiff,dce");
   EXPECT_EQ(pipelines::Specialize({{{"N", 2}}, false}).Describe(),
             "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,sink-nodes");
   EXPECT_EQ(pipelines::Specialize({{}, true}).Describe(),
