@@ -489,9 +489,9 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {2, 2, 1, 1},
        .infer = InferCastLike,
        .precision = {OpClass::kNone, "the user's own conversion"},
-       .grad = GradCast,  // back to input 0's type; `target_type` carries no gradient
-       .nondiff_inputs = {1},
-       .grad_reads_shapes = false},
+       // Never reaches autodiff: the loader turns it into Cast
+       // (compiler/legalize.h).
+       .no_grad = "becomes Cast at import"},
       {.op_type = "Clip",
        .arity = {1, 3, 1, 1},
        .infer = InferClip,

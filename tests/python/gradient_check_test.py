@@ -100,8 +100,8 @@ CASES = {
                 {}, {"w": [2, 3, 6, 5]}, "mse"),
     "identity_dropout_cast": (F, "i = Identity (w)\n d = Dropout (i)\n c = Cast <to = 11> (d)\n y = Cast <to = 1> (c)", {},
                               {"w": [3, 4]}, "mse"),
-    # The dynamo exporter's CastLike: to float64 (like a double constant) and
-    # back to float32 (like the input).
+    # The dynamo exporter's CastLike (a Cast once imported): to float64 (like
+    # a double constant) and back to float32 (like the input).
     "castlike": (F, "c = CastLike (w, cvd)\n y = CastLike (c, x)", {"x": [3, 4]}, {"w": [3, 4]}, "mse"),
     # Every loss attach-loss offers, on a small linear model.
     "loss_l1": (D, "y = MatMul (x, w)", {"x": [3, 4]}, {"w": [4, 2]}, "l1"),
