@@ -108,8 +108,9 @@ Status GradBatchNorm(G& b) {
   if (n.GetInt("training_mode", 0) == 0)
     return Unimplemented(
         n.Describe(),
-        ": the gradient of BatchNormalization in inference mode is not supported; export "
-        "the model in training mode");
+        ": the gradient of BatchNormalization in inference mode is not supported; compile "
+        "with --train-mode (batch statistics, as PyTorch's train(); the dynamo exporter writes "
+        "BatchNorm in inference form), or export in training mode");
   size_t rank = ShapeOrDie(b.x(0)).size();
   if (rank < 2) return InvalidArgument(n.Describe(), ": input rank must be >= 2");
   std::vector<int64_t> axes = {0};

@@ -9,6 +9,7 @@
 #include "passes/optimizer.h"
 #include "passes/pipelines.h"
 #include "passes/precision_report.h"
+#include "passes/train_mode.h"
 
 namespace amp {
 namespace {
@@ -80,6 +81,24 @@ Status ValidateCompileOptions(const CompileOptions& o) {
   return LossScaleFor(o, policy).status();
 }
 
+// The BatchNorms the exporter's graph signature lists (their running_mean
+// buffers) that the graph no longer holds: folded into their Conv by the
+// exporter's optimizer, they cannot train with batch statistics.
+std::string FoldedBatchNormWarning(const Model& m) {
+  static constexpr std::string_view kSuffix = ".running_mean";
+  std::vector<std::string> folded;
+  for (const std::string& name : m.exporter_non_parameters)
+    if (name.size() > kSuffix.size() && name.ends_with(kSuffix) && !m.graph->FindValue(name))
+      folded.push_back(name.substr(0, name.size() - kSuffix.size()));
+  if (folded.empty()) return "";
+  std::string some;
+  for (size_t i = 0; i < folded.size() && i < 4; ++i) some += StrCat(i ? ", " : "", folded[i]);
+  return StrCat("warning: --train-mode: the exporter folded ", folded.size(),
+                " BatchNorm(s) into their Conv (", some, folded.size() > 4 ? ", ..." : "",
+                "); those cannot normalize by the batch's statistics as PyTorch's train() does: "
+                "export with torch.onnx.export(..., dynamo=True, optimize=False)\n");
+}
+
 std::string ModelSummary(const Model& m) {
   std::map<std::string, int> ops;
   for (const Node* n : m.graph->nodes()) ++ops[n->op_type()];
@@ -102,6 +121,9 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
   // Lower first: a model from another producer may hold Gradient nodes.
   PassPipeline pipeline = pipelines::Lower();
   if (!o.bind_dims.empty()) pipeline.Append(pipelines::BindShapes(o.bind_dims));
+  if (o.train_mode && o.loss.empty())
+    return InvalidArgument("train_mode (--train-mode) needs a training step (--loss)");
+  if (o.train_mode) pipeline.Add(std::make_unique<TrainMode>());
   if (!o.loss.empty()) {
     pipelines::TrainingOptions t;
     t.loss.kind = o.loss;
@@ -131,6 +153,7 @@ StatusOr<CompileResult> CompileModel(Model& model, const CompileOptions& o,
     result.log +=
         "warning: O3 runs everything in half, softmax, norms and losses included; use it only "
         "to compare against O1/O2\n";
+  if (o.train_mode) result.log += FoldedBatchNormWarning(model);
   // The policy file may have changed dtype and level: report what ran.
   ReportContext rc{PrecisionName(policy.half_type), OptLevelName(policy.level), casts_before};
   result.report = BuildPrecisionReport(model, rc);

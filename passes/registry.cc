@@ -27,6 +27,7 @@
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
 #include "passes/sink_nodes.h"
+#include "passes/train_mode.h"
 #include "passes/transpose_folding.h"
 
 namespace amp {
@@ -64,6 +65,7 @@ const Entry kPasses[] = {
      }},
     {Dce::kName, Make<Dce>},
     {ElideDropout::kName, Make<ElideDropout>},
+    {TrainMode::kName, Make<TrainMode>},
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},

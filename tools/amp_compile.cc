@@ -123,6 +123,10 @@ int main(int argc, char** argv) {
   app.add_option("--output", options.output,
                  "the model output the loss applies to (when there are several)");
   app.add_option("--freeze", options.freeze, "regex: parameters whose names match are not trained");
+  app.add_flag("--train-mode", options.train_mode,
+               "BatchNormalization written in inference form (the dynamo exporter's, even in "
+               "train()) trains with batch statistics and updates its running statistics, as "
+               "PyTorch's train() does");
   app.add_option(
       "--trainable", options.trainable,
       "regex: only parameters whose names match are trained (with --freeze, both apply)");
@@ -251,7 +255,7 @@ int main(int argc, char** argv) {
       std::string asked;
       for (const char* flag :
            {"--optimizer", "--loss-scale", "--lr", "--momentum", "--weight-decay", "--betas",
-            "--freeze", "--trainable", "--nesterov", "--dampening", "--eps"})
+            "--freeze", "--trainable", "--nesterov", "--dampening", "--eps", "--train-mode"})
         if (app.count(flag) > 0) asked += asked.empty() ? flag : std::string(", ") + flag;
       if (!asked.empty()) {
         const auto& outs = model.graph->outputs();

@@ -153,9 +153,11 @@ MODELS = {"mobilenet_v3_small": mobilenet_v3_small, "gpt2": gpt2, "bert": bert,
           "efficientnet_b0": efficientnet_b0, "vit": vit, "swin": swin, "convnext": convnext,
           "llama": llama}
 # Which models also come from the dynamo exporter (torch.onnx.export's
-# default today), as <name>_dynamo: the transformers, whose graphs carry no
-# BatchNorm (the dynamo exporter writes BatchNorm in inference form).
-DYNAMO = {"gpt2", "bert", "vit", "swin", "convnext", "llama"}
+# default today), as <name>_dynamo. It writes BatchNorm in inference form even
+# in train(): those models train with amp-compile --train-mode (their
+# reference's compile_flags).
+DYNAMO = {"gpt2", "bert", "vit", "swin", "convnext", "llama", "mobilenet_v3_small",
+          "efficientnet_b0"}
 
 
 def trajectory(model, state, x, y, batch, kind, autocast=False, dtype=torch.float32, nudge=False):
@@ -256,6 +258,8 @@ def main():
                # mixed precision moves this model from FP32 in PyTorch itself.
                "adam_autocast_fp16": trajectory(model, state, x, y, batch, "adam", autocast=True),
                "exporter": "dynamo" if dynamo else "torchscript",
+               "compile_flags": ["--train-mode"] if dynamo and any(
+                   isinstance(mod, torch.nn.BatchNorm2d) for mod in model.modules()) else [],
                "generator": "tools/gen_real_models.py", "torch": torch.__version__}
         with open(os.path.join(d, "reference.json"), "w") as f:
             json.dump(ref, f, indent=1)

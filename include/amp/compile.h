@@ -44,6 +44,10 @@ struct CompileOptions {
   std::string freeze;                 // regex: parameters not trained
   std::string trainable;              // regex: the only parameters trained ("" = all)
   int64_t seed = 0;                   // training-mode Dropout seeds
+  // BatchNormalization in inference form (the dynamo exporter's, even for a
+  // module in train()) trains with the batch's statistics, as PyTorch's
+  // train() does, and updates its running statistics.
+  bool train_mode = false;
 
   std::string optimizer = "sgd";  // sgd, adam or adamw (FP32 master weights and state)
   // The step's lr input's recorded default. NaN (unset): PyTorch's default

@@ -64,6 +64,7 @@ def _model_source(model):
 
 
 def compile(model, *, loss=None, label="labels", label_dtype="int64", output="", freeze="", trainable="",
+            train_mode=False,
             seed=0, optimizer="sgd", lr=None, momentum=0.0, dampening=0.0, nesterov=False,
             weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, opt_level="O1", dtype="fp16",
             fp32_ops=(), half_ops=(), fp32_nodes="", policy=None, keep_batchnorm_fp32=False,
@@ -84,6 +85,7 @@ def compile(model, *, loss=None, label="labels", label_dtype="int64", output="",
     o.loss = loss or ""
     o.label, o.label_dtype, o.output, o.freeze, o.seed = label, label_dtype, output, freeze, seed
     o.trainable = trainable
+    o.train_mode = train_mode
     o.optimizer, o.momentum, o.dampening = optimizer, momentum, dampening
     if lr is not None:
         o.lr = lr

@@ -168,6 +168,7 @@ NB_MODULE(_amp, m) {
       .def_rw("label_dtype", &amp::CompileOptions::label_dtype)
       .def_rw("output", &amp::CompileOptions::output)
       .def_rw("freeze", &amp::CompileOptions::freeze)
+      .def_rw("train_mode", &amp::CompileOptions::train_mode)
       .def_rw("trainable", &amp::CompileOptions::trainable)
       .def_rw("seed", &amp::CompileOptions::seed)
       .def_rw("optimizer", &amp::CompileOptions::optimizer)

@@ -11,6 +11,7 @@ named_parameters(); an O1 fp16 Adam step stays within 2e-2 of the FP32 run
 over those steps (each figure printed beside PyTorch's own autocast's)."""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -49,8 +50,10 @@ class RealModels(unittest.TestCase):
             flags += ["--momentum", str(hp["momentum"])]
         step = os.path.join(self.dir, f"{model}_{kind}.onnx")
         report = os.path.join(self.dir, f"{model}_{kind}.json")
+        # The reference's own flags: --train-mode for a dynamo export with
+        # BatchNorm (written in inference form).
         run([AMP_COMPILE, os.path.join(REAL, model, "model.onnx"), "--loss", "cross_entropy", *flags,
-             *extra, "-o", step, "--report-json", report])
+             *ref.get("compile_flags", []), *extra, "-o", step, "--report-json", report])
         log = os.path.join(self.dir, f"{model}_{kind}.jsonl")
         run([AMP_TRAIN, step, "--data", os.path.join(REAL, model, "train.npz"), "--batch-size",
              str(ref["batch_size"]), "--steps", str(ref["steps"]), "--log", log, "-q"])
@@ -105,6 +108,46 @@ class RealModels(unittest.TestCase):
         for model in MODELS:
             with self.subTest(model=model):
                 self.check_mixed_precision(model)
+
+
+class ExporterSignature(unittest.TestCase):
+    """The dynamo exporter's graph signature, on a small hand-made model: a
+    BUFFER initializer is not trained, and with --train-mode a BatchNorm the
+    signature lists but the graph lost (folded into its Conv) is named in a
+    warning."""
+
+    def test_buffers_are_not_trained_and_folded_batchnorms_are_named(self):
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper
+        d = tempfile.mkdtemp(prefix="amp_sig_")
+        rng = np.random.default_rng(0)
+        inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "conv.weight"),
+                 numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "conv.bias"),
+                 numpy_helper.from_array(rng.standard_normal((1, 4, 1, 1)).astype(np.float32), "shift")]
+        nodes = [helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Add", ["c", "shift"], ["logits"])]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", 1, [2, 3, 5, 5])],
+                              [helper.make_tensor_value_info("logits", 1, [2, 4, 5, 5])], inits)
+        sig = "\n".join(["# inputs", "p_conv_weight: PARAMETER target='conv.weight'",
+                          "p_conv_bias: PARAMETER target='conv.bias'",
+                          "b_shift: BUFFER target='shift' persistent=True",
+                          "b_bn_running_mean: BUFFER target='bn.running_mean' persistent=True",
+                          "b_bn_running_var: BUFFER target='bn.running_var' persistent=True",
+                          "input: USER_INPUT"])
+        g.metadata_props.add(key="pkg.torch.export.ExportedProgram.graph_signature", value=sig)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        m.ir_version = 10
+        path = os.path.join(d, "m.onnx")
+        onnx.save(m, path)
+        report = os.path.join(d, "r.json")
+        r = run([AMP_COMPILE, path, "--loss", "mse", "--optimizer", "sgd", "--lr", "0.1",
+                 "--train-mode", "-o", os.path.join(d, "s.onnx"), "--report-json", report])
+        self.assertIn("warning: --train-mode: the exporter folded 1 BatchNorm(s) into their Conv (bn)",
+                      r.stdout + r.stderr)
+        with open(report) as f:
+            self.assertEqual(sorted(json.load(f)["training"]["trainable"]), ["conv.bias", "conv.weight"])
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
