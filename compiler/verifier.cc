@@ -10,17 +10,19 @@ namespace amp {
 Status VerifyModel(const Model& model) {
   const Graph& g = *model.graph;
   std::unordered_set<const Value*> defined;
-  auto define = [&](const Value* v, const std::string& how) -> Status {
+  // `how` is built only for the error: a node's Describe() walks the graph.
+  auto define = [&](const Value* v, const auto& how) -> Status {
     if (!defined.insert(v).second)
-      return InvalidArgument("value '", v->name(), "' is defined more than once (", how, ")");
+      return InvalidArgument("value '", v->name(), "' is defined more than once (", how(), ")");
     return Status::Ok();
   };
   for (const Value* v : g.inputs()) {
     if (v->has_initializer())
       return InvalidArgument("graph input '", v->name(), "' also has initializer data");
-    AMP_RETURN_IF_ERROR(define(v, "graph input"));
+    AMP_RETURN_IF_ERROR(define(v, [] { return std::string("graph input"); }));
   }
-  for (const Value* v : g.initializers()) AMP_RETURN_IF_ERROR(define(v, "initializer"));
+  for (const Value* v : g.initializers())
+    AMP_RETURN_IF_ERROR(define(v, [] { return std::string("initializer"); }));
   for (const Node* n : g.nodes()) {
     for (size_t i = 0; i < n->num_inputs(); ++i) {
       const Value* in = n->input(i);
@@ -41,7 +43,7 @@ Status VerifyModel(const Model& model) {
       const Value* out = n->output(i);
       if (out->producer() != n || out->producer_index() != static_cast<int>(i))
         return Internal(n->Describe(), ": output '", out->name(), "' has a wrong producer link");
-      AMP_RETURN_IF_ERROR(define(out, StrCat("output of ", n->Describe())));
+      AMP_RETURN_IF_ERROR(define(out, [n] { return StrCat("output of ", n->Describe()); }));
     }
   }
   for (const Node* n : g.nodes())
