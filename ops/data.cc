@@ -782,6 +782,27 @@ Status GradPad(G& b) {
 // dX = dY put back where Slice took it from, zeros elsewhere: one Pad for
 // every axis, after spreading the axes with a step k > 1 out to k-strided
 // positions (Unsqueeze, Pad k-1 zeros after each element, Reshape, trim).
+// Tile: the sum of dy's tiles. dy [r0*d0, r1*d1, ...] reshaped to
+// [r0, d0, r1, d1, ...] and summed over the repeat axes.
+Status GradTile(G& b) {
+  const Node& n = b.node();
+  auto dims = StaticDims(ShapeOrDie(b.x(0)));
+  std::optional<Tensor> repeats = ConstInput(b.x(1));
+  if (!dims || !repeats || repeats->num_elements() != static_cast<int64_t>(dims->size()))
+    return Unimplemented(n.Describe(),
+                         ": Tile's gradient needs a static input shape and constant repeats");
+  std::vector<int64_t> split, axes;
+  for (size_t k = 0; k < dims->size(); ++k) {
+    axes.push_back(static_cast<int64_t>(2 * k));
+    split.push_back(repeats->GetInt(static_cast<int64_t>(k)));
+    split.push_back((*dims)[k]);
+  }
+  Value* r = b.Op("Reshape", {b.dy(0), b.Ints(split)});
+  Value* sum = b.Reduce("ReduceSum", r, axes, false);
+  b.dx = {sum, nullptr};
+  return Status::Ok();
+}
+
 Status GradSlice(G& b) {
   const Node& n = b.node();
   auto dims = StaticDims(ShapeOrDie(b.x(0)));
@@ -935,7 +956,8 @@ std::vector<OpDef> DataOps() {
        .infer = InferTile,
        .precision = {OpClass::kClear, "data movement"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradTile,
+       .nondiff_inputs = {1}},
       {.op_type = "Pad",
        .arity = {2, 4, 1, 1},
        .infer = InferPad,

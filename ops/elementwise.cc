@@ -279,6 +279,23 @@ Status GradMaxMin(G& b) {
   return Status::Ok();
 }
 
+// PRelu: y = x where x > 0, slope * x elsewhere (slope broadcasts).
+Status GradPRelu(G& b) {
+  const Shape& out = ShapeOrDie(b.y(0));
+  Value* zero = b.Scalar(0.0, b.y(0)->dtype());
+  Value* pos = b.Op("Greater", {b.x(0), zero});
+  b.dx.assign(2, nullptr);
+  if (b.wants(0)) {
+    Value* g = b.Op("Where", {pos, b.dy(0), b.Op("Mul", {b.dy(0), b.x(1)})});
+    AMP_ASSIGN_OR_RETURN(b.dx[0], b.ReduceTo(g, out, b.x(0)));
+  }
+  if (b.wants(1)) {
+    Value* g = b.Op("Where", {pos, zero, b.Op("Mul", {b.dy(0), b.x(0)})});
+    AMP_ASSIGN_OR_RETURN(b.dx[1], b.ReduceTo(g, out, b.x(1)));
+  }
+  return Status::Ok();
+}
+
 Status GradPow(G& b) {
   std::optional<Tensor> c = ConstInput(b.x(1));
   if (!c || c->num_elements() != 1)
@@ -539,7 +556,7 @@ std::vector<OpDef> ElementwiseOps() {
        .arity = {2, 2, 1, 1},
        .infer = InferBinary,
        .precision = {OpClass::kInfer, "elementwise: half between half ops"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradPRelu},
       {.op_type = "And",
        .arity = {2, 2, 1, 1},
        .infer = InferBinary,

@@ -88,6 +88,21 @@ Status GradGlobalAveragePool(G& b) {
   return Status::Ok();
 }
 
+// GlobalMaxPool: dy where x equals the maximum of its map, shared evenly
+// among ties (as ReduceMax's rule).
+Status GradGlobalMaxPool(G& b) {
+  const Shape& xs = ShapeOrDie(b.x(0));
+  if (xs.size() < 3) return InvalidArgument(b.node().Describe(), ": input rank must be >= 3");
+  std::vector<int64_t> spatial;
+  for (size_t k = 2; k < xs.size(); ++k) spatial.push_back(static_cast<int64_t>(k));
+  Node* mask = b.Make("Cast", {b.Op("Equal", {b.x(0), b.y(0)})});
+  mask->SetAttr("to", Attribute::Int(static_cast<int64_t>(b.x(0)->dtype())));
+  Value* m = mask->output(0);
+  Value* share = b.Op("Div", {m, b.Reduce("ReduceSum", m, spatial, true)});
+  b.dx = {b.Op("Mul", {share, b.Op("Expand", {b.dy(0), b.ShapeOf(b.x(0))})})};
+  return Status::Ok();
+}
+
 Status GradAveragePool(G& b) {  // a grouped ConvTranspose with a constant 1/(kh*kw) kernel
   const Node& n = b.node();
   const Shape& xs = ShapeOrDie(b.x(0));
@@ -149,7 +164,7 @@ std::vector<OpDef> PoolOps() {
        .arity = {1, 1, 1, 1},
        .infer = InferGlobalPool,
        .precision = {OpClass::kClear, "exact in any precision"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradGlobalMaxPool},
   };
 }
 

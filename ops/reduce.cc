@@ -96,10 +96,11 @@ Status InferTopK(Ctx& c) {
 
 // ---- gradients ----
 
-Status GradReduceMeanSum(G& b) {
+// The axes a Reduce* node reduces, normalized and sorted (every axis when
+// none are given); nothing when noop_with_empty_axes makes it the identity.
+StatusOr<std::optional<std::vector<int64_t>>> ReducedAxes(G& b) {
   const Node& n = b.node();
-  const Shape& xs = ShapeOrDie(b.x(0));
-  int64_t rank = static_cast<int64_t>(xs.size());
+  int64_t rank = static_cast<int64_t>(ShapeOrDie(b.x(0)).size());
   std::vector<int64_t> axes;
   bool axes_input = n.op_type() == "ReduceSum" || b.opset() >= 18;
   if (axes_input && n.num_inputs() > 1 && n.input(1)) {
@@ -109,15 +110,37 @@ Status GradReduceMeanSum(G& b) {
   } else if (!axes_input) {
     axes = n.GetInts("axes");
   }
-  if (axes.empty())
+  if (axes.empty()) {
+    if (n.GetInt("noop_with_empty_axes", 0) != 0) return std::optional<std::vector<int64_t>>();
     for (int64_t k = 0; k < rank; ++k) axes.push_back(k);
+  }
   for (auto& a : axes) {
     if (a < -rank || a >= rank)
       return InvalidArgument(n.Describe(), ": axis ", a, " is out of range for rank ", rank);
     a = a < 0 ? a + rank : a;
   }
-  Value* g = b.dy(0);
-  if (n.GetInt("keepdims", 1) == 0) g = b.Op("Unsqueeze", {g, b.Ints(axes)});
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  return std::optional<std::vector<int64_t>>(axes);
+}
+
+// `v` (shaped like the reduction's output) with the reduced axes kept as 1:
+// it broadcasts against the input.
+Value* KeepDims(G& b, Value* v, const std::vector<int64_t>& axes) {
+  return b.node().GetInt("keepdims", 1) == 0 ? b.Op("Unsqueeze", {v, b.Ints(axes)}) : v;
+}
+
+Status GradReduceMeanSum(G& b) {
+  const Node& n = b.node();
+  const Shape& xs = ShapeOrDie(b.x(0));
+  b.dx.assign(n.num_inputs(), nullptr);
+  AMP_ASSIGN_OR_RETURN(auto reduced_axes, ReducedAxes(b));
+  if (!reduced_axes) {
+    b.dx[0] = b.dy(0);
+    return Status::Ok();
+  }
+  const std::vector<int64_t>& axes = *reduced_axes;
+  Value* g = KeepDims(b, b.dy(0), axes);
   g = b.Op("Expand", {g, b.ShapeOf(b.x(0))});
   if (n.op_type() == "ReduceMean") {
     Shape reduced;
@@ -131,8 +154,73 @@ Status GradReduceMeanSum(G& b) {
       g = b.Op("Div", {g, c->output(0)});
     }
   }
-  b.dx.assign(n.num_inputs(), nullptr);
   b.dx[0] = g;
+  return Status::Ok();
+}
+
+// The other reductions, as dy (kept dims, broadcast) times dy/dx:
+//   ReduceMax/Min    where x equals the result, shared evenly among ties
+//                    (torch.amax's rule)
+//   ReduceL1         sign(x)
+//   ReduceL2         x / y (0 where y is 0, as torch.linalg.vector_norm)
+//   ReduceSumSquare  2 x
+//   ReduceLogSum     1 / exp(y)         (1 / the sum)
+//   ReduceLogSumExp  exp(x - y)         (the softmax over the axes)
+Status GradReduceOther(G& b) {
+  const Node& n = b.node();
+  const std::string& op = n.op_type();
+  b.dx.assign(n.num_inputs(), nullptr);
+  AMP_ASSIGN_OR_RETURN(auto reduced_axes, ReducedAxes(b));
+  if (!reduced_axes) {  // the identity
+    if (op == "ReduceSumSquare") {
+      b.dx[0] = b.Op("Mul", {b.dy(0), b.Op("Mul", {b.x(0), b.Scalar(2.0, b.x(0)->dtype())})});
+      return Status::Ok();
+    }
+    if (op != "ReduceMax" && op != "ReduceMin" && op != "ReduceL2" && op != "ReduceL1")
+      return Unimplemented(n.Describe(), ": the gradient of ", op,
+                           " over no axes (noop_with_empty_axes) is not built");
+    b.dx[0] = op == "ReduceL1" ? b.Op("Mul", {b.dy(0), b.Op("Sign", {b.x(0)})}) : b.dy(0);
+    return Status::Ok();
+  }
+  const std::vector<int64_t>& axes = *reduced_axes;
+  DType t = b.x(0)->dtype();
+  Value* x = b.x(0);
+  Value* dy = KeepDims(b, b.dy(0), axes);
+  Value* y = KeepDims(b, b.y(0), axes);
+  Value* local = nullptr;  // dy/dx, broadcast against x
+  if (op == "ReduceMax" || op == "ReduceMin") {
+    Node* mask = b.Make("Cast", {b.Op("Equal", {x, y})});
+    mask->SetAttr("to", Attribute::Int(static_cast<int64_t>(t)));
+    Value* m = mask->output(0);
+    Value* ties = b.Reduce("ReduceSum", m, axes, true);
+    local = b.Op("Div", {m, ties});
+  } else if (op == "ReduceL1") {
+    local = b.Op("Sign", {x});
+  } else if (op == "ReduceL2") {
+    Value* zero = b.Scalar(0.0, t);
+    Value* is_zero = b.Op("Equal", {y, zero});
+    Value* safe = b.Op("Where", {is_zero, b.Scalar(1.0, t), y});
+    local = b.Op("Where", {is_zero, zero, b.Op("Div", {x, safe})});
+  } else if (op == "ReduceSumSquare") {
+    local = b.Op("Mul", {x, b.Scalar(2.0, t)});
+  } else if (op == "ReduceLogSum") {
+    local = b.Op("Reciprocal", {b.Op("Exp", {y})});
+  } else if (op == "ReduceLogSumExp") {
+    local = b.Op("Exp", {b.Op("Sub", {x, y})});
+  } else {
+    return Internal(n.Describe(), ": GradReduceOther does not handle ", op);
+  }
+  b.dx[0] = b.Op("Mul", {local, b.Op("Expand", {dy, b.ShapeOf(x)})});
+  return Status::Ok();
+}
+
+// CumSum's gradient is the cumulative sum of dy the other way along the axis
+// (exclusive stays exclusive).
+Status GradCumSum(G& b) {
+  Node* c = b.Make("CumSum", {b.dy(0), b.x(1)});
+  c->SetAttr("exclusive", Attribute::Int(b.node().GetInt("exclusive", 0)));
+  c->SetAttr("reverse", Attribute::Int(b.node().GetInt("reverse", 0) == 0 ? 1 : 0));
+  b.dx = {c->output(0), nullptr};
   return Status::Ok();
 }
 
@@ -163,13 +251,15 @@ std::vector<OpDef> ReduceOps() {
        .infer = InferReduce,
        .precision = {OpClass::kClear, "exact in any precision"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceMin",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
        .precision = {OpClass::kClear, "exact in any precision"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceProd",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
@@ -181,31 +271,36 @@ std::vector<OpDef> ReduceOps() {
        .infer = InferReduce,
        .precision = {OpClass::kFp32, "norms are long sums"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceL2",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
        .precision = {OpClass::kFp32, "norms are long sums of squares"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceLogSum",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
        .precision = {OpClass::kFp32, "log of a long sum"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceLogSumExp",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
        .precision = {OpClass::kFp32, "exp overflows in half"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ReduceSumSquare",
        .arity = {1, 2, 1, 1},
        .infer = InferReduce,
        .precision = {OpClass::kFp32, "sums of squares overflow in half"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradReduceOther,
+       .nondiff_inputs = {1}},
       {.op_type = "ArgMax",
        .arity = {1, 1, 1, 1},
        .infer = InferReduce,
@@ -228,7 +323,8 @@ std::vector<OpDef> ReduceOps() {
        .infer = InferCumSum,
        .precision = {OpClass::kFp32, "running sums lose precision in half"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradCumSum,
+       .nondiff_inputs = {1}},
   };
 }
 

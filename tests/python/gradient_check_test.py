@@ -117,6 +117,24 @@ CASES = {
     "mish": (F, "y = Mish (w)", {}, {"w": [6]}, "mse", 18),
     "clip": (F, "c = Clip (w, clo, chi)\n y = Mul (c, w)", {}, {"w": [10]}, "mse"),
     "maxpool_gap": (F, "p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (w)\n y = GlobalAveragePool (p)", {}, {"w": [2, 3, 4, 4]}, "mse"),
+    # The other reductions, with and without kept dims, attribute axes
+    # (opset 17) and input axes (opset 18), negative ones among them.
+    "reduce_max_min": (D, "a = ReduceMax <axes = [1], keepdims = 0> (w)\n b = ReduceMin <axes = [-1]> (v)\n"
+                          " y = Add (a, b)", {}, {"w": [3, 4], "v": [3, 4]}, "mse"),
+    "reduce_norms": (D, "a = ReduceL2 <axes = [1]> (w)\n b = ReduceL1 <axes = [0], keepdims = 0> (v)\n"
+                        " c = ReduceSumSquare <axes = [1]> (u)\n ac = Add (a, c)\n y = Add (ac, b)", {},
+                     {"w": [3, 4], "v": [3, 4], "u": [3, 4]}, "mse"),
+    "reduce_logs": (D, "a = ReduceLogSumExp (w, axm1)\n e = Exp (v)\n b = ReduceLogSum (e, axm1)\n"
+                       " y = Add (a, b)", {}, {"w": [3, 4], "v": [3, 4]}, "mse", 18),
+    "reduce_max_opset18": (D, "y = ReduceMax <keepdims = 0> (w, axs)", {}, {"w": [3, 4, 2]}, "mse", 18),
+    "global_max_pool": (F, "y = GlobalMaxPool (w)", {}, {"w": [2, 3, 4, 4]}, "mse"),
+    "prelu": (F, "y = PRelu (x, w)", {"x": [2, 4, 3, 3]}, {"w": [4, 1, 1]}, "mse"),
+    # Both sides of the kink, never across it: w*w >= 0 and -(w*w) <= 0.
+    "prelu_input": (F, "s = Mul (w, w)\n n = Neg (s)\n a = PRelu (s, sl)\n b = PRelu (n, sl)\n y = Add (a, b)",
+                    {}, {"w": [3, 4]}, "mse"),
+    "cumsum": (D, "a = CumSum <reverse = 1> (w, c1)\n b = CumSum <exclusive = 1> (a, c1)\n y = Mul (b, w)", {},
+               {"w": [3, 4]}, "mse"),
+    "tile": (D, "y = Tile (w, rep)", {}, {"w": [2, 3]}, "mse"),
 }
 
 CONSTANTS = {
@@ -129,6 +147,7 @@ CONSTANTS = {
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
+    "rep": ("int64", [2], [2, 3]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
 
