@@ -75,13 +75,15 @@ Status InferSoftmax(Ctx& c) {
 
 // Normalization over `axes` with recomputed statistics:
 // dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+// (`x` may be a value the rule just made, whose type inference has not set:
+// its element type is the forward input's.)
 Value* NormalizeBackward(G& b, Value* x, Value* dxhat, const std::vector<int64_t>& axes, double eps,
                          Value** xhat_out) {
+  const DType t = b.x(0)->dtype();
   Value* mean = b.Reduce("ReduceMean", x, axes, true);
   Value* xc = b.Op("Sub", {x, mean});
   Value* var = b.Reduce("ReduceMean", b.Op("Mul", {xc, xc}), axes, true);
-  Value* invstd =
-      b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps, x->dtype())})})});
+  Value* invstd = b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps, t)})})});
   Value* xhat = b.Op("Mul", {xc, invstd});
   *xhat_out = xhat;
   Value* m1 = b.Reduce("ReduceMean", dxhat, axes, true);
@@ -126,6 +128,77 @@ Status GradBatchNorm(G& b) {
   if (b.wants(0)) b.dx[0] = dx;
   if (b.wants(1)) b.dx[1] = b.Reduce("ReduceSum", b.Op("Mul", {dy, xhat}), axes, false);
   if (b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", dy, axes, false);
+  return Status::Ok();
+}
+
+// InstanceNormalization: each (sample, channel) normalized over the
+// spatial axes; scale and bias per channel.
+Status GradInstanceNorm(G& b) {
+  const Node& n = b.node();
+  size_t rank = ShapeOrDie(b.x(0)).size();
+  if (rank < 3) return InvalidArgument(n.Describe(), ": input rank must be >= 3");
+  std::vector<int64_t> spatial, all_but_channel = {0};
+  for (size_t k = 2; k < rank; ++k) {
+    spatial.push_back(static_cast<int64_t>(k));
+    all_but_channel.push_back(static_cast<int64_t>(k));
+  }
+  std::vector<int64_t> bshape(rank, 1);
+  bshape[1] = -1;
+  Value* dy = b.dy(0);
+  Value* gamma = b.Op("Reshape", {b.x(1), b.Ints(bshape)});
+  Value* xhat = nullptr;
+  Value* dx = NormalizeBackward(b, b.x(0), b.Op("Mul", {dy, gamma}), spatial,
+                                n.GetFloat("epsilon", 1e-5f), &xhat);
+  b.dx.assign(3, nullptr);
+  if (b.wants(0)) b.dx[0] = dx;
+  if (b.wants(1)) b.dx[1] = b.Reduce("ReduceSum", b.Op("Mul", {dy, xhat}), all_but_channel, false);
+  if (b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", dy, all_but_channel, false);
+  return Status::Ok();
+}
+
+// GroupNormalization: x [N, C, ...] normalized over each group of C /
+// num_groups channels and the spatial axes, computed on x reshaped to
+// [N, G, C/G * spatial]. Scale and bias are per channel ([C], opset 21) or
+// per group ([G], opset 18).
+Status GradGroupNorm(G& b) {
+  const Node& n = b.node();
+  auto dims = StaticDims(ShapeOrDie(b.x(0)));
+  int64_t groups = n.GetInt("num_groups", 0);
+  if (!dims || dims->size() < 2 || groups <= 0 || (*dims)[1] % groups != 0)
+    return Unimplemented(n.Describe(),
+                         ": GroupNormalization's gradient needs a static input "
+                         "shape whose channels num_groups divides");
+  if (n.GetInt("stash_type", 1) != 1)
+    return Unimplemented(n.Describe(), ": GroupNormalization's gradient supports stash_type 1");
+  const int64_t rank = static_cast<int64_t>(dims->size()), c = (*dims)[1];
+  const bool per_channel = b.opset() >= 21;
+  std::vector<int64_t> bshape(static_cast<size_t>(rank), 1), grouped = {(*dims)[0], groups, -1};
+  bshape[1] = c;
+  Value* dy = b.dy(0);
+  // The scale per channel, in x's shape; from [G] each group's value repeated.
+  Value* gamma = b.x(1);
+  if (!per_channel)
+    gamma = b.Op("Reshape", {b.Op("Expand", {b.Op("Reshape", {gamma, b.Ints({groups, 1})}),
+                                             b.Ints({groups, c / groups})}),
+                             b.Ints({c})});
+  gamma = b.Op("Reshape", {gamma, b.Ints(bshape)});
+  Value* xg = b.Op("Reshape", {b.x(0), b.Ints(grouped)});
+  Value* dxhat = b.Op("Reshape", {b.Op("Mul", {dy, gamma}), b.Ints(grouped)});
+  Value* xhat_g = nullptr;
+  Value* dx_g = NormalizeBackward(b, xg, dxhat, {2}, n.GetFloat("epsilon", 1e-5f), &xhat_g);
+  b.dx.assign(3, nullptr);
+  Value* shape = b.ShapeOf(b.x(0));
+  if (b.wants(0)) b.dx[0] = b.Op("Reshape", {dx_g, shape});
+  std::vector<int64_t> all_but_channel = {0};
+  for (int64_t k = 2; k < rank; ++k) all_but_channel.push_back(k);
+  auto per_param = [&](Value* v) -> Value* {  // v in x's shape: summed to the scale's shape
+    Value* per_c = b.Reduce("ReduceSum", v, all_but_channel, false);  // [C]
+    if (per_channel) return per_c;
+    return b.Reduce("ReduceSum", b.Op("Reshape", {per_c, b.Ints({groups, c / groups})}), {1},
+                    false);
+  };
+  if (b.wants(1)) b.dx[1] = per_param(b.Op("Mul", {dy, b.Op("Reshape", {xhat_g, shape})}));
+  if (b.wants(2)) b.dx[2] = per_param(dy);
   return Status::Ok();
 }
 
@@ -261,12 +334,12 @@ std::vector<OpDef> NormOps() {
        .arity = {3, 3, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kFp32, "mean and variance need FP32"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradGroupNorm},
       {.op_type = "InstanceNormalization",
        .arity = {3, 3, 1, 1},
        .infer = InferUnaryFloat,
        .precision = {OpClass::kFp32, "mean and variance need FP32"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradInstanceNorm},
   };
 }
 

@@ -135,6 +135,14 @@ CASES = {
     "cumsum": (D, "a = CumSum <reverse = 1> (w, c1)\n b = CumSum <exclusive = 1> (a, c1)\n y = Mul (b, w)", {},
                {"w": [3, 4]}, "mse"),
     "tile": (D, "y = Tile (w, rep)", {}, {"w": [2, 3]}, "mse"),
+    "instance_norm": (F, "y = InstanceNormalization <epsilon = 0.01> (x, g, b)", {"x": [2, 3, 4, 3]},
+                      {"g": [3], "b": [3]}, "mse"),
+    "instance_norm_input": (F, "y = InstanceNormalization (w, cg, cb)", {}, {"w": [2, 3, 5]}, "mse"),
+    # opset 18: scale and bias per group; opset 21: per channel.
+    "group_norm_18": (F, "y = GroupNormalization <num_groups = 2, epsilon = 0.01> (w, g, b)", {},
+                      {"w": [2, 4, 3, 2], "g": [2], "b": [2]}, "mse", 18),
+    "group_norm_21": (F, "y = GroupNormalization <num_groups = 2, epsilon = 0.01> (w, g, b)", {},
+                      {"w": [2, 6, 3], "g": [6], "b": [6]}, "mse", 21),
 }
 
 CONSTANTS = {
@@ -147,7 +155,7 @@ CONSTANTS = {
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
-    "rep": ("int64", [2], [2, 3]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
+    "rep": ("int64", [2], [2, 3]), "cg": ("float", [3], [1.5, 0.5, -1.0]), "cb": ("float", [3], [0.1, 0.0, -0.2]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
 
