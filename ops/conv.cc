@@ -1,4 +1,4 @@
-// Convolutions: Conv (N-D forward; 2-D gradients) and ConvTranspose.
+// Convolutions: Conv (N-D forward and gradients) and ConvTranspose.
 //
 // Each op's facts in one record (ops/op_def.h): arity, type and shape
 // inference, precision class, shape-like inputs, gradient rule or why there
@@ -148,72 +148,111 @@ Status InferConvTranspose(Ctx& c) {
 
 // ---- gradients ----
 
+// Any number of spatial dims (1-D audio, 2-D images, 3-D volumes).
 Status GradConv(G& b) {
   const Node& n = b.node();
   const Shape& xs = ShapeOrDie(b.x(0));
   const Shape& ws = ShapeOrDie(b.x(1));
   const Shape& ys = ShapeOrDie(b.y(0));
-  if (xs.size() != 4) return Unimplemented(n.Describe(), ": only 2-D convolutions have a gradient");
+  if (xs.size() < 3)
+    return InvalidArgument(n.Describe(), ": Conv's input needs a spatial dim (rank >= 3)");
+  const size_t nd = xs.size() - 2;
+  const auto sp = [](size_t k) { return static_cast<int64_t>(k + 2); };
   int64_t group = n.GetInt("group", 1);
   if (n.GetString("auto_pad", "NOTSET") != "NOTSET")
     return Unimplemented(n.Describe(), ": auto_pad has no gradient yet; export with explicit pads");
-  auto s = n.GetInts("strides", {1, 1}), d = n.GetInts("dilations", {1, 1}),
-       p = n.GetInts("pads", {0, 0, 0, 0});
-  auto xd = StaticDims(xs), wd = StaticDims(ws);
-  if (!wd || !(xs[2].is_static() && xs[3].is_static() && ys[2].is_static() && ys[3].is_static()))
+  auto s = n.GetInts("strides", std::vector<int64_t>(nd, 1)),
+       d = n.GetInts("dilations", std::vector<int64_t>(nd, 1)),
+       p = n.GetInts("pads", std::vector<int64_t>(2 * nd, 0));
+  if (s.size() != nd || d.size() != nd || p.size() != 2 * nd)
+    return InvalidArgument(n.Describe(), ": strides, dilations or pads do not match its ", nd,
+                           " spatial dims");
+  auto wd = StaticDims(ws);
+  bool spatial_static = true;
+  for (size_t k = 0; k < nd; ++k) spatial_static &= xs[k + 2].is_static() && ys[k + 2].is_static();
+  if (!wd || !spatial_static)
     return InvalidArgument(n.Describe(), ": the gradient needs static spatial and kernel dims");
-  int64_t kh = (*wd)[2], kw = (*wd)[3];
+  std::vector<int64_t> kernel(wd->begin() + 2, wd->end()), xsp, ysp;
+  for (size_t k = 0; k < nd; ++k) {
+    xsp.push_back(xs[k + 2].value());
+    ysp.push_back(ys[k + 2].value());
+  }
+  // [1, 0, 2, 3, ...]: swaps the first two axes.
+  std::vector<int64_t> swap01 = {1, 0};
+  for (size_t k = 0; k < nd; ++k) swap01.push_back(sp(k));
   b.dx.assign(n.num_inputs(), nullptr);
   if (b.wants(0)) {
-    std::vector<int64_t> outpad = {
-        xs[2].value() - (s[0] * (ys[2].value() - 1) + (kh - 1) * d[0] + 1 - p[0] - p[2]),
-        xs[3].value() - (s[1] * (ys[3].value() - 1) + (kw - 1) * d[1] + 1 - p[1] - p[3])};
-    // ConvTranspose reads Conv's [O, C/g, kh, kw] weight as its own layout.
+    std::vector<int64_t> outpad(nd);
+    bool any_outpad = false;
+    for (size_t k = 0; k < nd; ++k) {
+      outpad[k] = xsp[k] - (s[k] * (ysp[k] - 1) + (kernel[k] - 1) * d[k] + 1 - p[k] - p[k + nd]);
+      any_outpad |= outpad[k] != 0;
+    }
+    // ConvTranspose reads Conv's [O, C/g, k...] weight as its own layout.
     Node* ct = b.Make("ConvTranspose", {b.dy(0), b.x(1)});
     if (group != 1) ct->SetAttr("group", Attribute::Int(group));
     ct->SetAttr("strides", Attribute::Ints(s));
     ct->SetAttr("dilations", Attribute::Ints(d));
     ct->SetAttr("pads", Attribute::Ints(p));
-    ct->SetAttr("kernel_shape", Attribute::Ints({kh, kw}));
-    if (outpad[0] || outpad[1]) ct->SetAttr("output_padding", Attribute::Ints(outpad));
+    ct->SetAttr("kernel_shape", Attribute::Ints(kernel));
+    if (any_outpad) ct->SetAttr("output_padding", Attribute::Ints(outpad));
     b.dx[0] = ct->output(0);
   }
   if (b.wants(1)) {
-    // dW[o,c,i,j] = sum_{n,h,w} X[n,c,h*s+i*d,w*s+j*d] dY[n,o,h,w]: a Conv of
-    // X^T (C,N,H,W) with dY^T (O,N,Ho,Wo) as kernel, strides and dilations swapped.
-    int64_t full_h = (xs[2].value() + p[0] + p[2] - s[0] * (ys[2].value() - 1) - 1) / d[0] + 1;
-    int64_t full_w = (xs[3].value() + p[1] + p[3] - s[1] * (ys[3].value() - 1) - 1) / d[1] + 1;
+    // dW[o,c,i..] = sum_{n,h..} X[n,c,h*s+i*d..] dY[n,o,h..]: a Conv of
+    // X^T (C,N,H..) with dY^T (O,N,Ho..) as kernel, strides and dilations
+    // swapped.
+    std::vector<int64_t> full(nd);
+    bool cut = false;
+    for (size_t k = 0; k < nd; ++k) {
+      full[k] = (xsp[k] + p[k] + p[k + nd] - s[k] * (ysp[k] - 1) - 1) / d[k] + 1;
+      cut |= full[k] != kernel[k];
+    }
     // Grouped (depthwise too) in the same one Conv: with Cg = C/g and
-    // Og = O/g, X (N, g*Cg, H, W) becomes the input (Cg, g*N, H, W) and dY
-    // (N, g*Og, Ho, Wo) the kernel (g*Og, N, Ho, Wo), so group k's kernels
+    // Og = O/g, X (N, g*Cg, H..) becomes the input (Cg, g*N, H..) and dY
+    // (N, g*Og, Ho..) the kernel (g*Og, N, Ho..), so group k's kernels
     // read exactly group k's N batch channels (for g = 1 these are the plain
-    // transposes); the result (Cg, O, kh, kw) is dW transposed.
+    // transposes); the result (Cg, O, k..) is dW transposed.
     Value* input = nullptr;
-    Value* kernel = nullptr;
+    Value* kern = nullptr;
     if (group == 1) {
-      input = b.Transpose(b.x(0), {1, 0, 2, 3});
-      kernel = b.Transpose(b.dy(0), {1, 0, 2, 3});
+      input = b.Transpose(b.x(0), swap01);
+      kern = b.Transpose(b.dy(0), swap01);
     } else {
       int64_t cg = (*wd)[1], og = (*wd)[0] / group;
-      int64_t h = xs[2].value(), w = xs[3].value(), ho = ys[2].value(), wo = ys[3].value();
-      input = b.Op("Reshape", {b.x(0), b.Ints({0, group, cg, h, w})});
-      input = b.Transpose(input, {2, 1, 0, 3, 4});
-      input = b.Op("Reshape", {input, b.Ints({cg, -1, h, w})});
-      kernel = b.Op("Reshape", {b.dy(0), b.Ints({0, group, og, ho, wo})});
-      kernel = b.Transpose(kernel, {1, 2, 0, 3, 4});
-      kernel = b.Op("Reshape", {kernel, b.Ints({group * og, -1, ho, wo})});
+      std::vector<int64_t> xg = {0, group, cg}, yg = {0, group, og}, perm_x = {2, 1, 0},
+                           perm_y = {1, 2, 0}, xflat = {cg, -1}, yflat = {group * og, -1};
+      for (size_t k = 0; k < nd; ++k) {
+        xg.push_back(xsp[k]);
+        yg.push_back(ysp[k]);
+        perm_x.push_back(static_cast<int64_t>(k + 3));
+        perm_y.push_back(static_cast<int64_t>(k + 3));
+        xflat.push_back(xsp[k]);
+        yflat.push_back(ysp[k]);
+      }
+      input = b.Op("Reshape",
+                   {b.Transpose(b.Op("Reshape", {b.x(0), b.Ints(xg)}), perm_x), b.Ints(xflat)});
+      kern = b.Op("Reshape",
+                  {b.Transpose(b.Op("Reshape", {b.dy(0), b.Ints(yg)}), perm_y), b.Ints(yflat)});
     }
-    Node* c = b.Make("Conv", {input, kernel});
+    Node* c = b.Make("Conv", {input, kern});
     if (group != 1) c->SetAttr("group", Attribute::Int(group));
     c->SetAttr("strides", Attribute::Ints(d));
     c->SetAttr("dilations", Attribute::Ints(s));
     c->SetAttr("pads", Attribute::Ints(p));
     Value* r = c->output(0);
-    if (full_h != kh || full_w != kw)
-      r = b.Op("Slice", {r, b.Ints({0, 0}), b.Ints({kh, kw}), b.Ints({2, 3})});
-    b.dx[1] = b.Transpose(r, {1, 0, 2, 3});
+    if (cut) {
+      std::vector<int64_t> zeros(nd, 0), axes;
+      for (size_t k = 0; k < nd; ++k) axes.push_back(sp(k));
+      r = b.Op("Slice", {r, b.Ints(zeros), b.Ints(kernel), b.Ints(axes)});
+    }
+    b.dx[1] = b.Transpose(r, swap01);
   }
-  if (n.num_inputs() > 2 && b.wants(2)) b.dx[2] = b.Reduce("ReduceSum", b.dy(0), {0, 2, 3}, false);
+  if (n.num_inputs() > 2 && b.wants(2)) {
+    std::vector<int64_t> axes = {0};
+    for (size_t k = 0; k < nd; ++k) axes.push_back(sp(k));
+    b.dx[2] = b.Reduce("ReduceSum", b.dy(0), axes, false);
+  }
   return Status::Ok();
 }
 

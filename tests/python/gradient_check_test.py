@@ -85,6 +85,13 @@ CASES = {
     "nll_ignore_index_sum": (F, "l = LogSoftmax <axis = 1> (w)\n"
                                 " y = NegativeLogLikelihoodLoss <ignore_index = 1, reduction = \"sum\"> (l, labels)",
                              {}, {"w": [4, 5]}, "nll"),
+    # 1-D (audio) and 3-D (volumes): strided, padded, dilated, grouped.
+    "conv1d": (F, "y = Conv <strides = [2], pads = [1, 2], dilations = [2]> (x, w, b)", {"x": [2, 3, 11]},
+               {"w": [4, 3, 3], "b": [4]}, "mse"),
+    "conv1d_grouped_input": (F, "y = Conv <group = 2, pads = [1, 1]> (w, k)", {}, {"w": [2, 4, 7], "k": [4, 2, 3]},
+                             "mse"),
+    "conv3d": (F, "y = Conv <strides = [1, 2, 1], pads = [1, 0, 0, 1, 1, 0]> (w, k, b)", {},
+               {"w": [1, 2, 4, 5, 3], "k": [3, 2, 2, 3, 2], "b": [3]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
