@@ -148,6 +148,65 @@ Status InferConvTranspose(Ctx& c) {
 
 // ---- gradients ----
 
+// The weight gradient of Conv(in, W) [O, C/g, k..] for its output gradient
+// dout. dW[o,c,i..] = sum_{n,h..} in[n,c,h*s+i*d..] dout[n,o,h..]: a Conv
+// of in^T (C,N,H..) with dout^T (O,N,Ho..) as kernel, strides and
+// dilations swapped.
+//
+// Grouped (depthwise too) in the same one Conv: with Cg = C/g and Og = O/g,
+// in (N, g*Cg, H..) becomes the input (Cg, g*N, H..) and dout (N, g*Og,
+// Ho..) the kernel (g*Og, N, Ho..), so group k's kernels read exactly group
+// k's N batch channels (for g = 1 these are the plain transposes); the
+// result (Cg, O, k..) is dW transposed.
+StatusOr<Value*> ConvWeightGradient(G& b, Value* in, const std::vector<int64_t>& insp, Value* dout,
+                                    const std::vector<int64_t>& outsp,
+                                    const std::vector<int64_t>& wd, int64_t group,
+                                    const std::vector<int64_t>& s, const std::vector<int64_t>& d,
+                                    const std::vector<int64_t>& p) {
+  const size_t nd = insp.size();
+  std::vector<int64_t> kernel(wd.begin() + 2, wd.end()), swap01 = {1, 0}, full(nd);
+  for (size_t k = 0; k < nd; ++k) swap01.push_back(static_cast<int64_t>(k + 2));
+  bool cut = false;
+  for (size_t k = 0; k < nd; ++k) {
+    full[k] = (insp[k] + p[k] + p[k + nd] - s[k] * (outsp[k] - 1) - 1) / d[k] + 1;
+    cut |= full[k] != kernel[k];
+  }
+  Value* input = nullptr;
+  Value* kern = nullptr;
+  if (group == 1) {
+    input = b.Transpose(in, swap01);
+    kern = b.Transpose(dout, swap01);
+  } else {
+    int64_t cg = wd[1], og = wd[0] / group;
+    std::vector<int64_t> xg = {0, group, cg}, yg = {0, group, og}, perm_x = {2, 1, 0},
+                         perm_y = {1, 2, 0}, xflat = {cg, -1}, yflat = {group * og, -1};
+    for (size_t k = 0; k < nd; ++k) {
+      xg.push_back(insp[k]);
+      yg.push_back(outsp[k]);
+      perm_x.push_back(static_cast<int64_t>(k + 3));
+      perm_y.push_back(static_cast<int64_t>(k + 3));
+      xflat.push_back(insp[k]);
+      yflat.push_back(outsp[k]);
+    }
+    input =
+        b.Op("Reshape", {b.Transpose(b.Op("Reshape", {in, b.Ints(xg)}), perm_x), b.Ints(xflat)});
+    kern =
+        b.Op("Reshape", {b.Transpose(b.Op("Reshape", {dout, b.Ints(yg)}), perm_y), b.Ints(yflat)});
+  }
+  Node* c = b.Make("Conv", {input, kern});
+  if (group != 1) c->SetAttr("group", Attribute::Int(group));
+  c->SetAttr("strides", Attribute::Ints(d));
+  c->SetAttr("dilations", Attribute::Ints(s));
+  c->SetAttr("pads", Attribute::Ints(p));
+  Value* r = c->output(0);
+  if (cut) {
+    std::vector<int64_t> zeros(nd, 0), axes;
+    for (size_t k = 0; k < nd; ++k) axes.push_back(static_cast<int64_t>(k + 2));
+    r = b.Op("Slice", {r, b.Ints(zeros), b.Ints(kernel), b.Ints(axes)});
+  }
+  return b.Transpose(r, swap01);
+}
+
 // Any number of spatial dims (1-D audio, 2-D images, 3-D volumes).
 Status GradConv(G& b) {
   const Node& n = b.node();
@@ -177,9 +236,6 @@ Status GradConv(G& b) {
     xsp.push_back(xs[k + 2].value());
     ysp.push_back(ys[k + 2].value());
   }
-  // [1, 0, 2, 3, ...]: swaps the first two axes.
-  std::vector<int64_t> swap01 = {1, 0};
-  for (size_t k = 0; k < nd; ++k) swap01.push_back(sp(k));
   b.dx.assign(n.num_inputs(), nullptr);
   if (b.wants(0)) {
     std::vector<int64_t> outpad(nd);
@@ -199,58 +255,58 @@ Status GradConv(G& b) {
     b.dx[0] = ct->output(0);
   }
   if (b.wants(1)) {
-    // dW[o,c,i..] = sum_{n,h..} X[n,c,h*s+i*d..] dY[n,o,h..]: a Conv of
-    // X^T (C,N,H..) with dY^T (O,N,Ho..) as kernel, strides and dilations
-    // swapped.
-    std::vector<int64_t> full(nd);
-    bool cut = false;
-    for (size_t k = 0; k < nd; ++k) {
-      full[k] = (xsp[k] + p[k] + p[k + nd] - s[k] * (ysp[k] - 1) - 1) / d[k] + 1;
-      cut |= full[k] != kernel[k];
-    }
-    // Grouped (depthwise too) in the same one Conv: with Cg = C/g and
-    // Og = O/g, X (N, g*Cg, H..) becomes the input (Cg, g*N, H..) and dY
-    // (N, g*Og, Ho..) the kernel (g*Og, N, Ho..), so group k's kernels
-    // read exactly group k's N batch channels (for g = 1 these are the plain
-    // transposes); the result (Cg, O, k..) is dW transposed.
-    Value* input = nullptr;
-    Value* kern = nullptr;
-    if (group == 1) {
-      input = b.Transpose(b.x(0), swap01);
-      kern = b.Transpose(b.dy(0), swap01);
-    } else {
-      int64_t cg = (*wd)[1], og = (*wd)[0] / group;
-      std::vector<int64_t> xg = {0, group, cg}, yg = {0, group, og}, perm_x = {2, 1, 0},
-                           perm_y = {1, 2, 0}, xflat = {cg, -1}, yflat = {group * og, -1};
-      for (size_t k = 0; k < nd; ++k) {
-        xg.push_back(xsp[k]);
-        yg.push_back(ysp[k]);
-        perm_x.push_back(static_cast<int64_t>(k + 3));
-        perm_y.push_back(static_cast<int64_t>(k + 3));
-        xflat.push_back(xsp[k]);
-        yflat.push_back(ysp[k]);
-      }
-      input = b.Op("Reshape",
-                   {b.Transpose(b.Op("Reshape", {b.x(0), b.Ints(xg)}), perm_x), b.Ints(xflat)});
-      kern = b.Op("Reshape",
-                  {b.Transpose(b.Op("Reshape", {b.dy(0), b.Ints(yg)}), perm_y), b.Ints(yflat)});
-    }
-    Node* c = b.Make("Conv", {input, kern});
-    if (group != 1) c->SetAttr("group", Attribute::Int(group));
-    c->SetAttr("strides", Attribute::Ints(d));
-    c->SetAttr("dilations", Attribute::Ints(s));
-    c->SetAttr("pads", Attribute::Ints(p));
-    Value* r = c->output(0);
-    if (cut) {
-      std::vector<int64_t> zeros(nd, 0), axes;
-      for (size_t k = 0; k < nd; ++k) axes.push_back(sp(k));
-      r = b.Op("Slice", {r, b.Ints(zeros), b.Ints(kernel), b.Ints(axes)});
-    }
-    b.dx[1] = b.Transpose(r, swap01);
+    AMP_ASSIGN_OR_RETURN(b.dx[1],
+                         ConvWeightGradient(b, b.x(0), xsp, b.dy(0), ysp, *wd, group, s, d, p));
   }
   if (n.num_inputs() > 2 && b.wants(2)) {
     std::vector<int64_t> axes = {0};
     for (size_t k = 0; k < nd; ++k) axes.push_back(sp(k));
+    b.dx[2] = b.Reduce("ReduceSum", b.dy(0), axes, false);
+  }
+  return Status::Ok();
+}
+
+// ConvTranspose(x, W) with W [C_in, C_out/g, k..] is the adjoint of
+// Conv(., W): its input gradient is that Conv of dy, and its weight gradient
+// Conv's weight gradient with the roles swapped (dy as the Conv's input, x
+// as its output gradient), which comes out in W's own layout.
+Status GradConvTranspose(G& b) {
+  const Node& n = b.node();
+  const Shape& xs = ShapeOrDie(b.x(0));
+  const Shape& ys = ShapeOrDie(b.y(0));
+  if (xs.size() < 3)
+    return InvalidArgument(n.Describe(), ": ConvTranspose's input needs a spatial dim (rank >= 3)");
+  const size_t nd = xs.size() - 2;
+  if (n.GetString("auto_pad", "NOTSET") != "NOTSET" || n.HasAttr("output_shape"))
+    return Unimplemented(n.Describe(), ": ConvTranspose's gradient needs explicit pads (no ",
+                         "auto_pad or output_shape); export with them");
+  int64_t group = n.GetInt("group", 1);
+  auto s = n.GetInts("strides", std::vector<int64_t>(nd, 1)),
+       d = n.GetInts("dilations", std::vector<int64_t>(nd, 1)),
+       p = n.GetInts("pads", std::vector<int64_t>(2 * nd, 0));
+  if (s.size() != nd || d.size() != nd || p.size() != 2 * nd)
+    return InvalidArgument(n.Describe(), ": strides, dilations or pads do not match its ", nd,
+                           " spatial dims");
+  auto wd = StaticDims(ShapeOrDie(b.x(1)));
+  auto xd = StaticDims(xs), yd = StaticDims(ys);
+  if (!wd || !xd || !yd) return InvalidArgument(n.Describe(), ": the gradient needs static shapes");
+  std::vector<int64_t> xsp(xd->begin() + 2, xd->end()), ysp(yd->begin() + 2, yd->end());
+  b.dx.assign(n.num_inputs(), nullptr);
+  if (b.wants(0)) {
+    Node* c = b.Make("Conv", {b.dy(0), b.x(1)});
+    if (group != 1) c->SetAttr("group", Attribute::Int(group));
+    c->SetAttr("strides", Attribute::Ints(s));
+    c->SetAttr("dilations", Attribute::Ints(d));
+    c->SetAttr("pads", Attribute::Ints(p));
+    b.dx[0] = c->output(0);
+  }
+  if (b.wants(1)) {
+    AMP_ASSIGN_OR_RETURN(b.dx[1],
+                         ConvWeightGradient(b, b.dy(0), ysp, b.x(0), xsp, *wd, group, s, d, p));
+  }
+  if (n.num_inputs() > 2 && b.wants(2)) {
+    std::vector<int64_t> axes = {0};
+    for (size_t k = 0; k < nd; ++k) axes.push_back(static_cast<int64_t>(k + 2));
     b.dx[2] = b.Reduce("ReduceSum", b.dy(0), axes, false);
   }
   return Status::Ok();
@@ -307,7 +363,7 @@ std::vector<OpDef> ConvOps() {
        .arity = {2, 3, 1, 1},
        .infer = InferConvTranspose,
        .precision = {OpClass::kHalf, "convolution on tensor cores, FP32 accumulation"},
-       .no_grad = "no gradient rule yet",
+       .grad = GradConvTranspose,
        .matrix_flops = FlopsConvTranspose},
   };
 }

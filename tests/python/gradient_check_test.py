@@ -92,6 +92,12 @@ CASES = {
                              "mse"),
     "conv3d": (F, "y = Conv <strides = [1, 2, 1], pads = [1, 0, 0, 1, 1, 0]> (w, k, b)", {},
                {"w": [1, 2, 4, 5, 3], "k": [3, 2, 2, 3, 2], "b": [3]}, "mse"),
+    # ConvTranspose (decoders, UNets): strided with output_padding, padded,
+    # dilated, grouped, 1-D.
+    "conv_transpose": (F, "y = ConvTranspose <strides = [2, 2], pads = [1, 0, 1, 1], output_padding = [1, 0]> (x, w, b)",
+                       {"x": [2, 3, 4, 3]}, {"w": [3, 2, 3, 3], "b": [2]}, "mse"),
+    "conv_transpose_input": (F, "y = ConvTranspose <group = 2, dilations = [2]> (w, k)", {},
+                             {"w": [2, 4, 5], "k": [4, 3, 2]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
