@@ -331,6 +331,77 @@ int64_t FlopsGemm(const Node& n) {
   return 2 * StaticNumel(*n.output(0)) * k;
 }
 
+// Einsum: operand i's gradient is the einsum of dy with the other operands
+// into operand i's subscripts ("ij,jk->ik": dA = "ik,jk->ij" (dy, B)). A
+// letter only operand i has (summed away in the forward) comes back by
+// broadcasting dy's result over it. Ellipses and a letter repeated within
+// one operand (a diagonal) have no rule yet.
+Status GradEinsum(G& b) {
+  const Node& n = b.node();
+  std::string eq = n.GetString("equation", "");
+  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
+  if (eq.find("...") != std::string::npos)
+    return Unimplemented(n.Describe(), ": Einsum's gradient does not take ellipses ('", eq,
+                         "') yet");
+  std::string lhs = eq, out;
+  const size_t arrow = eq.find("->");
+  if (arrow != std::string::npos) {
+    lhs = eq.substr(0, arrow);
+    out = eq.substr(arrow + 2);
+  }
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (terms.size() != n.num_inputs())
+    return InvalidArgument(n.Describe(), ": equation '", eq, "' does not match the inputs");
+  if (arrow == std::string::npos) {  // implicit: the letters seen once, in order
+    std::map<char, int> count;
+    for (const auto& t : terms)
+      for (char ch : t) ++count[ch];
+    for (const auto& [ch, k] : count)
+      if (k == 1) out.push_back(ch);
+  }
+  b.dx.assign(n.num_inputs(), nullptr);
+  for (size_t i = 0; i < terms.size(); ++i) {
+    if (!b.wants(i)) continue;
+    const std::string& ti = terms[i];
+    std::set<char> seen, elsewhere(out.begin(), out.end());
+    for (char ch : ti)
+      if (!seen.insert(ch).second)
+        return Unimplemented(n.Describe(),
+                             ": Einsum's gradient does not take a letter repeated "
+                             "within one operand ('",
+                             ti, "') yet");
+    std::string eq_i = out;
+    std::vector<Value*> inputs = {b.dy(0)};
+    for (size_t k = 0; k < terms.size(); ++k) {
+      if (k == i) continue;
+      eq_i += "," + terms[k];
+      inputs.push_back(b.x(k));
+      elsewhere.insert(terms[k].begin(), terms[k].end());
+    }
+    std::string kept;
+    std::vector<int64_t> missing;
+    for (size_t a = 0; a < ti.size(); ++a) {
+      if (elsewhere.count(ti[a]))
+        kept.push_back(ti[a]);
+      else
+        missing.push_back(static_cast<int64_t>(a));
+    }
+    Node* e = b.Make("Einsum", inputs);
+    e->SetAttr("equation", Attribute::String(eq_i + "->" + kept));
+    Value* g = e->output(0);
+    if (!missing.empty())
+      g = b.Op("Expand", {b.Op("Unsqueeze", {g, b.Ints(missing)}), b.ShapeOf(b.x(i))});
+    b.dx[i] = g;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpDef> GemmOps() {
@@ -359,7 +430,7 @@ std::vector<OpDef> GemmOps() {
        .arity = {1, -1, 1, 1},
        .infer = InferEinsum,
        .precision = {OpClass::kHalf, "contraction on tensor cores, FP32 accumulation"},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradEinsum},
   };
 }
 

@@ -98,6 +98,12 @@ CASES = {
                        {"x": [2, 3, 4, 3]}, {"w": [3, 2, 3, 3], "b": [2]}, "mse"),
     "conv_transpose_input": (F, "y = ConvTranspose <group = 2, dilations = [2]> (w, k)", {},
                              {"w": [2, 4, 5], "k": [4, 3, 2]}, "mse"),
+    # Einsum: a contraction, a batched one with a letter only one operand
+    # has (summed, broadcast back), and the implicit output form.
+    "einsum_matmul": (D, "y = Einsum <equation = \"ij,jk->ik\"> (w, v)", {}, {"w": [3, 4], "v": [4, 2]}, "mse"),
+    "einsum_batched_sum": (D, "y = Einsum <equation = \"bhqd,bhkd->bhq\"> (w, v)", {},
+                           {"w": [2, 3, 4, 5], "v": [2, 3, 2, 5]}, "mse"),
+    "einsum_implicit": (D, "y = Einsum <equation = \"ij,kj\"> (w, x)", {"x": [2, 4]}, {"w": [3, 4]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
