@@ -104,6 +104,11 @@ CASES = {
     "einsum_batched_sum": (D, "y = Einsum <equation = \"bhqd,bhkd->bhq\"> (w, v)", {},
                            {"w": [2, 3, 4, 5], "v": [2, 3, 2, 5]}, "mse"),
     "einsum_implicit": (D, "y = Einsum <equation = \"ij,kj\"> (w, x)", {"x": [2, 4]}, {"w": [3, 4]}, "mse"),
+    # Nearest upsampling by whole factors, as F.interpolate(scale_factor=k)
+    # exports it, and the half_pixel default.
+    "resize_nearest": (F, "y = Resize <mode = \"nearest\", coordinate_transformation_mode = \"asymmetric\", "
+                          "nearest_mode = \"floor\"> (w, , rsc)", {}, {"w": [1, 2, 3, 2]}, "mse"),
+    "resize_nearest_half_pixel": (F, "y = Resize <mode = \"nearest\"> (w, , rsc3)", {}, {"w": [2, 1, 2, 3]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
@@ -174,7 +179,8 @@ CONSTANTS = {
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
-    "rep": ("int64", [2], [2, 3]), "cg": ("float", [3], [1.5, 0.5, -1.0]), "cb": ("float", [3], [0.1, 0.0, -0.2]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
+    "rep": ("int64", [2], [2, 3]), "rsc": ("float", [4], [1.0, 1.0, 2.0, 3.0]),
+    "rsc3": ("float", [4], [1.0, 2.0, 3.0, 1.0]), "cg": ("float", [3], [1.5, 0.5, -1.0]), "cb": ("float", [3], [0.1, 0.0, -0.2]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
 
