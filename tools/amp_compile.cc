@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"training_info", "functional", "gradients"}));
   app.add_flag("--data-parallel", options.data_parallel,
                "all-reduce the gradients and the loss over the ranks after the backward pass "
-               "(train with mpirun -np N amp-train)");
+               "(train with mpirun -np N amp-train, or one amp-train per rank with torchrun's "
+               "RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)");
   app.add_option("--bucket-mb", options.bucket_mb,
                  "with --data-parallel: gradients per all-reduce, in MiB (4)");
   app.add_flag("--report", report,
