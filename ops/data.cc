@@ -690,6 +690,50 @@ Status GradGather(G& b) {
   return Status::Ok();
 }
 
+// GatherElements's dX: dY added back at the gathered positions along the
+// axis (ScatterElements add into zeros, which sums repeated indices).
+Status GradGatherElements(G& b) {
+  const Node& n = b.node();
+  if (b.opset() < 16)
+    return Unimplemented(n.Describe(),
+                         ": GatherElements's gradient needs opset 16 "
+                         "(ScatterElements add)");
+  Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(b.x(0))});
+  zeros->SetAttr("value", Attribute::FromTensor(Tensor(b.x(0)->dtype(), {1})));
+  Node* sc = b.Make("ScatterElements", {zeros->output(0), b.x(1), b.dy(0)});
+  sc->SetAttr("axis", Attribute::Int(n.GetInt("axis", 0)));
+  sc->SetAttr("reduction", Attribute::String("add"));
+  b.dx = {sc->output(0), nullptr};
+  return Status::Ok();
+}
+
+// ScatterElements / ScatterND without a reduction: data's gradient is dY
+// with the overwritten positions zeroed (the same scatter of zeros), the
+// updates' gradient dY read at those positions (the matching gather). With
+// repeated indices only one update survives the forward; the gradient then
+// goes to each of them (PyTorch's scatter_ leaves that unspecified too).
+Status GradScatter(G& b) {
+  const Node& n = b.node();
+  const bool nd = n.op_type() == "ScatterND";
+  if (n.GetString("reduction", "none") != "none")
+    return Unimplemented(n.Describe(), ": the gradient of ", n.op_type(),
+                         " covers reduction 'none' only");
+  b.dx.assign(3, nullptr);
+  if (b.wants(0)) {
+    Node* zeros = b.Make("ConstantOfShape", {b.ShapeOf(b.x(2))});
+    zeros->SetAttr("value", Attribute::FromTensor(Tensor(b.x(0)->dtype(), {1})));
+    Node* sc = b.Make(n.op_type(), {b.dy(0), b.x(1), zeros->output(0)});
+    if (!nd) sc->SetAttr("axis", Attribute::Int(n.GetInt("axis", 0)));
+    b.dx[0] = sc->output(0);
+  }
+  if (b.wants(2)) {
+    Node* g = b.Make(nd ? "GatherND" : "GatherElements", {b.dy(0), b.x(1)});
+    if (!nd) g->SetAttr("axis", Attribute::Int(n.GetInt("axis", 0)));
+    b.dx[2] = g->output(0);
+  }
+  return Status::Ok();
+}
+
 Status GradConcat(G& b) {
   const Node& n = b.node();
   int64_t rank = static_cast<int64_t>(ShapeOrDie(b.y(0)).size());
@@ -923,13 +967,15 @@ std::vector<OpDef> DataOps() {
        .infer = InferGatherElements,
        .precision = {OpClass::kClear, "data movement"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet"},
+       .grad = GradGatherElements,
+       .nondiff_inputs = {1}},
       {.op_type = "ScatterElements",
        .arity = {3, 3, 1, 1},
        .infer = InferScatterElements,
        .precision = {OpClass::kFp32, "scatter-add accumulates gradients: FP32"},
        .shape_inputs = {1},
-       .no_grad = "no gradient rule yet",
+       .grad = GradScatter,
+       .nondiff_inputs = {1},
        .inplace = InplaceScatter},
       {.op_type = "GatherND",
        .arity = {2, 2, 1, 1},
@@ -942,7 +988,8 @@ std::vector<OpDef> DataOps() {
        .arity = {3, 3, 1, 1},
        .infer = InferScatterElements,
        .precision = {OpClass::kFp32, "scatter-add accumulates gradients: FP32"},
-       .no_grad = "no gradient rule yet",
+       .grad = GradScatter,
+       .nondiff_inputs = {1},
        .inplace = InplaceScatter},
       {.op_type = "Expand",
        .arity = {2, 2, 1, 1},

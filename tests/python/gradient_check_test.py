@@ -109,6 +109,11 @@ CASES = {
     "resize_nearest": (F, "y = Resize <mode = \"nearest\", coordinate_transformation_mode = \"asymmetric\", "
                           "nearest_mode = \"floor\"> (w, , rsc)", {}, {"w": [1, 2, 3, 2]}, "mse"),
     "resize_nearest_half_pixel": (F, "y = Resize <mode = \"nearest\"> (w, , rsc3)", {}, {"w": [2, 1, 2, 3]}, "mse"),
+    # GatherElements (repeated indices summed) and the scatters without
+    # reduction (distinct indices: data's gradient zeroed where overwritten).
+    "gather_elements": (D, "y = GatherElements <axis = 1> (w, gei)", {}, {"w": [3, 4]}, "mse", 16),
+    "scatter_elements": (D, "y = ScatterElements <axis = 0> (w, sei, v)", {}, {"w": [3, 4], "v": [2, 4]}, "mse", 16),
+    "scatter_nd": (D, "y = ScatterND (w, sni, v)", {}, {"w": [4, 3], "v": [2, 3]}, "mse", 16),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
@@ -179,7 +184,8 @@ CONSTANTS = {
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
-    "rep": ("int64", [2], [2, 3]), "rsc": ("float", [4], [1.0, 1.0, 2.0, 3.0]),
+    "rep": ("int64", [2], [2, 3]), "gei": ("int64", [3, 5], [0, 3, 3, 1, 2, 1, 1, 0, 2, 3, 0, 2, 2, 2, 1]),
+    "sei": ("int64", [2, 4], [2, 0, 1, 2, 0, 1, 2, 1]), "sni": ("int64", [2, 1], [3, 1]), "rsc": ("float", [4], [1.0, 1.0, 2.0, 3.0]),
     "rsc3": ("float", [4], [1.0, 2.0, 3.0, 1.0]), "cg": ("float", [3], [1.5, 0.5, -1.0]), "cb": ("float", [3], [0.1, 0.0, -0.2]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),
 }
