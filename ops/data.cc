@@ -6,6 +6,7 @@
 // is none. Kernels are the backends' (kernels/cpu, kernels/cuda).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numbers>
 #include <set>
@@ -866,17 +867,28 @@ Status GradSlice(G& b) {
   Value* g = b.dy(0);
   for (int64_t k = 0; k < starts->num_elements(); ++k) {
     int64_t step = steps ? steps->GetInt(k) : 1;
-    if (step < 1)
-      return Unimplemented(n.Describe(), ": Slice's gradient supports positive steps only (not ",
-                           step, ")");
+    if (step == 0) return InvalidArgument(n.Describe(), ": Slice step 0");
     int64_t a = axes ? axes->GetInt(k) : k;
     if (a < 0) a += rank;
     int64_t d = (*dims)[a];
     int64_t s = starts->GetInt(k);
     if (s < 0) s += d;
-    s = std::clamp<int64_t>(s, 0, d);
     int64_t m = cur[a];  // elements taken along the axis
-    int64_t span = m;    // positions they cover, from s
+    if (step > 0) {
+      s = std::clamp<int64_t>(s, 0, d);
+    } else {
+      // A negative step (torch.flip, x[::-1]) takes s, s - |step|, ...: the
+      // same elements as the positive step |step| from the lowest of them,
+      // in reverse, so dy is reversed first.
+      s = std::clamp<int64_t>(s, 0, d - 1);
+      step = -step;
+      if (m > 0) {
+        g = b.Op("Slice", {g, b.Ints({-1}), b.Ints({std::numeric_limits<int64_t>::min()}),
+                           b.Ints({a}), b.Ints({-1})});
+        s -= step * (m - 1);
+      }
+    }
+    int64_t span = m;  // positions they cover, from s
     if (step > 1 && m > 0) {
       Value* u = b.Op("Unsqueeze", {g, b.Ints({a + 1})});
       std::vector<int64_t> spread(2 * (rank + 1), 0);

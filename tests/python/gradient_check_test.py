@@ -114,6 +114,10 @@ CASES = {
     "gather_elements": (D, "y = GatherElements <axis = 1> (w, gei)", {}, {"w": [3, 4]}, "mse", 16),
     "scatter_elements": (D, "y = ScatterElements <axis = 0> (w, sei, v)", {}, {"w": [3, 4], "v": [2, 4]}, "mse", 16),
     "scatter_nd": (D, "y = ScatterND (w, sni, v)", {}, {"w": [4, 3], "v": [2, 3]}, "mse", 16),
+    # Negative steps (torch.flip, x[::-1], x[5:0:-2]), with a positive one
+    # on another axis.
+    "slice_negative_steps": (D, "y = Slice (w, nst, nen, nax, nsp)", {}, {"w": [6, 7]}, "mse"),
+    "slice_flip": (D, "y = Slice (w, fst, fen, fax, fsp)", {}, {"w": [3, 4]}, "mse"),
     "conv_input": (F, "y = Conv <pads = [1, 1, 1, 1]> (w, k)", {}, {"w": [1, 2, 5, 5], "k": [3, 2, 3, 3]}, "mse"),
     "slice": (D, "y = Slice (w, st, en, axs)", {}, {"w": [4, 5]}, "mse"),
     # Strided slices (x[1::2, -8::3], Swin's patch merging): the gradient
@@ -184,7 +188,9 @@ CONSTANTS = {
     "pd": ("int64", [4], [1, 0, 2, 3]), "pd2": ("int64", [2], [2, 1]), "cvd": ("double", [], [0.5]),
     "axm1": ("int64", [1], [-1]),
     "cw": ("float", [5], [0.5, 1.0, 2.0, 1.5, 0.25]),
-    "rep": ("int64", [2], [2, 3]), "gei": ("int64", [3, 5], [0, 3, 3, 1, 2, 1, 1, 0, 2, 3, 0, 2, 2, 2, 1]),
+    "rep": ("int64", [2], [2, 3]), "nst": ("int64", [2], [5, 1]), "nen": ("int64", [2], [0, 7]),
+    "nax": ("int64", [2], [0, 1]), "nsp": ("int64", [2], [-2, 3]), "fst": ("int64", [1], [-1]),
+    "fen": ("int64", [1], [-9223372036854775807]), "fax": ("int64", [1], [1]), "fsp": ("int64", [1], [-1]), "gei": ("int64", [3, 5], [0, 3, 3, 1, 2, 1, 1, 0, 2, 3, 0, 2, 2, 2, 1]),
     "sei": ("int64", [2, 4], [2, 0, 1, 2, 0, 1, 2, 1]), "sni": ("int64", [2, 1], [3, 1]), "rsc": ("float", [4], [1.0, 1.0, 2.0, 3.0]),
     "rsc3": ("float", [4], [1.0, 2.0, 3.0, 1.0]), "cg": ("float", [3], [1.5, 0.5, -1.0]), "cb": ("float", [3], [0.1, 0.0, -0.2]), "sl": ("float", [4], [0.25, -0.5, 1.5, 0.1]),
     "k4": ("float", [], [4.0]), "clo": ("float", [], [-0.5]), "chi": ("float", [], [0.8]),

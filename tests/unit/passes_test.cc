@@ -390,13 +390,13 @@ g (float[2,4] x) => (float[2,6] y)
 })",
        "mode 'constant' (not 'reflect')"},
       {R"(<ir_version: 8, opset_import: ["" : 17]>
-g (float[2,4] x) => (float[2,2] y)
-<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}, int64[1] s = {3}, int64[1] e = {0}, int64[1] a = {1}, int64[1] k = {-2}>
+g (float[2,4] x) => (float[2,3] y)
+<float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}, float[4,3] v = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0,9.0,10.0,11.0,12.0}>
 {
   m = Mul (x, w)
-  y = Slice (m, s, e, a, k)
+  y = Einsum <equation = "...j,jk->...k"> (m, v)
 })",
-       "positive steps only (not -2)"},
+       "does not take ellipses"},
       {R"(<ir_version: 8, opset_import: ["" : 17]>
 g (float[2,4] x) => (float[2,4] y)
 <float[2,4] w = {1.0,2.0,3.0,4.0,5.0,6.0,7.0,8.0}>
