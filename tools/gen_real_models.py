@@ -59,6 +59,19 @@ class Classify(torch.nn.Module):
         return self.m(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
 
 
+class ClassifyWithLoss(torch.nn.Module):
+    """The Hugging Face style: the model takes labels and returns its own loss
+    (CrossEntropyLoss with ignore_index=-100); compiled with --loss model."""
+    own_loss = True
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, ids, labels):
+        return self.m(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss
+
+
 def gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
     cfg = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=500, n_positions=64,
@@ -149,7 +162,14 @@ def llama():
     return LastPosition(LlamaForCausalLM(cfg)), x, y, batch, "input", False
 
 
-MODELS = {"mobilenet_v3_small": mobilenet_v3_small, "gpt2": gpt2, "bert": bert,
+def bert_hf_loss():
+    m, x, y, batch, name, dyn = bert()
+    y = y.clone()
+    y[[3, 17, 30]] = -100  # ignored samples: the mean is over the others
+    return ClassifyWithLoss(m.m), x, y, batch, name, dyn
+
+
+MODELS = {"mobilenet_v3_small": mobilenet_v3_small, "bert_hf_loss": bert_hf_loss, "gpt2": gpt2, "bert": bert,
           "efficientnet_b0": efficientnet_b0, "vit": vit, "swin": swin, "convnext": convnext,
           "llama": llama}
 # Which models also come from the dynamo exporter (torch.onnx.export's
@@ -176,8 +196,11 @@ def trajectory(model, state, x, y, batch, kind, autocast=False, dtype=torch.floa
     losses = []
     for k in range(STEPS):
         with torch.autocast("cpu", dtype=torch.float16, enabled=autocast):
-            out = model(x[k * batch:(k + 1) * batch])
-            loss = torch.nn.functional.cross_entropy(out, y[k * batch:(k + 1) * batch])
+            xb, yb = x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch]
+            if getattr(model, "own_loss", False):
+                loss = model(xb, yb)
+            else:
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -205,7 +228,12 @@ def reproducible_steps(ref, runs, tol=1e-5):
     return n
 
 
-def export(model, x, path, input_name, dynamic_batch, dynamo):
+def export(model, x, path, input_name, dynamic_batch, dynamo, y=None):
+    if getattr(model, "own_loss", False):  # (ids, labels) -> loss
+        torch.onnx.export(model, (x, y), path, input_names=[input_name, "labels"],
+                          output_names=["loss"], training=torch.onnx.TrainingMode.TRAINING,
+                          do_constant_folding=False, dynamo=False)
+        return
     if dynamo:
         # optimize=False: the default optimizer folds parameters into derived
         # constants (W^T as a new initializer, ViT's class token expanded to
@@ -235,7 +263,7 @@ def main():
         d = os.path.join(out_dir, name)
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, "model.onnx")
-        export(model, x[:batch], path, input_name, dynamic_batch, dynamo)
+        export(model, x[:batch], path, input_name, dynamic_batch, dynamo, y[:batch])
         m = onnx.load(path)
         m.ir_version = min(m.ir_version, 10)  # amp reads IR 7 to 11
         onnx.save(m, path)
@@ -258,6 +286,7 @@ def main():
                # mixed precision moves this model from FP32 in PyTorch itself.
                "adam_autocast_fp16": trajectory(model, state, x, y, batch, "adam", autocast=True),
                "exporter": "dynamo" if dynamo else "torchscript",
+               "loss": "model" if getattr(model, "own_loss", False) else "cross_entropy",
                "compile_flags": ["--train-mode"] if dynamo and any(
                    isinstance(mod, torch.nn.BatchNorm2d) for mod in model.modules()) else [],
                "generator": "tools/gen_real_models.py", "torch": torch.__version__}

@@ -52,7 +52,10 @@ class RealModels(unittest.TestCase):
         report = os.path.join(self.dir, f"{model}_{kind}.json")
         # The reference's own flags: --train-mode for a dynamo export with
         # BatchNorm (written in inference form).
-        run([AMP_COMPILE, os.path.join(REAL, model, "model.onnx"), "--loss", "cross_entropy", *flags,
+        # A model that returns its own loss (Hugging Face's labels= style)
+        # compiles with --loss model.
+        run([AMP_COMPILE, os.path.join(REAL, model, "model.onnx"), "--loss",
+             ref.get("loss", "cross_entropy"), *flags,
              *ref.get("compile_flags", []), *extra, "-o", step, "--report-json", report])
         log = os.path.join(self.dir, f"{model}_{kind}.jsonl")
         run([AMP_TRAIN, step, "--data", os.path.join(REAL, model, "train.npz"), "--batch-size",
