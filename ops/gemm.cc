@@ -331,18 +331,82 @@ int64_t FlopsGemm(const Node& n) {
   return 2 * StaticNumel(*n.output(0)) * k;
 }
 
+// An equation with ellipses rewritten with explicit letters for the
+// ellipsis dims ("...ij,jk->...ik" for rank-4 operands: "ABij,jk->ABik"), so
+// that the gradient's einsums need no ellipses. Right-aligned, as Einsum
+// broadcasts them; an operand whose ellipsis dim is 1 where the output's is
+// larger (a broadcast that the gradient would have to sum) is refused.
+StatusOr<std::string> SpellOutEllipses(G& b, const std::string& eq) {
+  const Node& n = b.node();
+  const size_t arrow = eq.find("->");
+  if (arrow == std::string::npos)
+    return Unimplemented(n.Describe(),
+                         ": Einsum's gradient takes ellipses only with an explicit "
+                         "output ('",
+                         eq, "')");
+  std::vector<std::string> terms;
+  const std::string lhs = eq.substr(0, arrow), out = eq.substr(arrow + 2);
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (terms.size() != n.num_inputs())
+    return InvalidArgument(n.Describe(), ": equation '", eq, "' does not match the inputs");
+  auto ell_dims = [](const std::string& t, size_t rank) -> int64_t {
+    return t.find("...") == std::string::npos
+               ? 0
+               : static_cast<int64_t>(rank) - static_cast<int64_t>(t.size() - 3);
+  };
+  const Shape& ys = ShapeOrDie(b.y(0));
+  const int64_t e_out = ell_dims(out, ys.size());
+  if (out.find("...") == std::string::npos)
+    return Unimplemented(n.Describe(), ": Einsum's gradient takes ellipses only when the output ",
+                         "keeps them ('", eq, "')");
+  std::string fresh;
+  for (char ch = 'A'; ch <= 'Z' && static_cast<int64_t>(fresh.size()) < e_out; ++ch)
+    if (eq.find(ch) == std::string::npos) fresh.push_back(ch);
+  if (static_cast<int64_t>(fresh.size()) < e_out)
+    return Unimplemented(n.Describe(), ": too many ellipsis dims in '", eq, "'");
+  const size_t y_at = out.find("...");
+  auto spell = [&](const std::string& t, int64_t e) {
+    size_t at = t.find("...");
+    if (at == std::string::npos) return t;
+    return t.substr(0, at) + fresh.substr(fresh.size() - static_cast<size_t>(e)) + t.substr(at + 3);
+  };
+  std::string result;
+  for (size_t i = 0; i < terms.size(); ++i) {
+    const Shape& xs = ShapeOrDie(b.x(i));
+    int64_t e = ell_dims(terms[i], xs.size());
+    if (e < 0 || e > e_out)
+      return InvalidArgument(n.Describe(), ": operand ", i, "'s ellipsis does not fit '", eq, "'");
+    const size_t x_at = terms[i].find("...");
+    for (int64_t k = 0; k < e; ++k) {
+      const Dim& xd = xs[x_at + static_cast<size_t>(k)];
+      const Dim& yd = ys[y_at + static_cast<size_t>(e_out - e + k)];
+      if (!xd.SameAs(yd))
+        return Unimplemented(n.Describe(), ": Einsum's gradient needs operand ", i,
+                             "'s ellipsis dims to equal the output's (a broadcast there would "
+                             "have to be summed)");
+    }
+    result += (i ? "," : "") + spell(terms[i], e);
+  }
+  return result + "->" + spell(out, e_out);
+}
+
 // Einsum: operand i's gradient is the einsum of dy with the other operands
 // into operand i's subscripts ("ij,jk->ik": dA = "ik,jk->ij" (dy, B)). A
 // letter only operand i has (summed away in the forward) comes back by
-// broadcasting dy's result over it. Ellipses and a letter repeated within
-// one operand (a diagonal) have no rule yet.
+// broadcasting dy's result over it. Ellipses are spelled out as letters
+// first; a letter repeated within one operand (a diagonal) has no rule yet.
 Status GradEinsum(G& b) {
   const Node& n = b.node();
   std::string eq = n.GetString("equation", "");
   eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
-  if (eq.find("...") != std::string::npos)
-    return Unimplemented(n.Describe(), ": Einsum's gradient does not take ellipses ('", eq,
-                         "') yet");
+  if (eq.find("...") != std::string::npos) {
+    AMP_ASSIGN_OR_RETURN(eq, SpellOutEllipses(b, eq));
+  }
   std::string lhs = eq, out;
   const size_t arrow = eq.find("->");
   if (arrow != std::string::npos) {

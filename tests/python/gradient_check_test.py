@@ -103,6 +103,12 @@ CASES = {
     "einsum_matmul": (D, "y = Einsum <equation = \"ij,jk->ik\"> (w, v)", {}, {"w": [3, 4], "v": [4, 2]}, "mse"),
     "einsum_batched_sum": (D, "y = Einsum <equation = \"bhqd,bhkd->bhq\"> (w, v)", {},
                            {"w": [2, 3, 4, 5], "v": [2, 3, 2, 5]}, "mse"),
+    # Ellipses: a batched Linear's weight (contracted over the ellipsis),
+    # and an ellipsis in both operands.
+    "einsum_ellipsis": (D, "y = Einsum <equation = \"...ij,jk->...ik\"> (w, v)", {},
+                        {"w": [2, 3, 4, 5], "v": [5, 2]}, "mse"),
+    "einsum_ellipsis_both": (D, "y = Einsum <equation = \"...ij,...j->...i\"> (w, v)", {},
+                              {"w": [2, 3, 4, 5], "v": [2, 3, 5]}, "mse"),
     "einsum_implicit": (D, "y = Einsum <equation = \"ij,kj\"> (w, x)", {"x": [2, 4]}, {"w": [3, 4]}, "mse"),
     # Nearest upsampling by whole factors, as F.interpolate(scale_factor=k)
     # exports it, and the half_pixel default.
