@@ -148,6 +148,29 @@ Status InferConvTranspose(Ctx& c) {
 
 // ---- gradients ----
 
+// A convolution's strides, dilations and pads over its `nd` spatial dims
+// (the defaults where absent), checked against that count.
+struct ConvGeometry {
+  std::vector<int64_t> strides, dilations, pads;
+};
+
+StatusOr<ConvGeometry> ConvGeometryOf(const Node& n, size_t nd) {
+  ConvGeometry g{n.GetInts("strides", std::vector<int64_t>(nd, 1)),
+                 n.GetInts("dilations", std::vector<int64_t>(nd, 1)),
+                 n.GetInts("pads", std::vector<int64_t>(2 * nd, 0))};
+  if (g.strides.size() != nd || g.dilations.size() != nd || g.pads.size() != 2 * nd)
+    return InvalidArgument(n.Describe(), ": strides, dilations or pads do not match its ", nd,
+                           " spatial dims");
+  return g;
+}
+
+// The bias's gradient: dy summed over the batch and the `nd` spatial axes.
+Value* BiasGradient(GradBuilder& b, size_t nd) {
+  std::vector<int64_t> axes = {0};
+  for (size_t k = 0; k < nd; ++k) axes.push_back(static_cast<int64_t>(k + 2));
+  return b.Reduce("ReduceSum", b.dy(0), axes, false);
+}
+
 // The weight gradient of Conv(in, W) [O, C/g, k..] for its output gradient
 // dout. dW[o,c,i..] = sum_{n,h..} in[n,c,h*s+i*d..] dout[n,o,h..]: a Conv
 // of in^T (C,N,H..) with dout^T (O,N,Ho..) as kernel, strides and
@@ -216,16 +239,11 @@ Status GradConv(G& b) {
   if (xs.size() < 3)
     return InvalidArgument(n.Describe(), ": Conv's input needs a spatial dim (rank >= 3)");
   const size_t nd = xs.size() - 2;
-  const auto sp = [](size_t k) { return static_cast<int64_t>(k + 2); };
   int64_t group = n.GetInt("group", 1);
   if (n.GetString("auto_pad", "NOTSET") != "NOTSET")
     return Unimplemented(n.Describe(), ": auto_pad has no gradient yet; export with explicit pads");
-  auto s = n.GetInts("strides", std::vector<int64_t>(nd, 1)),
-       d = n.GetInts("dilations", std::vector<int64_t>(nd, 1)),
-       p = n.GetInts("pads", std::vector<int64_t>(2 * nd, 0));
-  if (s.size() != nd || d.size() != nd || p.size() != 2 * nd)
-    return InvalidArgument(n.Describe(), ": strides, dilations or pads do not match its ", nd,
-                           " spatial dims");
+  AMP_ASSIGN_OR_RETURN(ConvGeometry geo, ConvGeometryOf(n, nd));
+  const std::vector<int64_t>&s = geo.strides, &d = geo.dilations, &p = geo.pads;
   auto wd = StaticDims(ws);
   bool spatial_static = true;
   for (size_t k = 0; k < nd; ++k) spatial_static &= xs[k + 2].is_static() && ys[k + 2].is_static();
@@ -259,9 +277,7 @@ Status GradConv(G& b) {
                          ConvWeightGradient(b, b.x(0), xsp, b.dy(0), ysp, *wd, group, s, d, p));
   }
   if (n.num_inputs() > 2 && b.wants(2)) {
-    std::vector<int64_t> axes = {0};
-    for (size_t k = 0; k < nd; ++k) axes.push_back(sp(k));
-    b.dx[2] = b.Reduce("ReduceSum", b.dy(0), axes, false);
+    b.dx[2] = BiasGradient(b, nd);
   }
   return Status::Ok();
 }
@@ -281,12 +297,8 @@ Status GradConvTranspose(G& b) {
     return Unimplemented(n.Describe(), ": ConvTranspose's gradient needs explicit pads (no ",
                          "auto_pad or output_shape); export with them");
   int64_t group = n.GetInt("group", 1);
-  auto s = n.GetInts("strides", std::vector<int64_t>(nd, 1)),
-       d = n.GetInts("dilations", std::vector<int64_t>(nd, 1)),
-       p = n.GetInts("pads", std::vector<int64_t>(2 * nd, 0));
-  if (s.size() != nd || d.size() != nd || p.size() != 2 * nd)
-    return InvalidArgument(n.Describe(), ": strides, dilations or pads do not match its ", nd,
-                           " spatial dims");
+  AMP_ASSIGN_OR_RETURN(ConvGeometry geo, ConvGeometryOf(n, nd));
+  const std::vector<int64_t>&s = geo.strides, &d = geo.dilations, &p = geo.pads;
   auto wd = StaticDims(ShapeOrDie(b.x(1)));
   auto xd = StaticDims(xs), yd = StaticDims(ys);
   if (!wd || !xd || !yd) return InvalidArgument(n.Describe(), ": the gradient needs static shapes");
@@ -305,9 +317,7 @@ Status GradConvTranspose(G& b) {
                          ConvWeightGradient(b, b.dy(0), ysp, b.x(0), xsp, *wd, group, s, d, p));
   }
   if (n.num_inputs() > 2 && b.wants(2)) {
-    std::vector<int64_t> axes = {0};
-    for (size_t k = 0; k < nd; ++k) axes.push_back(static_cast<int64_t>(k + 2));
-    b.dx[2] = b.Reduce("ReduceSum", b.dy(0), axes, false);
+    b.dx[2] = BiasGradient(b, nd);
   }
   return Status::Ok();
 }

@@ -174,6 +174,18 @@ Status InferGemm(Ctx& c) {
 }
 
 // Parses "ij,jk->ik" and computes the output shape.
+// An Einsum equation's left-hand side split at its commas: one term per
+// operand.
+std::vector<std::string> EinsumTerms(const std::string& lhs) {
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma - start));
+    if (comma == std::string::npos) return terms;
+    start = comma + 1;
+  }
+}
+
 Status InferEinsum(Ctx& c) {
   std::string eq = c.node().GetString("equation", "");
   eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
@@ -184,13 +196,7 @@ Status InferEinsum(Ctx& c) {
     rhs = eq.substr(p + 2);
     explicit_out = true;
   }
-  std::vector<std::string> terms;
-  for (size_t start = 0;;) {
-    size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  std::vector<std::string> terms = EinsumTerms(lhs);
   if (terms.size() != c.num_inputs())
     return c.Error("equation '", eq, "' does not match the inputs");
   std::map<char, Dim> dims;
@@ -344,14 +350,8 @@ StatusOr<std::string> SpellOutEllipses(G& b, const std::string& eq) {
                          ": Einsum's gradient takes ellipses only with an explicit "
                          "output ('",
                          eq, "')");
-  std::vector<std::string> terms;
   const std::string lhs = eq.substr(0, arrow), out = eq.substr(arrow + 2);
-  for (size_t start = 0;;) {
-    size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  std::vector<std::string> terms = EinsumTerms(lhs);
   if (terms.size() != n.num_inputs())
     return InvalidArgument(n.Describe(), ": equation '", eq, "' does not match the inputs");
   auto ell_dims = [](const std::string& t, size_t rank) -> int64_t {
@@ -413,13 +413,7 @@ Status GradEinsum(G& b) {
     lhs = eq.substr(0, arrow);
     out = eq.substr(arrow + 2);
   }
-  std::vector<std::string> terms;
-  for (size_t start = 0;;) {
-    size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  std::vector<std::string> terms = EinsumTerms(lhs);
   if (terms.size() != n.num_inputs())
     return InvalidArgument(n.Describe(), ": equation '", eq, "' does not match the inputs");
   if (arrow == std::string::npos) {  // implicit: the letters seen once, in order

@@ -413,6 +413,30 @@ g (float[2,4] x) => (float[2] y)
   y = GatherND <batch_dims = 1> (m, i)
 })",
        "supports batch_dims 0"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,1,2,2] x) => (float[1,1,4,4] y)
+<float[1,1,2,2] w = {1.0,2.0,3.0,4.0}, float[4] sc = {1.0, 1.0, 2.0, 2.0}>
+{
+  m = Mul (x, w)
+  y = Resize <mode = "linear"> (m, , sc)
+})",
+       "covers nearest upsampling by whole factors"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,1,4] x) => (float[1,1,8] y)
+<float[1,1,4] w = {1.0,2.0,3.0,4.0}, float[1,1,3] k = {1.0,1.0,1.0}>
+{
+  m = Mul (x, w)
+  y = ConvTranspose <auto_pad = "SAME_UPPER", strides = [2]> (m, k)
+})",
+       "needs explicit pads"},
+      {R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3] x) => (float[2] y)
+<float[2,3] w = {1.0,2.0,3.0,4.0,5.0,6.0}>
+{
+  m = Mul (x, w)
+  y = Einsum <equation = "ij,ii->i"> (m, w)
+})",
+       "repeated within one operand"},
   };
   for (const auto& [text, fragment] : cases) {
     auto m = LoadModelText(text);
