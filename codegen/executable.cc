@@ -98,6 +98,9 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   options.fuse_conv_weight_grad =
       request.fuse_elementwise &&
       (backend.HasKernel("ai.amp", "ConvWeightGrad") || !backend.HasKernel("", "Conv"));
+  options.fuse_max_pool_grad =
+      request.fuse_elementwise &&
+      (backend.HasKernel("ai.amp", "MaxPoolGrad") || !backend.HasKernel("", "MaxPool"));
   options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
                            backend.HasKernel("ai.amp", "AttentionGrad");
   options.keep.insert(request.keep.begin(), request.keep.end());

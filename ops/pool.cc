@@ -40,6 +40,44 @@ Status InferPool(Ctx& c) {  // MaxPool, AveragePool, LpPool
   return Status::Ok();
 }
 
+// ai.amp MaxPoolGrad (fuse-max-pool-grad): MaxPool's input gradient from the
+// output gradient dy and the input x (float types, which may differ: O1
+// sums the gradient in FP32 beside a half pool), MaxPool's attributes
+// (storage_order 0): dx is dy's type and x's shape, zero but where a
+// window's maximum came from, which gets the sum of those windows' dy
+// (windows in order, in dy's type: ScatterElements add over MaxPool's
+// indices), then with out_type rounded to that float type (a Cast after
+// it). The maxima are found again in x, so the forward keeps no int64
+// indices for the backward.
+Status InferMaxPoolGrad(Ctx& c) {
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 1));
+  if (c.node().GetInt("storage_order", 0) != 0) return c.Error("needs storage_order 0");
+  const auto& dy = c.input_shape(0);
+  const auto& x = c.input_shape(1);
+  auto kernel = c.node().GetInts("kernel_shape");
+  if (kernel.empty()) return c.Error("kernel_shape is required");
+  if (x && dy) {
+    if (x->size() != kernel.size() + 2 || dy->size() != x->size())
+      return c.Error("x and dy must have rank ", kernel.size() + 2, " for this kernel_shape");
+    AMP_ASSIGN_OR_RETURN(Shape spatial,
+                         SpatialOut(c, *x, kernel, c.node().GetInt("ceil_mode", 0) != 0));
+    Shape want{(*x)[0], (*x)[1]};
+    want.insert(want.end(), spatial.begin(), spatial.end());
+    for (size_t i = 0; i < want.size(); ++i)
+      if (want[i].is_static() && (*dy)[i].is_static() && want[i].value() != (*dy)[i].value())
+        return c.Error("dy is ", ShapeToString(*dy), ", but MaxPool of x ", ShapeToString(*x),
+                       " gives ", ShapeToString(want));
+  }
+  DType out = c.input_dtype(0);
+  if (c.node().HasAttr("out_type")) {
+    out = static_cast<DType>(c.node().GetInt("out_type", 0));
+    if (!IsFloat(out)) return c.Error("out_type must be a float type");
+  }
+  c.SetOutput(0, out, x);
+  return Status::Ok();
+}
+
 Status InferGlobalPool(Ctx& c) {
   const auto& x = c.input_shape(0);
   if (!x) {
@@ -145,6 +183,12 @@ std::vector<OpDef> PoolOps() {
        .infer = InferPool,
        .precision = {OpClass::kClear, "exact in any precision"},
        .grad = GradMaxPool},
+      {.domain = "ai.amp",
+       .op_type = "MaxPoolGrad",
+       .arity = {2, 2, 1, 1},
+       .infer = InferMaxPoolGrad,
+       .precision = {OpClass::kNone, "made by fuse-max-pool-grad after precision was decided"},
+       .no_grad = "made by fusion after autodiff: never differentiated"},
       {.op_type = "AveragePool",
        .arity = {1, 1, 1, 1},
        .infer = InferPool,

@@ -17,6 +17,7 @@
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_loss_scale.h"
+#include "passes/fuse_max_pool_grad.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -76,6 +77,8 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   if (options.fuse_cross_entropy) p.Add(std::make_unique<FuseCrossEntropy>(options.keep));
   // Convolutions' weight gradients without their transposed operands.
   if (options.fuse_conv_weight_grad) p.Add(std::make_unique<FuseConvWeightGrad>(options.keep));
+  // Max pooling's gradient from x, without the forward's int64 indices.
+  if (options.fuse_max_pool_grad) p.Add(std::make_unique<FuseMaxPoolGrad>(options.keep));
   if (options.fuse_elementwise) {
     // Cheap forward values the backward reads are recomputed there, inside
     // its fused kernels, instead of being kept alive in between.

@@ -55,14 +55,15 @@ struct SpecializeOptions {
   bool fuse_gemm_epilogue = false;          // fuse-gemm-epilogue after those
   bool fuse_cross_entropy = false;          // fuse-cross-entropy after that
   bool fuse_conv_weight_grad = false;       // fuse-conv-weight-grad after that
+  bool fuse_max_pool_grad = false;          // fuse-max-pool-grad after that
   bool fuse_elementwise = false;            // fuse-elementwise and batch-casts last
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // [fuse-loss-scale,] transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
 // fold-into-gemm, [fuse-attention,] [fuse-norm-grad,] [fuse-gemm-epilogue,]
-// [fuse-cross-entropy,] [fuse-conv-weight-grad,] [rematerialize, fuse-elementwise,
-// batch-casts], sink-nodes.
+// [fuse-cross-entropy,] [fuse-conv-weight-grad,] [fuse-max-pool-grad,]
+// [rematerialize, fuse-elementwise, batch-casts], sink-nodes.
 PassPipeline Specialize(const SpecializeOptions& options);
 
 // What makes any ONNX model one the runtime runs: expand-gradient (ONNX's

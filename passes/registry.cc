@@ -18,6 +18,7 @@
 #include "passes/fuse_elementwise.h"
 #include "passes/fuse_gemm_epilogue.h"
 #include "passes/fuse_loss_scale.h"
+#include "passes/fuse_max_pool_grad.h"
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
@@ -76,6 +77,7 @@ const Entry kPasses[] = {
     {FuseElementwise::kName, Make<FuseElementwise>},
     {FuseGemmEpilogue::kName, Make<FuseGemmEpilogue>},
     {FuseLossScale::kName, Make<FuseLossScale>},
+    {FuseMaxPoolGrad::kName, Make<FuseMaxPoolGrad>},
     {FuseNormGrad::kName, Make<FuseNormGrad>},
     {FuseOptimizer::kName, Make<FuseOptimizer>},
     {FuseUnscale::kName, Make<FuseUnscale>},

@@ -1,11 +1,13 @@
-// Pooling kernels, any number of spatial dims: MaxPool (with Indices),
-// AveragePool, LpPool, GlobalAveragePool and GlobalMaxPool.
+// Pooling kernels, any number of spatial dims: MaxPool (with Indices) and
+// its gradient (ai.amp MaxPoolGrad), AveragePool, LpPool, GlobalAveragePool
+// and GlobalMaxPool.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
 
 #include "kernels/cpu/families.h"
+#include "kernels/cpu/parallel.h"
 
 namespace amp::cpu {
 namespace {
@@ -44,6 +46,28 @@ Window MakeWindow(const KernelAttrs& n, const TensorRef& x, const TensorRef& y) 
   return w;
 }
 
+// The position in its plane of the largest input in output position o's
+// window (-1 for a window outside the input): the first maximum in the
+// window's order, or the last NaN when there is one (PyTorch's rule). The
+// value goes to `best`.
+template <typename T, typename A = Acc<T>>
+int64_t WindowArgMax(const Window& w, const T* plane, int64_t o, A& best) {
+  best = std::numeric_limits<A>::lowest();
+  int64_t arg = -1;
+  for (int64_t k = 0; k < w.nk; ++k) {
+    int64_t i = w.table[k * w.nout + o];
+    if (i < 0) continue;
+    A v = Load(plane[i]);
+    bool nan = false;
+    if constexpr (std::is_floating_point_v<A>) nan = std::isnan(v);
+    if (arg < 0 || v > best || nan) {
+      best = v;
+      arg = i;
+    }
+  }
+  return arg;
+}
+
 Status MaxPoolKernel(KernelContext& ctx) {
   const TensorRef& x = ctx.in(0);
   TensorRef& y = ctx.out(0);
@@ -57,35 +81,71 @@ Status MaxPoolKernel(KernelContext& ctx) {
     if constexpr (!std::is_same_v<A, bool>) {
       const T* px = x.as<T>();
       T* py = y.as<T>();
-      for (int64_t p = 0; p < planes; ++p) {
-        for (int64_t o = 0; o < w.nout; ++o) {
-          A best = std::numeric_limits<A>::lowest();
-          int64_t arg = -1;
-          for (int64_t k = 0; k < w.nk; ++k) {
-            int64_t i = w.table[k * w.nout + o];
-            if (i < 0) continue;
-            A v = Load(px[p * w.nin + i]);
-            // A NaN in the window wins, its index the last NaN's (PyTorch's rule).
-            bool nan = false;
-            if constexpr (std::is_floating_point_v<A>) nan = std::isnan(v);
-            if (arg < 0 || v > best || nan) {
-              best = v;
-              arg = i;
+      ParallelFor(planes, 1, [&](int64_t first, int64_t last) {
+        for (int64_t p = first; p < last; ++p) {
+          for (int64_t o = 0; o < w.nout; ++o) {
+            A best;
+            int64_t arg = WindowArgMax<T>(w, px + p * w.nin, o, best);
+            py[p * w.nout + o] = Store<T>(best);
+            if (indices) {
+              int64_t flat = arg;
+              if (column_major && w.in.size() == 2) {
+                flat = (arg % w.in[1]) * w.in[0] + arg / w.in[1];
+              }
+              indices[p * w.nout + o] = p * w.nin + flat;
             }
-          }
-          py[p * w.nout + o] = Store<T>(best);
-          if (indices) {
-            int64_t flat = arg;
-            if (column_major && w.in.size() == 2) {
-              flat = (arg % w.in[1]) * w.in[0] + arg / w.in[1];
-            }
-            indices[p * w.nout + o] = p * w.nin + flat;
           }
         }
-      }
+      });
     }
   });
   if (!ok || x.dtype == DType::kBool) return ctx.Error("unsupported element type");
+  return Status::Ok();
+}
+
+// ai.amp MaxPoolGrad (ops/pool.cc): each output gradient added, in its
+// type, to the input its window's maximum in x came from, windows in order,
+// then stored in dx's type - what the unfused ScatterElements (add) over
+// MaxPool's indices and the Cast after it compute, bit for bit, without the
+// indices.
+Status MaxPoolGradKernel(KernelContext& ctx) {
+  const TensorRef& dy = ctx.in(0);
+  const TensorRef& x = ctx.in(1);
+  TensorRef& dx = ctx.out(0);
+  if (dy.rank() != x.rank() || x.rank() < 3 || dy.dims[0] != x.dims[0] || dy.dims[1] != x.dims[1])
+    return ctx.Error("dy and x must have the same rank, batch and channels");
+  Window w = MakeWindow(ctx.node, x, dy);
+  int64_t planes = x.dims[0] * x.dims[1];
+  // The sums of each plane in dy's type, then stored in dx's (out_type).
+  auto run = [&]<typename X, typename T, typename O>(const X* px, const T* pdy, O* pdx) {
+    using A = Acc<T>;
+    ParallelFor(planes, 1, [&](int64_t first, int64_t last) {
+      std::vector<T> sums(static_cast<size_t>(w.nin));
+      for (int64_t p = first; p < last; ++p) {
+        std::fill(sums.begin(), sums.end(), Store<T>(A(0)));
+        for (int64_t o = 0; o < w.nout; ++o) {
+          Acc<X> best;
+          int64_t arg = WindowArgMax<X>(w, px + p * w.nin, o, best);
+          if (arg >= 0) sums[arg] = Store<T>(Load(sums[arg]) + Load(pdy[p * w.nout + o]));
+        }
+        O* plane = pdx + p * w.nin;
+        for (int64_t i = 0; i < w.nin; ++i) plane[i] = Store<O>(Load(sums[i]));
+      }
+    });
+  };
+  bool inner = false, innermost = false;
+  bool ok = VisitFloat(x.dtype, [&](auto xtag) {
+    using X = typename decltype(xtag)::type;
+    inner = VisitFloat(dy.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      innermost = VisitFloat(dx.dtype, [&](auto otag) {
+        using O = typename decltype(otag)::type;
+        run(x.as<X>(), dy.as<T>(), dx.as<O>());
+      });
+    });
+  });
+  ok = ok && inner && innermost;
+  if (!ok) return ctx.Error("expects float tensors");
   return Status::Ok();
 }
 
@@ -178,6 +238,7 @@ Status GlobalMaxPoolKernel(KernelContext& ctx) { return GlobalPoolKernel(ctx, tr
 
 void RegisterPoolKernels(KernelTable& t) {
   t["MaxPool"] = MaxPoolKernel;
+  t["ai.amp:MaxPoolGrad"] = MaxPoolGradKernel;
   t["AveragePool"] = AveragePoolKernel;
   t["LpPool"] = LpPoolKernel;
   t["GlobalAveragePool"] = GlobalAveragePoolKernel;

@@ -649,6 +649,108 @@ g (float[2,3,10,10] x) => (float[2,4,2,2] y)
   }
 }
 
+// fuse-max-pool-grad: a small CNN's step (Conv, ReLU, an overlapping 3x3
+// stride-2 padded max pool as ResNet's stem has - the ReLU's zeros make
+// ties, and windows share inputs - then a Conv) with MaxPool's gradient
+// fused into ai.amp MaxPoolGrad and unfused, bit for bit on random data,
+// FP32 (O0) and O1 (a half pool and gradient).
+TEST(FuseMaxPoolGradTest, TheInputGradientIsTheUnfusedOneBitForBit) {
+  for (OptLevel level : {OptLevel::kO0, OptLevel::kO1}) {
+    SCOPED_TRACE(level == OptLevel::kO0 ? "fp32" : "fp16");
+    std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,3,9,9] x) => (float[2,4,3,3] y)
+<float[4,3,3,3] w1 = {W1}, float[4,4,3,3] w2 = {W2}>
+{
+  h = Conv <pads = [1, 1, 1, 1]> (x, w1)
+  r = Relu (h)
+  p = MaxPool <kernel_shape = [3, 3], pads = [1, 1, 1, 1], strides = [2, 2]> (r)
+  y = Conv <pads = [1, 1, 1, 1], strides = [2, 2]> (p, w2)
+})";
+    FillWeights(text, {{"W1", 108}, {"W2", 144}}, 41, 0.5);
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.label_type = DType::kFloat32;
+    t.optimizer.lr = 0.25f;
+    if (level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
+    std::map<std::string, Tensor> got[2];
+    std::map<std::string, size_t> calls[2];
+    for (int fuse = 0; fuse < 2; ++fuse) {
+      ExecutorOptions o;
+      if (!fuse) o.disabled_passes = {"fuse-max-pool-grad"};
+      auto ex = TrainingStep(text, t, level, DType::kFloat16, o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(43);
+      ASSERT_TRUE((*ex)->SetInput("x", Random(DType::kFloat32, {2, 3, 9, 9}, inputs)).ok());
+      ASSERT_TRUE((*ex)->SetInput("labels", Random(DType::kFloat32, {2, 4, 3, 3}, inputs)).ok());
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.25)).ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      calls[fuse] = CallsByOp(**ex);
+      auto v = FetchAll(**ex, {"w1", "w2", "loss"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      got[fuse] = *v;
+    }
+    EXPECT_EQ(calls[0]["ScatterElements"], 1u) << "the unfused step has no scatter";
+    EXPECT_EQ(calls[1]["ScatterElements"], 0u);
+    EXPECT_EQ(calls[1]["ai.amp:MaxPoolGrad"], 1u) << "fuse-max-pool-grad did not fuse";
+    ExpectSameBits(got[0], got[1]);
+  }
+}
+
+// ai.amp MaxPoolGrad against its definition in double: each dy element goes
+// to the first maximum of its window (windows overlapping, padded, with
+// ties from repeated values), exactly (every dx is a sum of at most four
+// dy values of few bits).
+TEST(FusedKernelsTest, MaxPoolGradSendsEachGradientToItsWindowsMaximum) {
+  const int64_t h = 7, w = 6, k = 3, s = 2, p = 1;
+  const int64_t ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+  std::string text =
+      "<ir_version: 8, opset_import: [\"\" : 17, \"ai.amp\" : 1]>\n"
+      "g (float[2,3,7,6] x, float[2,3," +
+      std::to_string(ho) + "," + std::to_string(wo) +
+      "] dy) => (float[2,3,7,6] dx)\n"
+      "{ dx = ai.amp.MaxPoolGrad <kernel_shape = [3, 3], strides = [2, 2], "
+      "pads = [1, 1, 1, 1]> (dy, x) }";
+  auto m = LoadModelText(text);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ExecutorOptions opts;
+  opts.poison = true;
+  auto ex = Executor::Create(std::move(*m), opts);
+  ASSERT_TRUE(ex.ok()) << ex.status().message();
+  std::mt19937 rng(53);
+  // Values from a small set, so that windows hold ties; dy in quarters.
+  Tensor x(DType::kFloat32, {2, 3, h, w}), dy(DType::kFloat32, {2, 3, ho, wo});
+  std::uniform_int_distribution<int> pick(-3, 3);
+  for (int64_t i = 0; i < x.num_elements(); ++i) x.SetDouble(i, pick(rng));
+  for (int64_t i = 0; i < dy.num_elements(); ++i) dy.SetDouble(i, (pick(rng) + 0.5) / 4);
+  ASSERT_TRUE((*ex)->SetInput("x", x).ok());
+  ASSERT_TRUE((*ex)->SetInput("dy", dy).ok());
+  Status st = (*ex)->Run();
+  ASSERT_TRUE(st.ok()) << st.message();
+  auto got = (*ex)->Fetch("dx");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  std::vector<double> want(x.num_elements(), 0.0);
+  for (int64_t plane = 0; plane < 6; ++plane)
+    for (int64_t oy = 0; oy < ho; ++oy)
+      for (int64_t ox = 0; ox < wo; ++ox) {
+        int64_t arg = -1;
+        double best = 0;
+        for (int64_t i = 0; i < k; ++i)
+          for (int64_t j = 0; j < k; ++j) {
+            int64_t yy = oy * s - p + i, xx = ox * s - p + j;
+            if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
+            double v = x.GetDouble((plane * h + yy) * w + xx);
+            if (arg < 0 || v > best) {
+              best = v;
+              arg = (plane * h + yy) * w + xx;
+            }
+          }
+        want[arg] += dy.GetDouble((plane * ho + oy) * wo + ox);
+      }
+  for (int64_t i = 0; i < x.num_elements(); ++i)
+    EXPECT_EQ(got->GetDouble(i), want[i]) << "dx[" << i << "]";
+}
+
 // fuse-cross-entropy: a classifier's step with the loss's gradient fused
 // into ai.amp SoftmaxCrossEntropyGrad and unfused, bit for bit on random
 // data: the attached mean loss in FP32 and in O1 (fp16 logits, whose half
@@ -1181,6 +1283,14 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
       {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (q, l, s)", "logits must be 2-D"},
+      {"o = ai.amp.MaxPoolGrad <kernel_shape = [3, 3]> (l, c)", "must be a floating-point"},
+      {"o = ai.amp.MaxPoolGrad <kernel_shape = [3, 3]> (c2, c)", "but MaxPool of x"},
+      {"o = ai.amp.MaxPoolGrad <kernel_shape = [3]> (c, c)", "must have rank 3"},
+      {"o = ai.amp.MaxPoolGrad (c, c)", "kernel_shape is required"},
+      {"o = ai.amp.MaxPoolGrad <kernel_shape = [1, 1], out_type = 7> (c, c)",
+       "out_type must be a float type"},
+      {"o = ai.amp.MaxPoolGrad <kernel_shape = [1, 1], storage_order = 1> (c, c)",
+       "needs storage_order 0"},
       {"o = ai.amp.ConvWeightGrad <kernel_shape = [3]> (q, q)", "needs 2-D kernel_shape"},
       {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3]> (q, q)", "must be 4-D"},
       {"o = ai.amp.ConvWeightGrad <kernel_shape = [3, 3], strides = [0, 1]> (c, c)",

@@ -87,6 +87,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fuse-gemm-epilogue", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
       {"fuse-cross-entropy", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
       {"fuse-conv-weight-grad", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
+      {"fuse-max-pool-grad", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
       {"insert-casts", "paint-precision"},
       {"fold-casts", "paint-precision,insert-casts"},
       {"batch-casts", "bind-dims,fold-shapes,paint-precision,insert-casts"},
