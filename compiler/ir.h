@@ -300,9 +300,10 @@ struct TrainingInfo {
   std::string growth_tracker;
   std::string optimizer_step;
   bool has_optimizer = false;
-  // Loss scaling's pieces (empty without it): 1/S, and each parameter's
-  // gradient after unscaling (parameter -> value). skip_step is its
-  // found-inf flag. Written by loss-scaling, read by fuse-unscale.
+  // Loss scaling's pieces (empty without it): 1/S (empty again once
+  // fuse-unscale takes it inside its node), and each parameter's gradient
+  // after unscaling (parameter -> value). skip_step is its found-inf flag.
+  // Written by loss-scaling, read by fuse-unscale.
   std::string inverse_scale;
   std::map<std::string, std::string> unscaled;
   // Dynamic loss scaling's rule (GradScaler's update), written by

@@ -79,7 +79,9 @@ Status VerifyModel(const Model& model) {
     };
     for (const auto& [param, name] : t.unscaled)
       AMP_RETURN_IF_ERROR(must_be(name, "the unscaled gradient", false));
-    if (!t.unscaled.empty()) AMP_RETURN_IF_ERROR(must_be(t.inverse_scale, "1/S", false));
+    // (fuse-unscale may take 1/S inside its node: then nothing names it.)
+    if (!t.unscaled.empty() && !t.inverse_scale.empty())
+      AMP_RETURN_IF_ERROR(must_be(t.inverse_scale, "1/S", false));
     for (const auto& [param, name] : t.half_copies)
       AMP_RETURN_IF_ERROR(must_be(name, "the half copy", false));
     const OptimizerInfo& o = t.optimizer;

@@ -50,6 +50,43 @@ Status InferSoftmaxCrossEntropyGrad(Ctx& c) {
   return Status::Ok();
 }
 
+// ai.amp SoftmaxCrossEntropy (fuse-cross-entropy): SoftmaxCrossEntropyLoss
+// and its gradient in one pass over 2-D logits x [N, C] (float32, or a half
+// type read exactly as FP32: the Cast before the loss folded in), labels
+// [N], scale FP32 broadcasting to [N, 1]:
+//   loss = SoftmaxCrossEntropyLoss <reduction, ignore_index> (float(x), labels)
+//   dx = (Softmax<axis = 1>(float(x)) - OneHot(labels, C, [0, 1])) * (scale / scale_divisor)
+// (scale_divisor 1 when absent), as SoftmaxCrossEntropyGrad; with half_type
+// a third output, dx rounded to that type. No class weights.
+Status InferSoftmaxCrossEntropyFused(Ctx& c) {
+  const auto& x = c.input_shape(0);
+  const auto& labels = c.input_shape(1);
+  const auto& scale = c.input_shape(2);
+  DType xt = c.input_dtype(0);
+  if (xt != DType::kFloat32 && xt != DType::kFloat16 && xt != DType::kBFloat16)
+    return c.Error("logits must be float32, float16 or bfloat16");
+  if (c.input_dtype(2) != DType::kFloat32) return c.Error("scale must be float32");
+  if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
+  if (x && x->size() != 2) return c.Error("logits must be 2-D [N, C], not ", ShapeToString(*x));
+  if (labels && labels->size() != 1) return c.Error("labels must be 1-D [N]");
+  if (scale && (scale->size() > 2 ||
+                (scale->size() == 2 && (*scale)[1].is_static() && (*scale)[1].value() != 1)))
+    return c.Error("scale must broadcast to [N, 1], not ", ShapeToString(*scale));
+  std::string reduction = c.node().GetString("reduction", "mean");
+  if (reduction != "mean" && reduction != "sum")
+    return c.Error("reduction must be mean or sum, not '", reduction, "'");
+  if (c.node().GetFloat("scale_divisor", 1.0f) == 0.0f) return c.Error("scale_divisor is 0");
+  c.SetOutput(0, DType::kFloat32, Shape{});
+  c.SetOutput(1, DType::kFloat32, x);
+  if (c.num_outputs() == 3) {
+    auto half = static_cast<DType>(c.node().GetInt("half_type", 0));
+    if (half != DType::kFloat16 && half != DType::kBFloat16)
+      return c.Error("a third output needs half_type float16 (10) or bfloat16 (16)");
+    c.SetOutput(2, half, x);
+  }
+  return Status::Ok();
+}
+
 Status InferSoftmaxCrossEntropy(Ctx& c) {  // also NegativeLogLikelihoodLoss
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
   if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
@@ -173,6 +210,12 @@ std::vector<OpDef> LossOps() {
        .op_type = "SoftmaxCrossEntropyGrad",
        .arity = {3, 3, 1, 2},
        .infer = InferSoftmaxCrossEntropyGrad,
+       .precision = {OpClass::kNone, "FP32 by construction (fuse-cross-entropy)"},
+       .no_grad = "made by fusion after autodiff: never differentiated"},
+      {.domain = "ai.amp",
+       .op_type = "SoftmaxCrossEntropy",
+       .arity = {3, 3, 2, 3},
+       .infer = InferSoftmaxCrossEntropyFused,
        .precision = {OpClass::kNone, "FP32 by construction (fuse-cross-entropy)"},
        .no_grad = "made by fusion after autodiff: never differentiated"},
       {.op_type = "NegativeLogLikelihoodLoss",

@@ -99,7 +99,8 @@ Status InferFusedSgd(InferenceContext& ctx) {
   return Status::Ok();
 }
 
-// ai.amp UnscaleCheck (fuse-unscale): 1/S, then n gradients; outputs the n
+// ai.amp UnscaleCheck (fuse-unscale): 1/S (or, with invert_scale = 1, S
+// itself, the FP32 reciprocal taken inside), then n gradients; outputs the n
 // unscaled gradients and a bool scalar (any of them not finite).
 Status InferUnscaleCheck(InferenceContext& ctx) {
   if (ctx.num_outputs() != ctx.num_inputs())
@@ -118,10 +119,16 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
 //   else:    c = T + 1; grow = c == interval
 //            S' = grow && isfinite(S * growth) ? S * growth : S
 //            T' = grow ? 0 : c
-// then S' clamped to [min_scale, max_scale] where those are set.
+// then S' clamped to [min_scale, max_scale] where those are set. With a
+// fourth input, the optimizer's step count N (float scalar), a third output
+// N' = F ? N : N + 1 (the optimizer's step update, which a skipped step
+// keeps): the step's scalar updates in one launch.
 Status InferLossScaleUpdate(InferenceContext& ctx) {
-  const DType want[3] = {DType::kFloat32, DType::kInt64, DType::kBool};
-  for (size_t i = 0; i < 3; ++i) {
+  const DType want[4] = {DType::kFloat32, DType::kInt64, DType::kBool, DType::kFloat32};
+  if (ctx.num_outputs() != ctx.num_inputs() - 1)
+    return ctx.Error("expects ", ctx.num_inputs() - 1, " outputs for ", ctx.num_inputs(),
+                     " inputs");
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     const auto& shape = ctx.input_shape(i);
     if (ctx.input_dtype(i) != want[i] || (shape && !shape->empty()))
       return ctx.Error("input ", i, " must be a scalar of type ", DTypeName(want[i]), ", not ",
@@ -131,6 +138,7 @@ Status InferLossScaleUpdate(InferenceContext& ctx) {
     return ctx.Error("growth_interval must be at least 1");
   ctx.SetOutput(0, DType::kFloat32, Shape{});
   ctx.SetOutput(1, DType::kInt64, Shape{});
+  if (ctx.num_outputs() == 3) ctx.SetOutput(2, DType::kFloat32, Shape{});
   return Status::Ok();
 }
 
@@ -183,8 +191,11 @@ std::vector<std::pair<int, int>> InplaceAllReduce(const Node& n) {
   return pairs;
 }
 
-// LossScaleUpdate reads S and T before it writes S' and T'.
-std::vector<std::pair<int, int>> InplaceLossScaleUpdate(const Node&) { return {{0, 0}, {1, 1}}; }
+// LossScaleUpdate reads S, T (and N) before it writes S', T' (and N').
+std::vector<std::pair<int, int>> InplaceLossScaleUpdate(const Node& n) {
+  if (n.num_inputs() == 4) return {{0, 0}, {1, 1}, {2, 3}};
+  return {{0, 0}, {1, 1}};
+}
 
 // UnscaleCheck reads each gradient element before writing its unscaled value.
 std::vector<std::pair<int, int>> InplaceUnscaleCheck(const Node& n) {
@@ -244,7 +255,7 @@ std::vector<OpDef> TrainingOps() {
        .inplace = InplaceUnscaleCheck},
       {.domain = "ai.amp",
        .op_type = "LossScaleUpdate",
-       .arity = {3, 3, 2, 2},
+       .arity = {3, 4, 2, 3},
        .infer = InferLossScaleUpdate,
        .precision = {OpClass::kNone, "FP32 by construction (fuse-loss-scale)"},
        .no_grad = "made by fusion after autodiff: never differentiated",

@@ -15,6 +15,22 @@ bool AxisOne(const Node* n) {
   return a == 1 || a == -1;
 }
 
+// Whether `v` is computed from an output of `n` (a fusion of n with v's
+// reader would make a cycle).
+bool DependsOn(const Value* v, const Node* n) {
+  std::vector<const Value*> todo = {v};
+  std::set<const Node*> seen;
+  while (!todo.empty()) {
+    const Node* p = todo.back()->producer();
+    todo.pop_back();
+    if (!p || !seen.insert(p).second) continue;
+    if (p == n) return true;
+    for (const Value* in : p->inputs())
+      if (in) todo.push_back(in);
+  }
+  return false;
+}
+
 }  // namespace
 
 StatusOr<bool> FuseCrossEntropy::Run(Model& model) {
@@ -84,6 +100,68 @@ StatusOr<bool> FuseCrossEntropy::Run(Model& model) {
       results.emplace_back(cast->output(0), fused->output(1));
       replaced.insert(replaced.begin(), cast);
     }
+    erased.insert(replaced.begin(), replaced.end());
+    AMP_RETURN_IF_ERROR(g.Substitute(results, replaced));
+    changed = true;
+  }
+  // The loss beside its gradient: one node for both, reading the logits
+  // before the Cast to FP32 that fed them. (A fresh list of nodes: a new
+  // node may sit where an erased one was.)
+  erased.clear();
+  for (Node* grad : g.nodes()) {
+    if (erased.count(grad) || grad->domain() != "ai.amp" ||
+        grad->op_type() != "SoftmaxCrossEntropyGrad")
+      continue;
+    Value* x = grad->input(0);
+    Value* labels = grad->input(1);
+    Node* loss = nullptr;
+    for (const Use& u : x->uses())
+      if (IsDefaultOp(u.node, "SoftmaxCrossEntropyLoss") && u.index == 0 &&
+          u.node->input(1) == labels && u.node->num_inputs() == 2 &&
+          (u.node->num_outputs() == 1 || u.node->output(1)->uses().empty()) &&
+          u.node->GetString("reduction", "mean") != "none")
+        loss = u.node;
+    if (!loss || (loss->num_outputs() == 2 && pinned(loss->output(1))) ||
+        DependsOn(grad->input(2), loss))
+      continue;
+    Node* widen = ProducerIf(x, "Cast");
+    Value* in = x;
+    if (widen && x->uses().size() == 2 && !pinned(x) &&
+        (widen->input(0)->dtype() == DType::kFloat16 ||
+         widen->input(0)->dtype() == DType::kBFloat16))
+      in = widen->input(0);
+    else
+      widen = nullptr;
+    // The scale divided by a constant (the mean's batch size) only for it.
+    Value* scale = grad->input(2);
+    Node* div = ProducerIf(scale, "Div");
+    double divisor = 1.0;
+    if (std::optional<double> c = div ? ConstantNodeScalar(div->input(1)) : std::nullopt;
+        c && private_value(scale) && div->input(0)->dtype() == DType::kFloat32 &&
+        StaticDimsOf(div->input(0)) == std::vector<int64_t>{} && *c != 0 &&
+        static_cast<double>(static_cast<float>(*c)) == *c) {
+      scale = div->input(0);
+      divisor = *c;
+    } else {
+      div = nullptr;
+    }
+    std::vector<std::string> names = {loss->output(0)->name() + "_fused",
+                                      grad->output(0)->name() + "_fused"};
+    if (grad->num_outputs() == 2) names.push_back(grad->output(1)->name() + "_fused");
+    Node* fused = g.AddNode("SoftmaxCrossEntropy", {in, labels, scale}, names, "ai.amp");
+    for (const char* a : {"reduction", "ignore_index"})
+      if (const Attribute* v = loss->FindAttr(a)) fused->SetAttr(a, *v);
+    if (const Attribute* v = grad->FindAttr("half_type")) fused->SetAttr("half_type", *v);
+    if (div) fused->SetAttr("scale_divisor", Attribute::Float(static_cast<float>(divisor)));
+    fused->set_precision(DType::kFloat32, "the loss and its gradient in FP32");
+    fused->set_name(loss->name());
+    g.MoveBefore(fused, grad);
+    std::vector<std::pair<Value*, Value*>> results = {{loss->output(0), fused->output(0)},
+                                                      {grad->output(0), fused->output(1)}};
+    if (grad->num_outputs() == 2) results.emplace_back(grad->output(1), fused->output(2));
+    std::vector<Node*> replaced = {loss, grad};
+    if (div) replaced.push_back(div);
+    if (widen) replaced.push_back(widen);
     erased.insert(replaced.begin(), replaced.end());
     AMP_RETURN_IF_ERROR(g.Substitute(results, replaced));
     changed = true;

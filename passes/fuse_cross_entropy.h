@@ -17,6 +17,18 @@
 // Sub and Mul). The Softmax, the OneHot and the difference must have no
 // other reader and not be graph outputs or values the step's description
 // names.
+//
+// Then the loss the gradient belongs to (a SoftmaxCrossEntropyLoss of the
+// same logits and labels, mean or sum, no class weights) joins it, reading
+// the half logits before the Cast that widened them for both, and the
+// scale's division by a constant (the mean's batch size) moves inside:
+//
+//   x32 = Cast <to = 1> (x16)   loss = SoftmaxCrossEntropyLoss (x32, labels)
+//   dx, dx16 = ai.amp.SoftmaxCrossEntropyGrad (x32, labels, Div (S, N))
+//     =>  loss, dx, dx16 = ai.amp.SoftmaxCrossEntropy <scale_divisor = N> (x16, labels, S)
+//
+// one launch instead of four, the same values bit for bit (the widening is
+// exact; the loss and the gradient are the unfused kernels' arithmetic).
 #pragma once
 
 #include <set>

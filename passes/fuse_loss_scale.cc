@@ -1,5 +1,6 @@
 #include "passes/fuse_loss_scale.h"
 
+#include "compiler/const_eval.h"
 #include "compiler/shape_inference.h"
 #include "passes/dce.h"
 
@@ -32,8 +33,26 @@ StatusOr<bool> FuseLossScale::Run(Model& model) {
   if (scale->dtype() != DType::kFloat32 || tracker->dtype() != DType::kInt64 ||
       found->dtype() != DType::kBool)
     return false;
-  Node* fused = g.AddNode("LossScaleUpdate", {scale, tracker, found},
-                          {old_scale->name() + "_fused", old_tracker->name() + "_fused"}, "ai.amp");
+  // The optimizer's step count, which a skipped step keeps (the optimizer
+  // pass writes N' = Where (F, N, N + 1)): one more scalar of the same
+  // launch.
+  Value* step = t.optimizer_step.empty() ? nullptr : g.FindValue(t.optimizer_step);
+  std::string* step_next = nullptr;
+  for (auto& [state, update] : t.updates)
+    if (step && state == step->name()) step_next = &update;
+  Value* old_step = step_next ? g.FindValue(*step_next) : nullptr;
+  if (Node* w = ProducerIf(old_step, "Where");
+      !w || w->input(0) != found || w->input(1) != step || step->dtype() != DType::kFloat32 ||
+      !IsDefaultOp(w->input(2)->producer(), "Add") || w->input(2)->producer()->input(0) != step ||
+      ConstantNodeScalar(w->input(2)->producer()->input(1)) != std::optional<double>(1.0))
+    old_step = nullptr;
+  std::vector<Value*> inputs = {scale, tracker, found};
+  std::vector<std::string> names = {old_scale->name() + "_fused", old_tracker->name() + "_fused"};
+  if (old_step) {
+    inputs.push_back(step);
+    names.push_back(old_step->name() + "_fused");
+  }
+  Node* fused = g.AddNode("LossScaleUpdate", inputs, names, "ai.amp");
   if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
   fused->SetAttr("growth_factor", Attribute::Float(rule.growth_factor));
   fused->SetAttr("backoff_factor", Attribute::Float(rule.backoff_factor));
@@ -43,8 +62,10 @@ StatusOr<bool> FuseLossScale::Run(Model& model) {
   fused->set_precision(DType::kFloat32, "loss scaling: the scale's update in FP32");
   // The new values take over the old ones' readers and names (the
   // description's updates name them); the chain they replace is dead.
-  for (auto [from, to] :
-       {std::pair{old_scale, fused->output(0)}, {old_tracker, fused->output(1)}}) {
+  std::vector<std::pair<Value*, Value*>> results = {{old_scale, fused->output(0)},
+                                                    {old_tracker, fused->output(1)}};
+  if (old_step) results.emplace_back(old_step, fused->output(2));
+  for (auto [from, to] : results) {
     std::string name = from->name();
     g.ReplaceAllUsesWith(from, to);
     AMP_RETURN_IF_ERROR(g.RenameValue(from, name + "_unfused"));

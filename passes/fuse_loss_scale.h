@@ -9,6 +9,10 @@
 //
 // one launch that writes both in place, as PyTorch's _amp_update_scale_
 // does, instead of a chain of scalar kernels and two copies after the step.
+// The optimizer's step count N, which a skipped step keeps (the optimizer
+// pass's N' = Where (F, N, N + 1)), is updated by the same launch:
+//
+//     =>  S', T', N' = ai.amp.LossScaleUpdate <...> (S, T, F, N)
 // What to fuse comes from the step's typed description (the scale, the
 // tracker, the found-inf flag, their updates and loss_scale_rule); the
 // formula is never matched. The values are the same, bit for bit (the same

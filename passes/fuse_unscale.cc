@@ -10,11 +10,12 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   // gradient's unscaled value (a Mul by 1/S) and the found-inf flag.
   if (t.skip_step.empty() || t.unscaled.empty()) return false;
   Value* found = g.FindValue(t.skip_step);
+  if (found && found->producer() && found->producer()->op_type() == "UnscaleCheck")
+    return false;  // fused
   Value* inv = g.FindValue(t.inverse_scale);
   if (!found || !inv)
     return Internal("loss scaling's description names '", t.skip_step, "' and '", t.inverse_scale,
                     "', which the step does not compute");
-  if (found->producer() && found->producer()->op_type() == "UnscaleCheck") return false;  // fused
   std::vector<Value*> unscaled, grads;
   for (const auto& [param, name] : t.unscaled) {
     Value* u = g.FindValue(name);
@@ -25,7 +26,11 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
     unscaled.push_back(u);
     grads.push_back(mul->input(0));
   }
-  std::vector<Value*> inputs = {inv};
+  // 1/S as loss-scaling writes it, a Reciprocal of the scale, is taken
+  // inside the fused node (the same FP32 value, one launch fewer); the
+  // description's 1/S then names nothing.
+  Node* reciprocal = ProducerIf(inv, "Reciprocal");
+  std::vector<Value*> inputs = {reciprocal ? reciprocal->input(0) : inv};
   inputs.insert(inputs.end(), grads.begin(), grads.end());
   std::vector<std::string> names;
   for (Value* u : unscaled) names.push_back(u->name() + "_fused");
@@ -33,6 +38,10 @@ StatusOr<bool> FuseUnscale::Run(Model& model) {
   Node* fused = g.AddNode("UnscaleCheck", inputs, names, "ai.amp");
   if (model.OpsetVersion("ai.amp") == 0) model.opsets.push_back({"ai.amp", 1});
   fused->set_precision(DType::kFloat32, "loss scaling: unscale and check in FP32");
+  if (reciprocal) {
+    fused->SetAttr("invert_scale", Attribute::Int(1));
+    t.inverse_scale.clear();
+  }
   // The fused outputs take over every use, and every name the step's
   // description gives (the probes die with the old flag).
   for (size_t i = 0; i < unscaled.size(); ++i) {

@@ -425,6 +425,22 @@ Status SoftmaxCrossEntropyGradFn(const Ctx& c) {
       c.has_out(1) ? Dt(c.O(1)) : 0, x.dims[0], x.dims[1], c.stream);
 }
 
+Status SoftmaxCrossEntropyFn(const Ctx& c) {
+  const TensorRef& x = c.I(0);
+  if (x.rank() != 2 || !IsFloat(x.dtype) || c.I(2).dtype != DType::kFloat32)
+    return c.Error("reads 2-D float logits and a float32 scale");
+  bool per_row = c.I(2).numel() != 1;
+  if (per_row && c.I(2).numel() != x.dims[0])
+    return c.Error("scale must have one value or one per row");
+  int reduction = c.node.GetString("reduction", "mean") == "sum" ? 1 : 2;
+  return cuda::SoftmaxCrossEntropy(
+      P(x), P(c.I(1)), static_cast<const float*>(c.I(2).data), per_row,
+      c.node.GetFloat("scale_divisor", 1.0f), static_cast<float*>(c.O(0).data),
+      static_cast<float*>(c.O(1).data), c.has_out(2) ? c.O(2).data : nullptr,
+      c.has_out(2) ? Dt(c.O(2)) : 0, x.dims[0], x.dims[1], reduction,
+      c.node.HasAttr("ignore_index"), c.node.GetInt("ignore_index", 0), c.stream);
+}
+
 Status GemmFn(const Ctx& c) {
   const TensorRef& a = c.I(0);
   TensorRef& y = c.O(0);
@@ -594,10 +610,14 @@ Status LossScaleUpdateFn(const Ctx& c) {
   r.growth_interval = c.node.GetInt("growth_interval", 2000);
   r.min_scale = c.node.GetFloat("min_scale", 0.0f);
   r.max_scale = c.node.GetFloat("max_scale", 0.0f);
-  return cuda::LossScaleUpdate(
-      static_cast<const float*>(c.I(0).data), static_cast<const int64_t*>(c.I(1).data),
-      static_cast<const bool*>(c.I(2).data), static_cast<float*>(c.O(0).data),
-      static_cast<int64_t*>(c.O(1).data), r, c.stream);
+  bool step = c.has_in(3);
+  if (step && c.I(3).dtype != DType::kFloat32) return c.Error("reads a float32 step count");
+  return cuda::LossScaleUpdate(static_cast<const float*>(c.I(0).data),
+                               static_cast<const int64_t*>(c.I(1).data),
+                               static_cast<const bool*>(c.I(2).data),
+                               step ? static_cast<const float*>(c.I(3).data) : nullptr,
+                               static_cast<float*>(c.O(0).data), static_cast<int64_t*>(c.O(1).data),
+                               step ? static_cast<float*>(c.O(2).data) : nullptr, r, c.stream);
 }
 
 Status UnscaleCheckFn(const Ctx& c) {
@@ -612,7 +632,8 @@ Status UnscaleCheckFn(const Ctx& c) {
     sizes[k] = c.I(1 + k).numel();
   }
   return cuda::UnscaleCheck(static_cast<int>(n), g.data(), out.data(), sizes.data(),
-                            static_cast<const float*>(c.I(0).data), static_cast<bool*>(c.O(n).data),
+                            static_cast<const float*>(c.I(0).data),
+                            c.node.GetInt("invert_scale", 0) != 0, static_cast<bool*>(c.O(n).data),
                             c.stream);
 }
 
@@ -939,6 +960,7 @@ const std::map<std::string, Fn>& Table() {
     m["ai.amp:UnscaleCheck"] = UnscaleCheckFn;
     m["ai.amp:LossScaleUpdate"] = LossScaleUpdateFn;
     m["ai.amp:FusedSgd"] = FusedSgdFn;
+    m["ai.amp:SoftmaxCrossEntropy"] = SoftmaxCrossEntropyFn;
     m["ai.amp:SoftmaxCrossEntropyGrad"] = SoftmaxCrossEntropyGradFn;
     return m;
   }();

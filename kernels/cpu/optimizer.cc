@@ -197,6 +197,7 @@ Status FusedSgdKernel(KernelContext& ctx) {
 // is not finite (what loss scaling's Mul-by-zero probes compute).
 Status UnscaleCheckKernel(KernelContext& ctx) {
   float inv = static_cast<float>(ReadDouble(ctx.in(0), 0));
+  if (ctx.node.GetInt("invert_scale", 0) != 0) inv = 1.0f / inv;  // (Reciprocal's FP32 value)
   size_t n = ctx.inputs.size() - 1;
   bool found = false;
   for (size_t k = 0; k < n; ++k) {
@@ -239,6 +240,11 @@ Status LossScaleUpdateKernel(KernelContext& ctx) {
   float next = found_inf ? s * backoff : kept_or_grown;
   if (lo > 0) next = BinaryMath(BinOp::kMax, next, lo);
   if (hi > 0) next = BinaryMath(BinOp::kMin, next, hi);
+  if (ctx.has_input(3)) {  // the optimizer's step count, kept on a skipped step
+    if (ctx.in(3).dtype != DType::kFloat32) return ctx.Error("reads a float32 step count");
+    float step = *ctx.in(3).as<float>();
+    *ctx.out(2).as<float>() = found_inf ? step : step + 1.0f;
+  }
   *ctx.out(0).as<float>() = next;
   *ctx.out(1).as<int64_t>() = found_inf || grow ? 0 : clean;
   return Status::Ok();

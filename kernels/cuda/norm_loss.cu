@@ -247,6 +247,53 @@ __global__ void SoftmaxCrossEntropyGradKernel(const float* x, DevPtr labels, con
   }
 }
 
+// ai.amp SoftmaxCrossEntropy: one block, one thread per row - the peak, the
+// sum of exponentials in double, the row's loss term, then each
+// (softmax - onehot) * scale / divisor in FP32 (and its half copy) - and the
+// block's sum of the terms for the loss (reduction 1 sum, 2 mean).
+__global__ void SoftmaxCrossEntropyKernel(DevPtr x, DevPtr labels, const float* scale, bool per_row,
+                                          float divisor, float* loss, float* dx, void* dx_half,
+                                          int half_dt, int64_t n, int64_t c, int reduction,
+                                          bool has_ignore, long long ignore) {
+  __shared__ double sums[kLossThreads];
+  __shared__ double wsums[kLossThreads];
+  double sum = 0, wsum = 0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    float peak = -INFINITY;
+    for (int64_t k = 0; k < c; ++k) peak = fmaxf(peak, LoadF(x.data, x.dtype, r * c + k));
+    double e = 0;
+    for (int64_t k = 0; k < c; ++k) e += exp(LoadF(x.data, x.dtype, r * c + k) - peak);
+    double lse = log(e) + peak;
+    long long t = LoadI(labels.data, labels.dtype, r);
+    if (!(has_ignore && t == ignore) && t >= 0 && t < c) {
+      sum += -(LoadF(x.data, x.dtype, r * c + t) - lse);
+      wsum += 1.0;
+    }
+    long long label = t < 0 ? t + c : t;
+    float sc = scale[per_row ? r : 0];
+    if (divisor != 1.0f) sc = __fdiv_rn(sc, divisor);
+    for (int64_t k = 0; k < c; ++k) {
+      float p = static_cast<float>(exp(LoadF(x.data, x.dtype, r * c + k) - peak) / e);
+      float v = __fmul_rn(__fsub_rn(p, k == label ? 1.0f : 0.0f), sc);
+      dx[r * c + k] = v;
+      if (dx_half) StoreF(dx_half, half_dt, r * c + k, v);
+    }
+  }
+  sums[threadIdx.x] = sum;
+  wsums[threadIdx.x] = wsum;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      sums[threadIdx.x] += sums[threadIdx.x + stride];
+      wsums[threadIdx.x] += wsums[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    *loss =
+        static_cast<float>(reduction == 1 ? sums[0] : (wsums[0] == 0 ? 0.0 : sums[0] / wsums[0]));
+}
+
 }  // namespace
 
 Status SoftmaxCrossEntropyGrad(const float* x, DevPtr labels, const float* scale, bool per_row,
@@ -305,6 +352,16 @@ Status CrossEntropy(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weigh
       log_softmax, scores, labels, weight, loss, loss_dtype, log_prob, n, c, d, reduction,
       has_ignore, static_cast<long long>(ignore_index));
   return CheckLaunch("CrossEntropy");
+}
+
+Status SoftmaxCrossEntropy(DevPtr x, DevPtr labels, const float* scale, bool per_row, float divisor,
+                           float* loss, float* dx, void* dx_half, int half_dtype, int64_t n,
+                           int64_t c, int reduction, bool has_ignore, int64_t ignore_index,
+                           void* stream) {
+  SoftmaxCrossEntropyKernel<<<1, kLossThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      x, labels, scale, per_row, divisor, loss, dx, dx_half, half_dtype, n, c, reduction,
+      has_ignore, static_cast<long long>(ignore_index));
+  return CheckLaunch("SoftmaxCrossEntropy");
 }
 
 }  // namespace amp::cuda

@@ -167,6 +167,14 @@ Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_d
 Status SoftmaxCrossEntropyGrad(const float* x, DevPtr labels, const float* scale, bool per_row,
                                float* dx, void* dx_half, int half_dtype, int64_t n, int64_t c,
                                void* stream);
+// ai.amp SoftmaxCrossEntropy: the loss (reduction 1 sum, 2 mean; ignore_index
+// when has_ignore) of [n, c] logits of any float type and its gradient
+// (softmax(x) - onehot(labels)) * scale / divisor in FP32, with its copy in
+// half_dtype when dx_half is not null; one launch.
+Status SoftmaxCrossEntropy(DevPtr x, DevPtr labels, const float* scale, bool per_row, float divisor,
+                           float* loss, float* dx, void* dx_half, int half_dtype, int64_t n,
+                           int64_t c, int reduction, bool has_ignore, int64_t ignore_index,
+                           void* stream);
 // SoftmaxCrossEntropyLoss (log_softmax = false: NegativeLogLikelihoodLoss) on
 // scores [N, C, D]; reduction 0 none, 1 sum, 2 mean; weight and log_prob may
 // be null.
@@ -201,19 +209,22 @@ Status FusedSgd(int n_tensors, const float* const* p, const float* const* g,
                 const int64_t* sizes, const float* lr, const float* step, const bool* skip,
                 float momentum, float dampening, bool nesterov, float weight_decay, void* stream);
 // ai.amp LossScaleUpdate: GradScaler's update of the scale and growth
-// tracker from the found-inf flag (device scalars; outputs may alias inputs).
+// tracker from the found-inf flag, and of the optimizer's step count when
+// step is not null (device scalars; outputs may alias inputs).
 struct LossScaleRule {
   float growth_factor = 2.0f, backoff_factor = 0.5f;
   int64_t growth_interval = 2000;
   float min_scale = 0.0f, max_scale = 0.0f;  // 0: no clamp
 };
 Status LossScaleUpdate(const float* scale, const int64_t* tracker, const bool* found_inf,
-                       float* scale_out, int64_t* tracker_out, const LossScaleRule& rule,
-                       void* stream);
+                       const float* step, float* scale_out, int64_t* tracker_out, float* step_out,
+                       const LossScaleRule& rule, void* stream);
 // ai.amp UnscaleCheck: out[k] = grads[k] * (*inv_scale) for every FP32
-// gradient, and *found_inf = whether any result is not finite (device flag).
+// gradient (1 / *inv_scale with invert_scale), and *found_inf = whether any
+// result is not finite (device flag).
 Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
-                    const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream);
+                    const int64_t* sizes, const float* inv_scale, bool invert_scale,
+                    bool* found_inf, void* stream);
 
 // ai.amp FusedAdam over n_tensors FP32 parameters (pointer arrays on the
 // host; lr, step and skip are device scalars, skip may be null).

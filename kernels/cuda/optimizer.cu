@@ -110,9 +110,9 @@ struct UnscaleTensors {
 
 // u = g * (1/S) for every gradient; any non-finite u raises the flag (a
 // benign race: every writer writes true).
-__global__ void UnscaleCheckKernel(UnscaleTensors t, const float* inv_p, bool* found) {
+__global__ void UnscaleCheckKernel(UnscaleTensors t, const float* inv_p, bool invert, bool* found) {
   int k = blockIdx.y;
-  float inv = *inv_p;
+  float inv = invert ? __frcp_rn(*inv_p) : *inv_p;
   bool bad = false;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < t.n[k];
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -124,9 +124,12 @@ __global__ void UnscaleCheckKernel(UnscaleTensors t, const float* inv_p, bool* f
 }
 
 // GradScaler's update of the scale and growth tracker (ai.amp
-// LossScaleUpdate, ops/training.cc), by one thread, in place.
+// LossScaleUpdate, ops/training.cc), and the optimizer's step count when
+// given, by one thread, in place.
 __global__ void LossScaleUpdateKernel(const float* s_in, const int64_t* t_in, const bool* found,
-                                      float* s_out, int64_t* t_out, LossScaleRule r) {
+                                      const float* n_in, float* s_out, int64_t* t_out, float* n_out,
+                                      LossScaleRule r) {
+  if (n_in) *n_out = *found ? *n_in : __fadd_rn(*n_in, 1.0f);
   float s = *s_in;
   int64_t clean = *t_in + 1;
   bool grow = clean == r.growth_interval;
@@ -141,10 +144,10 @@ __global__ void LossScaleUpdateKernel(const float* s_in, const int64_t* t_in, co
 }  // namespace
 
 Status LossScaleUpdate(const float* scale, const int64_t* tracker, const bool* found_inf,
-                       float* scale_out, int64_t* tracker_out, const LossScaleRule& rule,
-                       void* stream) {
+                       const float* step, float* scale_out, int64_t* tracker_out, float* step_out,
+                       const LossScaleRule& rule, void* stream) {
   LossScaleUpdateKernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
-      scale, tracker, found_inf, scale_out, tracker_out, rule);
+      scale, tracker, found_inf, step, scale_out, tracker_out, step_out, rule);
   return CheckLaunch("LossScaleUpdate");
 }
 
@@ -170,7 +173,8 @@ Status ForEachChunk(int n_tensors, const int64_t* sizes, const char* what, Launc
 }  // namespace
 
 Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
-                    const int64_t* sizes, const float* inv_scale, bool* found_inf, void* stream) {
+                    const int64_t* sizes, const float* inv_scale, bool invert_scale,
+                    bool* found_inf, void* stream) {
   auto st = static_cast<cudaStream_t>(stream);
   cudaError_t err = cudaMemsetAsync(found_inf, 0, 1, st);
   if (err != cudaSuccess) return Internal("UnscaleCheck: CUDA error: ", cudaGetErrorString(err));
@@ -181,7 +185,7 @@ Status UnscaleCheck(int n_tensors, const float* const* grads, float* const* out,
       t.out[k] = out[start + k];
       t.n[k] = sizes[start + k];
     }
-    UnscaleCheckKernel<<<grid, kThreads, 0, st>>>(t, inv_scale, found_inf);
+    UnscaleCheckKernel<<<grid, kThreads, 0, st>>>(t, inv_scale, invert_scale, found_inf);
   });
 }
 

@@ -751,11 +751,12 @@ TEST(FusedKernelsTest, MaxPoolGradSendsEachGradientToItsWindowsMaximum) {
     EXPECT_EQ(got->GetDouble(i), want[i]) << "dx[" << i << "]";
 }
 
-// fuse-cross-entropy: a classifier's step with the loss's gradient fused
-// into ai.amp SoftmaxCrossEntropyGrad and unfused, bit for bit on random
-// data: the attached mean loss in FP32 and in O1 (fp16 logits, whose half
-// gradient copy the fused node writes), and a loss inside the model with
-// ignore_index, whose per-row scale zeroes the ignored rows.
+// fuse-cross-entropy: a classifier's step with the loss and its gradient
+// fused into ai.amp SoftmaxCrossEntropy and unfused, bit for bit on random
+// data: the attached mean loss in FP32 and in O1 (fp16 logits read before
+// their FP32 Cast, the half gradient copy the fused node writes, the mean's
+// division inside), and a loss inside the model with ignore_index, whose
+// per-row scale zeroes the ignored rows.
 TEST(FuseCrossEntropyTest, TheLossGradientIsTheUnfusedOneBitForBit) {
   struct Case {
     const char* name;
@@ -805,9 +806,18 @@ g (float[6,8] x) => (float[6,5] logits)
       ASSERT_TRUE(v.ok()) << v.status().message();
       got[fuse] = *v;
     }
-    EXPECT_EQ(calls[1]["ai.amp:SoftmaxCrossEntropyGrad"], 1u) << "fuse-cross-entropy did not fuse";
+    // The loss and its gradient in one node; in O1 it reads the half logits.
+    EXPECT_EQ(calls[1]["ai.amp:SoftmaxCrossEntropy"], 1u) << "fuse-cross-entropy did not fuse";
+    EXPECT_EQ(calls[1]["ai.amp:SoftmaxCrossEntropyGrad"], 0u);
+    EXPECT_EQ(calls[1]["SoftmaxCrossEntropyLoss"], 0u);
+    EXPECT_EQ(calls[0]["SoftmaxCrossEntropyLoss"], 1u);
     EXPECT_EQ(calls[0]["Softmax"], 1u);
     EXPECT_EQ(calls[1]["Softmax"], 0u);
+    // (The half logits are the model's output there; inside, the GEMM
+    // writes them in FP32.)
+    if (c.level == OptLevel::kO1 && !c.in_model) {
+      EXPECT_LT(calls[1]["Cast"], calls[0]["Cast"]) << "the Cast stayed";
+    }
     ExpectSameBits(got[0], got[1]);
   }
 }
@@ -872,10 +882,11 @@ g (float[4,6] x) => (float[4,3] y)
   }
 }
 
-// fuse-loss-scale: the scale and growth tracker after each of seven steps,
-// fused into ai.amp LossScaleUpdate and unfused, bit for bit: clean steps
-// that grow the scale at the interval (2), a growth the max clamp holds, an
-// overflowing batch that backs it off, and a min clamp.
+// fuse-loss-scale: the scale, growth tracker and optimizer step count after
+// each of seven steps, fused into ai.amp LossScaleUpdate and unfused, bit for
+// bit: clean steps that grow the scale at the interval (2), a growth the max
+// clamp holds, overflowing batches that back it off (and keep the step
+// count), and a min clamp.
 TEST(FuseLossScaleTest, TheScaleAndTrackerFollowTheUnfusedStepsBitForBit) {
   std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
 g (float[4] x) => (float[4] y)
@@ -894,6 +905,7 @@ g (float[4] x) => (float[4] y)
   ls.backoff_factor = 0.25f;
   t.loss_scale = ls;
   std::vector<std::pair<double, int64_t>> trace[2];
+  std::vector<double> steps[2];
   size_t fused_calls = 0;
   for (int fuse = 0; fuse < 2; ++fuse) {
     ExecutorOptions o;
@@ -913,10 +925,11 @@ g (float[4] x) => (float[4] y)
       ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.01)).ok());
       Status st = (*ex)->Run();
       ASSERT_TRUE(st.ok()) << st.message();
-      auto v = FetchAll(**ex, {"loss_scale", "loss_scale.growth_tracker"});
+      auto v = FetchAll(**ex, {"loss_scale", "loss_scale.growth_tracker", "optimizer.step"});
       ASSERT_TRUE(v.ok()) << v.status().message();
       trace[fuse].emplace_back(v->at("loss_scale").GetDouble(0),
                                v->at("loss_scale.growth_tracker").GetInt(0));
+      steps[fuse].push_back(v->at("optimizer.step").GetDouble(0));
     }
     if (fuse) fused_calls = CallsByOp(**ex)["ai.amp:LossScaleUpdate"];
   }
@@ -927,6 +940,8 @@ g (float[4] x) => (float[4] y)
                                                         {1024, 0}, {600, 0},  {600, 1}};
   EXPECT_EQ(trace[0], want);
   EXPECT_EQ(trace[1], trace[0]);
+  EXPECT_EQ(steps[0], (std::vector<double>{1, 2, 3, 4, 4, 4, 5}));
+  EXPECT_EQ(steps[1], steps[0]);
 }
 
 // fuse-attention: an attention block's gradients (of q, k and v through

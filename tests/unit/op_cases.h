@@ -177,9 +177,18 @@ inline const Case kCases[] = {
     {"softmax_cross_entropy_grad",
      R"(g (float[6,10] x, float[6,1] x2) => (float[6,10] dx, float16[6,10] dx16) <int64[6] labels_c = {0, 9, 3, -1, 4, 100}> {
        dx, dx16 = ai.amp.SoftmaxCrossEntropyGrad <half_type = 10> (x, labels_c, x2) })"},
+    {"softmax_cross_entropy_f16",
+     R"(g (float16[6,10] x, float x2) => (float loss, float[6,10] dx, float16[6,10] dx16) <int64[6] labels_c = {0, 9, 3, -100, 4, 7}> {
+       loss, dx, dx16 = ai.amp.SoftmaxCrossEntropy <half_type = 10, ignore_index = -100, scale_divisor = 5.0> (x, labels_c, x2) })"},
     {"loss_scale_update_grow",
      R"(g (float xpos) => (float s, int64 t) <int64 tr = {1999}, bool f = {0}> {
        s, t = ai.amp.LossScaleUpdate <growth_interval = 2000, growth_factor = 2.0, backoff_factor = 0.5, max_scale = 3.0> (xpos, tr, f) })"},
+    {"loss_scale_update_step",
+     R"(g (float xpos) => (float s, int64 t, float n) <int64 tr = {7}, bool f = {1}, float n0 = {41.0}> {
+       s, t, n = ai.amp.LossScaleUpdate <growth_interval = 2000> (xpos, tr, f, n0) })"},
+    {"unscale_check_invert",
+     R"(g (float xpos, float[5,3] x) => (float[5,3] u, bool found) {
+       u, found = ai.amp.UnscaleCheck <invert_scale = 1> (xpos, x) })"},
     {"dropout_mask", R"(g (float[1000] x) => (float[1000] y, bool[1000] mask) {
        ratio = Constant <value = float {0.3}> ()
        train = Constant <value = bool {1}> ()
