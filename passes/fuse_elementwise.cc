@@ -45,6 +45,24 @@ struct Group {
 
 StatusOr<bool> FuseElementwise::Run(Model& model) {
   Graph& g = *model.graph;
+  // A Cast of an elementwise result moves up to just after it, over at most
+  // kCastHoist nodes (a bias gradient's ReduceSum of the FP32 value before
+  // the half copy the GEMMs read), so that it joins the producer's chain as
+  // one more result instead of a launch of its own. Only the order changes.
+  constexpr size_t kCastHoist = 3;
+  bool hoisted = false;
+  for (Node* c : g.nodes()) {
+    if (!IsDefaultOp(c, "Cast") || !FusableDims(*c)) continue;
+    Node* p = c->input(0)->producer();
+    if (!p || !FusableDims(*p) || *FusableDims(*p) != *FusableDims(*c)) continue;
+    // (The current order: earlier moves changed it.)
+    std::vector<Node*> now = g.nodes();
+    size_t from = std::find(now.begin(), now.end(), p) - now.begin();
+    size_t to = std::find(now.begin(), now.end(), c) - now.begin();
+    if (to <= from + 1 || to - from - 1 > kCastHoist) continue;
+    g.MoveBefore(c, now[from + 1]);
+    hoisted = true;
+  }
   std::vector<Node*> order = g.nodes();
   std::unordered_map<const Node*, size_t> pos;
   for (size_t i = 0; i < order.size(); ++i) pos[order[i]] = i;
@@ -179,7 +197,7 @@ StatusOr<bool> FuseElementwise::Run(Model& model) {
       AMP_RETURN_IF_ERROR(g.RenameValue(fused->output(k), original[k]));
     changed = true;
   }
-  if (!changed) return false;
+  if (!changed) return hoisted;
   AMP_RETURN_IF_ERROR(RunShapeInference(model));
   return true;
 }

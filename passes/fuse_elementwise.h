@@ -17,9 +17,13 @@
 // outside the chain reads it, it is a graph output, or the step's
 // description or the caller (`keep`) names it.
 //
-// The schedule does not change: the fused node takes the place of the
-// chain's last op, and a node joins a chain only when nothing outside the
-// chain reads the chain's values before that node's place. Fusion runs at
+// The schedule does not change, but for one move: a Cast of an elementwise
+// result a few nodes after it (the half copy of a gradient the GEMMs read,
+// after the bias gradient's ReduceSum of the FP32 value) moves up to just
+// after its producer, so that it joins the chain as one more result. Then
+// the fused node takes the place of the chain's last op, and a node joins a
+// chain only when nothing outside the chain reads the chain's values before
+// that node's place. Fusion runs at
 // specialization, after shapes are static; the exported step keeps
 // standard ops.
 #pragma once
