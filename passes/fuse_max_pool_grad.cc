@@ -1,6 +1,8 @@
 #include "passes/fuse_max_pool_grad.h"
 
+#include <algorithm>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "compiler/const_eval.h"
@@ -34,10 +36,12 @@ StatusOr<bool> FuseMaxPoolGrad::Run(Model& model) {
   PinnedValues pinned(model, keep_);
   auto private_value = [&](const Value* v) { return pinned.Private(v); };
   bool changed = false;
-  std::vector<Node*> pools;  // MaxPools that lost an indices reader
+  std::vector<Node*> pools;      // MaxPools that lost an indices reader
+  std::set<const Node*> erased;  // (the list below still holds them)
   for (Node* scatter : g.nodes()) {
-    if (!IsDefaultOp(scatter, "ScatterElements") || scatter->GetInt("axis", 0) != 0 ||
-        scatter->GetString("reduction", "none") != "add" || scatter->num_inputs() != 3)
+    if (erased.count(scatter) || !IsDefaultOp(scatter, "ScatterElements") ||
+        scatter->GetInt("axis", 0) != 0 || scatter->GetString("reduction", "none") != "add" ||
+        scatter->num_inputs() != 3)
       continue;
     Node* flat_i = ProducerIf(scatter->input(1), "Reshape");
     Node* flat_dy = ProducerIf(scatter->input(2), "Reshape");
@@ -85,11 +89,14 @@ StatusOr<bool> FuseMaxPoolGrad::Run(Model& model) {
     if (cast) replaced.push_back(cast);
     if (Node* z = scatter->input(0)->producer(); z && scatter->input(0)->uses().size() == 1)
       replaced.push_back(z);
+    erased.insert(replaced.begin(), replaced.end());
     AMP_RETURN_IF_ERROR(g.Substitute({{back->output(0), fused->output(0)}}, replaced));
     pools.push_back(pool);
     changed = true;
   }
   // A MaxPool whose indices nothing reads any more computes only y.
+  std::sort(pools.begin(), pools.end());
+  pools.erase(std::unique(pools.begin(), pools.end()), pools.end());
   for (Node* pool : pools) {
     if (!pool->output(1)->uses().empty() || pinned(pool->output(1))) continue;
     Node* alone = g.AddNode("MaxPool", {pool->input(0)}, {pool->output(0)->name() + "_alone"});
