@@ -28,26 +28,37 @@ using G = GradBuilder;
 // x [N, C] FP32, labels [N] integers (outside [-C, C): no class, as OneHot),
 // scale FP32 broadcasting to [N, 1] (a scalar, or per-row weights); dx
 // FP32, and with half_type a second output, dx rounded to that type.
-Status InferSoftmaxCrossEntropyGrad(Ctx& c) {
+// What the fused cross-entropy ops share: labels [N] of an integer type,
+// 2-D logits, a float32 scale broadcasting to [N, 1].
+Status CheckLabelsLogitsScale(Ctx& c) {
   const auto& x = c.input_shape(0);
   const auto& labels = c.input_shape(1);
   const auto& scale = c.input_shape(2);
-  if (c.input_dtype(0) != DType::kFloat32 || c.input_dtype(2) != DType::kFloat32)
-    return c.Error("logits and scale must be float32");
   if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
   if (x && x->size() != 2) return c.Error("logits must be 2-D [N, C], not ", ShapeToString(*x));
   if (labels && labels->size() != 1) return c.Error("labels must be 1-D [N]");
   if (scale && (scale->size() > 2 ||
                 (scale->size() == 2 && (*scale)[1].is_static() && (*scale)[1].value() != 1)))
     return c.Error("scale must broadcast to [N, 1], not ", ShapeToString(*scale));
-  c.SetOutput(0, DType::kFloat32, x);
-  if (c.num_outputs() == 2) {
-    auto half = static_cast<DType>(c.node().GetInt("half_type", 0));
-    if (half != DType::kFloat16 && half != DType::kBFloat16)
-      return c.Error("a second output needs half_type float16 (10) or bfloat16 (16)");
-    c.SetOutput(1, half, x);
-  }
   return Status::Ok();
+}
+
+// Output `i`, when present: the gradient's copy in half_type.
+Status SetHalfCopy(Ctx& c, size_t i) {
+  if (c.num_outputs() <= i) return Status::Ok();
+  auto half = static_cast<DType>(c.node().GetInt("half_type", 0));
+  if (half != DType::kFloat16 && half != DType::kBFloat16)
+    return c.Error("output ", i, " (the half copy) needs half_type float16 (10) or bfloat16 (16)");
+  c.SetOutput(i, half, c.input_shape(0));
+  return Status::Ok();
+}
+
+Status InferSoftmaxCrossEntropyGrad(Ctx& c) {
+  if (c.input_dtype(0) != DType::kFloat32 || c.input_dtype(2) != DType::kFloat32)
+    return c.Error("logits and scale must be float32");
+  AMP_RETURN_IF_ERROR(CheckLabelsLogitsScale(c));
+  c.SetOutput(0, DType::kFloat32, c.input_shape(0));
+  return SetHalfCopy(c, 1);
 }
 
 // ai.amp SoftmaxCrossEntropy (fuse-cross-entropy): SoftmaxCrossEntropyLoss
@@ -59,32 +70,18 @@ Status InferSoftmaxCrossEntropyGrad(Ctx& c) {
 // (scale_divisor 1 when absent), as SoftmaxCrossEntropyGrad; with half_type
 // a third output, dx rounded to that type. No class weights.
 Status InferSoftmaxCrossEntropyFused(Ctx& c) {
-  const auto& x = c.input_shape(0);
-  const auto& labels = c.input_shape(1);
-  const auto& scale = c.input_shape(2);
   DType xt = c.input_dtype(0);
   if (xt != DType::kFloat32 && xt != DType::kFloat16 && xt != DType::kBFloat16)
     return c.Error("logits must be float32, float16 or bfloat16");
   if (c.input_dtype(2) != DType::kFloat32) return c.Error("scale must be float32");
-  if (!IsInteger(c.input_dtype(1))) return c.Error("labels must be int32 or int64");
-  if (x && x->size() != 2) return c.Error("logits must be 2-D [N, C], not ", ShapeToString(*x));
-  if (labels && labels->size() != 1) return c.Error("labels must be 1-D [N]");
-  if (scale && (scale->size() > 2 ||
-                (scale->size() == 2 && (*scale)[1].is_static() && (*scale)[1].value() != 1)))
-    return c.Error("scale must broadcast to [N, 1], not ", ShapeToString(*scale));
+  AMP_RETURN_IF_ERROR(CheckLabelsLogitsScale(c));
   std::string reduction = c.node().GetString("reduction", "mean");
   if (reduction != "mean" && reduction != "sum")
     return c.Error("reduction must be mean or sum, not '", reduction, "'");
   if (c.node().GetFloat("scale_divisor", 1.0f) == 0.0f) return c.Error("scale_divisor is 0");
   c.SetOutput(0, DType::kFloat32, Shape{});
-  c.SetOutput(1, DType::kFloat32, x);
-  if (c.num_outputs() == 3) {
-    auto half = static_cast<DType>(c.node().GetInt("half_type", 0));
-    if (half != DType::kFloat16 && half != DType::kBFloat16)
-      return c.Error("a third output needs half_type float16 (10) or bfloat16 (16)");
-    c.SetOutput(2, half, x);
-  }
-  return Status::Ok();
+  c.SetOutput(1, DType::kFloat32, c.input_shape(0));
+  return SetHalfCopy(c, 2);
 }
 
 Status InferSoftmaxCrossEntropy(Ctx& c) {  // also NegativeLogLikelihoodLoss

@@ -174,11 +174,28 @@ __global__ void BatchNormGradKernel(DevPtr x, DevPtr dy, const float* scale, voi
 
 constexpr int kLossThreads = 256;
 
+// The sums over the (one) block of each thread's loss terms and weights, in
+// double, valid in thread 0.
+__device__ void BlockSumLossTerms(double sum, double wsum, double* total, double* weights) {
+  __shared__ double sums[kLossThreads];
+  __shared__ double wsums[kLossThreads];
+  sums[threadIdx.x] = sum;
+  wsums[threadIdx.x] = wsum;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      sums[threadIdx.x] += sums[threadIdx.x + stride];
+      wsums[threadIdx.x] += wsums[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+  *total = sums[0];
+  *weights = wsums[0];
+}
+
 __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr labels, DevPtr weight,
                                    void* loss, int loss_dt, void* log_prob, int64_t n, int64_t c,
                                    int64_t d, int reduction, bool has_ignore, long long ignore) {
-  __shared__ double sums[kLossThreads];
-  __shared__ double wsums[kLossThreads];
   double sum = 0, wsum = 0;
   for (int64_t s = threadIdx.x; s < n * d; s += blockDim.x) {
     int64_t b = s / d, i = s % d;
@@ -207,18 +224,10 @@ __global__ void CrossEntropyKernel(bool log_softmax, DevPtr scores, DevPtr label
     sum += l;
     wsum += w;
   }
-  sums[threadIdx.x] = sum;
-  wsums[threadIdx.x] = wsum;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      sums[threadIdx.x] += sums[threadIdx.x + stride];
-      wsums[threadIdx.x] += wsums[threadIdx.x + stride];
-    }
-    __syncthreads();
-  }
+  double total = 0, weights = 0;
+  BlockSumLossTerms(sum, wsum, &total, &weights);
   if (threadIdx.x == 0 && reduction != 0) {
-    double r = reduction == 1 ? sums[0] : (wsums[0] == 0 ? 0.0 : sums[0] / wsums[0]);
+    double r = reduction == 1 ? total : (weights == 0 ? 0.0 : total / weights);
     StoreF(loss, loss_dt, 0, static_cast<float>(r));
   }
 }
@@ -255,8 +264,6 @@ __global__ void SoftmaxCrossEntropyKernel(DevPtr x, DevPtr labels, const float* 
                                           float divisor, float* loss, float* dx, void* dx_half,
                                           int half_dt, int64_t n, int64_t c, int reduction,
                                           bool has_ignore, long long ignore) {
-  __shared__ double sums[kLossThreads];
-  __shared__ double wsums[kLossThreads];
   double sum = 0, wsum = 0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
     float peak = -INFINITY;
@@ -279,19 +286,10 @@ __global__ void SoftmaxCrossEntropyKernel(DevPtr x, DevPtr labels, const float* 
       if (dx_half) StoreF(dx_half, half_dt, r * c + k, v);
     }
   }
-  sums[threadIdx.x] = sum;
-  wsums[threadIdx.x] = wsum;
-  __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      sums[threadIdx.x] += sums[threadIdx.x + stride];
-      wsums[threadIdx.x] += wsums[threadIdx.x + stride];
-    }
-    __syncthreads();
-  }
+  double total = 0, weights = 0;
+  BlockSumLossTerms(sum, wsum, &total, &weights);
   if (threadIdx.x == 0)
-    *loss =
-        static_cast<float>(reduction == 1 ? sums[0] : (wsums[0] == 0 ? 0.0 : sums[0] / wsums[0]));
+    *loss = static_cast<float>(reduction == 1 ? total : (weights == 0 ? 0.0 : total / weights));
 }
 
 }  // namespace
