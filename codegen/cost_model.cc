@@ -187,9 +187,14 @@ nlohmann::json CostToJson(const StepCost& cost, const DeviceModel& device, size_
                        {"made_by", v->producer() ? v->producer()->op_type() : ""}});
   }
   std::map<std::string, int64_t> by_op;
-  for (const KernelCost& k : cost.kernels) by_op[k.op] += k.launches;
+  std::map<std::string, double> ms_by_op;
+  for (const KernelCost& k : cost.kernels) {
+    by_op[k.op] += k.launches;
+    ms_by_op[k.op] += k.seconds * 1e3;
+  }
   return {{"device_model", device.name},
           {"launches_by_op", by_op},
+          {"predicted_ms_by_op", ms_by_op},
           {"live_peak_bytes", cost.live_peak_bytes},
           {"live_peak_at", cost.live_peak_at ? cost.live_peak_at->Describe() : ""},
           {"live_at_peak", holders},

@@ -59,6 +59,9 @@ g (float[8,32] x, float[32,16] w) => (float[128] z)
   EXPECT_EQ(j["launches"], 2);
   EXPECT_EQ(j["top_kernels"].size(), 1u);
   EXPECT_EQ(j["top_kernels"][0]["op"], c.kernels[0].node->op_type());
+  EXPECT_EQ(j["launches_by_op"]["Relu"], 1);
+  EXPECT_DOUBLE_EQ(j["predicted_ms_by_op"]["MatMul"].get<double>(), mm.seconds * 1e3);
+  EXPECT_DOUBLE_EQ(j["predicted_ms_by_op"]["Relu"].get<double>(), relu_s * 1e3);
 }
 
 // A kernel that writes its result over its input (a fused elementwise node
