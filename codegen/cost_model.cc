@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "codegen/memory_plan.h"
 #include "ops/op_def.h"
@@ -62,14 +63,16 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
     k.label = c.node->Describe();
     k.op = c.node->op_type();
     int64_t elements[2] = {0, 0};  // read, written
-    for (int side = 0; side < 2; ++side)
+    for (int side = 0; side < 2; ++side) {
+      std::set<int> seen;  // a tensor read twice (the packed q, k, v) is read once
       for (int i : side == 0 ? c.inputs : c.outputs) {
-        if (i < 0) continue;
+        if (i < 0 || !seen.insert(i).second) continue;
         const Slot& s = exe.slots[i];
         k.bytes += static_cast<int64_t>(s.nbytes());
         elements[side] +=
             static_cast<int64_t>(s.nbytes() / std::max<size_t>(DTypeSize(s.dtype), 1));
       }
+    }
     int64_t largest = std::max(elements[0], elements[1]);
     const OpDef* def = FindOp(c.node->domain(), c.node->op_type());
     if (def && def->matrix_flops) {

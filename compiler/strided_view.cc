@@ -62,7 +62,8 @@ StridedView Unfactor(const AxisForm& f, const std::vector<int64_t>& sizes,
   StridedView v;
   v.sizes = sizes;
   for (size_t a = 0; a < dims.size(); ++a) v.offset += f.origin[a] * c[a];
-  for (size_t k = 0; k < sizes.size(); ++k) v.strides.push_back(f.axis[k] < 0 ? 0 : f.coef[k] * c[f.axis[k]]);
+  for (size_t k = 0; k < sizes.size(); ++k)
+    v.strides.push_back(f.axis[k] < 0 ? 0 : f.coef[k] * c[f.axis[k]]);
   return v;
 }
 
@@ -188,8 +189,7 @@ std::optional<StridedView> ContiguousViewOf(const Value* v) {
   return StridedView::Contiguous(*d);
 }
 
-std::optional<StridedView> ViewThroughProducer(const Node& n, int output,
-                                               const StridedView& view) {
+std::optional<StridedView> ViewThroughProducer(const Node& n, int output, const StridedView& view) {
   auto out = StaticDimsOf(n.output(output));
   auto in = StaticDimsOf(n.input(0));
   if (!out || !in || !IsLayoutOp(n)) return std::nullopt;
@@ -277,7 +277,12 @@ std::optional<StridedView> ViewThroughConsumer(const Node& n, size_t input,
 std::optional<ValueView> ReadView(Value* v) {
   auto start = ContiguousViewOf(v);
   if (!start) return std::nullopt;
-  ValueView out{v, *start, {}};
+  return ReadView(v, *start);
+}
+
+std::optional<ValueView> ReadView(Value* v, const StridedView& start) {
+  if (!StaticDimsOf(v)) return std::nullopt;
+  ValueView out{v, start, {}};
   for (Node* p = v->producer(); p && IsLayoutOp(*p); p = out.base->producer()) {
     auto next = ViewThroughProducer(*p, out.base->producer_index(), out.view);
     if (!next) break;

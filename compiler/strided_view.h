@@ -50,13 +50,17 @@ struct ValueView {
 
 // Walks up from `v` (static shape) through layout producers as long as the
 // view survives; base is v itself when it does not survive the first step.
+// `start` is the elements of v to follow (all of v, row-major, by default).
 std::optional<ValueView> ReadView(Value* v);
+std::optional<ValueView> ReadView(Value* v, const StridedView& start);
 // Walks down from `v` while its only reader is a layout op through which the
 // view survives, stopping at a value `stop` says must stay (a graph output,
 // a value kept after the step) and never walking into one whose other
 // readers would see it half written: every value passed has that one reader.
 template <typename Stop>
 std::optional<ValueView> WriteView(Value* v, const Stop& stop);
+template <typename Stop>
+ValueView WriteView(Value* v, const StridedView& start, const Stop& stop);
 
 // True when `op` is one of the layout ops a view passes through.
 bool IsLayoutOp(const Node& n);
@@ -67,7 +71,11 @@ template <typename Stop>
 std::optional<ValueView> WriteView(Value* v, const Stop& stop) {
   auto start = ContiguousViewOf(v);
   if (!start) return std::nullopt;
-  ValueView out{v, *start, {}};
+  return WriteView(v, *start, stop);
+}
+template <typename Stop>
+ValueView WriteView(Value* v, const StridedView& start, const Stop& stop) {
+  ValueView out{v, start, {}};
   while (!stop(out.base) && !out.base->is_graph_output() && out.base->uses().size() == 1) {
     const Use& u = out.base->uses()[0];
     if (!IsLayoutOp(*u.node) || !u.node->output(0)->type().has_static_shape()) break;

@@ -13,12 +13,34 @@
 //     dS = round((dP - rowsum(dP * P)) * P, q's type)
 //     dq = grad_alpha * dS . op(k)^T   dk = grad_alpha * (dS^T . q, or q^T . dS with dk_trans)
 //
-// q is [..., Sq, D]; k is [..., Sk, D] with transB = 1, [..., D, Sk] with
-// transB = 0 (op(k) = k^T, or k); v is [..., Sk, Dv]; q, k and v have the
-// same batch dims; mask broadcasts to [..., Sq, Sk]. dk has k's layout
-// ([..., Sk, D]) unless dk_trans (then [..., D, Sk]). dq, dk and dv have the
-// types of q, k and v unless out_types gives theirs (FP32 accumulations
-// stored as they are).
+// Plain form: q is [..., Sq, D]; k is [..., Sk, D] with transB = 1,
+// [..., D, Sk] with transB = 0 (op(k) = k^T, or k); v is [..., Sk, Dv]; q, k
+// and v have the same batch dims; mask broadcasts to [..., Sq, Sk]. dk has
+// k's layout ([..., Sk, D]) unless dk_trans (then [..., D, Sk]). dq, dk and
+// dv have the types of q, k and v unless out_types gives theirs (FP32
+// accumulations stored as they are).
+//
+// View form (fold-attention-views): the operands are strided views of the
+// tensors the node reads and writes, so that the layout ops around an
+// attention (the heads split out of a packed QKV projection, merged back
+// after it, and their gradients' inverse) are index arithmetic:
+//   dims       ints  [b_1, ..., b_n, Sq, Sk, D, Dv]: q [b.., Sq, D],
+//                    k [b.., Sk, D], v [b.., Sk, Dv], O and dO [b.., Sq, Dv]
+//   views      ints  per operand - q, k, v, O (Attention); q, k, v, dO, dq,
+//                    dk, dv (AttentionGrad) - n + 3 ints: the offset, the n
+//                    batch strides, the row and the column stride, in
+//                    elements of the tensor holding it: q, k, v, dO inputs
+//                    0-3; O output 0; dq, dk, dv outputs 0-2, or all three
+//                    output 0 when AttentionGrad has one output (the
+//                    gradient of the packed tensor q, k and v are views of)
+//   out_shapes ints  per output, its rank then its dims
+// transB and dk_trans are not used (the strides say it). The views written
+// into one output must not overlap (the kernels check); an output's
+// elements no view covers are zero (for a packed gradient: the gradient of
+// elements q, k and v do not read). The mask broadcasts to [b.., Sq, Sk]. A
+// packed gradient has out_types[0] or q's type.
+#include "ops/attention.h"
+
 #include <algorithm>
 
 #include "ops/families.h"
@@ -29,36 +51,163 @@ namespace {
 
 using Ctx = InferenceContext;
 
-struct AttentionDims {
-  Shape batch;
-  Dim sq, sk, d, dv;
-};
+bool IsGrad(const Node& n) { return n.op_type() == "AttentionGrad"; }
+bool IsViewForm(const Node& n) { return n.HasAttr("views"); }
+size_t NumOperands(const AttentionAttrs& n) { return n.grad ? 7 : 4; }
 
-StatusOr<std::optional<AttentionDims>> Dims(const Ctx& c) {
-  const auto &q = c.input_shape(0), &k = c.input_shape(1), &v = c.input_shape(2);
-  if (!q || !k || !v) return std::optional<AttentionDims>();
-  size_t r = q->size();
-  if (r < 2 || k->size() != r || v->size() != r)
-    return c.Error("q, k and v must have one rank >= 2, not ", ShapeToString(*q), ", ",
-                   ShapeToString(*k), ", ", ShapeToString(*v));
-  bool tb = c.node().GetInt("transB", 1) != 0;
-  AttentionDims d;
-  d.batch.assign(q->begin(), q->end() - 2);
-  d.sq = (*q)[r - 2];
-  d.d = q->back();
-  d.sk = tb ? (*k)[r - 2] : k->back();
-  Dim kd = tb ? k->back() : (*k)[r - 2];
-  d.dv = v->back();
-  auto same = [](const Dim& a, const Dim& b) {
-    return !a.is_static() || !b.is_static() || a.value() == b.value();
-  };
-  bool ok = same(kd, d.d) && same((*v)[r - 2], d.sk);
+int64_t Numel(const std::vector<int64_t>& d) {
+  int64_t n = 1;
+  for (int64_t x : d) n *= x;
+  return n;
+}
+
+// Contiguous strides over the batch dims of slices of `slice` elements.
+std::vector<int64_t> BatchStrides(const std::vector<int64_t>& batch, int64_t slice) {
+  std::vector<int64_t> st(batch.size());
+  for (size_t i = batch.size(); i-- > 0;) {
+    st[i] = slice;
+    slice *= batch[i];
+  }
+  return st;
+}
+
+// The shapes out_shapes lists (rank, then dims, per output).
+StatusOr<std::vector<std::vector<int64_t>>> OutShapes(const AttentionAttrs& n) {
+  const std::vector<int64_t>& flat = n.out_shapes;
+  std::vector<std::vector<int64_t>> out;
+  for (size_t i = 0; i < flat.size();) {
+    int64_t r = flat[i++];
+    if (r < 0 || i + r > flat.size())
+      return InvalidArgument(n.describe, ": out_shapes is not a list of ranks and dims");
+    out.emplace_back(flat.begin() + i, flat.begin() + i + r);
+    for (int64_t d : out.back())
+      if (d < 0) return InvalidArgument(n.describe, ": out_shapes has a negative dim");
+    i += r;
+  }
+  if (out.size() != n.num_outputs)
+    return InvalidArgument(n.describe, ": out_shapes gives ", out.size(), " shapes for ",
+                           n.num_outputs, " outputs");
+  return out;
+}
+
+StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
+                                     const std::vector<std::vector<int64_t>>& input_dims) {
+  AttentionLayout l;
+  l.views = true;
+  const std::vector<int64_t>& dims = n.dims;
+  if (dims.size() < 4 || dims.size() > 4 + 8)
+    return InvalidArgument(n.describe, ": dims must be [batch..., Sq, Sk, D, Dv]");
+  for (int64_t d : dims)
+    if (d < 0) return InvalidArgument(n.describe, ": dims has a negative dim");
+  size_t nb = dims.size() - 4;
+  l.batch.assign(dims.begin(), dims.begin() + nb);
+  l.slices = Numel(l.batch);
+  l.sq = dims[nb];
+  l.sk = dims[nb + 1];
+  l.d = dims[nb + 2];
+  l.dv = dims[nb + 3];
+  if (n.trans_b != 1 || n.dk_trans != 0)
+    return InvalidArgument(
+        n.describe, ": the view form takes no transB = 0 or dk_trans (its strides say the layout)");
+  bool grad = n.grad;
+  if (grad ? (n.num_outputs != 1 && n.num_outputs != 3) : n.num_outputs != 1)
+    return InvalidArgument(n.describe, ": the view form has ",
+                           grad ? "1 or 3 outputs" : "1 output");
+  AMP_ASSIGN_OR_RETURN(l.out_shapes, OutShapes(n));
+  const std::vector<int64_t>& v = n.views;
+  size_t per = nb + 3, count = NumOperands(n);
+  if (v.size() != per * count)
+    return InvalidArgument(n.describe, ": views needs ", per * count, " ints (", count,
+                           " operands of offset, ", nb,
+                           " batch strides, row and column strides), not ", v.size());
+  static const char* kNames[] = {"q", "k", "v", "O", "dq", "dk", "dv"};
+  for (size_t o = 0; o < count; ++o) {
+    AttentionOperand op;
+    const int64_t* e = v.data() + o * per;
+    op.offset = e[0];
+    op.batch_strides.assign(e + 1, e + 1 + nb);
+    op.row = e[1 + nb];
+    op.col = e[2 + nb];
+    bool is_input = o < (grad ? 4u : 3u);
+    op.tensor =
+        is_input ? static_cast<int>(o) : (grad && n.num_outputs == 3 ? static_cast<int>(o - 4) : 0);
+    const char* name = grad && o == 3 ? "dO" : kNames[o];
+    // Bounds: every element inside the tensor.
+    bool rows_are_queries = o == kAttnQ || o == 3 || o == kAttnDQ;
+    int64_t rows = rows_are_queries ? l.sq : l.sk;
+    int64_t cols = (o == kAttnQ || o == kAttnK || o == kAttnDQ || o == kAttnDK) ? l.d : l.dv;
+    int64_t last = op.offset, numel = -1;
+    bool bad = op.offset < 0 || op.row < 0 || op.col < 0;
+    for (size_t i = 0; i < nb; ++i) {
+      bad = bad || op.batch_strides[i] < 0;
+      if (l.batch[i] > 0) last += (l.batch[i] - 1) * op.batch_strides[i];
+    }
+    if (rows > 0) last += (rows - 1) * op.row;
+    if (cols > 0) last += (cols - 1) * op.col;
+    if (is_input) {
+      if (o < input_dims.size()) numel = Numel(input_dims[o]);
+    } else {
+      numel = Numel(l.out_shapes[op.tensor]);
+    }
+    bool empty = l.slices * rows * cols == 0;
+    if (bad || (numel >= 0 && !empty && last >= numel))
+      return InvalidArgument(n.describe, ": the view of ", name, " reaches element ", last,
+                             " of a tensor of ", numel, " (or has a negative stride)");
+    l.operands.push_back(std::move(op));
+  }
+  return l;
+}
+
+StatusOr<AttentionLayout> PlainLayout(const AttentionAttrs& n,
+                                      const std::vector<std::vector<int64_t>>& in) {
+  bool grad = n.grad;
+  if (in.size() < (grad ? 4u : 3u))
+    return InvalidArgument(n.describe, ": needs q, k, v", grad ? " and dO" : "");
+  const auto &q = in[0], &k = in[1], &v = in[2];
+  size_t r = q.size();
+  if (r < 2 || k.size() != r || v.size() != r)
+    return InvalidArgument(n.describe, ": q, k and v need one rank >= 2");
+  bool tb = n.trans_b != 0, dk_trans = n.dk_trans != 0;
+  AttentionLayout l;
+  l.batch.assign(q.begin(), q.end() - 2);
+  l.slices = Numel(l.batch);
+  l.sq = q[r - 2];
+  l.d = q[r - 1];
+  l.sk = tb ? k[r - 2] : k[r - 1];
+  l.dv = v[r - 1];
   for (size_t i = 0; i + 2 < r; ++i)
-    ok = ok && same((*k)[i], d.batch[i]) && same((*v)[i], d.batch[i]);
-  if (!ok)
-    return c.Error("q ", ShapeToString(*q), ", k ", ShapeToString(*k), " (transB ", tb, ") and v ",
-                   ShapeToString(*v), " do not make an attention");
-  return std::optional<AttentionDims>(d);
+    if (k[i] != q[i] || v[i] != q[i])
+      return InvalidArgument(n.describe, ": q, k and v need the same batch dims");
+  if ((tb ? k[r - 1] : k[r - 2]) != l.d || v[r - 2] != l.sk)
+    return InvalidArgument(n.describe, ": k or v does not match q");
+  auto mat = [&](int tensor, int64_t rows, int64_t cols, bool trans) {
+    AttentionOperand o;
+    o.tensor = tensor;
+    o.batch_strides = BatchStrides(l.batch, rows * cols);
+    o.row = trans ? 1 : cols;
+    o.col = trans ? rows : 1;
+    return o;
+  };
+  l.operands = {mat(0, l.sq, l.d, false), mat(1, l.sk, l.d, !tb), mat(2, l.sk, l.dv, false)};
+  auto shape = [&](int64_t a, int64_t b) {
+    std::vector<int64_t> s = l.batch;
+    s.push_back(a);
+    s.push_back(b);
+    return s;
+  };
+  if (!grad) {
+    l.operands.push_back(mat(0, l.sq, l.dv, false));
+    l.out_shapes = {shape(l.sq, l.dv)};
+    return l;
+  }
+  if (in.size() > 3 && in[3] != shape(l.sq, l.dv))
+    return InvalidArgument(n.describe, ": dO must be [batch..., Sq, Dv]");
+  l.operands.push_back(mat(3, l.sq, l.dv, false));
+  l.operands.push_back(mat(0, l.sq, l.d, false));
+  l.operands.push_back(mat(1, l.sk, l.d, dk_trans));
+  l.operands.push_back(mat(2, l.sk, l.dv, false));
+  l.out_shapes = {q, dk_trans ? shape(l.d, l.sk) : shape(l.sk, l.d), v};
+  return l;
 }
 
 // A float output type from attribute `name` (element `i` of its ints), or `def`.
@@ -71,41 +220,112 @@ StatusOr<DType> OutType(const Ctx& c, const char* name, size_t i, DType def) {
   return d;
 }
 
+// The static dims of the inputs that have them, or nullopt.
+std::optional<std::vector<std::vector<int64_t>>> StaticInputs(const Ctx& c, size_t count) {
+  std::vector<std::vector<int64_t>> dims;
+  for (size_t i = 0; i < count; ++i) {
+    if (!c.input_shape(i)) return std::nullopt;
+    auto d = StaticDims(*c.input_shape(i));
+    if (!d) return std::nullopt;
+    dims.push_back(*d);
+  }
+  return dims;
+}
+
+// The plain form's dims check, for shapes that may be symbolic.
+Status CheckPlainDims(const Ctx& c) {
+  const auto &q = c.input_shape(0), &k = c.input_shape(1), &v = c.input_shape(2);
+  if (!q || !k || !v) return Status::Ok();
+  size_t r = q->size();
+  if (r < 2 || k->size() != r || v->size() != r)
+    return c.Error("q, k and v must have one rank >= 2, not ", ShapeToString(*q), ", ",
+                   ShapeToString(*k), ", ", ShapeToString(*v));
+  bool tb = c.node().GetInt("transB", 1) != 0;
+  auto same = [](const Dim& a, const Dim& b) {
+    return !a.is_static() || !b.is_static() || a.value() == b.value();
+  };
+  Dim sk = tb ? (*k)[r - 2] : k->back(), kd = tb ? k->back() : (*k)[r - 2];
+  bool ok = same(kd, q->back()) && same((*v)[r - 2], sk);
+  for (size_t i = 0; i + 2 < r; ++i) ok = ok && same((*k)[i], (*q)[i]) && same((*v)[i], (*q)[i]);
+  if (!ok)
+    return c.Error("q ", ShapeToString(*q), ", k ", ShapeToString(*k), " (transB ", tb, ") and v ",
+                   ShapeToString(*v), " do not make an attention");
+  return Status::Ok();
+}
+
+// Output shapes: the view form's out_shapes, or the plain form's from q, k
+// and v (nullopt entries where they are not known).
+StatusOr<std::vector<std::optional<Shape>>> OutputShapes(const Ctx& c) {
+  const Node& n = c.node();
+  std::vector<std::optional<Shape>> out(n.num_outputs());
+  size_t ins = IsGrad(n) ? 4 : 3;
+  if (IsViewForm(n)) {
+    // Bounds against the inputs when their shapes are static.
+    auto dims = StaticInputs(c, ins);
+    if (dims) {
+      AMP_RETURN_IF_ERROR(AttentionLayoutOf(AttentionAttrs::Of(n), *dims).status());
+    }
+    AMP_ASSIGN_OR_RETURN(auto shapes, OutShapes(AttentionAttrs::Of(n)));
+    for (size_t i = 0; i < shapes.size(); ++i) out[i] = ShapeFromDims(shapes[i]);
+    return out;
+  }
+  AMP_RETURN_IF_ERROR(CheckPlainDims(c));
+  const auto &q = c.input_shape(0), &k = c.input_shape(1), &v = c.input_shape(2);
+  if (!q || !k || !v) {
+    if (IsGrad(n)) {
+      out[0] = q;
+      out[2] = v;
+    }
+    return out;
+  }
+  size_t r = q->size();
+  bool tb = n.GetInt("transB", 1) != 0;
+  Shape batch(q->begin(), q->end() - 2);
+  Dim sk = tb ? (*k)[r - 2] : k->back();
+  if (!IsGrad(n)) {
+    out[0] = batch;
+    out[0]->push_back((*q)[r - 2]);
+    out[0]->push_back(v->back());
+    return out;
+  }
+  bool trans = n.GetInt("dk_trans", 0) != 0;
+  out[0] = *q;
+  out[1] = batch;
+  out[1]->push_back(trans ? q->back() : sk);
+  out[1]->push_back(trans ? sk : q->back());
+  out[2] = *v;
+  return out;
+}
+
 Status InferAttention(Ctx& c) {
   AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
   AMP_ASSIGN_OR_RETURN(DType type, OutType(c, "out_type", 0, c.input_dtype(2)));
-  AMP_ASSIGN_OR_RETURN(auto d, Dims(c));
-  if (!d) {
-    c.SetOutput(0, type, std::nullopt);
-    return Status::Ok();
-  }
-  Shape out = d->batch;
-  out.push_back(d->sq);
-  out.push_back(d->dv);
-  c.SetOutput(0, type, out);
+  AMP_ASSIGN_OR_RETURN(auto shapes, OutputShapes(c));
+  c.SetOutput(0, type, shapes[0]);
   return Status::Ok();
 }
 
 Status InferAttentionGrad(Ctx& c) {
   AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2, 3}));
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
-  AMP_ASSIGN_OR_RETURN(auto d, Dims(c));
-  DType types[3];
-  for (size_t i = 0; i < 3; ++i) {
-    AMP_ASSIGN_OR_RETURN(types[i], OutType(c, "out_types", i, c.input_dtype(i)));
-  }
-  c.SetOutput(0, types[0], c.input_shape(0));
-  c.SetOutput(2, types[2], c.input_shape(2));
-  if (!d) {
-    c.SetOutput(1, types[1], std::nullopt);
+  if (c.num_outputs() == 2) return c.Error("has dq, dk and dv, or one packed gradient");
+  if (c.num_outputs() == 1 && !IsViewForm(c.node()))
+    return c.Error("has one output only in the view form");
+  AMP_ASSIGN_OR_RETURN(auto shapes, OutputShapes(c));
+  if (c.num_outputs() == 1) {
+    AMP_ASSIGN_OR_RETURN(DType t, OutType(c, "out_types", 0, c.input_dtype(0)));
+    for (size_t i = 1; i < 3 && c.node().GetInts("out_types").size() > i; ++i) {
+      AMP_ASSIGN_OR_RETURN(DType other, OutType(c, "out_types", i, t));
+      if (other != t) return c.Error("a packed gradient has one type: out_types differ");
+    }
+    c.SetOutput(0, t, shapes[0]);
     return Status::Ok();
   }
-  Shape dk = d->batch;
-  bool trans = c.node().GetInt("dk_trans", 0) != 0;
-  dk.push_back(trans ? d->d : d->sk);
-  dk.push_back(trans ? d->sk : d->d);
-  c.SetOutput(1, types[1], dk);
+  for (size_t i = 0; i < 3; ++i) {
+    AMP_ASSIGN_OR_RETURN(DType t, OutType(c, "out_types", i, c.input_dtype(i)));
+    c.SetOutput(i, t, shapes[i]);
+  }
   return Status::Ok();
 }
 
@@ -115,14 +335,16 @@ struct Products {
   int64_t qk = 0, pv = 0;
 };
 Products AttentionProducts(const Node& n) {
-  const Value* q = n.input(0);
-  const Value* v = n.input(2);
-  auto qd = q->type().shape ? StaticDims(*q->type().shape) : std::nullopt;
-  auto vd = v->type().shape ? StaticDims(*v->type().shape) : std::nullopt;
-  if (!qd || !vd || qd->size() < 2) return {};
-  int64_t sk = (*vd)[vd->size() - 2];
-  int64_t rows = StaticNumel(*q) / std::max<int64_t>(qd->back(), 1);  // slices * Sq
-  return {2 * rows * sk * qd->back(), 2 * rows * sk * vd->back()};
+  std::vector<std::vector<int64_t>> dims;
+  for (size_t i = 0; i < (IsGrad(n) ? 4u : 3u); ++i) {
+    auto d = StaticDimsOf(n.input(i));
+    if (!d) return {};
+    dims.push_back(*d);
+  }
+  auto l = AttentionLayoutOf(AttentionAttrs::Of(n), dims);
+  if (!l.ok()) return {};
+  int64_t rows = l->slices * l->sq;
+  return {2 * rows * l->sk * l->d, 2 * rows * l->sk * l->dv};
 }
 // Forward: q.k^T and P.v.
 int64_t FlopsAttention(const Node& n) {
@@ -137,6 +359,128 @@ int64_t FlopsAttentionGrad(const Node& n) {
 
 }  // namespace
 
+int64_t AttentionLayout::SliceOffset(const AttentionOperand& o, int64_t s) const {
+  int64_t off = o.offset;
+  for (size_t i = batch.size(); i-- > 0;) {
+    off += (s % batch[i]) * o.batch_strides[i];
+    s /= batch[i];
+  }
+  return off;
+}
+
+AttentionAttrs AttentionAttrs::Of(const Node& n) {
+  AttentionAttrs a;
+  a.grad = IsGrad(n);
+  a.describe = n.Describe();
+  a.num_outputs = n.num_outputs();
+  a.has_views = n.HasAttr("views");
+  a.dims = n.GetInts("dims");
+  a.views = n.GetInts("views");
+  a.out_shapes = n.GetInts("out_shapes");
+  a.trans_b = n.GetInt("transB", 1);
+  a.dk_trans = n.GetInt("dk_trans", 0);
+  return a;
+}
+
+AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs) {
+  AttentionAttrs a;
+  a.grad = n.op_type() == "AttentionGrad";
+  a.describe = n.Describe();
+  a.num_outputs = num_outputs;
+  a.has_views = n.HasAttr("views");
+  a.dims = n.GetInts("dims");
+  a.views = n.GetInts("views");
+  a.out_shapes = n.GetInts("out_shapes");
+  a.trans_b = n.GetInt("transB", 1);
+  a.dk_trans = n.GetInt("dk_trans", 0);
+  return a;
+}
+
+StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,
+                                            const std::vector<std::vector<int64_t>>& input_dims) {
+  return n.has_views ? ViewLayout(n, input_dims) : PlainLayout(n, input_dims);
+}
+
+// The (size, stride) pairs of a gradient operand over the whole output:
+// the batch dims, then rows and columns.
+std::vector<std::pair<int64_t, int64_t>> OperandDims(const AttentionLayout& l,
+                                                     const AttentionOperand& op, int64_t rows,
+                                                     int64_t cols) {
+  std::vector<std::pair<int64_t, int64_t>> d;
+  for (size_t i = 0; i < l.batch.size(); ++i) d.emplace_back(l.batch[i], op.batch_strides[i]);
+  d.emplace_back(rows, op.row);
+  d.emplace_back(cols, op.col);
+  return d;
+}
+
+// True when views of one shape and strides at offsets 0, s, 2s, ... are
+// together one dense row-major-in-some-order tensor of `numel` elements:
+// the dims (with one of size m = the number of views and stride s), sorted
+// by stride, are a mixed radix from 1 (the packed QKV case, cheaply).
+bool ProvablyTiled(std::vector<std::pair<int64_t, int64_t>> dims, std::vector<int64_t> offsets,
+                   int64_t numel) {
+  std::sort(offsets.begin(), offsets.end());
+  if (offsets.empty() || offsets[0] != 0) return false;
+  if (offsets.size() > 1) {
+    int64_t s = offsets[1];
+    for (size_t i = 0; i < offsets.size(); ++i)
+      if (offsets[i] != static_cast<int64_t>(i) * s) return false;
+    dims.emplace_back(static_cast<int64_t>(offsets.size()), s);
+  }
+  std::erase_if(dims, [](const auto& d) { return d.first == 1; });
+  std::sort(dims.begin(), dims.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  int64_t expect = 1;
+  for (const auto& [size, stride] : dims) {
+    if (stride != expect) return false;
+    expect *= size;
+  }
+  return expect == numel;
+}
+
+StatusOr<bool> AttentionOutputTiled(const AttentionAttrs& n, const AttentionLayout& l, int out) {
+  if (!l.views) return true;
+  int64_t numel = Numel(l.out_shapes.at(out));
+  bool grad = n.grad;
+  // The cheap proof first: views of one layout at evenly spaced offsets.
+  {
+    std::vector<std::pair<int64_t, int64_t>> shape;
+    std::vector<int64_t> offsets;
+    bool same = true;
+    for (size_t o = grad ? kAttnDQ : kAttnO; o < l.operands.size(); ++o) {
+      const AttentionOperand& op = l.operands[o];
+      if (op.tensor != out) continue;
+      bool query_rows = grad ? o == kAttnDQ : true, dv_cols = grad ? o == kAttnDV : true;
+      auto d = OperandDims(l, op, query_rows ? l.sq : l.sk, dv_cols ? l.dv : l.d);
+      same = same && (shape.empty() || d == shape);
+      shape = d;
+      offsets.push_back(op.offset);
+    }
+    if (same && ProvablyTiled(shape, offsets, numel)) return true;
+  }
+  std::vector<bool> seen(static_cast<size_t>(numel), false);
+  int64_t covered = 0;
+  for (size_t o = grad ? kAttnDQ : kAttnO; o < l.operands.size(); ++o) {
+    const AttentionOperand& op = l.operands[o];
+    if (op.tensor != out) continue;
+    bool query_rows = grad ? o == kAttnDQ : true, dv_cols = grad ? o == kAttnDV : true;
+    int64_t rows = query_rows ? l.sq : l.sk, cols = dv_cols ? l.dv : l.d;
+    for (int64_t s = 0; s < l.slices; ++s) {
+      int64_t base = l.SliceOffset(op, s);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          size_t at = static_cast<size_t>(base + r * op.row + c * op.col);
+          if (seen[at])
+            return InvalidArgument(n.describe, ": the views written into output ", out,
+                                   " overlap at element ", at);
+          seen[at] = true;
+          ++covered;
+        }
+    }
+  }
+  return covered == static_cast<int64_t>(seen.size());
+}
+
 std::vector<OpDef> AttentionOps() {
   return {
       {.domain = "ai.amp",
@@ -148,7 +492,7 @@ std::vector<OpDef> AttentionOps() {
        .vector_flops = FlopsAttention},
       {.domain = "ai.amp",
        .op_type = "AttentionGrad",
-       .arity = {4, 5, 3, 3},
+       .arity = {4, 5, 1, 3},
        .infer = InferAttentionGrad,
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",

@@ -1,7 +1,10 @@
 #include "passes/fold_casts.h"
 
+#include <algorithm>
 #include <map>
 #include <unordered_set>
+
+#include "passes/paint_precision.h"
 
 namespace amp {
 namespace {
@@ -24,6 +27,13 @@ bool IsSigned(DType t) {
 }
 
 DType CastTarget(const Node& n) { return static_cast<DType>(n.GetInt("to", 0)); }
+
+// Ops that move elements without computing: a Cast commutes with them.
+bool IsPureLayout(const Node& n) {
+  for (const char* op : {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+    if (IsDefaultOp(&n, op)) return true;
+  return false;
+}
 
 }  // namespace
 
@@ -74,6 +84,40 @@ StatusOr<bool> FoldCasts::Run(Model& model) {
         g.EraseNode(inner);
       }
     }
+  }
+  // Cast<T>(L(...(Cast<U>(x)))) with x of type T widened exactly to U and
+  // layout ops L between, each read only by the next: the layout ops move
+  // x itself and both Casts go (a widening, a copy, then the narrowing back
+  // is the copy).
+  for (Node* n : g.nodes()) {
+    if (erased.count(n) || n->op_type() != "Cast" || !n->domain().empty()) continue;
+    if (n->output(0)->is_graph_output()) continue;
+    DType t = CastTarget(*n);
+    std::vector<Node*> chain;  // from the outer Cast's producer up
+    Value* v = n->input(0);
+    while (v->uses().size() == 1 && !v->is_graph_output() && v->producer() &&
+           IsPureLayout(*v->producer())) {
+      chain.push_back(v->producer());
+      v = v->producer()->input(0);
+    }
+    Node* inner = v->producer();
+    if (chain.empty() || !inner || inner->op_type() != "Cast" || !inner->domain().empty() ||
+        v->uses().size() != 1 || v->is_graph_output())
+      continue;
+    Value* source = inner->input(0);
+    if (source->dtype() != t || !IsExactWidening(t, v->dtype())) continue;
+    // A half batch Transpose into a MatMul is what onnxruntime crashes on.
+    if (std::any_of(chain.begin(), chain.end(),
+                    [&](const Node* l) { return IsBatchTransposeIntoMatMul(*l, n->output(0)); }))
+      continue;
+    chain.back()->SetInput(0, source);
+    for (Node* l : chain) {
+      l->output(0)->mutable_type().dtype = t;
+      if (l->precision().decided()) l->set_precision(t, l->precision().rule);
+    }
+    drop(n, n->input(0));
+    erased.insert(inner);
+    g.EraseNode(inner);
   }
   // One Cast per (value, type), for every kind of value.
   auto dedupe = [&](Value* v) {

@@ -3,6 +3,12 @@
 //   * Cast(Cast(x)) whose inner Cast widens exactly (fp16 -> fp32, fp32 ->
 //     double, int32 -> int64, ...) reads x directly, and disappears when it
 //     then converts x to x's own type;
+//   * Cast(L(Cast(x))) whose inner Cast widens x exactly and casts back to
+//     x's type, with only layout ops L (Transpose, Reshape, Squeeze,
+//     Unsqueeze, Flatten, Identity) between, each read only by the next:
+//     the layout ops move x itself and both Casts go (not where that makes
+//     a half batch Transpose into a MatMul, which onnxruntime crashes on:
+//     specialization, after fuse-attention, folds those);
 //   * several Casts of one value to one type become one.
 // A narrowing Cast (fp32 -> fp16, a user's own or amp's) is never dropped:
 // that would change results. A Cast that produces a graph output keeps it.

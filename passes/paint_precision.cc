@@ -7,6 +7,24 @@
 #include "passes/op_classes.h"
 
 namespace amp {
+
+bool IsBatchTransposeIntoMatMul(const Node& n, const Value* read) {
+  if (n.op_type() != "Transpose" || !n.domain().empty() || n.num_inputs() != 1 || !n.input(0))
+    return false;
+  std::vector<int64_t> perm = n.GetInts("perm");
+  if (perm.empty()) {  // the default reverses the dims
+    const auto& shape = n.input(0)->type().shape;
+    if (!shape) return false;
+    for (size_t i = shape->size(); i-- > 0;) perm.push_back(static_cast<int64_t>(i));
+  }
+  bool moves_batch_axis = false;
+  for (size_t i = 0; i + 2 < perm.size(); ++i)
+    moves_batch_axis |= perm[i] != static_cast<int64_t>(i);
+  if (!moves_batch_axis) return false;
+  for (const Use& u : (read ? read : n.output(0))->uses())
+    if (u.node->op_type() == "MatMul" && u.node->domain().empty()) return true;
+  return false;
+}
 namespace {
 
 enum class Color { kUnset, kHalf, kFp32 };
@@ -194,26 +212,9 @@ class Painter {
   // Transpose stays FP32 and the Cast goes after it: the same values (a
   // Transpose only moves data), and no extra Cast when its input is FP32.
   // Overrides are respected; an earlier run's decision is kept.
-  static bool IsBatchTransposeIntoMatMul(const Node* n) {
-    if (n->op_type() != "Transpose" || n->num_inputs() != 1 || !n->input(0)) return false;
-    std::vector<int64_t> perm = n->GetInts("perm");
-    if (perm.empty()) {  // the default reverses the dims
-      const auto& shape = n->input(0)->type().shape;
-      if (!shape) return false;
-      for (size_t i = shape->size(); i-- > 0;) perm.push_back(static_cast<int64_t>(i));
-    }
-    bool moves_batch_axis = false;
-    for (size_t i = 0; i + 2 < perm.size(); ++i)
-      moves_batch_axis |= perm[i] != static_cast<int64_t>(i);
-    if (!moves_batch_axis) return false;
-    for (const Use& u : n->output(0)->uses())
-      if (u.node->op_type() == "MatMul" && u.node->domain().empty()) return true;
-    return false;
-  }
-
   void KeepBatchTransposesIntoMatMulFp32() {
     for (Node* n : candidates_) {
-      if (fixed_.count(n) || why_[n] == Why::kOverride || !IsBatchTransposeIntoMatMul(n)) continue;
+      if (fixed_.count(n) || why_[n] == Why::kOverride || !IsBatchTransposeIntoMatMul(*n)) continue;
       Set(n, Color::kFp32,
           "fp32: a batch-axis Transpose into MatMul (onnxruntime workaround, "
           "docs/ONNXRUNTIME.md)");

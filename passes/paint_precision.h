@@ -38,4 +38,11 @@ class PaintPrecision : public Pass {
   PrecisionPolicy policy_;
 };
 
+// A Transpose that moves a batch axis (perm[i] != i for some i < rank - 2)
+// whose result - or `read`, a value made from it by layout ops and Casts -
+// a default-domain MatMul reads: the pattern onnxruntime 1.32 crashes on at
+// ORT_ENABLE_ALL in half (docs/ONNXRUNTIME.md). paint-precision keeps such
+// a Transpose FP32; fold-casts leaves its Casts.
+bool IsBatchTransposeIntoMatMul(const Node& transpose, const Value* read = nullptr);
+
 }  // namespace amp

@@ -8,6 +8,7 @@
 #include "passes/bind_dims.h"
 #include "passes/dce.h"
 #include "passes/elide_dropout.h"
+#include "passes/fold_attention_views.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
@@ -68,8 +69,15 @@ PassPipeline Specialize(const SpecializeOptions& options) {
   // single kernels.
   p.Add(std::make_unique<ElideDropout>());
   p.Add(std::make_unique<FoldIntoGemm>());
-  // Attention and its backward into two kernels that keep no scores.
-  if (options.fuse_attention) p.Add(std::make_unique<FuseAttention>(options.keep));
+  // Attention and its backward into two kernels that keep no scores, which
+  // read and write their operands where the layout ops around them put them.
+  if (options.fuse_attention) {
+    p.Add(std::make_unique<FuseAttention>(options.keep));
+    // (The Casts around a gradient's head transposes, left for onnxruntime's
+    // sake while a MatMul read them, go now that the attention does.)
+    p.Add(std::make_unique<FoldCasts>());
+    p.Add(std::make_unique<FoldAttentionViews>(options.keep));
+  }
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   // Biases, ReLUs and bias gradients into the GEMMs' epilogues.
   if (options.fuse_gemm_epilogue) p.Add(std::make_unique<FuseGemmEpilogue>(options.keep));

@@ -9,6 +9,7 @@
 #include "passes/dce.h"
 #include "passes/elide_dropout.h"
 #include "passes/expand_gradient.h"
+#include "passes/fold_attention_views.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_shapes.h"
@@ -68,6 +69,7 @@ const Entry kPasses[] = {
     {ElideDropout::kName, Make<ElideDropout>},
     {TrainMode::kName, Make<TrainMode>},
     {ExpandGradient::kName, Make<ExpandGradient>},
+    {FoldAttentionViews::kName, Make<FoldAttentionViews>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},

@@ -15,6 +15,7 @@
 #include <map>
 
 #include "kernels/cuda/ops.h"
+#include "ops/attention.h"
 #include "ops/fused_elementwise.h"
 #include "runtime/backend.h"
 
@@ -707,41 +708,68 @@ Status NormalizeGradFn(const Ctx& c) {
 }
 
 // ai.amp Attention (q, k, v [, mask]) and AttentionGrad (q, k, v, dO
-// [, mask]): the slices, the head dims and the mask's broadcast strides.
-StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t mask_input) {
-  const TensorRef &q = c.I(0), &k = c.I(1), &v = c.I(2);
-  size_t r = q.dims.size();
-  if (r < 2 || k.dims.size() != r || v.dims.size() != r)
-    return c.Error("q, k and v need one rank >= 2");
-  if (r - 2 > static_cast<size_t>(cuda::kMaxRank))
-    return Unimplemented("attention of batch rank ", r - 2, " is over the CUDA kernels' ",
+// [, mask]): the slices, the head dims, each operand's view (ops/attention.h)
+// and the mask's broadcast strides.
+StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, size_t mask_input) {
+  std::vector<std::vector<int64_t>> dims;
+  for (size_t i = 0; i < inputs; ++i) dims.push_back(c.I(i).dims);
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l,
+                       AttentionLayoutOf(AttentionAttrs::Of(c.node, c.out.size()), dims));
+  for (size_t o = 0; o < c.out.size(); ++o)
+    if (c.has_out(o) && c.O(o).dims != l.out_shapes[o])
+      return c.Error("output ", o, " is not of the shape the node's layout gives");
+  if (l.batch.size() > static_cast<size_t>(cuda::kMaxRank))
+    return Unimplemented("attention of batch rank ", l.batch.size(), " is over the CUDA kernels' ",
                          cuda::kMaxRank);
   cuda::AttentionShape s;
-  s.trans_b = c.node.GetInt("transB", 1) != 0;
-  s.dk_trans = c.node.GetInt("dk_trans", 0) != 0;
   s.alpha = c.node.GetFloat("alpha", 1.0f);
   s.grad_alpha = c.node.GetFloat("grad_alpha", s.alpha);
-  s.sq = q.dims[r - 2];
-  s.d = q.dims[r - 1];
-  s.sk = s.trans_b ? k.dims[r - 2] : k.dims[r - 1];
-  s.dv = v.dims[r - 1];
-  s.batch_rank = static_cast<int>(r - 2);
-  for (size_t i = 0; i + 2 < r; ++i) {
-    if (k.dims[i] != q.dims[i] || v.dims[i] != q.dims[i])
-      return c.Error("q, k and v need the same batch dims");
-    s.batch_dims[i] = q.dims[i];
-    s.slices *= q.dims[i];
+  s.slices = l.slices;
+  s.sq = l.sq;
+  s.sk = l.sk;
+  s.d = l.d;
+  s.dv = l.dv;
+  s.batch_rank = static_cast<int>(l.batch.size());
+  for (size_t i = 0; i < l.batch.size(); ++i) s.batch_dims[i] = l.batch[i];
+  auto view = [&](const AttentionOperand& o) {
+    cuda::AttentionView v;
+    v.offset = o.offset;
+    for (size_t i = 0; i < l.batch.size(); ++i) v.batch_strides[i] = o.batch_strides[i];
+    v.row = o.row;
+    v.col = o.col;
+    return v;
+  };
+  s.q = view(l.operands[kAttnQ]);
+  s.k = view(l.operands[kAttnK]);
+  s.v = view(l.operands[kAttnV]);
+  if (inputs == 3) {
+    s.o = view(l.operands[kAttnO]);
+  } else {
+    s.dout = view(l.operands[kAttnDO]);
+    s.dq = view(l.operands[kAttnDQ]);
+    s.dk = view(l.operands[kAttnDK]);
+    s.dv_ = view(l.operands[kAttnDV]);
   }
-  if ((s.trans_b ? k.dims[r - 1] : k.dims[r - 2]) != s.d || v.dims[r - 2] != s.sk)
-    return c.Error("k or v does not match q");
   if (c.has_in(mask_input)) {
-    std::vector<int64_t> scores(q.dims.begin(), q.dims.end() - 2);
+    std::vector<int64_t> scores = l.batch;
     scores.push_back(s.sq);
     scores.push_back(s.sk);
     std::vector<int64_t> st = BroadcastStrides(c.I(mask_input).dims, scores);
-    for (size_t i = 0; i + 2 < r; ++i) s.mask_batch_strides[i] = st[i];
-    s.mask_si = st[r - 2];
-    s.mask_sj = st[r - 1];
+    for (size_t i = 0; i < l.batch.size(); ++i) s.mask_batch_strides[i] = st[i];
+    s.mask_si = st[st.size() - 2];
+    s.mask_sj = st.back();
+  }
+  // An output's elements no view covers are zero.
+  if (l.views) {
+    for (int o = 0; o < static_cast<int>(c.out.size()); ++o) {
+      if (!c.has_out(o)) continue;
+      AMP_ASSIGN_OR_RETURN(bool tiled,
+                           AttentionOutputTiled(AttentionAttrs::Of(c.node, c.out.size()), l, o));
+      if (!tiled)
+        AMP_RETURN_IF_ERROR(CudaCheck(
+            cudaMemsetAsync(c.O(o).data, 0, c.O(o).numel() * DTypeSize(c.O(o).dtype), c.stream),
+            "cudaMemsetAsync"));
+    }
   }
   return s;
 }
@@ -749,23 +777,28 @@ StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t mask_input)
 DevPtr Optional(const Ctx& c, size_t i) { return c.has_in(i) ? P(c.I(i)) : DevPtr{}; }
 
 Status AttentionFn(const Ctx& c) {
-  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 3));
+  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 3, 3));
   return cuda::Attention(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), Optional(c, 3), c.O(0).data,
                          Dt(c.O(0)), c.stream);
 }
 
 Status AttentionGradFn(const Ctx& c) {
-  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 4));
-  if (!c.has_out(0) || !c.has_out(1) || !c.has_out(2))
-    return c.Error("the CUDA kernels write dq, dk and dv: all three must be used");
+  AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 4, 4));
+  for (size_t o = 0; o < c.out.size(); ++o)
+    if (!c.has_out(o))
+      return c.Error("the CUDA kernels write dq, dk and dv: every output must be used");
+  // One packed output holds all three gradients.
+  TensorRef& dq = c.O(0);
+  TensorRef& dk = c.out.size() == 3 ? c.O(1) : c.O(0);
+  TensorRef& dv = c.out.size() == 3 ? c.O(2) : c.O(0);
   size_t stats = static_cast<size_t>(s.slices * s.sq) * 3 * sizeof(float);
   if (stats > c.workspace_bytes)
     return Unimplemented(c.node.Describe(), ": ", s.slices * s.sq,
                          " query rows need more than the CUDA backend's workspace for their "
                          "softmax statistics");
-  return cuda::AttentionGrad(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), P(c.I(3)), Optional(c, 4),
-                             c.O(0).data, Dt(c.O(0)), c.O(1).data, Dt(c.O(1)), c.O(2).data,
-                             Dt(c.O(2)), static_cast<float*>(c.workspace), c.stream);
+  return cuda::AttentionGrad(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), P(c.I(3)), Optional(c, 4), dq.data,
+                             Dt(dq), dk.data, Dt(dk), dv.data, Dt(dv),
+                             static_cast<float*>(c.workspace), c.stream);
 }
 
 Status BatchNormGradFn(const Ctx& c) {

@@ -1,10 +1,15 @@
 // ai.amp Attention and AttentionGrad (fuse-attention; the ops' facts are in
-// ops/attention.cc): one slice ([Sq, Sk] scores of one batch and head) at a
-// time, so that no [..., Sq, Sk] tensor outlives the kernel. Each step calls
+// ops/attention.cc, their operands' layouts decoded by ops/attention.h): one
+// slice ([Sq, Sk] scores of one batch and head) at a time, so that no
+// [..., Sq, Sk] tensor outlives the kernel; each operand read in place
+// where its rows are contiguous (the view form's strided q, k, v), and
+// written at its strides. Each step calls
 // what the unfused step calls - the same OpenBLAS GEMM per slice, Softmax's
 // row arithmetic (softmax_row.h), ReduceSum's double sum, FP32 elementwise
 // ops and one rounding where the unfused step casts - so on the CPU the
 // fused step's values are the unfused step's bit for bit.
+#include "ops/attention.h"
+
 #include <algorithm>
 #include <optional>
 
@@ -15,34 +20,52 @@
 namespace amp::cpu {
 namespace {
 
-struct Slices {
-  int64_t count = 1, sq = 0, sk = 0, d = 0, dv = 0;
-  bool tb = true;             // k is [Sk, D] (read transposed), else [D, Sk]
-  std::vector<int64_t> dims;  // of the scores: batch..., Sq, Sk
+// A float tensor's values as an operand's matrix of slice `b`: a pointer
+// and leading dimension into the widened tensor when its rows (or, with
+// `allow_trans`, its columns) are contiguous, else a contiguous copy.
+// `trans`: the matrix is stored as its transpose ([cols, rows]).
+struct Mat {
+  const float* p = nullptr;
+  int64_t ld = 0;
+  bool trans = false;
+  std::vector<float> copy;
 };
 
-StatusOr<Slices> SlicesOf(const KernelContext& ctx) {
-  const TensorRef &q = ctx.in(0), &k = ctx.in(1), &v = ctx.in(2);
-  size_t r = q.dims.size();
-  if (r < 2 || k.dims.size() != r || v.dims.size() != r)
-    return ctx.Error("q, k and v need one rank >= 2");
-  Slices s;
-  s.tb = ctx.node.GetInt("transB", 1) != 0;
-  s.sq = q.dims[r - 2];
-  s.d = q.dims[r - 1];
-  s.sk = s.tb ? k.dims[r - 2] : k.dims[r - 1];
-  s.dv = v.dims[r - 1];
-  for (size_t i = 0; i + 2 < r; ++i) {
-    if (k.dims[i] != q.dims[i] || v.dims[i] != q.dims[i])
-      return ctx.Error("q, k and v need the same batch dims");
-    s.count *= q.dims[i];
+Mat Read(const float* data, const AttentionLayout& l, const AttentionOperand& o, int64_t b,
+         int64_t rows, int64_t cols, bool allow_trans) {
+  Mat m;
+  const float* base = data + l.SliceOffset(o, b);
+  if (o.col == 1 && (rows <= 1 || o.row >= cols)) {
+    m.p = base;
+    m.ld = std::max<int64_t>(rows <= 1 ? cols : o.row, 1);
+    return m;
   }
-  if ((s.tb ? k.dims[r - 1] : k.dims[r - 2]) != s.d || v.dims[r - 2] != s.sk)
-    return ctx.Error("k or v does not match q");
-  s.dims.assign(q.dims.begin(), q.dims.end() - 2);
-  s.dims.push_back(s.sq);
-  s.dims.push_back(s.sk);
-  return s;
+  if (allow_trans && o.row == 1 && (cols <= 1 || o.col >= rows)) {
+    m.p = base;
+    m.ld = std::max<int64_t>(cols <= 1 ? rows : o.col, 1);
+    m.trans = true;
+    return m;
+  }
+  m.copy.resize(rows * cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) m.copy[r * cols + c] = base[r * o.row + c * o.col];
+  m.p = m.copy.data();
+  m.ld = std::max<int64_t>(cols, 1);
+  return m;
+}
+
+// Stores matrix x of slice b ([rows, cols], or [cols, rows] when `trans`)
+// into operand o of float tensor t, rounding once.
+void Write(TensorRef& t, const AttentionLayout& l, const AttentionOperand& o, int64_t b,
+           int64_t rows, int64_t cols, const float* x, bool trans) {
+  int64_t base = l.SliceOffset(o, b);
+  VisitFloat(t.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = t.as<T>() + base;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        p[r * o.row + c * o.col] = Store<T>(x[trans ? c * rows + r : r * cols + c]);
+  });
 }
 
 // A float rounded to `t` and widened back (what storing it in t then
@@ -53,26 +76,17 @@ float RoundTo(DType t, float x) {
   return x;
 }
 
-// Stores n floats at element `at` of float tensor t, rounding once.
-void StoreAt(TensorRef& t, int64_t at, const float* x, int64_t n) {
-  VisitFloat(t.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = t.as<T>() + at;
-    for (int64_t i = 0; i < n; ++i) p[i] = Store<T>(x[i]);
-  });
-}
-
-// The additive mask, broadcast to the scores: the offset of element (i, j)
-// of slice b in the mask's data.
+// The additive mask, broadcast to the scores [batch..., Sq, Sk].
 class Mask {
  public:
-  Mask(const KernelContext& ctx, size_t input, const Slices& s) {
+  Mask(const KernelContext& ctx, size_t input, const AttentionLayout& l) : batch_dims_(l.batch) {
     if (!ctx.has_input(input)) return;
+    std::vector<int64_t> dims = l.batch;
+    dims.push_back(l.sq);
+    dims.push_back(l.sk);
     view_.emplace(ctx.in(input));
-    strides_ = BroadcastStrides(ctx.in(input).dims, s.dims);
-    batch_dims_.assign(s.dims.begin(), s.dims.end() - 2);
+    strides_ = BroadcastStrides(ctx.in(input).dims, dims);
   }
-  bool present() const { return view_.has_value(); }
   // Adds the mask of slice b to its scores [sq, sk].
   void AddTo(int64_t b, float* scores, int64_t sq, int64_t sk) const {
     if (!view_) return;
@@ -92,86 +106,124 @@ class Mask {
   std::vector<int64_t> strides_, batch_dims_;
 };
 
-// The probabilities of slice b: p = Softmax(alpha * q . op(k) + mask) in
+StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, size_t inputs) {
+  std::vector<std::vector<int64_t>> dims;
+  for (size_t i = 0; i < inputs; ++i) dims.push_back(ctx.in(i).dims);
+  auto l = AttentionLayoutOf(AttentionAttrs::Of(ctx.node, ctx.outputs.size()), dims);
+  if (!l.ok()) return l.status();
+  for (size_t o = 0; o < ctx.outputs.size(); ++o)
+    if (ctx.has_output(o) && ctx.out(o).dims != l->out_shapes[o])
+      return ctx.Error("output ", o, " is not of the shape the node's layout gives");
+  return l;
+}
+
+// Zeroes the elements of output `o` no view covers (views that leave some
+// out: ops/attention.cc).
+Status ZeroUncovered(KernelContext& ctx, const AttentionLayout& l, int o) {
+  AMP_ASSIGN_OR_RETURN(
+      bool tiled, AttentionOutputTiled(AttentionAttrs::Of(ctx.node, ctx.outputs.size()), l, o));
+  if (tiled) return Status::Ok();
+  TensorRef& t = ctx.out(o);
+  VisitFloat(t.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    std::fill(t.as<T>(), t.as<T>() + t.numel(), Store<T>(0.f));
+  });
+  return Status::Ok();
+}
+
+// The probabilities of slice b: p = Softmax(alpha * q . k^T + mask) in
 // FP32, and p16 = p rounded to `prob_type` (v's type, what the unfused step
 // casts them to before the product with v).
-void Probabilities(const Slices& s, int64_t b, float alpha, const float* q, const float* k,
+void Probabilities(const AttentionLayout& l, int64_t b, float alpha, const Mat& q, const Mat& k,
                    const Mask& mask, DType prob_type, float* p, float* p16) {
-  Sgemm(false, s.tb, s.sq, s.sk, s.d, alpha, q + b * s.sq * s.d, s.d, k + b * s.sk * s.d,
-        s.tb ? s.d : s.sk, 0.f, p, s.sk);
-  mask.AddTo(b, p, s.sq, s.sk);
-  ParallelFor(s.sq, std::max<int64_t>(1, 4096 / std::max<int64_t>(s.sk, 1)),
+  Sgemm(false, !k.trans, l.sq, l.sk, l.d, alpha, q.p, q.ld, k.p, k.ld, 0.f, p, l.sk);
+  mask.AddTo(b, p, l.sq, l.sk);
+  ParallelFor(l.sq, std::max<int64_t>(1, 4096 / std::max<int64_t>(l.sk, 1)),
               [&](int64_t first, int64_t last) {
-                std::vector<double> row(s.sk);
+                std::vector<double> row(l.sk);
                 for (int64_t i = first; i < last; ++i) {
-                  float* x = p + i * s.sk;
-                  SoftmaxRow([&](int64_t j) -> float& { return x[j]; }, s.sk, row.data());
-                  for (int64_t j = 0; j < s.sk; ++j) p16[i * s.sk + j] = RoundTo(prob_type, x[j]);
+                  float* x = p + i * l.sk;
+                  SoftmaxRow([&](int64_t j) -> float& { return x[j]; }, l.sk, row.data());
+                  for (int64_t j = 0; j < l.sk; ++j) p16[i * l.sk + j] = RoundTo(prob_type, x[j]);
                 }
               });
 }
 
 Status AttentionKernel(KernelContext& ctx) {
-  AMP_ASSIGN_OR_RETURN(Slices s, SlicesOf(ctx));
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, 3));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   FloatView q(ctx.in(0)), k(ctx.in(1)), v(ctx.in(2));
-  Mask mask(ctx, 3, s);
+  Mask mask(ctx, 3, l);
+  const auto& ops = l.operands;
+  AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, l, 0));
   DType prob_type = ctx.in(2).dtype;
-  std::vector<float> p(s.sq * s.sk), p16(s.sq * s.sk), o(s.sq * s.dv);
-  for (int64_t b = 0; b < s.count; ++b) {
-    Probabilities(s, b, alpha, q.data(), k.data(), mask, prob_type, p.data(), p16.data());
-    Sgemm(false, false, s.sq, s.dv, s.sk, 1.f, p16.data(), s.sk, v.data() + b * s.sk * s.dv, s.dv,
-          0.f, o.data(), s.dv);
-    StoreAt(ctx.out(0), b * s.sq * s.dv, o.data(), s.sq * s.dv);
+  std::vector<float> p(l.sq * l.sk), p16(l.sq * l.sk), o(l.sq * l.dv);
+  for (int64_t b = 0; b < l.slices; ++b) {
+    Mat qb = Read(q.data(), l, ops[kAttnQ], b, l.sq, l.d, false);
+    Mat kb = Read(k.data(), l, ops[kAttnK], b, l.sk, l.d, true);
+    Mat vb = Read(v.data(), l, ops[kAttnV], b, l.sk, l.dv, false);
+    Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data());
+    Sgemm(false, false, l.sq, l.dv, l.sk, 1.f, p16.data(), l.sk, vb.p, vb.ld, 0.f, o.data(), l.dv);
+    Write(ctx.out(0), l, ops[kAttnO], b, l.sq, l.dv, o.data(), false);
   }
   return Status::Ok();
 }
 
 Status AttentionGradKernel(KernelContext& ctx) {
-  AMP_ASSIGN_OR_RETURN(Slices s, SlicesOf(ctx));
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, 4));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   float grad_alpha = ctx.node.GetFloat("grad_alpha", alpha);
-  bool dk_trans = ctx.node.GetInt("dk_trans", 0) != 0;
   FloatView q(ctx.in(0)), k(ctx.in(1)), v(ctx.in(2)), dout(ctx.in(3));
-  Mask mask(ctx, 4, s);
+  Mask mask(ctx, 4, l);
+  const auto& ops = l.operands;
+  for (int o = 0; o < static_cast<int>(ctx.outputs.size()); ++o)
+    if (ctx.has_output(o)) AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, l, o));
+  auto out = [&](int operand) -> TensorRef* {
+    int t = ops[operand].tensor;
+    return ctx.has_output(t) ? &ctx.out(t) : nullptr;
+  };
+  // dk as [D, Sk] (q^T . dS) when that is how it is stored.
+  const AttentionOperand& dko = ops[kAttnDK];
+  bool dk_trans = dko.row == 1 && dko.col != 1;
   DType prob_type = ctx.in(2).dtype, ds_type = ctx.in(0).dtype;
-  int64_t n = s.sq * s.sk;
+  int64_t n = l.sq * l.sk;
   std::vector<float> p(n), p16(n), dp(n), ds(n);
-  std::vector<float> dq(s.sq * s.d), dk(s.sk * s.d), dv(s.sk * s.dv);
-  for (int64_t b = 0; b < s.count; ++b) {
-    const float* qb = q.data() + b * s.sq * s.d;
-    const float* kb = k.data() + b * s.sk * s.d;
-    const float* vb = v.data() + b * s.sk * s.dv;
-    const float* dob = dout.data() + b * s.sq * s.dv;
-    Probabilities(s, b, alpha, q.data(), k.data(), mask, prob_type, p.data(), p16.data());
+  std::vector<float> dq(l.sq * l.d), dk(l.sk * l.d), dv(l.sk * l.dv);
+  for (int64_t b = 0; b < l.slices; ++b) {
+    Mat qb = Read(q.data(), l, ops[kAttnQ], b, l.sq, l.d, false);
+    Mat kb = Read(k.data(), l, ops[kAttnK], b, l.sk, l.d, true);
+    Mat vb = Read(v.data(), l, ops[kAttnV], b, l.sk, l.dv, false);
+    Mat dob = Read(dout.data(), l, ops[kAttnDO], b, l.sq, l.dv, false);
+    Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data());
     // dP = dO . v^T in FP32; dv = round(P)^T . dO.
-    Sgemm(false, true, s.sq, s.sk, s.dv, 1.f, dob, s.dv, vb, s.dv, 0.f, dp.data(), s.sk);
-    Sgemm(true, false, s.sk, s.dv, s.sq, 1.f, p16.data(), s.sk, dob, s.dv, 0.f, dv.data(), s.dv);
+    Sgemm(false, true, l.sq, l.sk, l.dv, 1.f, dob.p, dob.ld, vb.p, vb.ld, 0.f, dp.data(), l.sk);
+    Sgemm(true, false, l.sk, l.dv, l.sq, 1.f, p16.data(), l.sk, dob.p, dob.ld, 0.f, dv.data(),
+          l.dv);
     // Softmax's backward: dS = (dP - rowsum(dP * P)) * P, rounded to q's type.
-    ParallelFor(s.sq, std::max<int64_t>(1, 4096 / std::max<int64_t>(s.sk, 1)),
+    ParallelFor(l.sq, std::max<int64_t>(1, 4096 / std::max<int64_t>(l.sk, 1)),
                 [&](int64_t first, int64_t last) {
                   for (int64_t i = first; i < last; ++i) {
-                    const float* pi = p.data() + i * s.sk;
-                    const float* dpi = dp.data() + i * s.sk;
+                    const float* pi = p.data() + i * l.sk;
+                    const float* dpi = dp.data() + i * l.sk;
                     double acc = 0;
-                    for (int64_t j = 0; j < s.sk; ++j) acc += static_cast<double>(dpi[j] * pi[j]);
+                    for (int64_t j = 0; j < l.sk; ++j) acc += static_cast<double>(dpi[j] * pi[j]);
                     float r = static_cast<float>(acc);
-                    for (int64_t j = 0; j < s.sk; ++j)
-                      ds[i * s.sk + j] = RoundTo(ds_type, (dpi[j] - r) * pi[j]);
+                    for (int64_t j = 0; j < l.sk; ++j)
+                      ds[i * l.sk + j] = RoundTo(ds_type, (dpi[j] - r) * pi[j]);
                   }
                 });
-    // dq = grad_alpha * dS . op(k)^T; dk = grad_alpha * dS^T . q (or q^T . dS).
-    Sgemm(false, !s.tb, s.sq, s.d, s.sk, grad_alpha, ds.data(), s.sk, kb, s.tb ? s.d : s.sk, 0.f,
-          dq.data(), s.d);
+    // dq = grad_alpha * dS . k; dk = grad_alpha * dS^T . q (or q^T . dS).
+    Sgemm(false, kb.trans, l.sq, l.d, l.sk, grad_alpha, ds.data(), l.sk, kb.p, kb.ld, 0.f,
+          dq.data(), l.d);
     if (dk_trans)
-      Sgemm(true, false, s.d, s.sk, s.sq, grad_alpha, qb, s.d, ds.data(), s.sk, 0.f, dk.data(),
-            s.sk);
+      Sgemm(true, false, l.d, l.sk, l.sq, grad_alpha, qb.p, qb.ld, ds.data(), l.sk, 0.f, dk.data(),
+            l.sk);
     else
-      Sgemm(true, false, s.sk, s.d, s.sq, grad_alpha, ds.data(), s.sk, qb, s.d, 0.f, dk.data(),
-            s.d);
-    if (ctx.has_output(0)) StoreAt(ctx.out(0), b * s.sq * s.d, dq.data(), s.sq * s.d);
-    if (ctx.has_output(1)) StoreAt(ctx.out(1), b * s.sk * s.d, dk.data(), s.sk * s.d);
-    if (ctx.has_output(2)) StoreAt(ctx.out(2), b * s.sk * s.dv, dv.data(), s.sk * s.dv);
+      Sgemm(true, false, l.sk, l.d, l.sq, grad_alpha, ds.data(), l.sk, qb.p, qb.ld, 0.f, dk.data(),
+            l.d);
+    if (TensorRef* t = out(kAttnDQ)) Write(*t, l, ops[kAttnDQ], b, l.sq, l.d, dq.data(), false);
+    if (TensorRef* t = out(kAttnDK)) Write(*t, l, dko, b, l.sk, l.d, dk.data(), dk_trans);
+    if (TensorRef* t = out(kAttnDV)) Write(*t, l, ops[kAttnDV], b, l.sk, l.dv, dv.data(), false);
   }
   return Status::Ok();
 }

@@ -235,21 +235,27 @@ Status FusedAdam(int n_tensors, const float* const* p, const float* const* g, co
                  bool decoupled, void* stream);
 
 // ai.amp Attention and AttentionGrad (ops/attention.cc) over `slices`
-// [Sq, Sk] attentions: q [slices, Sq, D], k [slices, Sk, D] (trans_b) or
-// [slices, D, Sk], v and dv [slices, Sk, Dv], dk like k unless dk_trans
-// ([slices, D, Sk]); the mask (data null: none) at mask_batch_strides over
-// the batch dims and mask_si, mask_sj over the scores' rows and columns.
-// Heads of up to kAttentionMaxHead dims. AttentionGrad's `stats` is device
-// scratch of 3 floats per query row.
+// [Sq, Sk] attentions, each operand a strided view (ops/attention.h's
+// layout): element (slice b, row r, col c) at offset + the batch strides of
+// b's index + r * row + c * col. Rows are queries (q, O, dO, dq) or keys
+// (k, v, dk, dv); columns the head dims. The mask (data null: none) at
+// mask_batch_strides over the batch dims and mask_si, mask_sj over the
+// scores' rows and columns. Heads of up to kAttentionMaxHead dims.
+// AttentionGrad's `stats` is device scratch of 3 floats per query row.
 constexpr int kAttentionMaxHead = 128;
+struct AttentionView {
+  int64_t offset = 0;
+  int64_t batch_strides[kMaxRank] = {};
+  int64_t row = 0, col = 0;
+};
 struct AttentionShape {
   int64_t slices = 1, sq = 0, sk = 0, d = 0, dv = 0;
-  bool trans_b = true, dk_trans = false;
   float alpha = 1, grad_alpha = 1;
   int batch_rank = 0;
   int64_t batch_dims[kMaxRank] = {};
   int64_t mask_batch_strides[kMaxRank] = {};
   int64_t mask_si = 0, mask_sj = 0;
+  AttentionView q, k, v, o, dout, dq, dk, dv_;
 };
 Status Attention(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr mask, void* out,
                  int out_dtype, void* stream);

@@ -82,6 +82,9 @@ StatusOr<Run> RunGraph(const std::string& text, bool fuse, uint32_t seed) {
   o.mode = TrainingInfoMode::kForward;
   o.poison = true;
   if (!fuse) o.disabled_passes.insert("fuse-elementwise");
+  // The chains' Casts are what is tested: specialization's fold-casts would
+  // take an exact round trip away.
+  o.disabled_passes.insert("fold-casts");
   AMP_ASSIGN_OR_RETURN(auto s, Executor::Create(std::move(m), o));
   std::mt19937 rng(seed);
   for (const Value* in : s->model().graph->inputs())
@@ -822,6 +825,109 @@ g (float[6,8] x) => (float[6,5] logits)
   }
 }
 
+// fold-attention-views: TorchScript's nn.MultiheadAttention (the packed
+// in-projection [S, B, 3E] unflattened, moved and split into q, k, v; the
+// output's heads merged back for the out-projection; batch_first's
+// transposes around it) trained one SGD step with the layout ops folded
+// into the attention nodes' views and without: the updated weights and the
+// loss bit for bit, FP32 and O1 (fp16, bf16). Folded, the forward reads q,
+// k and v in the projection's output and writes the heads merged, and the
+// backward writes the packed gradient (one output): no Gather, Concat or
+// head Transpose runs.
+TEST(FoldAttentionViewsTest, PackedMultiheadAttentionIsTheUnfoldedOneBitForBit) {
+  // S 5, B 2, E 12, 3 heads of 4.
+  std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,5,12] h) => (float[2,5,12] y)
+<float[36,12] w = {W}, float[36] b = {B}, float[12,12] wo = {WO}, float[12] bo = {BO},
+ int64[4] s1 = {5, 2, 3, 12}, int64[1] z = {0}, int64[1] three = {3},
+ int64[3] s2 = {5, 6, 4}, int64[4] s3 = {2, 3, 5, 4}, int64[2] s4 = {10, 12},
+ int64[3] s5 = {5, 2, 12}>
+{
+  i0 = Constant <value = int64 {0}> ()
+  i1 = Constant <value = int64 {1}> ()
+  i2 = Constant <value = int64 {2}> ()
+  c = Constant <value = float {0.7071}> ()
+  ht = Transpose <perm = [1, 0, 2]> (h)
+  wt = Transpose <perm = [1, 0]> (w)
+  mm = MatMul (ht, wt)
+  x = Add (b, mm)
+  r = Reshape (x, s1)
+  u = Unsqueeze (r, z)
+  t = Transpose <perm = [3, 1, 2, 0, 4]> (u)
+  sq = Squeeze (t, three)
+  g0 = Gather <axis = 0> (sq, i0)
+  g1 = Gather <axis = 0> (sq, i1)
+  g2 = Gather <axis = 0> (sq, i2)
+  a0 = Reshape (g0, s2)
+  a1 = Reshape (g1, s2)
+  a2 = Reshape (g2, s2)
+  b0 = Transpose <perm = [1, 0, 2]> (a0)
+  b1 = Transpose <perm = [1, 0, 2]> (a1)
+  b2 = Transpose <perm = [1, 0, 2]> (a2)
+  q = Reshape (b0, s3)
+  k = Reshape (b1, s3)
+  v = Reshape (b2, s3)
+  qs = Mul (q, c)
+  ks = Mul (k, c)
+  kt = Transpose <perm = [0, 1, 3, 2]> (ks)
+  sc = MatMul (qs, kt)
+  p = Softmax <axis = -1> (sc)
+  o = MatMul (p, v)
+  ot = Transpose <perm = [2, 0, 1, 3]> (o)
+  of = Reshape (ot, s4)
+  y0 = Gemm <transB = 1> (of, wo, bo)
+  y1 = Reshape (y0, s5)
+  y = Transpose <perm = [1, 0, 2]> (y1)
+})";
+  FillWeights(text, {{"W", 432}, {"B", 36}, {"WO", 144}, {"BO", 12}}, 31, 0.4);
+  struct Case {
+    const char* name;
+    OptLevel level;
+    DType half;
+  };
+  for (Case c :
+       {Case{"fp32", OptLevel::kO0, DType::kFloat16}, Case{"fp16", OptLevel::kO1, DType::kFloat16},
+        Case{"bf16", OptLevel::kO1, DType::kBFloat16}}) {
+    SCOPED_TRACE(c.name);
+    pipelines::TrainingOptions t;
+    t.loss.kind = "mse";
+    t.loss.output = "y";
+    t.loss.label_type = DType::kFloat32;
+    t.optimizer.lr = 0.5f;
+    std::map<std::string, Tensor> got[2];
+    std::map<std::string, size_t> calls[2];
+    for (int fold = 0; fold < 2; ++fold) {
+      ExecutorOptions o;
+      if (!fold) o.disabled_passes = {"fold-attention-views"};
+      auto ex = TrainingStep(text, t, c.level, c.half, o);
+      ASSERT_TRUE(ex.ok()) << ex.status().message();
+      std::mt19937 inputs(37);
+      for (const Value* in : (*ex)->model().graph->inputs()) {
+        if (in->name() == "lr") continue;
+        Tensor x = Random(in->dtype(), *StaticDims(*in->type().shape), inputs);
+        ASSERT_TRUE((*ex)->SetInput(in->name(), x).ok()) << in->name();
+      }
+      ASSERT_TRUE((*ex)->SetInput("lr", FloatScalar(0.5)).ok());
+      Status st = (*ex)->Run();
+      ASSERT_TRUE(st.ok()) << st.message();
+      calls[fold] = CallsByOp(**ex);
+      auto v = FetchAll(**ex, {"w", "b", "wo", "bo", "loss"});
+      ASSERT_TRUE(v.ok()) << v.status().message();
+      got[fold] = *v;
+    }
+    EXPECT_EQ(calls[0]["ai.amp:AttentionGrad"], 1u);
+    EXPECT_EQ(calls[1]["ai.amp:AttentionGrad"], 1u);
+    EXPECT_GE(calls[0]["Gather"], 3u);
+    EXPECT_EQ(calls[1]["Gather"], 0u);
+    EXPECT_EQ(calls[1]["Concat"], 0u);
+    // Only batch_first's three (h, y and y's gradient) are left: the
+    // gradients of q, k and v went into the packed gradient.
+    EXPECT_EQ(calls[1]["Transpose"], 3u) << "the head transposes stayed";
+    EXPECT_GE(calls[0]["Transpose"], 11u);
+    ExpectSameBits(got[0], got[1]);
+  }
+}
+
 // fuse-optimizer for SGD: PyTorch's SGD (plain; momentum; momentum with
 // dampening, whose first buffer is the gradient; Nesterov with weight
 // decay) as one ai.amp FusedSgd and as the optimizer pass's standard ops,
@@ -1283,6 +1389,63 @@ TEST(FusedKernelsTest, ConvWeightGradIsItsSumInDouble) {
         }
 }
 
+// The view form's kernels against the plain form's on the same elements:
+// q, k and v as column blocks of one [B, S, 14] tensor (two columns of it
+// read by none), the forward writing O into columns 1-4 of a [B, S, 6]
+// output and the backward writing dq, dk and dv packed into a [B, S, 14]
+// gradient, on random data, outputs poisoned first: the values are the
+// plain nodes' bit for bit and the elements no view covers are zero.
+TEST(FusedKernelsTest, AttentionViewsAreThePlainAttentionsElements) {
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float[2,5,14] x, float[2,5,4] d) => (float[2,5,4] o, float[2,5,6] ov, float[2,5,4] dq,
+                                       float[2,5,4] dk, float[2,5,4] dv, float[2,5,14] dx)
+<int64[1] c0 = {0}, int64[1] c4 = {4}, int64[1] c8 = {8}, int64[1] c12 = {12}, int64[1] ax = {2}>
+{
+  q = Slice (x, c0, c4, ax)
+  k = Slice (x, c4, c8, ax)
+  v = Slice (x, c8, c12, ax)
+  o = ai.amp.Attention <alpha = 0.5, transB = 1> (q, k, v)
+  ov = ai.amp.Attention <alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 6],
+                         views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x)
+  dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, transB = 1> (q, k, v, d)
+  dx = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, dims = [2, 5, 5, 4, 4],
+                             out_shapes = [3, 2, 5, 14],
+                             views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 0, 20, 4, 1,
+                                      0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1]> (x, x, x, d)
+})";
+  auto r = RunGraph(text, true, 41);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  const auto& out = r->outputs;
+  auto same = [](const Tensor& a, int64_t i, const Tensor& b, int64_t j) {
+    float x = static_cast<float>(a.GetDouble(i)), y = static_cast<float>(b.GetDouble(j));
+    return std::memcmp(&x, &y, sizeof x) == 0;
+  };
+  for (int64_t row = 0; row < 10; ++row) {
+    for (int64_t c = 0; c < 6; ++c) {
+      int64_t at = row * 6 + c;
+      if (c >= 1 && c <= 4)
+        EXPECT_TRUE(same(out.at("ov"), at, out.at("o"), row * 4 + c - 1)) << "ov " << at;
+      else
+        EXPECT_EQ(out.at("ov").GetDouble(at), 0.0) << "ov " << at << " is in no view";
+    }
+    for (int64_t c = 0; c < 14; ++c) {
+      int64_t at = row * 14 + c;
+      if (c >= 12) {
+        EXPECT_EQ(out.at("dx").GetDouble(at), 0.0) << "dx " << at << " is in no view";
+        continue;
+      }
+      const char* part = c < 4 ? "dq" : c < 8 ? "dk" : "dv";
+      EXPECT_TRUE(same(out.at("dx"), at, out.at(part), row * 4 + c % 4)) << "dx " << at;
+    }
+  }
+  // Views of one output that overlap are an error when the kernel runs.
+  std::string overlap = text;
+  overlap.replace(overlap.find("4, 70, 14, 1, 8, 70, 14, 1]>"), 28, "2, 70, 14, 1, 8, 70, 14, 1]>");
+  auto bad = RunGraph(overlap, true, 41);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("overlap"), std::string::npos) << bad.status().message();
+}
+
 TEST(FusedKernelsTest, MalformedNodesAreErrors) {
   struct Bad {
     const char* node;
@@ -1294,6 +1457,25 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o = ai.amp.Attention <transB = 1, out_type = 7> (q, k, v)", "must name float types"},
       {"o, dk, dv = ai.amp.AttentionGrad <transB = 1, out_types = [1, 1, 6]> (q, k, v, q)",
        "must name float types"},
+      {"o = ai.amp.Attention <dims = [6, 5], views = [0], out_shapes = [1, 1]> (q, k, v)",
+       "dims must be [batch..., Sq, Sk, D, Dv]"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1], out_shapes = [3, 2, "
+       "6, 4]> (q, k, v)",
+       "views needs 16 ints"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [90, 48, 8, 1, 0, 40, 8, 1, 0, 20, "
+       "4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 4]> (q, k, v)",
+       "the view of q reaches element"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, 1, 0, 20, "
+       "4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 3]> (q, k, v)",
+       "the view of O reaches element"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, 1, 0, 20, "
+       "4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 4, 1, 5]> (q, k, v)",
+       "out_shapes gives 2 shapes for 1 outputs"},
+      {"o = ai.amp.Attention <transB = 0, dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, "
+       "1, 0, 20, 4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 4]> (q, k, v)",
+       "the view form takes no transB"},
+      {"o, a = ai.amp.AttentionGrad (q, k, v, q)", "has dq, dk and dv, or one packed gradient"},
+      {"o = ai.amp.AttentionGrad (q, k, v, q)", "has one output only in the view form"},
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
       {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},

@@ -94,6 +94,8 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fuse-norm-grad", "attach-loss,autodiff,dce"},
       {"sink-nodes", "bind-dims,fold-shapes,attach-loss,autodiff"},
       {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
+      {"fold-attention-views",
+       "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
   };
   auto m = LoadShipped(c);
@@ -226,7 +228,9 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
   all.fuse_attention = all.fuse_norm_grad = all.fuse_elementwise = true;
   EXPECT_EQ(pipelines::Specialize(all).Describe(),
             "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-"
-            "attention,fuse-norm-grad,rematerialize,fuse-elementwise,batch-casts,sink-nodes");
+            "attention,fold-casts,fold-attention-views,fuse-norm-grad,rematerialize,fuse-"
+            "elementwise,batch-"
+            "casts,sink-nodes");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());

@@ -1,0 +1,80 @@
+// ai.amp Attention and AttentionGrad: where each operand of a node sits in
+// the tensors it reads and writes, decoded once from the node (its plain
+// form's shapes and flags, or the view form fold-attention-views writes),
+// for shape inference and for both backends' kernels. The ops' semantics
+// are in ops/attention.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compiler/ir.h"
+#include "compiler/kernel_attrs.h"
+#include "compiler/status.h"
+
+namespace amp {
+
+// One operand: a [batch..., rows, cols] matrix stack inside tensor `tensor`
+// (an input for q, k, v and dO, an output for O, dq, dk and dv): element
+// (b..., r, c) is at offset + sum b_i * batch_strides[i] + r * row + c * col.
+// Rows are queries (q, O, dO, dq) or keys (k, v, dk, dv); columns the head
+// dims (D for q, k; Dv for v, O).
+struct AttentionOperand {
+  int tensor = 0;
+  int64_t offset = 0;
+  std::vector<int64_t> batch_strides;
+  int64_t row = 0, col = 0;
+};
+
+enum AttentionOperandIndex : int {
+  kAttnQ = 0,
+  kAttnK,
+  kAttnV,
+  kAttnO,
+  kAttnDO = 3,
+  kAttnDQ,
+  kAttnDK,
+  kAttnDV
+};
+
+struct AttentionLayout {
+  std::vector<int64_t> batch;  // the batch dims (heads, batch, ...)
+  int64_t slices = 1, sq = 0, sk = 0, d = 0, dv = 0;
+  // q, k, v, then O (Attention) or dO, dq, dk, dv (AttentionGrad).
+  std::vector<AttentionOperand> operands;
+  std::vector<std::vector<int64_t>> out_shapes;  // per output
+  bool views = false;                            // the view form
+
+  // Where slice `s` (row-major over the batch dims) of operand `o` starts.
+  int64_t SliceOffset(const AttentionOperand& o, int64_t s) const;
+};
+
+// What the layout depends on of a node, from the IR (inference, passes) or
+// from a kernel's decoded attributes.
+struct AttentionAttrs {
+  bool grad = false;  // AttentionGrad
+  std::string describe;
+  size_t num_outputs = 1;
+  bool has_views = false;
+  std::vector<int64_t> dims, views, out_shapes;
+  int64_t trans_b = 1, dk_trans = 0;
+
+  static AttentionAttrs Of(const Node& n);
+  static AttentionAttrs Of(const KernelAttrs& n, size_t num_outputs);
+};
+
+// The layout of `n` given its inputs' dims (q, k, v[, dO] at least). Errors
+// name the node: inconsistent dims, a view outside its tensor.
+StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,
+                                            const std::vector<std::vector<int64_t>>& input_dims);
+
+// For output `out` of a node in the view form: true when the views written
+// into it cover every element once, false when some elements are in none
+// (a kernel zeroes the output first); an error when two views overlap.
+// Cheap for views of one layout at evenly spaced offsets (a packed QKV
+// gradient), else one bit per element.
+StatusOr<bool> AttentionOutputTiled(const AttentionAttrs& n, const AttentionLayout& layout,
+                                    int out);
+
+}  // namespace amp
