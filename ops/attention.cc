@@ -368,21 +368,11 @@ int64_t AttentionLayout::SliceOffset(const AttentionOperand& o, int64_t s) const
   return off;
 }
 
-AttentionAttrs AttentionAttrs::Of(const Node& n) {
-  AttentionAttrs a;
-  a.grad = IsGrad(n);
-  a.describe = n.Describe();
-  a.num_outputs = n.num_outputs();
-  a.has_views = n.HasAttr("views");
-  a.dims = n.GetInts("dims");
-  a.views = n.GetInts("views");
-  a.out_shapes = n.GetInts("out_shapes");
-  a.trans_b = n.GetInt("transB", 1);
-  a.dk_trans = n.GetInt("dk_trans", 0);
-  return a;
-}
-
-AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs) {
+namespace {
+// The attributes the layout reads, from the IR's node or a kernel's decoded
+// copy (both answer the same calls).
+template <typename Attrs>
+AttentionAttrs AttrsFrom(const Attrs& n, size_t num_outputs) {
   AttentionAttrs a;
   a.grad = n.op_type() == "AttentionGrad";
   a.describe = n.Describe();
@@ -394,6 +384,13 @@ AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs) {
   a.trans_b = n.GetInt("transB", 1);
   a.dk_trans = n.GetInt("dk_trans", 0);
   return a;
+}
+}  // namespace
+
+AttentionAttrs AttentionAttrs::Of(const Node& n) { return AttrsFrom(n, n.num_outputs()); }
+
+AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs) {
+  return AttrsFrom(n, num_outputs);
 }
 
 StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,

@@ -713,8 +713,8 @@ Status NormalizeGradFn(const Ctx& c) {
 StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, size_t mask_input) {
   std::vector<std::vector<int64_t>> dims;
   for (size_t i = 0; i < inputs; ++i) dims.push_back(c.I(i).dims);
-  AMP_ASSIGN_OR_RETURN(AttentionLayout l,
-                       AttentionLayoutOf(AttentionAttrs::Of(c.node, c.out.size()), dims));
+  const AttentionAttrs attrs = AttentionAttrs::Of(c.node, c.out.size());
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, AttentionLayoutOf(attrs, dims));
   for (size_t o = 0; o < c.out.size(); ++o)
     if (c.has_out(o) && c.O(o).dims != l.out_shapes[o])
       return c.Error("output ", o, " is not of the shape the node's layout gives");
@@ -763,8 +763,7 @@ StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, siz
   if (l.views) {
     for (int o = 0; o < static_cast<int>(c.out.size()); ++o) {
       if (!c.has_out(o)) continue;
-      AMP_ASSIGN_OR_RETURN(bool tiled,
-                           AttentionOutputTiled(AttentionAttrs::Of(c.node, c.out.size()), l, o));
+      AMP_ASSIGN_OR_RETURN(bool tiled, AttentionOutputTiled(attrs, l, o));
       if (!tiled)
         AMP_RETURN_IF_ERROR(CudaCheck(
             cudaMemsetAsync(c.O(o).data, 0, c.O(o).numel() * DTypeSize(c.O(o).dtype), c.stream),

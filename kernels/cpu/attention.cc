@@ -11,7 +11,9 @@
 #include "ops/attention.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
+#include <tuple>
 
 #include "kernels/cpu/families.h"
 #include "kernels/cpu/parallel.h"
@@ -106,10 +108,11 @@ class Mask {
   std::vector<int64_t> strides_, batch_dims_;
 };
 
-StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, size_t inputs) {
+StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, const AttentionAttrs& attrs,
+                                   size_t inputs) {
   std::vector<std::vector<int64_t>> dims;
   for (size_t i = 0; i < inputs; ++i) dims.push_back(ctx.in(i).dims);
-  auto l = AttentionLayoutOf(AttentionAttrs::Of(ctx.node, ctx.outputs.size()), dims);
+  auto l = AttentionLayoutOf(attrs, dims);
   if (!l.ok()) return l.status();
   for (size_t o = 0; o < ctx.outputs.size(); ++o)
     if (ctx.has_output(o) && ctx.out(o).dims != l->out_shapes[o])
@@ -119,9 +122,9 @@ StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, size_t inputs) {
 
 // Zeroes the elements of output `o` no view covers (views that leave some
 // out: ops/attention.cc).
-Status ZeroUncovered(KernelContext& ctx, const AttentionLayout& l, int o) {
-  AMP_ASSIGN_OR_RETURN(
-      bool tiled, AttentionOutputTiled(AttentionAttrs::Of(ctx.node, ctx.outputs.size()), l, o));
+Status ZeroUncovered(KernelContext& ctx, const AttentionAttrs& attrs, const AttentionLayout& l,
+                     int o) {
+  AMP_ASSIGN_OR_RETURN(bool tiled, AttentionOutputTiled(attrs, l, o));
   if (tiled) return Status::Ok();
   TensorRef& t = ctx.out(o);
   VisitFloat(t.dtype, [&](auto tag) {
@@ -130,6 +133,27 @@ Status ZeroUncovered(KernelContext& ctx, const AttentionLayout& l, int o) {
   });
   return Status::Ok();
 }
+
+// The inputs widened to FP32 once each: the view form's q, k and v are
+// often one tensor.
+class Widened {
+ public:
+  Widened(const KernelContext& ctx, size_t inputs) {
+    for (size_t i = 0; i < inputs; ++i) {
+      const TensorRef& t = ctx.in(i);
+      Key key{t.data, t.dtype, t.numel()};
+      auto it = views_.find(key);
+      if (it == views_.end()) it = views_.emplace(key, ctx.in(i)).first;
+      data_.push_back(it->second.data());
+    }
+  }
+  const float* operator[](size_t i) const { return data_[i]; }
+
+ private:
+  using Key = std::tuple<const void*, DType, int64_t>;  // one tensor's bytes, read as one type
+  std::map<Key, FloatView> views_;
+  std::vector<const float*> data_;
+};
 
 // The probabilities of slice b: p = Softmax(alpha * q . k^T + mask) in
 // FP32, and p16 = p rounded to `prob_type` (v's type, what the unfused step
@@ -150,18 +174,19 @@ void Probabilities(const AttentionLayout& l, int64_t b, float alpha, const Mat& 
 }
 
 Status AttentionKernel(KernelContext& ctx) {
-  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, 3));
+  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size());
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs, 3));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
-  FloatView q(ctx.in(0)), k(ctx.in(1)), v(ctx.in(2));
+  Widened in(ctx, 3);
   Mask mask(ctx, 3, l);
   const auto& ops = l.operands;
-  AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, l, 0));
+  AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, attrs, l, 0));
   DType prob_type = ctx.in(2).dtype;
   std::vector<float> p(l.sq * l.sk), p16(l.sq * l.sk), o(l.sq * l.dv);
   for (int64_t b = 0; b < l.slices; ++b) {
-    Mat qb = Read(q.data(), l, ops[kAttnQ], b, l.sq, l.d, false);
-    Mat kb = Read(k.data(), l, ops[kAttnK], b, l.sk, l.d, true);
-    Mat vb = Read(v.data(), l, ops[kAttnV], b, l.sk, l.dv, false);
+    Mat qb = Read(in[0], l, ops[kAttnQ], b, l.sq, l.d, false);
+    Mat kb = Read(in[1], l, ops[kAttnK], b, l.sk, l.d, true);
+    Mat vb = Read(in[2], l, ops[kAttnV], b, l.sk, l.dv, false);
     Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data());
     Sgemm(false, false, l.sq, l.dv, l.sk, 1.f, p16.data(), l.sk, vb.p, vb.ld, 0.f, o.data(), l.dv);
     Write(ctx.out(0), l, ops[kAttnO], b, l.sq, l.dv, o.data(), false);
@@ -170,14 +195,15 @@ Status AttentionKernel(KernelContext& ctx) {
 }
 
 Status AttentionGradKernel(KernelContext& ctx) {
-  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, 4));
+  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size());
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs, 4));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   float grad_alpha = ctx.node.GetFloat("grad_alpha", alpha);
-  FloatView q(ctx.in(0)), k(ctx.in(1)), v(ctx.in(2)), dout(ctx.in(3));
+  Widened in(ctx, 4);
   Mask mask(ctx, 4, l);
   const auto& ops = l.operands;
   for (int o = 0; o < static_cast<int>(ctx.outputs.size()); ++o)
-    if (ctx.has_output(o)) AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, l, o));
+    if (ctx.has_output(o)) AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, attrs, l, o));
   auto out = [&](int operand) -> TensorRef* {
     int t = ops[operand].tensor;
     return ctx.has_output(t) ? &ctx.out(t) : nullptr;
@@ -190,10 +216,10 @@ Status AttentionGradKernel(KernelContext& ctx) {
   std::vector<float> p(n), p16(n), dp(n), ds(n);
   std::vector<float> dq(l.sq * l.d), dk(l.sk * l.d), dv(l.sk * l.dv);
   for (int64_t b = 0; b < l.slices; ++b) {
-    Mat qb = Read(q.data(), l, ops[kAttnQ], b, l.sq, l.d, false);
-    Mat kb = Read(k.data(), l, ops[kAttnK], b, l.sk, l.d, true);
-    Mat vb = Read(v.data(), l, ops[kAttnV], b, l.sk, l.dv, false);
-    Mat dob = Read(dout.data(), l, ops[kAttnDO], b, l.sq, l.dv, false);
+    Mat qb = Read(in[0], l, ops[kAttnQ], b, l.sq, l.d, false);
+    Mat kb = Read(in[1], l, ops[kAttnK], b, l.sk, l.d, true);
+    Mat vb = Read(in[2], l, ops[kAttnV], b, l.sk, l.dv, false);
+    Mat dob = Read(in[3], l, ops[kAttnDO], b, l.sq, l.dv, false);
     Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data());
     // dP = dO . v^T in FP32; dv = round(P)^T . dO.
     Sgemm(false, true, l.sq, l.sk, l.dv, 1.f, dob.p, dob.ld, vb.p, vb.ld, 0.f, dp.data(), l.sk);

@@ -1474,6 +1474,18 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o = ai.amp.Attention <transB = 0, dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, "
        "1, 0, 20, 4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 4]> (q, k, v)",
        "the view form takes no transB"},
+      {"o = ai.amp.Attention <dims = [2, 6, -5, 8, 4], views = [0], out_shapes = [1, 1]> (q, k, v)",
+       "dims has a negative dim"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, 1, 0, 20, "
+       "4, 1, 0, 24, 4, 1], out_shapes = [3, 2, -6, 4]> (q, k, v)",
+       "out_shapes has a negative dim"},
+      {"o = ai.amp.Attention <dims = [2, 6, 5, 8, 4], views = [0, 48, 8, 1, 0, 40, 8, 1, 0, 20, "
+       "4, 1, 0, 24, 4, 1], out_shapes = [3, 2, 6, 4, 2]> (q, k, v)",
+       "out_shapes is not a list of ranks and dims"},
+      {"o = ai.amp.AttentionGrad <out_types = [1, 10, 1], dims = [2, 6, 5, 8, 4], views = [0, 48, "
+       "8, 1, 0, 40, 8, 1, 0, 20, 4, 1, 0, 24, 4, 1, 0, 48, 8, 1, 0, 40, 8, 1, 0, 20, 4, 1], "
+       "out_shapes = [3, 2, 6, 8]> (q, k, v, q)",
+       "a packed gradient has one type: out_types differ"},
       {"o, a = ai.amp.AttentionGrad (q, k, v, q)", "has dq, dk and dv, or one packed gradient"},
       {"o = ai.amp.AttentionGrad (q, k, v, q)", "has one output only in the view form"},
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
