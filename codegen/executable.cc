@@ -89,6 +89,8 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   options.fuse_norm_grad =
       request.fuse_elementwise && backend.HasKernel("ai.amp", "NormalizeGrad") &&
       backend.HasKernel("ai.amp", "LayerNormGrad") && backend.HasKernel("ai.amp", "BatchNormGrad");
+  options.fold_output_casts =
+      options.fuse_norm_grad && backend.HasKernel("ai.amp", "LayerNormalization");
   // (Every backend's MatMulT runs the epilogues, ops/gemm.cc.)
   options.fuse_gemm_epilogue = request.fuse_elementwise && backend.HasKernel("ai.amp", "MatMulT");
   options.fuse_cross_entropy =

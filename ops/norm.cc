@@ -49,7 +49,15 @@ Status InferBatchNorm(Ctx& c) {
 
 Status InferLayerNorm(Ctx& c) {
   AMP_RETURN_IF_ERROR(RequireFloat(c, 0));
-  c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
+  // ai.amp LayerNormalization (fold-output-casts) writes Y as y_type, rounded
+  // once from the FP32 result: the ONNX op followed by a Cast.
+  DType y = c.input_dtype(0);
+  if (c.node().domain() == "ai.amp") {
+    if (!c.node().HasAttr("y_type")) return c.Error("needs y_type");
+    y = static_cast<DType>(c.node().GetInt("y_type", 0));
+    if (!IsFloat(y)) return c.Error("y_type must be a float type");
+  }
+  c.SetOutput(0, y, c.input_shape(0));
   DType stash = static_cast<DType>(c.node().GetInt("stash_type", 1));
   if (c.num_outputs() > 1) {
     std::optional<Shape> stat;
@@ -247,12 +255,22 @@ std::vector<std::pair<int, int>> InplaceBatchNorm(const Node& n) {
 }
 
 // ai.amp LayerNormGrad (fuse-norm-grad): x, dy, scale [, addend] in; dx
-// (+ addend) of x's type and shape, the scale's and the bias's gradients of
-// the scale's.
+// (+ addend) of x's type and shape; the scale's and the bias's gradients and
+// dx's sum over the rows (fuse-norm-grad: a bias gradient behind the
+// normalization) of the scale's; and dx rounded to copy_type
+// (fold-output-casts: the half copy the GEMMs read).
 Status InferLayerNormGrad(InferenceContext& c) {
   AMP_RETURN_IF_ERROR(SameDType(c, {0, 1, 2}));
   c.SetOutput(0, c.input_dtype(0), c.input_shape(0));
-  for (size_t k = 1; k < c.num_outputs(); ++k) c.SetOutput(k, c.input_dtype(2), c.input_shape(2));
+  for (size_t k = 1; k < c.num_outputs() && k < 4; ++k)
+    c.SetOutput(k, c.input_dtype(2), c.input_shape(2));
+  if (c.num_outputs() > 4) {
+    if (!c.node().HasAttr("copy_type"))
+      return c.Error("a fifth output (dx's copy) needs copy_type");
+    DType t = static_cast<DType>(c.node().GetInt("copy_type", 0));
+    if (!IsFloat(t)) return c.Error("copy_type must be a float type");
+    c.SetOutput(4, t, c.input_shape(0));
+  }
   return Status::Ok();
 }
 
@@ -312,6 +330,12 @@ std::vector<OpDef> NormOps() {
        .precision = {OpClass::kFp32, "mean and variance need FP32"},
        .grad = GradLayerNorm},
       {.domain = "ai.amp",
+       .op_type = "LayerNormalization",
+       .arity = {2, 3, 1, 3},
+       .infer = InferLayerNorm,
+       .precision = {OpClass::kNone, "made by fold-output-casts at specialization"},
+       .no_grad = "made by fold-output-casts at specialization: never differentiated"},
+      {.domain = "ai.amp",
        .op_type = "NormalizeGrad",
        .arity = {2, 2, 1, 2},
        .infer = InferNormalizeGrad,
@@ -319,7 +343,7 @@ std::vector<OpDef> NormOps() {
        .no_grad = "made by fuse-norm-grad at specialization: never differentiated"},
       {.domain = "ai.amp",
        .op_type = "LayerNormGrad",
-       .arity = {3, 4, 2, 3},
+       .arity = {3, 4, 2, 5},
        .infer = InferLayerNormGrad,
        .precision = {OpClass::kNone, "made by fuse-norm-grad at specialization, after precision"},
        .no_grad = "made by fuse-norm-grad at specialization: never differentiated",

@@ -8,6 +8,7 @@
 
 #include "compiler/const_eval.h"
 #include "compiler/shape_inference.h"
+#include "compiler/strided_view.h"
 
 namespace amp {
 namespace {
@@ -126,8 +127,90 @@ struct LnMatch {
   Value *x = nullptr, *dy = nullptr, *scale = nullptr, *addend = nullptr;
   Node *scale_mul = nullptr, *xhat_mul = nullptr, *dscale = nullptr, *dbias = nullptr,
        *sum = nullptr;
+  std::vector<Node*> dx_sums;  // ReduceSums of dx over its rows (a bias's gradient)
   int64_t axis = 0;
 };
+
+// The first of the trailing axes of `dims` that hold n elements (the
+// shortest such suffix), or nullopt.
+std::optional<size_t> SuffixOf(const std::vector<int64_t>& dims, int64_t n) {
+  int64_t p = 1;
+  for (size_t k = dims.size(); k-- > 0;) {
+    p *= dims[k];
+    if (p == n) return k;
+    if (p > n) return std::nullopt;
+  }
+  return n == 1 ? std::optional<size_t>(dims.size()) : std::nullopt;
+}
+
+// Where `v`'s trailing axes start holding one row of dx (its n elements in
+// order) while its leading axes enumerate dx's rows in some order: v is dx
+// through Transposes that keep those trailing axes in place and reshapes
+// (Reshape, Flatten, Squeeze, Unsqueeze, Identity), which keep every row
+// contiguous. Nullopt when another op, or a Transpose that moves a row's
+// axes, is on the way.
+std::optional<size_t> RowSuffix(const Value* v, const Value* dx, int64_t n) {
+  auto dims = v->type().shape ? StaticDims(*v->type().shape) : std::nullopt;
+  if (!dims) return std::nullopt;
+  if (v == dx) return SuffixOf(*dims, n);
+  const Node* p = v->producer();
+  if (!p || !p->domain().empty()) return std::nullopt;
+  const std::string& op = p->op_type();
+  if (op == "Transpose") {
+    auto k = RowSuffix(p->input(0), dx, n);
+    std::vector<int64_t> perm = p->GetInts("perm");
+    if (!k || perm.size() != dims->size()) return std::nullopt;
+    for (size_t i = *k; i < perm.size(); ++i)
+      if (perm[i] != static_cast<int64_t>(i)) return std::nullopt;
+    return k;
+  }
+  if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" ||
+      op == "Identity") {
+    if (!RowSuffix(p->input(0), dx, n)) return std::nullopt;
+    return SuffixOf(*dims, n);
+  }
+  return std::nullopt;
+}
+
+// True when `r` sums dx (rows x n, row-major) over all its rows, reading it
+// through layout ops that permute or reshape the rows (RowSuffix): r's
+// result is dx's column sums, reshaped to r's output shape.
+bool SumsRowsOf(const Node& r, const Value* dx, int64_t n) {
+  if (!IsDefaultOp(&r, "ReduceSum") || r.output(0)->dtype() != DType::kFloat32 ||
+      !r.output(0)->type().has_static_shape())
+    return false;
+  auto k = RowSuffix(r.input(0), dx, n);
+  if (!k) return false;
+  std::vector<int64_t> dims = *StaticDims(*r.input(0)->type().shape);
+  auto axes = ConstantReduceAxes(r, static_cast<int64_t>(dims.size()));
+  if (!axes) return false;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    bool reduced = std::find(axes->begin(), axes->end(), static_cast<int64_t>(d)) != axes->end();
+    if (dims[d] != 1 && reduced != (d < *k)) return false;
+  }
+  return true;
+}
+
+// The ReduceSums reading `dx` (directly or through layout ops) that
+// SumsRowsOf accepts.
+std::vector<Node*> RowSumsOf(Value* dx, int64_t n, const std::set<std::string>& named) {
+  std::vector<Node*> out;
+  std::vector<Value*> todo = {dx};
+  while (!todo.empty()) {
+    Value* v = todo.back();
+    todo.pop_back();
+    for (Node* r : ReadersOf(v)) {
+      if (IsLayoutOp(*r) && r->output(0)->type().has_static_shape()) {
+        todo.push_back(r->output(0));
+      } else if (SumsRowsOf(*r, dx, n) && !r->output(0)->is_graph_output() &&
+                 !named.count(r->output(0)->name()) &&
+                 std::find(out.begin(), out.end(), r) == out.end()) {
+        out.push_back(r);
+      }
+    }
+  }
+  return out;
+}
 
 // LayerNorm's whole backward around a NormalizeGrad over trailing axes:
 //   dxhat = Mul(dy, scale)  dx, xhat = NormalizeGrad(x, dxhat)
@@ -187,6 +270,9 @@ std::optional<LnMatch> MatchLayerNormGrad(Node* ng, const std::set<std::string>&
       m.addend = a;
     }
   }
+  int64_t n = 1;
+  for (int64_t d : trailing) n *= d;
+  m.dx_sums = RowSumsOf(m.sum ? m.sum->output(0) : dx, n, named);
   return m;
 }
 
@@ -351,7 +437,49 @@ StatusOr<bool> FuseNormGrad::Run(Model& model) {
     std::vector<Node*> replaced = {m->dscale, m->xhat_mul, ng, m->scale_mul};
     for (Node* n : {m->dbias, m->sum})
       if (n) replaced.push_back(n);
-    AMP_RETURN_IF_ERROR(g.Substitute(Pairs(results, f), replaced));
+    std::vector<std::pair<Value*, Value*>> pairs = Pairs(results, f);
+    // A bias's gradient behind the normalization: dx's column sums, output
+    // 3 (with an unread bias gradient at 2 when the LayerNorm has none),
+    // each sum a view of them in its own shape.
+    std::vector<Node*> walked;
+    if (!m->dx_sums.empty()) {
+      if (f->num_outputs() < 3) g.AddNodeOutput(f, m->dscale->output(0)->name() + "_dbias_unread");
+      Value* sums = g.AddNodeOutput(f, dx->name() + "_rowsum");
+      for (Node* r : m->dx_sums) {
+        const Value* out = r->output(0);
+        std::vector<int64_t> dims = *StaticDims(*out->type().shape);
+        Value* shape = g.AddConstant(
+            out->name() + "_shape",
+            Tensor::FromVector(DType::kInt64, {static_cast<int64_t>(dims.size())}, dims));
+        Node* view = g.AddNode("Reshape", {sums, shape}, {out->name() + "_view"});
+        view->set_precision(r->precision().compute, r->precision().rule);
+        pairs.emplace_back(r->output(0), view->output(0));
+        replaced.push_back(r);
+        for (Node* l = r->input(0)->producer(); l && IsLayoutOp(*l); l = l->input(0)->producer())
+          if (std::find(walked.begin(), walked.end(), l) == walked.end()) walked.push_back(l);
+      }
+    }
+    AMP_RETURN_IF_ERROR(g.Substitute(pairs, replaced));
+    // The layout ops only those sums read (and their shape constants).
+    for (bool erased = true; erased;) {
+      erased = false;
+      for (auto it = walked.begin(); it != walked.end(); ++it) {
+        const Value* v = (*it)->output(0);
+        if (v->uses().empty() && !v->is_graph_output() && !named.count(v->name())) {
+          Node* dead = *it;
+          walked.erase(it);
+          for (size_t i = 1; i < dead->num_inputs(); ++i) {
+            Node* c = dead->input(i) ? dead->input(i)->producer() : nullptr;
+            if (c && IsDefaultOp(c, "Constant") &&
+                std::find(walked.begin(), walked.end(), c) == walked.end())
+              walked.push_back(c);
+          }
+          g.EraseNode(dead);
+          erased = true;
+          break;
+        }
+      }
+    }
     changed = again = true;
   }
   // And BatchNorm's, where the scale's gradient is built.

@@ -17,6 +17,21 @@
 // op's result in FP32), so on the CPU dx and xhat are the unfused values bit
 // for bit. Only FP32 chains whose intermediates nothing else reads are
 // fused (xhat may be read: it becomes the second output).
+//
+// Where the scale is trained, LayerNorm's whole backward (dxhat = dy *
+// scale, NormalizeGrad, the scale's and bias's column sums, the residual's
+// Sum) becomes one ai.amp LayerNormGrad; and a ReduceSum of its input
+// gradient over all the rows - the gradient of a Linear's bias in front of
+// the LayerNorm, read through Transposes that permute the rows and reshapes
+// (RowSuffix in the .cc) - becomes its fourth output, dx's column sums:
+//
+//   dx, ds, db = ai.amp.LayerNormGrad(x, dy, s)  t = Transpose <perm = [1, 0, 2]> (dx)
+//   bg = ReduceSum <keepdims = 1> (t, [0, 1])
+//     =>  dx, ds, db, dxs = ai.amp.LayerNormGrad(x, dy, s)  bg = Reshape(dxs, [1, 1, n])
+//
+// Both sum each column in double and round once; through a Transpose the
+// rows are summed in another order, so the FP32 sum may differ in its last
+// bit where the two double sums round apart.
 #pragma once
 
 #include "passes/pass.h"

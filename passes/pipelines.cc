@@ -11,6 +11,7 @@
 #include "passes/fold_attention_views.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
+#include "passes/fold_output_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_conv_weight_grad.h"
@@ -79,6 +80,9 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     p.Add(std::make_unique<FoldAttentionViews>(options.keep));
   }
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
+  // The half copies of LayerNorm's outputs and of its gradient's, written by
+  // those kernels.
+  if (options.fold_output_casts) p.Add(std::make_unique<FoldOutputCasts>(options.keep));
   // Biases, ReLUs and bias gradients into the GEMMs' epilogues.
   if (options.fuse_gemm_epilogue) p.Add(std::make_unique<FuseGemmEpilogue>(options.keep));
   // The loss's gradient in one pass over the logits.

@@ -52,6 +52,7 @@ struct SpecializeOptions {
   bool fuse_loss_scale = false;             // fuse-loss-scale after those
   bool fuse_attention = false;              // fuse-attention after fold-into-gemm
   bool fuse_norm_grad = false;              // fuse-norm-grad after fold-into-gemm
+  bool fold_output_casts = false;           // fold-output-casts after that
   bool fuse_gemm_epilogue = false;          // fuse-gemm-epilogue after those
   bool fuse_cross_entropy = false;          // fuse-cross-entropy after that
   bool fuse_conv_weight_grad = false;       // fuse-conv-weight-grad after that
@@ -61,7 +62,8 @@ struct SpecializeOptions {
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // [fuse-loss-scale,] transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
-// fold-into-gemm, [fuse-attention,] [fuse-norm-grad,] [fuse-gemm-epilogue,]
+// fold-into-gemm, [fuse-attention, fold-casts, fold-attention-views,]
+// [fuse-norm-grad,] [fold-output-casts,] [fuse-gemm-epilogue,]
 // [fuse-cross-entropy,] [fuse-conv-weight-grad,] [fuse-max-pool-grad,]
 // [rematerialize, fuse-elementwise, batch-casts], sink-nodes.
 PassPipeline Specialize(const SpecializeOptions& options);

@@ -12,6 +12,7 @@
 #include "passes/fold_attention_views.h"
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
+#include "passes/fold_output_casts.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_conv_weight_grad.h"
@@ -70,6 +71,7 @@ const Entry kPasses[] = {
     {TrainMode::kName, Make<TrainMode>},
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldAttentionViews::kName, Make<FoldAttentionViews>},
+    {FoldOutputCasts::kName, Make<FoldOutputCasts>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},

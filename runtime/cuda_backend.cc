@@ -828,11 +828,29 @@ Status LayerNormGradFn(const Ctx& c) {
   if (static_cast<size_t>(rows) * 2 * sizeof(float) > c.workspace_bytes)
     return Unimplemented(c.node.Describe(), ": ", rows,
                          " rows need more than the CUDA backend's workspace for their statistics");
-  return cuda::LayerNormGrad(
-      x.as<float>(), dy.as<float>(), scale.as<float>(), c.has_in(3) ? c.I(3).as<float>() : nullptr,
-      c.O(0).as<float>(), c.has_out(1) ? c.O(1).as<float>() : nullptr,
-      c.has_out(2) ? c.O(2).as<float>() : nullptr, static_cast<float*>(c.workspace), rows, n,
-      c.node.GetFloat("epsilon", 1e-5f), c.stream);
+  for (size_t k = 1; k < 4; ++k)
+    if (c.has_out(k) && (c.O(k).dtype != DType::kFloat32 || c.O(k).numel() != n))
+      return c.Error("output ", k, " must be float32 of the scale's size");
+  if (c.has_out(4) && (!IsFloat(c.O(4).dtype) || c.O(4).dims != x.dims))
+    return c.Error("output 4 (dx's copy) must be a float tensor of x's shape");
+  cuda::LayerNormGradArgs a;
+  a.x = x.as<float>();
+  a.dy = dy.as<float>();
+  a.scale = scale.as<float>();
+  a.addend = c.has_in(3) ? c.I(3).as<float>() : nullptr;
+  a.dx = c.O(0).as<float>();
+  a.dscale = c.has_out(1) ? c.O(1).as<float>() : nullptr;
+  a.dbias = c.has_out(2) ? c.O(2).as<float>() : nullptr;
+  a.dx_sum = c.has_out(3) ? c.O(3).as<float>() : nullptr;
+  if (c.has_out(4)) {
+    a.copy = c.O(4).data;
+    a.copy_dtype = Dt(c.O(4));
+  }
+  a.stats = static_cast<float*>(c.workspace);
+  a.rows = rows;
+  a.n = n;
+  a.eps = c.node.GetFloat("epsilon", 1e-5f);
+  return cuda::LayerNormGrad(a, c.stream);
 }
 
 // ai.amp AllReduce: the mean over the ranks of a bucket of FP32 gradients,
@@ -975,6 +993,7 @@ const std::map<std::string, Fn>& Table() {
     m["Softmax"] = [](const Ctx& c) { return SoftmaxFn(c, 0); };
     m["LogSoftmax"] = [](const Ctx& c) { return SoftmaxFn(c, 1); };
     m["LayerNormalization"] = LayerNormFn;
+    m["ai.amp:LayerNormalization"] = LayerNormFn;
     m["SoftmaxCrossEntropyLoss"] = [](const Ctx& c) { return LossFn(c, true); };
     m["NegativeLogLikelihoodLoss"] = [](const Ctx& c) { return LossFn(c, false); };
     m["Gemm"] = GemmFn;

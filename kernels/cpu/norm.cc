@@ -253,9 +253,10 @@ Status NormalizeGradKernel(KernelContext& ctx) {
 // ai.amp LayerNormGrad (fuse-norm-grad): LayerNorm's whole backward over
 // the trailing axes from `axis`: dxhat = dy * scale, NormalizeGrad's
 // arithmetic per row, dx + addend (the residual's Sum), and the scale's and
-// bias's gradients as column sums over the rows in row order in double
-// (what ReduceSum does), each rounded where the unfused ops round: the
-// unfused values bit for bit.
+// bias's gradients and dx's own column sums (a bias gradient) over the rows
+// in row order in double (what ReduceSum does), each rounded where the
+// unfused ops round: the unfused values bit for bit. Output 4 is dx rounded
+// once to its type (the Cast it replaces).
 Status LayerNormGradKernel(KernelContext& ctx) {
   const TensorRef &x = ctx.in(0), &dy = ctx.in(1), &scale = ctx.in(2);
   const TensorRef* addend = ctx.has_input(3) ? &ctx.in(3) : nullptr;
@@ -283,19 +284,37 @@ Status LayerNormGradKernel(KernelContext& ctx) {
   });
   float* pds = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
   float* pdb = ctx.has_output(2) ? ctx.out(2).as<float>() : nullptr;
+  float* pdxs = ctx.has_output(3) ? ctx.out(3).as<float>() : nullptr;
+  for (size_t k = 1; k < 4; ++k)
+    if (ctx.has_output(k) && (ctx.out(k).dtype != DType::kFloat32 || ctx.out(k).numel() != n))
+      return ctx.Error("output ", k, " must be float32 of the scale's size");
   ParallelFor(n, 64, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
-      double s = 0, b = 0;
+      double s = 0, b = 0, t = 0;
       for (int64_t r = 0; r < rows; ++r) {
         float g = pdy[r * n + c];
-        float t = g * xhat[r * n + c];
-        s += static_cast<double>(t);
+        float h = g * xhat[r * n + c];
+        s += static_cast<double>(h);
         b += static_cast<double>(g);
+        if (pdxs) t += static_cast<double>(pdx[r * n + c]);
       }
       if (pds) pds[c] = static_cast<float>(s);
       if (pdb) pdb[c] = static_cast<float>(b);
+      if (pdxs) pdxs[c] = static_cast<float>(t);
     }
   });
+  if (ctx.has_output(4)) {
+    TensorRef& copy = ctx.out(4);
+    if (copy.dims != x.dims) return ctx.Error("output 4 (dx's copy) must have x's shape");
+    bool ok = VisitFloat(copy.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* out = copy.as<T>();
+      ParallelFor(rows * n, 4096, [&](int64_t first, int64_t last) {
+        for (int64_t i = first; i < last; ++i) out[i] = Store<T>(pdx[i]);
+      });
+    });
+    if (!ok) return ctx.Error("output 4 (dx's copy) must be a float type");
+  }
   return Status::Ok();
 }
 
@@ -354,6 +373,7 @@ Status BatchNormGradKernel(KernelContext& ctx) {
 void RegisterNormKernels(KernelTable& t) {
   t["BatchNormalization"] = BatchNormKernel;
   t["LayerNormalization"] = LayerNormKernel;
+  t["ai.amp:LayerNormalization"] = LayerNormKernel;
   t["InstanceNormalization"] = InstanceNormKernel;
   t["GroupNormalization"] = GroupNormKernel;
   t["ai.amp:NormalizeGrad"] = NormalizeGradKernel;

@@ -78,12 +78,13 @@ __global__ void NormalizeGradKernel(const float* x, const float* dxhat, float* d
 
 // ai.amp LayerNormGrad: one thread per row (dxhat = dy * scale, then
 // NormalizeGradKernel's arithmetic, plus the residual's addend), keeping the
-// row's mean and 1/std in `stats`; then one thread per column for the
-// scale's and bias's gradients (sums over the rows in double, in row order,
-// as the CPU kernel does).
+// row's mean and 1/std in `stats` and writing dx's copy (rounded once to
+// its type) where there is one; then one thread per column for the scale's
+// and bias's gradients and dx's column sums (sums over the rows in double,
+// in row order, as the CPU kernel does).
 __global__ void LayerNormGradRowKernel(const float* x, const float* dy, const float* scale,
-                                       const float* addend, float* dx, float* stats, int64_t rows,
-                                       int64_t n, float eps) {
+                                       const float* addend, float* dx, void* copy, int copy_dt,
+                                       float* stats, int64_t rows, int64_t n, float eps) {
   AMP_GRID_LOOP(r, rows) {
     const float* xr = x + r * n;
     const float* gr = dy + r * n;
@@ -109,25 +110,30 @@ __global__ void LayerNormGradRowKernel(const float* x, const float* dy, const fl
       float d = __fmul_rn(gr[i], scale[i]);
       float h = __fmul_rn(__fsub_rn(xr[i], mean), inv);
       float g = __fmul_rn(inv, __fsub_rn(__fsub_rn(d, m1), __fmul_rn(h, m2)));
-      dx[r * n + i] = addend ? __fadd_rn(addend[r * n + i], g) : g;
+      float v = addend ? __fadd_rn(addend[r * n + i], g) : g;
+      dx[r * n + i] = v;
+      if (copy) StoreF(copy, copy_dt, r * n + i, v);
     }
     stats[2 * r] = mean;
     stats[2 * r + 1] = inv;
   }
 }
 
-__global__ void LayerNormGradColumnKernel(const float* x, const float* dy, const float* stats,
-                                          float* dscale, float* dbias, int64_t rows, int64_t n) {
+__global__ void LayerNormGradColumnKernel(const float* x, const float* dy, const float* dx,
+                                          const float* stats, float* dscale, float* dbias,
+                                          float* dx_sum, int64_t rows, int64_t n) {
   AMP_GRID_LOOP(c, n) {
-    double s = 0, b = 0;
+    double s = 0, b = 0, t = 0;
     for (int64_t r = 0; r < rows; ++r) {
       float g = dy[r * n + c];
       float h = __fmul_rn(__fsub_rn(x[r * n + c], stats[2 * r]), stats[2 * r + 1]);
       s += __fmul_rn(g, h);
       b += g;
+      if (dx_sum) t += dx[r * n + c];
     }
     if (dscale) dscale[c] = static_cast<float>(s);
     if (dbias) dbias[c] = static_cast<float>(b);
+    if (dx_sum) dx_sum[c] = static_cast<float>(t);
   }
 }
 
@@ -321,15 +327,14 @@ Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_d
   return CheckLaunch("BatchNormGrad");
 }
 
-Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,
-                     float* dx, float* dscale, float* dbias, float* stats, int64_t rows, int64_t n,
-                     float eps, void* stream) {
-  if (rows == 0 || n == 0) return Status::Ok();
+Status LayerNormGrad(const LayerNormGradArgs& a, void* stream) {
+  if (a.rows == 0 || a.n == 0) return Status::Ok();
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  LayerNormGradRowKernel<<<Blocks(rows), kThreads, 0, st>>>(x, dy, scale, addend, dx, stats, rows,
-                                                            n, eps);
+  LayerNormGradRowKernel<<<Blocks(a.rows), kThreads, 0, st>>>(
+      a.x, a.dy, a.scale, a.addend, a.dx, a.copy, a.copy_dtype, a.stats, a.rows, a.n, a.eps);
   AMP_RETURN_IF_ERROR(CheckLaunch("LayerNormGrad (rows)"));
-  LayerNormGradColumnKernel<<<Blocks(n), kThreads, 0, st>>>(x, dy, stats, dscale, dbias, rows, n);
+  LayerNormGradColumnKernel<<<Blocks(a.n), kThreads, 0, st>>>(a.x, a.dy, a.dx, a.stats, a.dscale,
+                                                              a.dbias, a.dx_sum, a.rows, a.n);
   return CheckLaunch("LayerNormGrad (columns)");
 }
 

@@ -152,11 +152,19 @@ struct NormGroups {
 Status NormalizeGrad(const float* x, const float* dxhat, float* dx, float* xhat,
                      const NormGroups& groups, float eps, void* stream);
 // ai.amp LayerNormGrad over the last n elements of each of `rows` rows
-// (FP32): dx (+ addend, may be null), the scale's and bias's gradients (may
-// be null); `stats` is device scratch of 2 floats per row.
-Status LayerNormGrad(const float* x, const float* dy, const float* scale, const float* addend,
-                     float* dx, float* dscale, float* dbias, float* stats, int64_t rows, int64_t n,
-                     float eps, void* stream);
+// (FP32): dx (+ addend, may be null), the scale's and bias's gradients and
+// dx's column sums (each may be null), dx's copy in copy_dtype (may be
+// null); `stats` is device scratch of 2 floats per row.
+struct LayerNormGradArgs {
+  const float *x = nullptr, *dy = nullptr, *scale = nullptr, *addend = nullptr;
+  float *dx = nullptr, *dscale = nullptr, *dbias = nullptr, *dx_sum = nullptr;
+  void* copy = nullptr;
+  int copy_dtype = 1;
+  float* stats = nullptr;
+  int64_t rows = 0, n = 0;
+  float eps = 1e-5f;
+};
+Status LayerNormGrad(const LayerNormGradArgs& args, void* stream);
 // ai.amp BatchNormGrad over [n, c, spatial]: x and dy of any float type,
 // C FP32 scales; dx of dx_dtype, dscale and dbias [c] FP32 (may be null).
 Status BatchNormGrad(DevPtr x, DevPtr dy, const float* scale, void* dx, int dx_dtype, float* dscale,

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "codegen/executable.h"
 #include "compiler/loader.h"
@@ -650,6 +651,119 @@ g (float[2,3,10,10] x) => (float[2,4,2,2] y)
     EXPECT_EQ(fused_calls, 2u) << "fuse-conv-weight-grad did not fuse both";
     ExpectSameBits(got[0], got[1]);
   }
+}
+
+// A Linear's bias behind a LayerNormalization, as nn.MultiheadAttention's
+// out-projection and a Transformer layer's second Linear are: the bias
+// gradient is a sum of the LayerNorm's input gradient over its rows, read
+// through a batch-first Transpose and a Reshape (s -> h -> Transpose -> LN,
+// residual Add, then a Reshape to rows for the next Linear).
+constexpr const char* kBiasBehindNorm = R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[3,4,8] s) => (float[12,5] y)
+<float[8,6] w = {W}, float[6] b = {B}, float[6] gamma = {G}, float[6] beta = {E},
+ float[5,6] w2 = {W2}, float[5] b2 = {B2}>
+{
+  m = MatMul (s, w)
+  u = Add (m, b)
+  t = Transpose <perm = [1, 0, 2]> (u)
+  n = LayerNormalization <axis = -1, epsilon = 0.001> (t, gamma, beta)
+  rows = Constant <value = int64[2] {12, 6}> ()
+  r = Reshape (n, rows)
+  y = Gemm <transB = 1> (r, w2, b2)
+})";
+
+struct NormStep {
+  // The updated weights, the loss and b's gradient (u_grad_3, scaled in O1).
+  std::map<std::string, Tensor> values;
+  std::map<std::string, size_t> calls;
+};
+
+StatusOr<NormStep> RunNormStep(OptLevel level, DType half, std::set<std::string, std::less<>> off) {
+  std::string text = kBiasBehindNorm;
+  FillWeights(text, {{"W", 48}, {"B", 6}, {"G", 6}, {"E", 6}, {"W2", 30}, {"B2", 5}}, 41, 0.5);
+  pipelines::TrainingOptions t;
+  t.loss.kind = "mse";
+  t.loss.label_type = DType::kFloat32;
+  t.optimizer.lr = 0.25f;
+  if (level != OptLevel::kO0) t.loss_scale = LossScaleOptions{};
+  ExecutorOptions o;
+  o.disabled_passes = std::move(off);
+  o.extra_outputs = {"u_grad_3"};
+  AMP_ASSIGN_OR_RETURN(auto ex, TrainingStep(text, t, level, half, o));
+  std::mt19937 inputs(43);
+  AMP_RETURN_IF_ERROR(ex->SetInput("s", Random(DType::kFloat32, {3, 4, 8}, inputs)));
+  AMP_RETURN_IF_ERROR(ex->SetInput("labels", Random(DType::kFloat32, {12, 5}, inputs)));
+  AMP_RETURN_IF_ERROR(ex->SetInput("lr", FloatScalar(0.25)));
+  AMP_RETURN_IF_ERROR(ex->Run());
+  NormStep out;
+  out.calls = CallsByOp(*ex);
+  AMP_ASSIGN_OR_RETURN(out.values,
+                       FetchAll(*ex, {"w", "b", "gamma", "beta", "w2", "b2", "loss", "u_grad_3"}));
+  return out;
+}
+
+// fuse-norm-grad: that bias gradient as LayerNormGrad's fourth output (dx's
+// column sums) and as the ReduceSum it replaces, on random data, FP32 (O0)
+// and O1 in fp16 and bf16. Both sum each column's FP32 values in double and
+// round once; the kernel sums dx's rows in their order, the ReduceSum in the
+// order of the transposed rows, so b's gradient may differ where the double
+// sums round to different floats (at most an FP32 ulp of the sum); all else
+// is bit for bit.
+TEST(FuseNormGradTest, BiasGradientsBehindTheNormAreTheRowSumsOfItsGradient) {
+  // (Not bf16: there the backward's recomputed mean is painted bf16 and
+  // the LayerNorm's backward is not fused at all.)
+  for (auto [level, half, name] : {std::tuple{OptLevel::kO0, DType::kFloat16, "fp32"},
+                                   std::tuple{OptLevel::kO1, DType::kFloat16, "fp16"}}) {
+    SCOPED_TRACE(name);
+    // (fuse-gemm-epilogue would take the FP32 step's sum into the weight
+    // gradient's GEMM: off in both.)
+    auto fused = RunNormStep(level, half, {"fold-output-casts", "fuse-gemm-epilogue"});
+    ASSERT_TRUE(fused.ok()) << fused.status().message();
+    auto plain =
+        RunNormStep(level, half, {"fold-output-casts", "fuse-gemm-epilogue", "fuse-norm-grad"});
+    ASSERT_TRUE(plain.ok()) << plain.status().message();
+    EXPECT_EQ(fused->calls["ai.amp:LayerNormGrad"], 1u);
+    EXPECT_EQ(fused->calls["ReduceSum"] + 1 + 2, plain->calls["ReduceSum"])
+        << "the bias gradient (and the scale's and bias's of the LayerNorm) not fused";
+    const Tensor& want = plain->values.at("u_grad_3");
+    const Tensor& got = fused->values.at("u_grad_3");
+    ASSERT_EQ(got.num_elements(), 6);
+    for (int64_t i = 0; i < 6; ++i) {
+      float w = static_cast<float>(want.GetDouble(i));
+      EXPECT_NE(w, 0.f);
+      EXPECT_LE(std::abs(got.GetDouble(i) - w), std::abs(std::nextafter(w, 2 * w) - w))
+          << "u_grad_3[" << i << "]";
+    }
+    plain->values.erase("u_grad_3");
+    plain->values.erase("b");
+    fused->values.erase("u_grad_3");
+    fused->values.erase("b");
+    ExpectSameBits(plain->values, fused->values);
+  }
+}
+
+// fold-output-casts: the half copies of the LayerNorm's output (behind a
+// Reshape) and of its input gradient (behind the batch-first Transpose and
+// the weight gradient's Reshape) written by the LayerNorm kernels, and by
+// Casts, bit for bit in fp16 and bf16; the FP32 step has no such Casts.
+TEST(FoldOutputCastsTest, HalfNormOutputsAreTheCastOnesBitForBit) {
+  // (In bf16 only the forward's: its backward is not a LayerNormGrad, see
+  // above.)
+  for (auto [half, name, folded] :
+       {std::tuple{DType::kFloat16, "fp16", 2}, std::tuple{DType::kBFloat16, "bf16", 1}}) {
+    SCOPED_TRACE(name);
+    auto fused = RunNormStep(OptLevel::kO1, half, {});
+    ASSERT_TRUE(fused.ok()) << fused.status().message();
+    auto plain = RunNormStep(OptLevel::kO1, half, {"fold-output-casts"});
+    ASSERT_TRUE(plain.ok()) << plain.status().message();
+    EXPECT_EQ(fused->calls["ai.amp:LayerNormalization"], 1u);
+    EXPECT_EQ(fused->calls["LayerNormalization"], 0u);
+    EXPECT_EQ(fused->calls["Cast"] + folded, plain->calls["Cast"]) << "the Casts not folded";
+    ExpectSameBits(plain->values, fused->values);
+  }
+  auto fp32 = RunNormStep(OptLevel::kO0, DType::kFloat16, {});
+  ASSERT_TRUE(fp32.ok()) << fp32.status().message();
+  EXPECT_EQ(fp32->calls["ai.amp:LayerNormalization"], 0u);
 }
 
 // fuse-max-pool-grad: a small CNN's step (Conv, ReLU, an overlapping 3x3
@@ -1490,6 +1604,11 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o = ai.amp.AttentionGrad (q, k, v, q)", "has one output only in the view form"},
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
+      {"o, a, b, e, d = ai.amp.LayerNormGrad <axis = 1> (p, p, w)", "needs copy_type"},
+      {"o, a, b, e, d = ai.amp.LayerNormGrad <axis = 1, copy_type = 7> (p, p, w)",
+       "copy_type must be a float type"},
+      {"o = ai.amp.LayerNormalization (p, w)", "needs y_type"},
+      {"o = ai.amp.LayerNormalization <y_type = 6> (p, w)", "y_type must be a float type"},
       {"o = ai.amp.MatMulT <activation = \"gelu\"> (p, w)", "is not one amp runs"},
       {"o = ai.amp.SoftmaxCrossEntropyGrad (q, l, s)", "logits must be 2-D"},
       {"o = ai.amp.MaxPoolGrad <kernel_shape = [3, 3]> (l, c)", "must be a floating-point"},

@@ -167,6 +167,13 @@ inline const Case kCases[] = {
     {"layer_norm_grad",
      R"(g (float[6,16] x, float[6,16] x2, float[16] x3, float[6,16] x4) => (float[6,16] dx, float[16] dw, float[16] db) {
        dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, x2, x3, x4) })"},
+    // With dx's column sums (a bias's gradient) and its half copy.
+    {"layer_norm_grad_sums_copy_f16",
+     R"(g (float[6,16] x, float[6,16] x2, float[16] x3) => (float[6,16] dx, float[16] dw, float[16] db, float[16] ds, float16[6,16] dh) {
+       dx, dw, db, ds, dh = ai.amp.LayerNormGrad <axis = 1, copy_type = 10, epsilon = 0.001> (x, x2, x3) })"},
+    {"layer_norm_half_out",
+     R"(g (float[6,16] x, float[16] x2, float[16] x3) => (float16[6,16] y) {
+       y = ai.amp.LayerNormalization <axis = -1, epsilon = 0.001, y_type = 10> (x, x2, x3) })"},
     {"batch_norm_grad_f16",
      R"(g (float16[2,3,4,5] x, float16[2,3,4,5] x2, float[3] x3) => (float16[2,3,4,5] dx, float[3] dw, float[3] db) {
        dx, dw, db = ai.amp.BatchNormGrad <epsilon = 0.001> (x, x2, x3) })"},

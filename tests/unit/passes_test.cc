@@ -97,6 +97,9 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fold-attention-views",
        "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
+      {"fold-output-casts",
+       "bind-dims,fold-shapes,attach-loss,autodiff,dce,paint-precision,insert-casts,fold-casts,"
+       "fuse-norm-grad"},
   };
   auto m = LoadShipped(c);
   ASSERT_TRUE(m.ok()) << m.status().message();
@@ -225,12 +228,11 @@ TEST(PipelineTest, TypedPipelinesRunThePassesInOrder) {
             "fuse-unscale,fuse-optimizer,transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,"
             "fold-into-gemm,sink-nodes");
   pipelines::SpecializeOptions all;
-  all.fuse_attention = all.fuse_norm_grad = all.fuse_elementwise = true;
+  all.fuse_attention = all.fuse_norm_grad = all.fold_output_casts = all.fuse_elementwise = true;
   EXPECT_EQ(pipelines::Specialize(all).Describe(),
             "transpose-folding,bind-dims,fold-shapes,dce,elide-dropout,fold-into-gemm,fuse-"
-            "attention,fold-casts,fold-attention-views,fuse-norm-grad,rematerialize,fuse-"
-            "elementwise,batch-"
-            "casts,sink-nodes");
+            "attention,fold-casts,fold-attention-views,fuse-norm-grad,fold-output-casts,"
+            "rematerialize,fuse-elementwise,batch-casts,sink-nodes");
   EXPECT_EQ(pipelines::Lower().Describe(), "expand-gradient");
   // Every pass a pipeline names is in the registry.
   for (const std::string& name : RegisteredPassNames()) EXPECT_TRUE(CheckPassName(name).ok());
