@@ -88,14 +88,23 @@ Status InferSoftmax(Ctx& c) {
 Value* NormalizeBackward(G& b, Value* x, Value* dxhat, const std::vector<int64_t>& axes, double eps,
                          Value** xhat_out) {
   const DType t = b.x(0)->dtype();
-  Value* mean = b.Reduce("ReduceMean", x, axes, true);
+  // The statistics are FP32 reductions, as the forward normalization's
+  // (an op the precision passes keep FP32): pinned, so that bfloat16's half
+  // ReduceMeans do not take them (the arithmetic on them follows: an FP32
+  // input keeps an infer op FP32).
+  auto pin = [](Value* v) {
+    v->producer()->set_precision(DType::kFloat32,
+                                 "a normalization's backward: its statistics in FP32");
+    return v;
+  };
+  Value* mean = pin(b.Reduce("ReduceMean", x, axes, true));
   Value* xc = b.Op("Sub", {x, mean});
-  Value* var = b.Reduce("ReduceMean", b.Op("Mul", {xc, xc}), axes, true);
+  Value* var = pin(b.Reduce("ReduceMean", b.Op("Mul", {xc, xc}), axes, true));
   Value* invstd = b.Op("Reciprocal", {b.Op("Sqrt", {b.Op("Add", {var, b.Scalar(eps, t)})})});
   Value* xhat = b.Op("Mul", {xc, invstd});
   *xhat_out = xhat;
-  Value* m1 = b.Reduce("ReduceMean", dxhat, axes, true);
-  Value* m2 = b.Reduce("ReduceMean", b.Op("Mul", {dxhat, xhat}), axes, true);
+  Value* m1 = pin(b.Reduce("ReduceMean", dxhat, axes, true));
+  Value* m2 = pin(b.Reduce("ReduceMean", b.Op("Mul", {dxhat, xhat}), axes, true));
   return b.Op("Mul", {invstd, b.Op("Sub", {b.Op("Sub", {dxhat, m1}), b.Op("Mul", {xhat, m2})})});
 }
 
