@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -72,24 +73,43 @@ StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
 }
 
 int64_t Tensor::FirstNonFinite() const {
-  const uint8_t* p = data();
-  auto scan = [&](auto element, auto bad) -> int64_t {
-    for (int64_t i = 0; i < num_elements(); ++i) {
-      decltype(element) v;
-      std::memcpy(&v, p + i * sizeof(v), sizeof(v));
-      if (bad(v)) return i;
+  return amp::FirstNonFinite(data(), dtype_, num_elements());
+}
+
+int64_t FirstNonFinite(const void* data, DType dtype, int64_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  // The bits of each element: all-ones exponent means inf or NaN. Blocks
+  // are tested without branches (a loop the compiler vectorizes), then the
+  // first block with one is searched.
+  auto scan = [&](auto word, auto mask) -> int64_t {
+    using W = decltype(word);
+    constexpr int64_t kBlock = 1024;
+    for (int64_t begin = 0; begin < n; begin += kBlock) {
+      int64_t end = std::min(n, begin + kBlock);
+      W any = 0;
+      for (int64_t i = begin; i < end; ++i) {
+        W v;
+        std::memcpy(&v, p + i * sizeof(W), sizeof(W));
+        any |= static_cast<W>((v & mask) == mask);
+      }
+      if (!any) continue;
+      for (int64_t i = begin; i < end; ++i) {
+        W v;
+        std::memcpy(&v, p + i * sizeof(W), sizeof(W));
+        if ((v & mask) == mask) return i;
+      }
     }
     return -1;
   };
-  switch (dtype_) {
+  switch (dtype) {
     case DType::kFloat32:
-      return scan(float{}, [](float v) { return !std::isfinite(v); });
+      return scan(uint32_t{}, uint32_t{0x7f800000u});
     case DType::kFloat64:
-      return scan(double{}, [](double v) { return !std::isfinite(v); });
-    case DType::kFloat16:  // exponent all ones: inf or NaN
-      return scan(uint16_t{}, [](uint16_t b) { return (b & 0x7c00) == 0x7c00; });
+      return scan(uint64_t{}, uint64_t{0x7ff0000000000000ull});
+    case DType::kFloat16:
+      return scan(uint16_t{}, uint16_t{0x7c00});
     case DType::kBFloat16:
-      return scan(uint16_t{}, [](uint16_t b) { return (b & 0x7f80) == 0x7f80; });
+      return scan(uint16_t{}, uint16_t{0x7f80});
     default:
       return -1;
   }

@@ -156,4 +156,9 @@ inline uint16_t FloatToBFloat16(float f) {
   return static_cast<uint16_t>(rounded >> 16);
 }
 
+// The first of `n` elements of `dtype` at `data` that is NaN or infinite,
+// or -1 (also for non-float types): what Tensor::FirstNonFinite reads, for
+// memory a Tensor does not own (a runtime's buffers on the host).
+int64_t FirstNonFinite(const void* data, DType dtype, int64_t n);
+
 }  // namespace amp

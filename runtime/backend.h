@@ -28,6 +28,12 @@ class Backend : public KernelSupport {
   virtual Status CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   virtual Status CopyOnDevice(void* dst, const void* src, size_t bytes) = 0;
+  // `p` (this backend's memory) as the host may read it in place, or null
+  // where it must be copied to the host first (a GPU's).
+  virtual const void* HostView(const void* p) const {
+    (void)p;
+    return nullptr;
+  }
 
   // Computes one call of an Executable (its op and decoded attributes);
   // inputs and outputs live in this backend's memory and have the static

@@ -44,6 +44,7 @@ class CpuBackend : public Backend {
     return p;
   }
   void Free(void* p) override { std::free(p); }
+  const void* HostView(const void* p) const override { return p; }
   Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memcpy(dst, src, bytes);
     return Status::Ok();

@@ -104,19 +104,22 @@ TEST(TensorTest, ElementAccessAndCopyOnWrite) {
 }
 
 // FirstNonFinite reads the raw storage; GetDouble + std::isfinite is the
-// reference, on random data with NaN/inf planted at random places.
+// reference, on random data with NaN/inf planted at random places (one or
+// two, in tensors shorter and longer than the scan's 1024-element blocks).
 TEST(TensorTest, FirstNonFiniteMatchesGetDouble) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> value(-1e4, 1e4);
   const double specials[] = {std::nan(""), INFINITY, -INFINITY};
   for (DType t : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16}) {
     for (int trial = 0; trial < 50; ++trial) {
-      Tensor x(t, {37});
-      for (int64_t i = 0; i < 37; ++i) x.SetDouble(i, value(rng));
-      int64_t planted = trial % 5 == 0 ? -1 : static_cast<int64_t>(rng() % 37);
+      const int64_t n = trial % 2 ? 37 : 3000;
+      Tensor x(t, {n});
+      for (int64_t i = 0; i < n; ++i) x.SetDouble(i, value(rng));
+      int64_t planted = trial % 5 == 0 ? -1 : static_cast<int64_t>(rng() % n);
       if (planted >= 0) x.SetDouble(planted, specials[rng() % 3]);
+      if (trial % 3 == 0) x.SetDouble(static_cast<int64_t>(rng() % n), specials[rng() % 3]);
       int64_t want = -1;
-      for (int64_t i = 0; i < 37 && want < 0; ++i)
+      for (int64_t i = 0; i < n && want < 0; ++i)
         if (!std::isfinite(x.GetDouble(i))) want = i;
       EXPECT_EQ(x.FirstNonFinite(), want) << DTypeName(t) << " trial " << trial;
       if (planted >= 0) {
