@@ -28,14 +28,13 @@ bool IsSigned(DType t) {
 
 DType CastTarget(const Node& n) { return static_cast<DType>(n.GetInt("to", 0)); }
 
-// Ops that move elements without computing: a Cast commutes with them.
+}  // namespace
+
 bool IsPureLayout(const Node& n) {
   for (const char* op : {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
     if (IsDefaultOp(&n, op)) return true;
   return false;
 }
-
-}  // namespace
 
 bool IsExactWidening(DType from, DType to) {
   if (from == to) return true;

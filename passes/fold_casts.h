@@ -28,4 +28,9 @@ class FoldCasts : public Pass {
 // True when every value of `from` is exactly representable in `to`.
 bool IsExactWidening(DType from, DType to);
 
+// Ops that move every element of their input once without computing
+// (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity): a Cast
+// commutes with them.
+bool IsPureLayout(const Node& n);
+
 }  // namespace amp

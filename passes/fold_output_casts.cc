@@ -4,16 +4,10 @@
 #include <vector>
 
 #include "compiler/shape_inference.h"
+#include "passes/fold_casts.h"
 
 namespace amp {
 namespace {
-
-// Ops that move elements without computing: a Cast commutes with them.
-bool IsPureLayout(const Node& n) {
-  for (const char* op : {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-    if (IsDefaultOp(&n, op)) return true;
-  return false;
-}
 
 bool IsLayerNormGrad(const Node* n) {
   return n && n->domain() == "ai.amp" && n->op_type() == "LayerNormGrad";
