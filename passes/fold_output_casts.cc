@@ -26,7 +26,7 @@ StatusOr<bool> FoldOutputCasts::Run(Model& model) {
     Value* out = c->output(0);
     // (The Cast's output may be a step output or a kept value: the
     // kernel's new output takes its name and its readers.)
-    if (!IsFloat(to) || !IsFloat(c->input(0)->dtype())) continue;
+    if (!IsFloat(to) || !IsFloat(c->input(0)->dtype()) || to == c->input(0)->dtype()) continue;
     // Up through layout ops whose outputs only the next one reads.
     std::vector<Node*> chain;  // from the Cast's input up
     Value* v = c->input(0);
