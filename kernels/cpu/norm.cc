@@ -272,16 +272,34 @@ Status LayerNormGradKernel(KernelContext& ctx) {
   const float *px = x.as<float>(), *pdy = dy.as<float>(), *ps = scale.as<float>();
   const float* pa = addend ? addend->as<float>() : nullptr;
   float* pdx = ctx.out(0).as<float>();
+  TensorRef* copy = ctx.has_output(4) ? &ctx.out(4) : nullptr;
+  if (copy && (copy->dims != x.dims || !IsFloat(copy->dtype)))
+    return ctx.Error("output 4 (dx's copy) must be a float tensor of x's shape");
   std::vector<float> xhat(static_cast<size_t>(rows * n));
-  ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
-    std::vector<float> xc(n), d(n), dx(n);
-    for (int64_t r = first; r < last; ++r) {
-      const float* gr = pdy + r * n;
-      for (int64_t i = 0; i < n; ++i) d[i] = gr[i] * ps[i];
-      NormalizeBackward(n, px + r * n, d.data(), eps, xc.data(), xhat.data() + r * n, dx.data());
-      for (int64_t i = 0; i < n; ++i) pdx[r * n + i] = pa ? pa[r * n + i] + dx[i] : dx[i];
-    }
-  });
+  // Each row's dx, and its copy rounded once to the copy's type, in one pass.
+  auto row_pass = [&](auto store) {
+    ParallelFor(rows, 1, [&](int64_t first, int64_t last) {
+      std::vector<float> xc(n), d(n), dx(n);
+      for (int64_t r = first; r < last; ++r) {
+        const float* gr = pdy + r * n;
+        for (int64_t i = 0; i < n; ++i) d[i] = gr[i] * ps[i];
+        NormalizeBackward(n, px + r * n, d.data(), eps, xc.data(), xhat.data() + r * n, dx.data());
+        for (int64_t i = 0; i < n; ++i) {
+          float v = pa ? pa[r * n + i] + dx[i] : dx[i];
+          pdx[r * n + i] = v;
+          store(r * n + i, v);
+        }
+      }
+    });
+  };
+  if (!copy)
+    row_pass([](int64_t, float) {});
+  else
+    VisitFloat(copy->dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* out = copy->as<T>();
+      row_pass([out](int64_t i, float v) { out[i] = Store<T>(v); });
+    });
   float* pds = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
   float* pdb = ctx.has_output(2) ? ctx.out(2).as<float>() : nullptr;
   float* pdxs = ctx.has_output(3) ? ctx.out(3).as<float>() : nullptr;
@@ -303,18 +321,6 @@ Status LayerNormGradKernel(KernelContext& ctx) {
       if (pdxs) pdxs[c] = static_cast<float>(t);
     }
   });
-  if (ctx.has_output(4)) {
-    TensorRef& copy = ctx.out(4);
-    if (copy.dims != x.dims) return ctx.Error("output 4 (dx's copy) must have x's shape");
-    bool ok = VisitFloat(copy.dtype, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      T* out = copy.as<T>();
-      ParallelFor(rows * n, 4096, [&](int64_t first, int64_t last) {
-        for (int64_t i = first; i < last; ++i) out[i] = Store<T>(pdx[i]);
-      });
-    });
-    if (!ok) return ctx.Error("output 4 (dx's copy) must be a float type");
-  }
   return Status::Ok();
 }
 

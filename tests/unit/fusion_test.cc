@@ -1318,12 +1318,12 @@ g (double[2,6,8] q, double[2,8,5] k, double[2,5,4] v, double[2,6,4] d) => (doubl
   dk0 = MatMul (qt, ds)
   dk = Mul (dk0, a)
 })"},
-      {"LayerNorm's backward with a residual",
+      {"LayerNorm's backward with a residual, and dx's column sums",
        R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
-g (float[6,16] x, float[6,16] dy, float[16] w, float[6,16] r) => (float[6,16] dx, float[16] dw, float[16] db)
-{ dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, dy, w, r) })",
+g (float[6,16] x, float[6,16] dy, float[16] w, float[6,16] r) => (float[6,16] dx, float[16] dw, float[16] db, float[16] ds)
+{ dx, dw, db, ds = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, dy, w, r) })",
        R"(<ir_version: 8, opset_import: ["" : 18]>
-g (double[6,16] x, double[6,16] dy, double[16] w, double[6,16] r) => (double[6,16] dx, double[16] dw, double[16] db)
+g (double[6,16] x, double[6,16] dy, double[16] w, double[6,16] r) => (double[6,16] dx, double[16] dw, double[16] db, double[16] ds)
 {
   one = Constant <value = int64[1] {1}> ()
   zero = Constant <value = int64[1] {0}> ()
@@ -1348,6 +1348,7 @@ g (double[6,16] x, double[6,16] dy, double[16] w, double[6,16] r) => (double[6,1
   t = Mul (dy, xh)
   dw = ReduceSum <keepdims = 0> (t, zero)
   db = ReduceSum <keepdims = 0> (dy, zero)
+  ds = ReduceSum <keepdims = 0> (dx, zero)
 })"},
       {"BatchNorm's backward (NCHW)",
        R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
