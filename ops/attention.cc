@@ -1,14 +1,18 @@
 // Attention: the ai.amp ops fuse-attention makes at specialization, after
 // precision and autodiff decided everything (passes/fuse_attention.h).
 //
-//   O = ai.amp.Attention <alpha, transB, out_type> (q, k, v [, mask])
+//   O [, stats] = ai.amp.Attention <alpha, transB, out_type> (q, k, v [, mask])
 //     S = alpha * q . op(k)  (+ mask)          FP32 (FP32 accumulation)
 //     P = Softmax(S) along the keys             FP32
 //     O = round(P, v's type) . v                O has v's type (or out_type)
+//     stats = logsumexp(S) along the keys       FP32 [batch..., Sq]
 //   dq, dk, dv = ai.amp.AttentionGrad <alpha, grad_alpha, transB, dk_trans, out_types>
-//                                     (q, k, v, dO [, mask])
-//     S, P recomputed (nothing of the forward is kept: no Sq x Sk tensor
-//     lives between the forward and the backward)
+//                                     (q, k, v, dO [, mask] [, O, stats])
+//     S, P recomputed (no Sq x Sk tensor lives between the forward and the
+//     backward); O and stats, when given, are the forward's (link-attention-
+//     stats wires them for a backend whose kernel needs them: cuDNN's fused
+//     attention backward takes P as exp(S - stats) and rowsum(dP * P) as
+//     rowsum(dO * O)); a kernel that does not need them ignores them
 //     dP = dO . v^T (FP32)   dv = round(P)^T . dO
 //     dS = round((dP - rowsum(dP * P)) * P, q's type)
 //     dq = grad_alpha * dS . op(k)^T   dk = grad_alpha * (dS^T . q, or q^T . dS with dk_trans)
@@ -27,13 +31,15 @@
 //   dims       ints  [b_1, ..., b_n, Sq, Sk, D, Dv]: q [b.., Sq, D],
 //                    k [b.., Sk, D], v [b.., Sk, Dv], O and dO [b.., Sq, Dv]
 //   views      ints  per operand - q, k, v, O (Attention); q, k, v, dO, dq,
-//                    dk, dv (AttentionGrad) - n + 3 ints: the offset, the n
+//                    dk, dv [, the forward's O] (AttentionGrad) - n + 3
+//                    ints: the offset, the n
 //                    batch strides, the row and the column stride, in
 //                    elements of the tensor holding it: q, k, v, dO inputs
 //                    0-3; O output 0; dq, dk, dv outputs 0-2, or all three
 //                    output 0 when AttentionGrad has one output (the
-//                    gradient of the packed tensor q, k and v are views of)
-//   out_shapes ints  per output, its rank then its dims
+//                    gradient of the packed tensor q, k and v are views of);
+//                    the forward's O input 5
+//   out_shapes ints  per output but the stats, its rank then its dims
 // transB and dk_trans are not used (the strides say it). The views written
 // into one output must not overlap (the kernels check); an output's
 // elements no view covers are zero (for a packed gradient: the gradient of
@@ -53,7 +59,9 @@ using Ctx = InferenceContext;
 
 bool IsGrad(const Node& n) { return n.op_type() == "AttentionGrad"; }
 bool IsViewForm(const Node& n) { return n.HasAttr("views"); }
-size_t NumOperands(const AttentionAttrs& n) { return n.grad ? 7 : 4; }
+size_t NumOperands(const AttentionAttrs& n) { return n.grad ? (n.forward ? 8 : 7) : 4; }
+// The outputs out_shapes lists (all but the stats).
+size_t ViewOutputs(const AttentionAttrs& n) { return n.num_outputs - (n.stats ? 1 : 0); }
 
 int64_t Numel(const std::vector<int64_t>& d) {
   int64_t n = 1;
@@ -84,9 +92,9 @@ StatusOr<std::vector<std::vector<int64_t>>> OutShapes(const AttentionAttrs& n) {
       if (d < 0) return InvalidArgument(n.describe, ": out_shapes has a negative dim");
     i += r;
   }
-  if (out.size() != n.num_outputs)
+  if (out.size() != ViewOutputs(n))
     return InvalidArgument(n.describe, ": out_shapes gives ", out.size(), " shapes for ",
-                           n.num_outputs, " outputs");
+                           ViewOutputs(n), " outputs");
   return out;
 }
 
@@ -110,7 +118,7 @@ StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
     return InvalidArgument(
         n.describe, ": the view form takes no transB = 0 or dk_trans (its strides say the layout)");
   bool grad = n.grad;
-  if (grad ? (n.num_outputs != 1 && n.num_outputs != 3) : n.num_outputs != 1)
+  if (grad ? (n.num_outputs != 1 && n.num_outputs != 3) : ViewOutputs(n) != 1)
     return InvalidArgument(n.describe, ": the view form has ",
                            grad ? "1 or 3 outputs" : "1 output");
   AMP_ASSIGN_OR_RETURN(l.out_shapes, OutShapes(n));
@@ -120,7 +128,7 @@ StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
     return InvalidArgument(n.describe, ": views needs ", per * count, " ints (", count,
                            " operands of offset, ", nb,
                            " batch strides, row and column strides), not ", v.size());
-  static const char* kNames[] = {"q", "k", "v", "O", "dq", "dk", "dv"};
+  static const char* kNames[] = {"q", "k", "v", "O", "dq", "dk", "dv", "O"};
   for (size_t o = 0; o < count; ++o) {
     AttentionOperand op;
     const int64_t* e = v.data() + o * per;
@@ -128,12 +136,14 @@ StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
     op.batch_strides.assign(e + 1, e + 1 + nb);
     op.row = e[1 + nb];
     op.col = e[2 + nb];
-    bool is_input = o < (grad ? 4u : 3u);
-    op.tensor =
-        is_input ? static_cast<int>(o) : (grad && n.num_outputs == 3 ? static_cast<int>(o - 4) : 0);
+    bool fwd_o = o == kAttnFwdO;
+    bool is_input = o < (grad ? 4u : 3u) || fwd_o;
+    op.tensor = fwd_o      ? 5
+                : is_input ? static_cast<int>(o)
+                           : (grad && n.num_outputs == 3 ? static_cast<int>(o - 4) : 0);
     const char* name = grad && o == 3 ? "dO" : kNames[o];
     // Bounds: every element inside the tensor.
-    bool rows_are_queries = o == kAttnQ || o == 3 || o == kAttnDQ;
+    bool rows_are_queries = o == kAttnQ || o == 3 || o == kAttnDQ || fwd_o;
     int64_t rows = rows_are_queries ? l.sq : l.sk;
     int64_t cols = (o == kAttnQ || o == kAttnK || o == kAttnDQ || o == kAttnDK) ? l.d : l.dv;
     int64_t last = op.offset, numel = -1;
@@ -145,7 +155,7 @@ StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
     if (rows > 0) last += (rows - 1) * op.row;
     if (cols > 0) last += (cols - 1) * op.col;
     if (is_input) {
-      if (o < input_dims.size()) numel = Numel(input_dims[o]);
+      if (static_cast<size_t>(op.tensor) < input_dims.size()) numel = Numel(input_dims[op.tensor]);
     } else {
       numel = Numel(l.out_shapes[op.tensor]);
     }
@@ -155,6 +165,7 @@ StatusOr<AttentionLayout> ViewLayout(const AttentionAttrs& n,
                              " of a tensor of ", numel, " (or has a negative stride)");
     l.operands.push_back(std::move(op));
   }
+  if (n.stats) l.out_shapes.push_back(l.StatsShape());
   return l;
 }
 
@@ -198,6 +209,7 @@ StatusOr<AttentionLayout> PlainLayout(const AttentionAttrs& n,
   if (!grad) {
     l.operands.push_back(mat(0, l.sq, l.dv, false));
     l.out_shapes = {shape(l.sq, l.dv)};
+    if (n.stats) l.out_shapes.push_back(l.StatsShape());
     return l;
   }
   if (in.size() > 3 && in[3] != shape(l.sq, l.dv))
@@ -207,6 +219,11 @@ StatusOr<AttentionLayout> PlainLayout(const AttentionAttrs& n,
   l.operands.push_back(mat(1, l.sk, l.d, dk_trans));
   l.operands.push_back(mat(2, l.sk, l.dv, false));
   l.out_shapes = {q, dk_trans ? shape(l.d, l.sk) : shape(l.sk, l.d), v};
+  if (n.forward) {
+    if (in.size() > 5 && in[5] != shape(l.sq, l.dv))
+      return InvalidArgument(n.describe, ": the forward's O must be [batch..., Sq, Dv]");
+    l.operands.push_back(mat(5, l.sq, l.dv, false));
+  }
   return l;
 }
 
@@ -265,8 +282,13 @@ StatusOr<std::vector<std::optional<Shape>>> OutputShapes(const Ctx& c) {
     if (dims) {
       AMP_RETURN_IF_ERROR(AttentionLayoutOf(AttentionAttrs::Of(n), *dims).status());
     }
-    AMP_ASSIGN_OR_RETURN(auto shapes, OutShapes(AttentionAttrs::Of(n)));
+    AttentionAttrs attrs = AttentionAttrs::Of(n);
+    AMP_ASSIGN_OR_RETURN(auto shapes, OutShapes(attrs));
     for (size_t i = 0; i < shapes.size(); ++i) out[i] = ShapeFromDims(shapes[i]);
+    if (attrs.stats && attrs.dims.size() >= 4) {
+      std::vector<int64_t> stats(attrs.dims.begin(), attrs.dims.end() - 3);  // [batch..., Sq]
+      out[1] = ShapeFromDims(stats);
+    }
     return out;
   }
   AMP_RETURN_IF_ERROR(CheckPlainDims(c));
@@ -286,6 +308,7 @@ StatusOr<std::vector<std::optional<Shape>>> OutputShapes(const Ctx& c) {
     out[0] = batch;
     out[0]->push_back((*q)[r - 2]);
     out[0]->push_back(v->back());
+    if (n.num_outputs() > 1) out[1] = Shape(q->begin(), q->end() - 1);  // the stats
     return out;
   }
   bool trans = n.GetInt("dk_trans", 0) != 0;
@@ -303,6 +326,37 @@ Status InferAttention(Ctx& c) {
   AMP_ASSIGN_OR_RETURN(DType type, OutType(c, "out_type", 0, c.input_dtype(2)));
   AMP_ASSIGN_OR_RETURN(auto shapes, OutputShapes(c));
   c.SetOutput(0, type, shapes[0]);
+  if (c.num_outputs() > 1) c.SetOutput(1, DType::kFloat32, shapes[1]);
+  return Status::Ok();
+}
+
+// AttentionGrad's inputs 5 and 6: the forward's O and its statistics, both
+// or neither.
+Status CheckForwardInputs(Ctx& c) {
+  bool o = c.has_input(5), stats = c.has_input(6);
+  if (!o && !stats) return Status::Ok();
+  if (!o || !stats) return c.Error("reads the forward's O and stats together, or neither");
+  AMP_RETURN_IF_ERROR(RequireFloat(c, 5));
+  if (c.input_dtype(6) != DType::kFloat32)
+    return c.Error("the forward's stats (input 6) must be float32, not ",
+                   DTypeName(c.input_dtype(6)));
+  const auto& st = c.input_shape(6);
+  const auto& q = c.input_shape(0);
+  if (!st) return Status::Ok();
+  std::optional<Shape> want;
+  if (IsViewForm(c.node())) {
+    std::vector<int64_t> d = c.node().GetInts("dims");
+    if (d.size() >= 4) want = ShapeFromDims(std::vector<int64_t>(d.begin(), d.end() - 3));
+  } else if (q && !q->empty()) {
+    want = Shape(q->begin(), q->end() - 1);
+  }
+  bool fits = want && want->size() == st->size();
+  for (size_t i = 0; fits && i < st->size(); ++i)
+    fits =
+        !(*st)[i].is_static() || !(*want)[i].is_static() || (*st)[i].value() == (*want)[i].value();
+  if (want && !fits)
+    return c.Error("the forward's stats are ", ShapeToString(*st), ", not [batch..., Sq] ",
+                   ShapeToString(*want));
   return Status::Ok();
 }
 
@@ -312,6 +366,7 @@ Status InferAttentionGrad(Ctx& c) {
   if (c.num_outputs() == 2) return c.Error("has dq, dk and dv, or one packed gradient");
   if (c.num_outputs() == 1 && !IsViewForm(c.node()))
     return c.Error("has one output only in the view form");
+  AMP_RETURN_IF_ERROR(CheckForwardInputs(c));
   AMP_ASSIGN_OR_RETURN(auto shapes, OutputShapes(c));
   if (c.num_outputs() == 1) {
     AMP_ASSIGN_OR_RETURN(DType t, OutType(c, "out_types", 0, c.input_dtype(0)));
@@ -359,6 +414,12 @@ int64_t FlopsAttentionGrad(const Node& n) {
 
 }  // namespace
 
+std::vector<int64_t> AttentionLayout::StatsShape() const {
+  std::vector<int64_t> s = batch;
+  s.push_back(sq);
+  return s;
+}
+
 int64_t AttentionLayout::SliceOffset(const AttentionOperand& o, int64_t s) const {
   int64_t off = o.offset;
   for (size_t i = batch.size(); i-- > 0;) {
@@ -372,11 +433,13 @@ namespace {
 // The attributes the layout reads, from the IR's node or a kernel's decoded
 // copy (both answer the same calls).
 template <typename Attrs>
-AttentionAttrs AttrsFrom(const Attrs& n, size_t num_outputs) {
+AttentionAttrs AttrsFrom(const Attrs& n, size_t num_outputs, bool reads_forward) {
   AttentionAttrs a;
   a.grad = n.op_type() == "AttentionGrad";
   a.describe = n.Describe();
   a.num_outputs = num_outputs;
+  a.stats = !a.grad && num_outputs == 2;
+  a.forward = a.grad && reads_forward;
   a.has_views = n.HasAttr("views");
   a.dims = n.GetInts("dims");
   a.views = n.GetInts("views");
@@ -387,10 +450,12 @@ AttentionAttrs AttrsFrom(const Attrs& n, size_t num_outputs) {
 }
 }  // namespace
 
-AttentionAttrs AttentionAttrs::Of(const Node& n) { return AttrsFrom(n, n.num_outputs()); }
+AttentionAttrs AttentionAttrs::Of(const Node& n) {
+  return AttrsFrom(n, n.num_outputs(), n.num_inputs() > 5 && n.input(5));
+}
 
-AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs) {
-  return AttrsFrom(n, num_outputs);
+AttentionAttrs AttentionAttrs::Of(const KernelAttrs& n, size_t num_outputs, bool reads_forward) {
+  return AttrsFrom(n, num_outputs, reads_forward);
 }
 
 StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,
@@ -482,14 +547,14 @@ std::vector<OpDef> AttentionOps() {
   return {
       {.domain = "ai.amp",
        .op_type = "Attention",
-       .arity = {3, 4, 1, 1},
+       .arity = {3, 4, 1, 2},
        .infer = InferAttention,
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",
        .vector_flops = FlopsAttention},
       {.domain = "ai.amp",
        .op_type = "AttentionGrad",
-       .arity = {4, 5, 1, 3},
+       .arity = {4, 7, 1, 3},
        .infer = InferAttentionGrad,
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",

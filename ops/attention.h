@@ -35,16 +35,21 @@ enum AttentionOperandIndex : int {
   kAttnDO = 3,
   kAttnDQ,
   kAttnDK,
-  kAttnDV
+  kAttnDV,
+  kAttnFwdO = 7  // AttentionGrad: the forward's O, when it reads it (input 5)
 };
 
 struct AttentionLayout {
   std::vector<int64_t> batch;  // the batch dims (heads, batch, ...)
   int64_t slices = 1, sq = 0, sk = 0, d = 0, dv = 0;
-  // q, k, v, then O (Attention) or dO, dq, dk, dv (AttentionGrad).
+  // q, k, v, then O (Attention) or dO, dq, dk, dv [, the forward's O]
+  // (AttentionGrad).
   std::vector<AttentionOperand> operands;
-  std::vector<std::vector<int64_t>> out_shapes;  // per output
+  std::vector<std::vector<int64_t>> out_shapes;  // per output (the stats' too)
   bool views = false;                            // the view form
+
+  // The softmax statistics' shape: [batch..., Sq], FP32, contiguous.
+  std::vector<int64_t> StatsShape() const;
 
   // Where slice `s` (row-major over the batch dims) of operand `o` starts.
   int64_t SliceOffset(const AttentionOperand& o, int64_t s) const;
@@ -55,16 +60,20 @@ struct AttentionLayout {
 struct AttentionAttrs {
   bool grad = false;  // AttentionGrad
   std::string describe;
-  size_t num_outputs = 1;
+  size_t num_outputs = 1;  // every output, the stats included
+  bool stats = false;      // Attention: output 1 is the softmax statistics
+  bool forward = false;    // AttentionGrad: inputs 5, 6 are the forward's O and statistics
   bool has_views = false;
   std::vector<int64_t> dims, views, out_shapes;
   int64_t trans_b = 1, dk_trans = 0;
 
   static AttentionAttrs Of(const Node& n);
-  static AttentionAttrs Of(const KernelAttrs& n, size_t num_outputs);
+  // `reads_forward`: the call has input 5 (AttentionGrad's forward O).
+  static AttentionAttrs Of(const KernelAttrs& n, size_t num_outputs, bool reads_forward);
 };
 
-// The layout of `n` given its inputs' dims (q, k, v[, dO] at least). Errors
+// The layout of `n` given its inputs' dims (q, k, v[, dO] at least; with
+// `forward`, input 5's too, input 4's entry empty without a mask). Errors
 // name the node: inconsistent dims, a view outside its tensor.
 StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,
                                             const std::vector<std::vector<int64_t>>& input_dims);

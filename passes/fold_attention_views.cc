@@ -84,6 +84,8 @@ StatusOr<bool> FoldAttentionViews::Run(Model& model) {
     }
     if (dims.size() != ins) continue;
     AttentionAttrs attrs = AttentionAttrs::Of(*n);
+    // (link-attention-stats, which adds the statistics, runs after this.)
+    if (attrs.stats || attrs.forward) continue;
     auto layout = AttentionLayoutOf(attrs, dims);
     if (!layout.ok()) continue;  // the verifier names it
     const AttentionLayout& l = *layout;

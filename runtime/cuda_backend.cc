@@ -712,8 +712,9 @@ Status NormalizeGradFn(const Ctx& c) {
 // and the mask's broadcast strides.
 StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, size_t mask_input) {
   std::vector<std::vector<int64_t>> dims;
-  for (size_t i = 0; i < inputs; ++i) dims.push_back(c.I(i).dims);
-  const AttentionAttrs attrs = AttentionAttrs::Of(c.node, c.out.size());
+  for (size_t i = 0; i < c.in.size(); ++i)
+    dims.push_back(c.has_in(i) ? c.I(i).dims : std::vector<int64_t>{});
+  const AttentionAttrs attrs = AttentionAttrs::Of(c.node, c.out.size(), c.has_in(5));
   AMP_ASSIGN_OR_RETURN(AttentionLayout l, AttentionLayoutOf(attrs, dims));
   for (size_t o = 0; o < c.out.size(); ++o)
     if (c.has_out(o) && c.O(o).dims != l.out_shapes[o])
@@ -761,7 +762,7 @@ StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, siz
   }
   // An output's elements no view covers are zero.
   if (l.views) {
-    for (int o = 0; o < static_cast<int>(c.out.size()); ++o) {
+    for (int o = 0; o < static_cast<int>(c.out.size() - (attrs.stats ? 1 : 0)); ++o) {
       if (!c.has_out(o)) continue;
       AMP_ASSIGN_OR_RETURN(bool tiled, AttentionOutputTiled(attrs, l, o));
       if (!tiled)
@@ -777,8 +778,9 @@ DevPtr Optional(const Ctx& c, size_t i) { return c.has_in(i) ? P(c.I(i)) : DevPt
 
 Status AttentionFn(const Ctx& c) {
   AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 3, 3));
+  float* stats = c.has_out(1) ? c.O(1).as<float>() : nullptr;
   return cuda::Attention(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), Optional(c, 3), c.O(0).data,
-                         Dt(c.O(0)), c.stream);
+                         Dt(c.O(0)), stats, c.stream);
 }
 
 Status AttentionGradFn(const Ctx& c) {

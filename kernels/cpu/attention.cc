@@ -108,10 +108,10 @@ class Mask {
   std::vector<int64_t> strides_, batch_dims_;
 };
 
-StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, const AttentionAttrs& attrs,
-                                   size_t inputs) {
+StatusOr<AttentionLayout> LayoutOf(const KernelContext& ctx, const AttentionAttrs& attrs) {
   std::vector<std::vector<int64_t>> dims;
-  for (size_t i = 0; i < inputs; ++i) dims.push_back(ctx.in(i).dims);
+  for (size_t i = 0; i < ctx.inputs.size(); ++i)
+    dims.push_back(ctx.has_input(i) ? ctx.in(i).dims : std::vector<int64_t>{});
   auto l = AttentionLayoutOf(attrs, dims);
   if (!l.ok()) return l.status();
   for (size_t o = 0; o < ctx.outputs.size(); ++o)
@@ -157,9 +157,11 @@ class Widened {
 
 // The probabilities of slice b: p = Softmax(alpha * q . k^T + mask) in
 // FP32, and p16 = p rounded to `prob_type` (v's type, what the unfused step
-// casts them to before the product with v).
+// casts them to before the product with v); with `stats`, each row's
+// logsumexp of the scores there.
 void Probabilities(const AttentionLayout& l, int64_t b, float alpha, const Mat& q, const Mat& k,
-                   const Mask& mask, DType prob_type, float* p, float* p16) {
+                   const Mask& mask, DType prob_type, float* p, float* p16,
+                   float* stats = nullptr) {
   Sgemm(false, !k.trans, l.sq, l.sk, l.d, alpha, q.p, q.ld, k.p, k.ld, 0.f, p, l.sk);
   mask.AddTo(b, p, l.sq, l.sk);
   ParallelFor(l.sq, std::max<int64_t>(1, 4096 / std::max<int64_t>(l.sk, 1)),
@@ -167,36 +169,47 @@ void Probabilities(const AttentionLayout& l, int64_t b, float alpha, const Mat& 
                 std::vector<double> row(l.sk);
                 for (int64_t i = first; i < last; ++i) {
                   float* x = p + i * l.sk;
-                  SoftmaxRow([&](int64_t j) -> float& { return x[j]; }, l.sk, row.data());
+                  double lse = 0;
+                  SoftmaxRow([&](int64_t j) -> float& { return x[j]; }, l.sk, row.data(), false,
+                             stats ? &lse : nullptr);
+                  if (stats) stats[i] = static_cast<float>(lse);
                   for (int64_t j = 0; j < l.sk; ++j) p16[i * l.sk + j] = RoundTo(prob_type, x[j]);
                 }
               });
 }
 
 Status AttentionKernel(KernelContext& ctx) {
-  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size());
-  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs, 3));
+  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size(), false);
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   Widened in(ctx, 3);
   Mask mask(ctx, 3, l);
   const auto& ops = l.operands;
   AMP_RETURN_IF_ERROR(ZeroUncovered(ctx, attrs, l, 0));
   DType prob_type = ctx.in(2).dtype;
+  // The softmax statistics, [slices, Sq] float32.
+  float* stats = ctx.has_output(1) ? ctx.out(1).as<float>() : nullptr;
+  if (stats && ctx.out(1).dtype != DType::kFloat32)
+    return ctx.Error("the softmax statistics (output 1) must be float32");
   std::vector<float> p(l.sq * l.sk), p16(l.sq * l.sk), o(l.sq * l.dv);
   for (int64_t b = 0; b < l.slices; ++b) {
     Mat qb = Read(in[0], l, ops[kAttnQ], b, l.sq, l.d, false);
     Mat kb = Read(in[1], l, ops[kAttnK], b, l.sk, l.d, true);
     Mat vb = Read(in[2], l, ops[kAttnV], b, l.sk, l.dv, false);
-    Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data());
+    Probabilities(l, b, alpha, qb, kb, mask, prob_type, p.data(), p16.data(),
+                  stats ? stats + b * l.sq : nullptr);
     Sgemm(false, false, l.sq, l.dv, l.sk, 1.f, p16.data(), l.sk, vb.p, vb.ld, 0.f, o.data(), l.dv);
     Write(ctx.out(0), l, ops[kAttnO], b, l.sq, l.dv, o.data(), false);
   }
   return Status::Ok();
 }
 
+// The forward's O and stats (inputs 5, 6), when given, are not read: P is
+// recomputed as the unfused step computes it, so that the values stay its
+// bit for bit.
 Status AttentionGradKernel(KernelContext& ctx) {
-  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size());
-  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs, 4));
+  AttentionAttrs attrs = AttentionAttrs::Of(ctx.node, ctx.outputs.size(), ctx.has_input(5));
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, LayoutOf(ctx, attrs));
   float alpha = ctx.node.GetFloat("alpha", 1.0f);
   float grad_alpha = ctx.node.GetFloat("grad_alpha", alpha);
   Widened in(ctx, 4);

@@ -74,7 +74,7 @@ __device__ inline float Prob(float x, float peak, float sum) {
 }
 
 __global__ void AttentionKernel(AttentionShape s, DevPtr q, DevPtr k, DevPtr v, DevPtr mask,
-                                void* out, int out_dt) {
+                                void* out, int out_dt, float* stats) {
   AMP_GRID_LOOP(row, s.slices * s.sq) {
     int64_t b = row / s.sq, i = row % s.sq;
     const int64_t qb = Base(s, s.q, b), kb = Base(s, s.k, b), vb = Base(s, s.v, b),
@@ -91,6 +91,7 @@ __global__ void AttentionKernel(AttentionShape s, DevPtr q, DevPtr k, DevPtr v, 
         o[d] = fmaf(p, LoadF(v.data, v.dtype, At(s.v, vb, j, d)), o[d]);
     }
     for (int64_t d = 0; d < s.dv; ++d) StoreF(out, out_dt, At(s.o, ob, i, d), o[d]);
+    if (stats) stats[row] = peak == -INFINITY ? -INFINITY : peak + logf(sum);
   }
 }
 
@@ -187,11 +188,11 @@ Status CheckShape(const AttentionShape& s) {
 }  // namespace
 
 Status Attention(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr mask, void* out,
-                 int out_dtype, void* stream) {
+                 int out_dtype, float* stats, void* stream) {
   AMP_RETURN_IF_ERROR(CheckShape(s));
   if (s.slices * s.sq == 0) return Status::Ok();
   AttentionKernel<<<Blocks(s.slices * s.sq), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      s, q, k, v, mask, out, out_dtype);
+      s, q, k, v, mask, out, out_dtype, stats);
   return CheckLaunch("Attention");
 }
 

@@ -265,8 +265,9 @@ struct AttentionShape {
   int64_t mask_si = 0, mask_sj = 0;
   AttentionView q, k, v, o, dout, dq, dk, dv_;
 };
+// `stats` (or null): each query row's logsumexp of its scores, [slices * Sq].
 Status Attention(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr mask, void* out,
-                 int out_dtype, void* stream);
+                 int out_dtype, float* stats, void* stream);
 Status AttentionGrad(const AttentionShape& s, DevPtr q, DevPtr k, DevPtr v, DevPtr dout,
                      DevPtr mask, void* dq, int dq_dtype, void* dk, int dk_dtype, void* dv,
                      int dv_dtype, float* stats, void* stream);

@@ -1557,6 +1557,73 @@ g (float[2,5,14] x, float[2,5,4] d) => (float[2,5,4] o, float[2,5,6] ov, float[2
   EXPECT_NE(bad.status().message().find("overlap"), std::string::npos) << bad.status().message();
 }
 
+// Attention's second output is each query row's logsumexp of its scores
+// (checked against float64 from the inputs, on random data with a mask),
+// and an AttentionGrad given the forward's O and stats computes what it
+// computes without them.
+TEST(FusedKernelsTest, AttentionStatsAreTheScoresLogSumExp) {
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float16[2,3,6,8] q, float16[2,3,5,8] k, float16[2,3,5,4] v, float[2,1,1,5] m,
+   float16[2,3,6,4] d) => (float16[2,3,6,4] o, float[2,3,6] st, float16[2,3,6,8] dq,
+                           float16[2,3,5,8] dk, float16[2,3,5,4] dv, float16[2,3,6,8] dq2,
+                           float16[2,3,5,8] dk2, float16[2,3,5,4] dv2, float16[2,3,6,4] o2)
+{
+  o, st = ai.amp.Attention <alpha = 0.35, transB = 1> (q, k, v, m)
+  o2 = ai.amp.Attention <alpha = 0.35, transB = 1> (q, k, v, m)
+  dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.35, grad_alpha = 0.35, transB = 1> (q, k, v, d, m)
+  dq2, dk2, dv2 = ai.amp.AttentionGrad <alpha = 0.35, grad_alpha = 0.35, transB = 1> (q, k, v, d, m, o, st)
+})";
+  auto model = LoadModelText(text);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  ExecutorOptions opts;
+  opts.mode = TrainingInfoMode::kForward;
+  opts.poison = true;
+  auto made = Executor::Create(std::move(*model), opts);
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  auto& s = *made;
+  std::mt19937 rng(5);
+  std::map<std::string, Tensor> in;
+  for (const Value* v : s->model().graph->inputs()) {
+    in[v->name()] = Random(v->dtype(), *StaticDims(*v->type().shape), rng);
+    ASSERT_TRUE(s->SetInput(v->name(), in[v->name()]).ok());
+  }
+  ASSERT_TRUE(s->Run().ok());
+  auto fetched = s->Fetch("st");
+  ASSERT_TRUE(fetched.ok()) << fetched.status().message();
+  const Tensor& st = *fetched;
+  const Tensor &q = in["q"], &k = in["k"], &m = in["m"];
+  double worst = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < 3; ++h)
+      for (int64_t i = 0; i < 6; ++i) {
+        std::vector<double> x(5);
+        double peak = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < 5; ++j) {
+          double acc = 0;
+          for (int64_t e = 0; e < 8; ++e)
+            acc += q.GetDouble(((b * 3 + h) * 6 + i) * 8 + e) *
+                   k.GetDouble(((b * 3 + h) * 5 + j) * 8 + e);
+          x[j] = 0.35 * acc + m.GetDouble(b * 5 + j);
+          peak = std::max(peak, x[j]);
+        }
+        for (double e : x) sum += std::exp(e - peak);
+        double want = peak + std::log(sum);
+        double got = st.GetDouble((b * 3 + h) * 6 + i);
+        worst = std::max(worst, std::abs(got - want) / std::max(1.0, std::abs(want)));
+      }
+  EXPECT_LT(worst, 1e-6) << "float32 scores of float16 products: a few float32 ulps";
+  // The same O with or without the stats output; the same gradients with or
+  // without the forward's O and stats (the CPU kernel recomputes them).
+  for (const char* a : {"o", "dq", "dk", "dv"}) {
+    auto fx = s->Fetch(a), fy = s->Fetch(std::string(a) + "2");
+    ASSERT_TRUE(fx.ok() && fy.ok());
+    const Tensor &x = *fx, &y = *fy;
+    ASSERT_EQ(x.num_elements(), y.num_elements());
+    for (int64_t i = 0; i < x.num_elements(); ++i)
+      ASSERT_EQ(x.GetDouble(i), y.GetDouble(i)) << a << " " << i;
+  }
+}
+
 TEST(FusedKernelsTest, MalformedNodesAreErrors) {
   struct Bad {
     const char* node;
@@ -1599,6 +1666,11 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
        "a packed gradient has one type: out_types differ"},
       {"o, a = ai.amp.AttentionGrad (q, k, v, q)", "has dq, dk and dv, or one packed gradient"},
       {"o = ai.amp.AttentionGrad (q, k, v, q)", "has one output only in the view form"},
+      {"o, a, b = ai.amp.AttentionGrad <transB = 1> (q, k, v, v2, , v2)",
+       "reads the forward's O and stats together"},
+      {"o, a, b = ai.amp.AttentionGrad <transB = 1> (q, k, v, v2, , v2, ti)",
+       "stats (input 6) must be float32"},
+      {"o, a, b = ai.amp.AttentionGrad <transB = 1> (q, k, v, v2, , v2, p)", "not [batch..., Sq]"},
       {"o, a = ai.amp.BatchNormGrad (x, x, x)", "channel axis"},
       {"o, a = ai.amp.BatchNormGrad <dx_type = 7> (q, q, x)", "dx_type must be a float type"},
       {"o, a, b, e, d = ai.amp.LayerNormGrad <axis = 1> (p, p, w)", "needs copy_type"},
@@ -1662,7 +1734,7 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
     std::string text = std::string(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
 g (float[2,6,8] q, float[2,5,8] k, float[2,5,4] v, float[8] x, float[3,6] p, float[6,8] w,
    float16[8] x16, int64[3] l, float s, float[2,3,5,5] c, float[2,4,3,3] c2, float[3,4,3,3] c3,
-   int64 ti, bool fb) => (float o)
+   int64 ti, bool fb, float[2,6,4] v2) => (float o)
 { )") + b.node + " }";
     auto m = LoadModelText(text);
     ASSERT_FALSE(m.ok());

@@ -157,6 +157,12 @@ inline const Case kCases[] = {
     {"attention_grad_f16",
      R"(g (float16[2,6,8] x, float16[2,8,5] x2, float16[2,5,4] x3, float16[2,6,4] x4) => (float16[2,6,8] dq, float16[2,8,5] dk, float16[2,5,4] dv) {
        dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, transB = 0, dk_trans = 1> (x, x2, x3, x4) })"},
+    // With the softmax statistics, and a backward that reads them and O
+    // (link-attention-stats).
+    {"attention_stats_f16_mask",
+     R"(g (float16[2,3,6,8] x, float16[2,3,5,8] x2, float16[2,3,5,4] x3, float[2,1,1,5] x4, float16[2,3,6,4] x5) => (float16[2,3,6,4] y, float[2,3,6] st, float16[2,3,6,8] dq, float16[2,3,5,8] dk, float16[2,3,5,4] dv) {
+       y, st = ai.amp.Attention <alpha = 0.35, transB = 1> (x, x2, x3, x4)
+       dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.35, grad_alpha = 0.35, transB = 1> (x, x2, x3, x5, x4, y, st) })"},
     // The view form (fold-attention-views): q, k, v column blocks of one
     // tensor (two columns read by none), O into columns 1-4 of its output,
     // the gradients packed (the uncovered columns zero).
@@ -164,6 +170,10 @@ inline const Case kCases[] = {
      R"(g (float16[2,5,14] x, float16[2,5,4] x2) => (float16[2,5,6] o, float16[2,5,14] dx) {
        o = ai.amp.Attention <alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 6], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x)
        dx = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 14], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 0, 20, 4, 1, 0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1]> (x, x, x, x2) })"},
+    {"attention_stats_views_f16",
+     R"(g (float16[2,5,14] x, float16[2,5,4] x2) => (float16[2,5,6] o, float[2,5] st, float16[2,5,14] dx) {
+       o, st = ai.amp.Attention <alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 6], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x)
+       dx = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 14], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 0, 20, 4, 1, 0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x, x2, , o, st) })"},
     {"layer_norm_grad",
      R"(g (float[6,16] x, float[6,16] x2, float[16] x3, float[6,16] x4) => (float[6,16] dx, float[16] dw, float[16] db) {
        dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, x2, x3, x4) })"},
