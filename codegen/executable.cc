@@ -60,6 +60,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   AMP_ASSIGN_OR_RETURN(auto bindings, Bindings(*model.graph, request));
   Executable exe;
   exe.request = request;
+  exe.backend = std::string(backend.name());
   exe.model = std::make_unique<Model>(CloneModel(model));
   Model& m = *exe.model;
   Graph& g = *m.graph;
@@ -105,6 +106,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
       (backend.HasKernel("ai.amp", "MaxPoolGrad") || !backend.HasKernel("", "MaxPool"));
   options.fuse_attention = request.fuse_elementwise && backend.HasKernel("ai.amp", "Attention") &&
                            backend.HasKernel("ai.amp", "AttentionGrad");
+  options.link_attention_stats = options.fuse_attention && backend.AttentionGradReadsForward();
   options.keep.insert(request.keep.begin(), request.keep.end());
   PassPipeline pipeline = pipelines::Specialize(options);
   PipelineDebug debug;

@@ -39,6 +39,9 @@ class KernelSupport {
   // (ai.amp FusedElementwise: specialization fuses only for a backend that
   // runs it).
   virtual bool HasKernel(std::string_view domain, std::string_view op_type) const = 0;
+  // Whether its ai.amp AttentionGrad takes the forward's O and softmax
+  // statistics (link-attention-stats) rather than recomputing them.
+  virtual bool AttentionGradReadsForward() const { return false; }
 };
 
 // Where a value of the specialized step lives.
@@ -112,6 +115,7 @@ struct Executable {
   size_t arena_bytes = 0;     // the planned peak of all intermediates
   size_t unshared_bytes = 0;  // the same without reuse
   SpecializeRequest request;  // what it was made for
+  std::string backend;        // the KernelSupport it was made for ("cpu", "cuda")
 
   // The slot of `name`, or -1.
   int Find(const std::string& name) const;

@@ -25,6 +25,7 @@
 #include "passes/fuse_unscale.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
+#include "passes/link_attention_stats.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
 #include "passes/sink_nodes.h"
@@ -78,6 +79,9 @@ PassPipeline Specialize(const SpecializeOptions& options) {
     // sake while a MatMul read them, go now that the attention does.)
     p.Add(std::make_unique<FoldCasts>());
     p.Add(std::make_unique<FoldAttentionViews>(options.keep));
+    // The backward reads the forward's O and softmax statistics, where the
+    // backend's kernel takes them.
+    if (options.link_attention_stats) p.Add(std::make_unique<LinkAttentionStats>());
   }
   if (options.fuse_norm_grad) p.Add(std::make_unique<FuseNormGrad>());
   // The half copies of LayerNorm's outputs and of its gradient's, written by

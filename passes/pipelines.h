@@ -51,6 +51,7 @@ struct SpecializeOptions {
   bool fuse_optimizer = false;              // fuse-unscale and fuse-optimizer too
   bool fuse_loss_scale = false;             // fuse-loss-scale after those
   bool fuse_attention = false;              // fuse-attention after fold-into-gemm
+  bool link_attention_stats = false;        // link-attention-stats after those
   bool fuse_norm_grad = false;              // fuse-norm-grad after fold-into-gemm
   bool fold_output_casts = false;           // fold-output-casts after that
   bool fuse_gemm_epilogue = false;          // fuse-gemm-epilogue after those
@@ -62,7 +63,8 @@ struct SpecializeOptions {
 };
 // What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
 // [fuse-loss-scale,] transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
-// fold-into-gemm, [fuse-attention, fold-casts, fold-attention-views,]
+// fold-into-gemm, [fuse-attention, fold-casts, fold-attention-views,
+// [link-attention-stats,]]
 // [fuse-norm-grad,] [fold-output-casts,] [fuse-gemm-epilogue,]
 // [fuse-cross-entropy,] [fuse-conv-weight-grad,] [fuse-max-pool-grad,]
 // [rematerialize, fuse-elementwise, batch-casts], sink-nodes.

@@ -13,6 +13,7 @@
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_output_casts.h"
+#include "passes/link_attention_stats.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_conv_weight_grad.h"
@@ -72,6 +73,7 @@ const Entry kPasses[] = {
     {ExpandGradient::kName, Make<ExpandGradient>},
     {FoldAttentionViews::kName, Make<FoldAttentionViews>},
     {FoldOutputCasts::kName, Make<FoldOutputCasts>},
+    {LinkAttentionStats::kName, Make<LinkAttentionStats>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},

@@ -96,6 +96,9 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
       {"fold-attention-views",
        "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention"},
+      {"link-attention-stats",
+       "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention,"
+       "fold-attention-views"},
       {"rematerialize", "bind-dims,fold-shapes,attach-loss,autodiff,dce"},
       {"fold-output-casts",
        "bind-dims,fold-shapes,attach-loss,autodiff,dce,paint-precision,insert-casts,fold-casts,"
