@@ -80,14 +80,16 @@ StepCost EstimateCost(const Executable& exe, const DeviceModel& device) {
       k.matrix = c.inputs[0] >= 0 && IsHalf(exe.slots[c.inputs[0]].dtype);
     } else if (def && def->vector_flops) {
       k.flops = def->vector_flops(*c.node);
+      k.library = exe.backend == "cuda" && def->cuda_library && def->cuda_library(*c.node);
+      k.matrix = k.library;
     } else {
       k.flops = largest;
     }
     double rate = k.matrix ? device.matrix_flops_per_s : device.vector_flops_per_s;
+    k.launches = !def ? 1 : k.library ? def->cuda_library_launches : def->launches;
     k.seconds = std::max(static_cast<double>(k.flops) / rate,
                          static_cast<double>(k.bytes) / device.bytes_per_s) +
-                device.launch_s * (def ? def->launches : 1);
-    k.launches = def ? def->launches : 1;
+                device.launch_s * k.launches;
     cost.launches += k.launches;
     cost.flops += k.flops;
     cost.bytes += k.bytes;

@@ -37,7 +37,8 @@ struct KernelCost {
   int64_t flops = 0;
   int64_t bytes = 0;  // inputs read once, outputs written once
   bool matrix = false;
-  int launches = 1;  // the kernels the node's lowering launches
+  bool library = false;  // run by a library's kernels (cuDNN's fused attention)
+  int launches = 1;      // the kernels the node's lowering launches
   double seconds = 0;
 };
 

@@ -49,6 +49,7 @@
 
 #include <algorithm>
 
+#include "kernels/tensor_ref.h"
 #include "ops/families.h"
 #include "ops/infer_util.h"
 
@@ -445,6 +446,8 @@ AttentionAttrs AttrsFrom(const Attrs& n, size_t num_outputs, bool reads_forward)
   a.views = n.GetInts("views");
   a.out_shapes = n.GetInts("out_shapes");
   a.trans_b = n.GetInt("transB", 1);
+  a.alpha = n.GetFloat("alpha", 1.0f);
+  a.grad_alpha = n.GetFloat("grad_alpha", a.alpha);
   a.dk_trans = n.GetInt("dk_trans", 0);
   return a;
 }
@@ -543,6 +546,165 @@ StatusOr<bool> AttentionOutputTiled(const AttentionAttrs& n, const AttentionLayo
   return covered == static_cast<int64_t>(seen.size());
 }
 
+namespace {
+
+// The batch dims of every operand folded into at most two, [b, h]: size-1
+// dims dropped, then neighbours merged where every operand's strides allow
+// it (stride[i] == stride[i+1] * size[i+1]). False when more than two stay.
+bool FoldBatch(std::vector<int64_t>& sizes, std::vector<std::vector<int64_t>*> strides) {
+  for (size_t i = sizes.size(); i-- > 0;)
+    if (sizes[i] == 1) {
+      sizes.erase(sizes.begin() + static_cast<std::ptrdiff_t>(i));
+      for (auto* s : strides) s->erase(s->begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  for (size_t i = 0; sizes.size() > 2 && i + 1 < sizes.size();) {
+    bool ok = true;
+    for (auto* s : strides) ok = ok && (*s)[i] == (*s)[i + 1] * sizes[i + 1];
+    if (!ok) {
+      ++i;
+      continue;
+    }
+    sizes[i] *= sizes[i + 1];
+    sizes.erase(sizes.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    for (auto* s : strides) {
+      (*s)[i] = (*s)[i + 1];
+      s->erase(s->begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    }
+  }
+  return sizes.size() <= 2;
+}
+
+}  // namespace
+
+StatusOr<CudnnAttentionLayout> CudnnAttentionLayoutOf(const AttentionAttrs& n,
+                                                      const AttentionLayout& l,
+                                                      const AttentionTypes& types) {
+  auto no = [&](const auto&... why) -> Status {
+    return Unimplemented(n.describe, ": not cuDNN's fused attention: ", why...);
+  };
+  if (n.grad && !n.forward) return no("the backward does not read the forward's O and stats");
+  if (n.grad && n.grad_alpha != n.alpha) return no("a gradient scale other than the scores'");
+  if (types.inputs.empty()) return no("no input types");
+  const DType t = types.inputs[0];
+  if (t != DType::kFloat16 && t != DType::kBFloat16) return no("q is not float16 or bfloat16");
+  const size_t operand_inputs[] = {0, 1, 2, 3, 5};  // q, k, v, dO, the forward's O
+  for (size_t i : operand_inputs) {
+    if (i == 3 && !n.grad) continue;
+    if (i == 5 && !n.forward) continue;
+    if (i >= types.inputs.size() || types.inputs[i] != t) return no("operands of other types");
+  }
+  for (size_t o = 0; o < types.outputs.size(); ++o) {
+    bool stats_out = n.stats && o == 1;
+    if (types.outputs[o] != (stats_out ? DType::kFloat32 : t)) return no("outputs of other types");
+  }
+  if (n.forward && (types.inputs.size() < 7 || types.inputs[6] != DType::kFloat32))
+    return no("the forward's stats are not float32");
+  if (l.d % 8 || l.dv % 8 || l.d > 128 || l.dv > 128 || l.d == 0 || l.dv == 0)
+    return no("head dims ", l.d, " and ", l.dv, " (cuDNN takes multiples of 8 up to 128)");
+  if (l.sq == 0 || l.sk == 0) return no("no rows");
+  // The batch dims of every operand, and of the mask's broadcast.
+  std::vector<int64_t> sizes = l.batch;
+  std::vector<std::vector<int64_t>> strides;
+  for (const AttentionOperand& o : l.operands) strides.push_back(o.batch_strides);
+  std::vector<int64_t> mask;
+  if (types.mask_dims) {
+    std::vector<int64_t> scores = l.batch;
+    scores.push_back(l.sq);
+    scores.push_back(l.sk);
+    mask = BroadcastStrides(*types.mask_dims, scores);
+    if (mask[mask.size() - 1] != 1 || mask[mask.size() - 2] == 0)
+      return no("a mask that does not vary along the queries, or has strided keys");
+    if (l.sk % 8 || mask[mask.size() - 2] % 8) return no("a mask of unaligned rows");
+    if (types.inputs.size() <= static_cast<size_t>(n.grad ? 4 : 3) ||
+        types.inputs[n.grad ? 4 : 3] != t)
+      return no("a mask not of q's type");
+    // Broadcast batch dims stay as dims of stride 0 (size 1 for cuDNN).
+    strides.push_back(std::vector<int64_t>(mask.begin(), mask.end() - 2));
+  }
+  std::vector<std::vector<int64_t>*> ptrs;
+  for (auto& s : strides) ptrs.push_back(&s);
+  if (!FoldBatch(sizes, ptrs)) return no("batch dims that do not fold into two");
+  while (sizes.size() < 2) {
+    sizes.insert(sizes.begin(), 1);
+    for (auto* s : ptrs) s->insert(s->begin(), 0);
+  }
+  CudnnAttentionLayout c;
+  c.b = sizes[0];
+  c.h = sizes[1];
+  c.sq = l.sq;
+  c.sk = l.sk;
+  c.d = l.d;
+  c.dv = l.dv;
+  for (size_t o = 0; o < l.operands.size(); ++o) {
+    const AttentionOperand& op = l.operands[o];
+    bool query_rows =
+        o == kAttnQ || o == kAttnFwdO || (n.grad ? (o == kAttnDO || o == kAttnDQ) : o == kAttnO);
+    bool dv_cols =
+        o == kAttnV || o == kAttnFwdO || (n.grad ? (o == kAttnDO || o == kAttnDV) : o == kAttnO);
+    if (op.col != 1) return no("an operand with strided columns");
+    if (op.offset % 8 || op.row % 8) return no("an operand of unaligned rows");
+    BhsdTensor b;
+    b.tensor = op.tensor;
+    b.offset = op.offset;
+    b.dims[0] = c.b;
+    b.dims[1] = c.h;
+    b.dims[2] = query_rows ? l.sq : l.sk;
+    b.dims[3] = dv_cols ? l.dv : l.d;
+    b.strides[2] = op.row;
+    b.strides[3] = 1;
+    // (A size-1 dim's stride is any: the one spanning the dims inside it.)
+    b.strides[1] = sizes[1] == 1 ? b.dims[2] * b.strides[2] : strides[o][1];
+    b.strides[0] = sizes[0] == 1 ? c.h * b.strides[1] : strides[o][0];
+    if (b.strides[0] % 8 || b.strides[1] % 8) return no("an operand of unaligned slices");
+    c.operands.push_back(b);
+  }
+  if (types.mask_dims) {
+    const std::vector<int64_t>& ms = strides.back();
+    c.has_bias = true;
+    c.bias.tensor = n.grad ? 4 : 3;
+    c.bias.dims[0] = ms[0] == 0 ? 1 : c.b;
+    c.bias.dims[1] = ms[1] == 0 ? 1 : c.h;
+    c.bias.dims[2] = l.sq;
+    c.bias.dims[3] = l.sk;
+    c.bias.strides[3] = 1;
+    c.bias.strides[2] = mask[mask.size() - 2];
+    c.bias.strides[1] = ms[1] == 0 ? l.sq * c.bias.strides[2] : ms[1];
+    c.bias.strides[0] = ms[0] == 0 ? c.bias.dims[1] * c.bias.strides[1] : ms[0];
+  }
+  c.stats.tensor = n.grad ? 6 : 1;
+  c.stats.dims[0] = c.b;
+  c.stats.dims[1] = c.h;
+  c.stats.dims[2] = l.sq;
+  c.stats.strides[0] = c.h * l.sq;
+  c.stats.strides[1] = l.sq;
+  c.stats.strides[2] = 1;
+  return c;
+}
+
+bool RunsAsCudnnAttention(const Node& n) {
+  if (n.domain() != "ai.amp" || (n.op_type() != "Attention" && n.op_type() != "AttentionGrad"))
+    return false;
+  AttentionAttrs attrs = AttentionAttrs::Of(n);
+  AttentionTypes types;
+  std::vector<std::vector<int64_t>> dims;
+  std::optional<std::vector<int64_t>> mask;
+  for (size_t i = 0; i < n.num_inputs(); ++i) {
+    const Value* v = n.input(i);
+    types.inputs.push_back(v ? v->dtype() : DType::kUndefined);
+    std::optional<std::vector<int64_t>> d;
+    if (v) {
+      d = StaticDimsOf(v);
+      if (!d) return false;
+    }
+    dims.push_back(d ? *d : std::vector<int64_t>{});
+    if (v && i == (attrs.grad ? 4u : 3u)) mask = *d;
+  }
+  for (const Value* v : n.outputs()) types.outputs.push_back(v ? v->dtype() : DType::kUndefined);
+  if (mask) types.mask_dims = &*mask;
+  auto l = AttentionLayoutOf(attrs, dims);
+  return l.ok() && CudnnAttentionLayoutOf(attrs, *l, types).ok();
+}
+
 std::vector<OpDef> AttentionOps() {
   return {
       {.domain = "ai.amp",
@@ -551,7 +713,8 @@ std::vector<OpDef> AttentionOps() {
        .infer = InferAttention,
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",
-       .vector_flops = FlopsAttention},
+       .vector_flops = FlopsAttention,
+       .cuda_library = RunsAsCudnnAttention},
       {.domain = "ai.amp",
        .op_type = "AttentionGrad",
        .arity = {4, 7, 1, 3},
@@ -559,7 +722,11 @@ std::vector<OpDef> AttentionOps() {
        .precision = {OpClass::kNone, "made by fuse-attention at specialization, after precision"},
        .no_grad = "made by fuse-attention after autodiff: never differentiated",
        .vector_flops = FlopsAttentionGrad,
-       .launches = 2},
+       .launches = 2,
+       // cuDNN's flash backward: rowsum(dO * O), the main kernel, and dq
+       // from its FP32 accumulation (to confirm with nsys on a GPU).
+       .cuda_library = RunsAsCudnnAttention,
+       .cuda_library_launches = 3},
   };
 }
 

@@ -66,6 +66,7 @@ struct AttentionAttrs {
   bool has_views = false;
   std::vector<int64_t> dims, views, out_shapes;
   int64_t trans_b = 1, dk_trans = 0;
+  float alpha = 1, grad_alpha = 1;
 
   static AttentionAttrs Of(const Node& n);
   // `reads_forward`: the call has input 5 (AttentionGrad's forward O).
@@ -77,6 +78,43 @@ struct AttentionAttrs {
 // name the node: inconsistent dims, a view outside its tensor.
 StatusOr<AttentionLayout> AttentionLayoutOf(const AttentionAttrs& n,
                                             const std::vector<std::vector<int64_t>>& input_dims);
+
+// An attention as cuDNN's fused attention takes it: each operand a
+// [b, h, rows, cols] tensor at `offset` elements into its tensor (`tensor`
+// as in AttentionOperand), with strides, unit stride along the head dim;
+// the mask an additive bias [b or 1, h or 1, Sq, Sk].
+struct BhsdTensor {
+  int tensor = 0;
+  int64_t offset = 0;
+  int64_t dims[4] = {1, 1, 1, 1};
+  int64_t strides[4] = {1, 1, 1, 1};
+};
+struct CudnnAttentionLayout {
+  int64_t b = 1, h = 1, sq = 0, sk = 0, d = 0, dv = 0;
+  std::vector<BhsdTensor> operands;  // AttentionLayout's order
+  bool has_bias = false;
+  BhsdTensor bias;
+  BhsdTensor stats;  // [b, h, Sq, 1] float32, contiguous
+};
+// The dtypes a node reads and writes (inputs and outputs in order; kUndefined
+// where absent) and its mask's dims (null without one).
+struct AttentionTypes {
+  std::vector<DType> inputs, outputs;
+  const std::vector<int64_t>* mask_dims = nullptr;
+};
+// Whether cuDNN's fused attention computes node `n` of layout `l` - half q,
+// k, v (and every other operand of their type), head dims that are multiples
+// of 8 up to 128, unit column strides, 16-byte aligned rows and slices,
+// batch dims that fold into two, a mask of q's type that varies along the
+// queries and, for the backward, the forward's O and stats
+// (link-attention-stats) - and how; else an error that says why not. The
+// CUDA backend runs cuDNN's kernels exactly where this succeeds, and the
+// cost model costs those nodes at the matrix rate.
+StatusOr<CudnnAttentionLayout> CudnnAttentionLayoutOf(const AttentionAttrs& n,
+                                                      const AttentionLayout& l,
+                                                      const AttentionTypes& types);
+// The same from the IR (static shapes and types), for the cost model.
+bool RunsAsCudnnAttention(const Node& n);
 
 // For output `out` of a node in the view form: true when the views written
 // into it cover every element once, false when some elements are in none

@@ -78,6 +78,11 @@ struct OpDef {
   // Kernel launches one node takes (an op whose lowering runs one kernel
   // after another: AttentionGrad's query pass, then its key pass).
   int launches = 1;
+  // Nodes of an op with vector_flops that the CUDA backend runs on the
+  // matrix engines through a library instead (cuDNN's fused attention, where
+  // its layout fits), and the kernels the library launches for one.
+  bool (*cuda_library)(const Node&) = nullptr;
+  int cuda_library_launches = 1;
   // Outputs that may be written over an input (codegen updates state in
   // place through them).
   InplaceFn inplace = nullptr;

@@ -18,6 +18,7 @@
 #include "ops/attention.h"
 #include "ops/fused_elementwise.h"
 #include "runtime/backend.h"
+#include "runtime/cudnn_attention.h"
 
 namespace amp {
 namespace {
@@ -40,7 +41,8 @@ struct Ctx {
   void* workspace;
   size_t workspace_bytes;
   uint64_t step;
-  Communicator* comm = nullptr;  // the job's ranks (NCCL); null: one rank
+  Communicator* comm = nullptr;     // the job's ranks (NCCL); null: one rank
+  CudnnAttention* cudnn = nullptr;  // cuDNN's fused attention; null: none here
 
   bool has_in(size_t i) const { return i < in.size() && in[i]; }
   bool has_out(size_t i) const { return i < out.size() && out[i]; }
@@ -776,8 +778,44 @@ StatusOr<cuda::AttentionShape> AttentionShapeOf(const Ctx& c, size_t inputs, siz
 
 DevPtr Optional(const Ctx& c, size_t i) { return c.has_in(i) ? P(c.I(i)) : DevPtr{}; }
 
+// Runs the node as cuDNN's fused attention where it fits (ops/attention.h:
+// CudnnAttentionLayoutOf) and this machine has cuDNN; false where amp's own
+// kernels must run it instead (they ignore a backward's forward inputs).
+StatusOr<bool> RunCudnnAttention(const Ctx& c) {
+  if (!c.cudnn) return false;
+  const AttentionAttrs attrs = AttentionAttrs::Of(c.node, c.out.size(), c.has_in(5));
+  std::vector<std::vector<int64_t>> dims;
+  AttentionTypes types;
+  for (size_t i = 0; i < c.in.size(); ++i) {
+    dims.push_back(c.has_in(i) ? c.I(i).dims : std::vector<int64_t>{});
+    types.inputs.push_back(c.has_in(i) ? c.I(i).dtype : DType::kUndefined);
+  }
+  for (size_t o = 0; o < c.out.size(); ++o)
+    types.outputs.push_back(c.has_out(o) ? c.O(o).dtype : DType::kUndefined);
+  size_t mask = attrs.grad ? 4 : 3;
+  if (c.has_in(mask)) types.mask_dims = &c.I(mask).dims;
+  AMP_ASSIGN_OR_RETURN(AttentionLayout l, AttentionLayoutOf(attrs, dims));
+  auto layout = CudnnAttentionLayoutOf(attrs, l, types);
+  if (!layout.ok()) return false;
+  CudnnAttentionCall call;
+  call.layout = &*layout;
+  call.grad = attrs.grad;
+  call.type = types.inputs[0];
+  call.alpha = attrs.alpha;
+  for (size_t i = 0; i < c.in.size() && i < 7; ++i)
+    call.inputs[i] = c.has_in(i) ? c.I(i).data : nullptr;
+  for (size_t o = 0; o < c.out.size() && o < 3; ++o)
+    call.outputs[o] = c.has_out(o) ? c.O(o).data : nullptr;
+  Status st = c.cudnn->Run(call);
+  if (st.code() == StatusCode::kUnimplemented) return false;
+  AMP_RETURN_IF_ERROR(st);
+  return true;
+}
+
 Status AttentionFn(const Ctx& c) {
   AMP_ASSIGN_OR_RETURN(cuda::AttentionShape s, AttentionShapeOf(c, 3, 3));
+  AMP_ASSIGN_OR_RETURN(bool done, RunCudnnAttention(c));
+  if (done) return Status::Ok();
   float* stats = c.has_out(1) ? c.O(1).as<float>() : nullptr;
   return cuda::Attention(s, P(c.I(0)), P(c.I(1)), P(c.I(2)), Optional(c, 3), c.O(0).data,
                          Dt(c.O(0)), stats, c.stream);
@@ -792,6 +830,8 @@ Status AttentionGradFn(const Ctx& c) {
   TensorRef& dq = c.O(0);
   TensorRef& dk = c.out.size() == 3 ? c.O(1) : c.O(0);
   TensorRef& dv = c.out.size() == 3 ? c.O(2) : c.O(0);
+  AMP_ASSIGN_OR_RETURN(bool done, RunCudnnAttention(c));
+  if (done) return Status::Ok();
   size_t stats = static_cast<size_t>(s.slices * s.sq) * 3 * sizeof(float);
   if (stats > c.workspace_bytes)
     return Unimplemented(c.node.Describe(), ": ", s.slices * s.sq,
@@ -1040,6 +1080,10 @@ Status CudaSupports(const Node& node) {
                        "' yet; use --device cpu");
 }
 
+// With cuDNN's fused attention built in, AttentionGrad reads the forward's
+// O and statistics (cudnn_attention.h).
+constexpr bool kAttentionGradReadsForward = kHaveCudnnAttention;
+
 class CudaKernelSupport : public KernelSupport {
  public:
   std::string_view name() const override { return "cuda"; }
@@ -1047,11 +1091,13 @@ class CudaKernelSupport : public KernelSupport {
   bool HasKernel(std::string_view domain, std::string_view op) const override {
     return CudaHasKernel(domain, op);
   }
+  bool AttentionGradReadsForward() const override { return kAttentionGradReadsForward; }
 };
 
 class CudaBackend : public Backend {
  public:
   ~CudaBackend() override {
+    cudnn_.reset();  // (before its stream)
     if (workspace_) cudaFree(workspace_);
     if (lt_) cublasLtDestroy(lt_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -1068,6 +1114,7 @@ class CudaBackend : public Backend {
         CudaCheck(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
     if (cublasLtCreate(&lt_) != CUBLAS_STATUS_SUCCESS) return Internal("cublasLtCreate failed");
     AMP_RETURN_IF_ERROR(CudaCheck(cudaMalloc(&workspace_, kWorkspace), "cuBLASLt workspace"));
+    cudnn_ = CreateCudnnAttention(stream_, &no_cudnn_);
     return Status::Ok();
   }
 
@@ -1099,12 +1146,13 @@ class CudaBackend : public Backend {
   bool HasKernel(std::string_view domain, std::string_view op) const override {
     return CudaHasKernel(domain, op);
   }
+  bool AttentionGradReadsForward() const override { return kAttentionGradReadsForward; }
   Status Run(const KernelAttrs& node, const std::vector<const TensorRef*>& inputs,
              const std::vector<TensorRef*>& outputs, uint64_t step) override {
     auto it = Table().find(Key(node));
     if (it == Table().end())
       return Unimplemented(node.Describe(), ": the CUDA runtime has no kernel for it");
-    Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step, comm_};
+    Ctx c{node, inputs, outputs, stream_, lt_, workspace_, kWorkspace, step, comm_, cudnn_.get()};
     Status st = it->second(c);
     if (!st.ok()) return st.WithContext(node.Describe());
     return Status::Ok();
@@ -1135,6 +1183,8 @@ class CudaBackend : public Backend {
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;
   Communicator* comm_ = nullptr;
+  std::unique_ptr<CudnnAttention> cudnn_;  // null where cuDNN cannot be loaded
+  std::string no_cudnn_;                   // why not
 };
 
 }  // namespace

@@ -44,6 +44,7 @@ class Recording : public amp::KernelSupport {
   bool HasKernel(std::string_view domain, std::string_view op) const override {
     return real_.HasKernel(domain, op);
   }
+  bool AttentionGradReadsForward() const override { return real_.AttentionGradReadsForward(); }
   const std::set<std::string>& missing() const { return missing_; }
 
  private:
@@ -64,12 +65,16 @@ amp::StatusOr<nlohmann::json> StepCost(const amp::Model& model, const std::strin
   }
   r.fuse_optimizer = target == "cuda";  // what amp-train does by default
   // A build without the CUDA toolkit cannot read the CUDA kernel table; the
-  // cost is the same, only the list of missing kernels is unknown.
+  // cost is the same (that of the CUDA backend with cuDNN), only the list of
+  // missing kernels is unknown.
   struct Any : amp::KernelSupport {
-    std::string_view name() const override { return "any"; }
+    std::string target;
+    std::string_view name() const override { return target; }
     amp::Status Supports(const amp::Node&) const override { return amp::Status::Ok(); }
     bool HasKernel(std::string_view, std::string_view) const override { return true; }
+    bool AttentionGradReadsForward() const override { return target == "cuda"; }
   } any;
+  any.target = target;
   auto support = amp::KernelSupportFor(target);
   if (!support.ok() && support.status().code() != amp::StatusCode::kUnimplemented)
     return support.status();

@@ -36,4 +36,23 @@ then
   echo "setup: installing Python test tools from requirements-test.txt"
   "$py" -m pip install -q --disable-pip-version-check -r "$here/requirements-test.txt"
 fi
+# The cudnn-frontend C++ headers (cuDNN's graph API, header-only), where a
+# CUDA toolkit with cuDNN is: PyPI's nvidia-cudnn-frontend, pinned, its
+# headers only (the wheel's Python side and dependencies are not needed).
+cfe_version=1.32.0
+cfe_dir="$here/.deps/cudnn-frontend-$cfe_version"
+cuda_include=${CUDA_HOME:-/usr/local/cuda}/include
+if [ -e "$cuda_include/cudnn.h" ] && [ ! -e "$cfe_dir/include/cudnn_frontend.h" ]; then
+  echo "setup: fetching the cudnn-frontend $cfe_version headers"
+  tmp=$(mktemp -d)
+  "$py" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$tmp" "nvidia-cudnn-frontend==$cfe_version"
+  "$py" - "$tmp" "$cfe_dir" <<'PYEOF'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("include/")])
+PYEOF
+  rm -rf "$tmp"
+fi
 echo "setup: ready"

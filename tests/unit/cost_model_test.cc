@@ -93,6 +93,47 @@ g (float[64,64] x, float[64,64] w) => (float[4096] z)
   EXPECT_EQ(EstimateCost(*exe, d).launches, 2);  // MatMul, FusedElementwise; the Reshape is free
 }
 
+// The fused attention runs on the vector units in amp's kernels, and on the
+// matrix engines where the CUDA backend runs it as cuDNN's (its layout fits
+// and the backward reads the forward's O and stats): the rate and the
+// launches follow the backend the step was specialized for.
+TEST(CostModelTest, CudnnsAttentionIsCostedAtTheMatrixRate) {
+  auto m = LoadModelText(R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float16[2,3,16,8] q, float16[2,3,16,8] k, float16[2,3,16,8] v, float16[2,3,16,8] d)
+    => (float16[2,3,16,8] dq, float16[2,3,16,8] dk, float16[2,3,16,8] dv)
+{
+  o, st = ai.amp.Attention <alpha = 0.35, transB = 1> (q, k, v)
+  dq, dk, dv = ai.amp.AttentionGrad <alpha = 0.35, grad_alpha = 0.35, transB = 1> (q, k, v, d, , o, st)
+})");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  auto cpu = KernelSupportFor("cpu");
+  ASSERT_TRUE(cpu.ok());
+  SpecializeRequest req;
+  for (const char* x : {"q", "k", "v", "d"}) req.input_dims[x] = {2, 3, 16, 8};
+  auto exe = Specialize(*m, req, **cpu);
+  ASSERT_TRUE(exe.ok()) << exe.status().message();
+  EXPECT_EQ(exe->backend, "cpu");
+  DeviceModel dev{"test", 1e14, 1e12, 1e13, 1e-6, "by hand"};
+  const int64_t qk = 2 * 2 * 3 * 16 * 16 * 8;  // one product over every slice
+  auto check = [&](const StepCost& c, bool matrix, int grad_launches) {
+    ASSERT_EQ(c.kernels.size(), 2u);
+    for (const KernelCost& k : c.kernels) {
+      bool grad = k.op == "AttentionGrad";
+      SCOPED_TRACE(k.op);
+      EXPECT_EQ(k.flops, grad ? 5 * qk : 2 * qk);
+      EXPECT_EQ(k.matrix, matrix);
+      EXPECT_EQ(k.library, matrix);
+      EXPECT_EQ(k.launches, grad ? grad_launches : 1);
+      double rate = matrix ? 1e14 : 1e12;
+      EXPECT_DOUBLE_EQ(k.seconds, std::max(k.flops / rate, k.bytes / 1e13) + 1e-6 * k.launches);
+    }
+    EXPECT_EQ(c.launches, 1 + grad_launches);
+  };
+  check(EstimateCost(*exe, dev), false, 2);
+  exe->backend = "cuda";
+  check(EstimateCost(*exe, dev), true, 3);
+}
+
 TEST(CostModelTest, DeviceModelsAreNamed) {
   EXPECT_TRUE(FindDeviceModel("h100").ok());
   EXPECT_TRUE(FindDeviceModel("h200").ok());

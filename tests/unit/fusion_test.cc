@@ -15,6 +15,7 @@
 #include "codegen/executable.h"
 #include "compiler/loader.h"
 #include "kernels/cpu/families.h"
+#include "ops/attention.h"
 #include "ops/fused_elementwise.h"
 #include "passes/loss_scaling.h"
 #include "passes/pipelines.h"
@@ -1622,6 +1623,112 @@ g (float16[2,3,6,8] q, float16[2,3,5,8] k, float16[2,3,5,4] v, float[2,1,1,5] m,
     for (int64_t i = 0; i < x.num_elements(); ++i)
       ASSERT_EQ(x.GetDouble(i), y.GetDouble(i)) << a << " " << i;
   }
+}
+
+// Where cuDNN's fused attention runs a node (ops/attention.h), on the layout
+// of the benchmark Transformer's attention at a small size: q, k, v heads of
+// a sequence-first packed QKV tensor [S, B, 3 * H * D], O into [S * B, H * D].
+StatusOr<CudnnAttentionLayout> CudnnLayoutOfNode(const std::string& text, const char* op) {
+  AMP_ASSIGN_OR_RETURN(Model m, LoadModelText(text));
+  for (const Node* n : m.graph->nodes()) {
+    if (n->op_type() != op) continue;
+    AttentionAttrs attrs = AttentionAttrs::Of(*n);
+    std::vector<std::vector<int64_t>> dims;
+    AttentionTypes types;
+    std::optional<std::vector<int64_t>> mask;
+    for (size_t i = 0; i < n->num_inputs(); ++i) {
+      const Value* v = n->input(i);
+      dims.push_back(v ? *StaticDimsOf(v) : std::vector<int64_t>{});
+      types.inputs.push_back(v ? v->dtype() : DType::kUndefined);
+      if (v && i == (attrs.grad ? 4u : 3u)) mask = dims.back();
+    }
+    for (const Value* v : n->outputs()) types.outputs.push_back(v->dtype());
+    if (mask) types.mask_dims = &*mask;
+    AMP_ASSIGN_OR_RETURN(AttentionLayout l, AttentionLayoutOf(attrs, dims));
+    EXPECT_EQ(RunsAsCudnnAttention(*n), CudnnAttentionLayoutOf(attrs, l, types).ok());
+    return CudnnAttentionLayoutOf(attrs, l, types);
+  }
+  return NotFound("no ", op);
+}
+
+TEST(CudnnAttentionTest, TheBenchmarkTransformersLayoutIsCudnns) {
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (T[16,2,72] x, T[32,24] d, M[16,16] m) => (T[32,24] o, float[2,3,16] st, T[16,2,72] dx)
+{
+  o, st = ai.amp.Attention <alpha = 0.35, dims = [2, 3, 16, 16, 8, 8], out_shapes = [2, 32, 24],
+                            views = [0, 72, 8, 144, 1, 24, 72, 8, 144, 1, 48, 72, 8, 144, 1,
+                                     0, 24, 8, 48, 1]> (x, x, x, MASK)
+  dx = ai.amp.AttentionGrad <alpha = 0.35, grad_alpha = GA, dims = [2, 3, 16, 16, 8, 8],
+                             out_shapes = [3, 16, 2, 72],
+                             views = [0, 72, 8, 144, 1, 24, 72, 8, 144, 1, 48, 72, 8, 144, 1,
+                                      0, 24, 8, 48, 1, 0, 72, 8, 144, 1, 24, 72, 8, 144, 1,
+                                      48, 72, 8, 144, 1, 0, 24, 8, 48, 1]> (x, x, x, d, MASK, o, st)
+})";
+  auto make = [&](const char* t, const char* mask_type, const char* mask, const char* ga) {
+    std::string s = text;
+    for (auto [from, to] : {std::pair{"T[", t}, {"M[", mask_type}, {"MASK", mask}, {"GA", ga}})
+      for (size_t at; (at = s.find(from)) != std::string::npos;)
+        s.replace(at, std::string(from).size(), std::string(to) + (from[1] == '[' ? "[" : ""));
+    return s;
+  };
+  const std::string fp16 = make("float16", "float16", "m", "0.35");
+  for (const char* op : {"Attention", "AttentionGrad"}) {
+    SCOPED_TRACE(op);
+    auto c = CudnnLayoutOfNode(fp16, op);
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(c->b, 2);
+    EXPECT_EQ(c->h, 3);
+    EXPECT_EQ(c->sq, 16);
+    EXPECT_EQ(c->d, 8);
+    const BhsdTensor& q = c->operands[kAttnQ];
+    EXPECT_EQ(std::vector<int64_t>(q.strides, q.strides + 4),
+              (std::vector<int64_t>{72, 8, 144, 1}));
+    EXPECT_EQ(c->operands[kAttnK].offset, 24);
+    EXPECT_EQ(c->operands[kAttnV].offset, 48);
+    const BhsdTensor& o = c->operands[std::string(op) == "Attention" ? kAttnO : kAttnFwdO];
+    EXPECT_EQ(std::vector<int64_t>(o.strides, o.strides + 4), (std::vector<int64_t>{24, 8, 48, 1}));
+    EXPECT_EQ(std::vector<int64_t>(c->stats.strides, c->stats.strides + 3),
+              (std::vector<int64_t>{48, 16, 1}));
+    // The [Sq, Sk] mask broadcast over batch and heads.
+    ASSERT_TRUE(c->has_bias);
+    EXPECT_EQ(std::vector<int64_t>(c->bias.dims, c->bias.dims + 4),
+              (std::vector<int64_t>{1, 1, 16, 16}));
+    EXPECT_EQ(c->bias.strides[2], 16);
+  }
+  // What cuDNN does not take runs on amp's own kernels, and says why.
+  struct No {
+    std::string text;
+    const char* op;
+    const char* why;
+  };
+  std::string unlinked = make("float16", "float16", "m", "0.35");
+  const std::string linked = "48, 72, 8, 144, 1, 0, 24, 8, 48, 1]> (x, x, x, d, m, o, st)";
+  unlinked.replace(unlinked.find(linked), linked.size(), "48, 72, 8, 144, 1]> (x, x, x, d, m)");
+  const No no[] = {
+      {make("float", "float", "m", "0.35"), "Attention", "not float16 or bfloat16"},
+      {make("float16", "float", "m", "0.35"), "Attention", "a mask not of q's type"},
+      {make("float16", "float16", "m", "0.25"), "AttentionGrad", "a gradient scale other"},
+      {unlinked, "AttentionGrad", "does not read the forward's O and stats"},
+  };
+  for (const No& n : no) {
+    SCOPED_TRACE(n.why);
+    auto c = CudnnLayoutOfNode(n.text, n.op);
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.status().message().find(n.why), std::string::npos) << c.status().message();
+  }
+  // Head dims cuDNN has no engine for, and batch dims that fold into more
+  // than two.
+  const std::string small = R"(<ir_version: 8, opset_import: ["" : 17, "ai.amp" : 1]>
+g (float16[2,3,4,6,12] q, float16[2,3,4,5,12] k, float16[2,3,4,5,16] v) => (float16[2,3,4,6,16] o) {
+  o = ai.amp.Attention <transB = 1> (q, k, v) })";
+  auto head = CudnnLayoutOfNode(small, "Attention");
+  ASSERT_FALSE(head.ok());
+  EXPECT_NE(head.status().message().find("head dims 12 and 16"), std::string::npos);
+  std::string folded = small;
+  for (size_t at; (at = folded.find(",12]")) != std::string::npos;) folded.replace(at, 4, ",16]");
+  auto three = CudnnLayoutOfNode(folded, "Attention");
+  ASSERT_TRUE(three.ok()) << "contiguous batch dims fold: " << three.status().message();
+  EXPECT_EQ(three->b * three->h, 24);
 }
 
 TEST(FusedKernelsTest, MalformedNodesAreErrors) {
