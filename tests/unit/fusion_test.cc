@@ -20,6 +20,7 @@
 #include "passes/loss_scaling.h"
 #include "passes/pipelines.h"
 #include "runtime/executor.h"
+#include "tests/unit/op_cases.h"
 
 namespace amp {
 namespace {
@@ -1729,6 +1730,26 @@ g (float16[2,3,4,6,12] q, float16[2,3,4,5,12] k, float16[2,3,4,5,16] v) => (floa
   auto three = CudnnLayoutOfNode(folded, "Attention");
   ASSERT_TRUE(three.ok()) << "contiguous batch dims fold: " << three.status().message();
   EXPECT_EQ(three->b * three->h, 24);
+}
+
+// The op case the GPU test runs through cuDNN does fit it.
+TEST(CudnnAttentionTest, TheGpuTestsCaseRunsAsCudnnsAttention) {
+  const Case* c = nullptr;
+  for (const Case& k : kCases)
+    if (std::string(k.name) == "attention_cudnn_f16") c = &k;
+  ASSERT_NE(c, nullptr);
+  auto m = LoadModelText(
+      std::string("<ir_version: 8, opset_import: [\"\" : 18, \"ai.amp\" : 1]>\n") + c->text);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  int fits = 0;
+  for (const Node* n : m->graph->nodes()) fits += RunsAsCudnnAttention(*n);
+  EXPECT_EQ(fits, 2);
+  // (And the CPU, its reference there, runs it.)
+  auto r = RunGraph(
+      std::string("<ir_version: 8, opset_import: [\"\" : 18, \"ai.amp\" : 1]>\n") + c->text, true,
+      3);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_TRUE(std::isfinite(r->outputs.at("dx").GetDouble(5)));
 }
 
 TEST(FusedKernelsTest, MalformedNodesAreErrors) {

@@ -174,6 +174,14 @@ inline const Case kCases[] = {
      R"(g (float16[2,5,14] x, float16[2,5,4] x2) => (float16[2,5,6] o, float[2,5] st, float16[2,5,14] dx) {
        o, st = ai.amp.Attention <alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 6], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x)
        dx = ai.amp.AttentionGrad <alpha = 0.5, grad_alpha = 0.5, dims = [2, 5, 5, 4, 4], out_shapes = [3, 2, 5, 14], views = [0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 0, 20, 4, 1, 0, 70, 14, 1, 4, 70, 14, 1, 8, 70, 14, 1, 1, 30, 6, 1]> (x, x, x, x2, , o, st) })"},
+    // What cuDNN's fused attention runs on a GPU (CudnnAttentionLayoutOf;
+    // fusion_test.cc checks that it fits): the benchmark Transformer's
+    // layout - heads of a sequence-first packed QKV tensor [S, B, 3 * H * D],
+    // O into [S * B, H * D], the gradients packed - with a float16 mask.
+    {"attention_cudnn_f16",
+     R"(g (float16[16,2,96] x, float16[32,32] x2, float16[16,16] x3) => (float16[32,32] o, float[2,2,16] st, float16[16,2,96] dx) {
+       o, st = ai.amp.Attention <alpha = 0.25, dims = [2, 2, 16, 16, 16, 16], out_shapes = [2, 32, 32], views = [0, 96, 16, 192, 1, 32, 96, 16, 192, 1, 64, 96, 16, 192, 1, 0, 32, 16, 64, 1]> (x, x, x, x3)
+       dx = ai.amp.AttentionGrad <alpha = 0.25, grad_alpha = 0.25, dims = [2, 2, 16, 16, 16, 16], out_shapes = [3, 16, 2, 96], views = [0, 96, 16, 192, 1, 32, 96, 16, 192, 1, 64, 96, 16, 192, 1, 0, 32, 16, 64, 1, 0, 96, 16, 192, 1, 32, 96, 16, 192, 1, 64, 96, 16, 192, 1, 0, 32, 16, 64, 1]> (x, x, x, x2, x3, o, st) })"},
     {"layer_norm_grad",
      R"(g (float[6,16] x, float[6,16] x2, float[16] x3, float[6,16] x4) => (float[6,16] dx, float[16] dw, float[16] db) {
        dx, dw, db = ai.amp.LayerNormGrad <axis = 1, epsilon = 0.001> (x, x2, x3, x4) })"},
