@@ -7,6 +7,9 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p /tmp/amp-lib && tar -C /tmp/amp-lib -xJf .gpu/libs.tar.xz
 export LD_LIBRARY_PATH=/tmp/amp-lib/lib:${LD_LIBRARY_PATH:-}
+# cuDNN (its fused attention) from the machine's nvidia-cudnn-cu13 wheel.
+cudnn_lib=$(python3 -c "import nvidia.cudnn as c; print(list(c.__path__)[0] + '/lib')" 2>/dev/null || true)
+[ -n "$cudnn_lib" ] && export LD_LIBRARY_PATH=$cudnn_lib:$LD_LIBRARY_PATH
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader

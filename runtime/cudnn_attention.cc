@@ -5,6 +5,8 @@
 #include <cudnn_frontend.h>
 #include <dlfcn.h>
 
+#include <cstdlib>
+
 #include <map>
 #include <sstream>
 #include <unordered_map>
@@ -196,10 +198,13 @@ class CudnnAttentionImpl : public CudnnAttention {
 std::unique_ptr<CudnnAttention> CreateCudnnAttention(void* stream, std::string* why) {
   try {
     if (!cudnn_frontend::cudnn_dlhandle) {
-      cudnn_frontend::cudnn_dlhandle = dlopen("libcudnn.so.9", RTLD_NOW | RTLD_GLOBAL);
+      // $AMP_CUDNN_LIBRARY, or libcudnn.so.9 where the loader finds it.
+      const char* env = std::getenv("AMP_CUDNN_LIBRARY");
+      const char* lib = env && *env ? env : "libcudnn.so.9";
+      cudnn_frontend::cudnn_dlhandle = dlopen(lib, RTLD_NOW | RTLD_GLOBAL);
       if (!cudnn_frontend::cudnn_dlhandle) {
         const char* e = dlerror();
-        *why = std::string("cannot load libcudnn.so.9: ") + (e ? e : "not found");
+        *why = std::string("cannot load ") + lib + ": " + (e ? e : "not found");
         return nullptr;
       }
     }

@@ -5,8 +5,9 @@
 // writes O and the softmax statistics, the backward reads them
 // (link-attention-stats) with q, k, v and dO and writes dq, dk and dv at
 // their strides. cuDNN is loaded at run time (cudnn-frontend's dynamic
-// loading): where it cannot be, Create says why and the backend runs its own
-// kernels. Built only with the cudnn-frontend headers (tools/setup.sh).
+// loading; $AMP_CUDNN_LIBRARY names the library, else libcudnn.so.9 where the
+// loader finds it): where it cannot be, Create says why and the backend runs
+// its own kernels. Built only with the cudnn-frontend headers (tools/setup.sh).
 #pragma once
 
 #include <memory>
