@@ -156,6 +156,14 @@ inline uint16_t FloatToBFloat16(float f) {
   return static_cast<uint16_t>(rounded >> 16);
 }
 
+// The same over arrays, for the CPU kernels' inner loops: bit for bit the
+// scalar conversions above, with the F16C instructions where the CPU has
+// them (8 per instruction; round to nearest even, as above). RoundToHalf
+// rounds floats to the nearest half in place (store, then load).
+void HalfToFloat(const uint16_t* in, float* out, int64_t n);
+void FloatToHalf(const float* in, uint16_t* out, int64_t n);
+void RoundToHalf(float* x, int64_t n);
+
 // The first of `n` elements of `dtype` at `data` that is NaN or infinite,
 // or -1 (also for non-float types): what Tensor::FirstNonFinite reads, for
 // memory a Tensor does not own (a runtime's buffers on the host).

@@ -37,6 +37,10 @@ double ReadDouble(const TensorRef& t, int64_t i) {
 
 std::vector<float> ToFloat(const TensorRef& t) {
   std::vector<float> out(t.numel());
+  if (t.dtype == DType::kFloat16) {
+    HalfToFloat(&t.as<f16>()->bits, out.data(), t.numel());
+    return out;
+  }
   bool ok = VisitFloat(t.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* p = t.as<T>();
@@ -48,6 +52,10 @@ std::vector<float> ToFloat(const TensorRef& t) {
 
 void FromFloat(const std::vector<float>& values, TensorRef& t) {
   AMP_CHECK(static_cast<int64_t>(values.size()) == t.numel());
+  if (t.dtype == DType::kFloat16) {
+    FloatToHalf(values.data(), &t.as<f16>()->bits, t.numel());
+    return;
+  }
   bool ok = VisitFloat(t.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* p = t.as<T>();

@@ -163,7 +163,7 @@ void RunBinary(BinOp op, const float* a, const float* b, float* r, int64_t n) {
 // Rounds a block to its element type (FP16/BF16 values are stored that way).
 void RoundTo(DType t, float* r, int64_t n) {
   if (t == DType::kFloat16)
-    for (int64_t i = 0; i < n; ++i) r[i] = HalfToFloat(FloatToHalf(r[i]));
+    RoundToHalf(r, n);
   else if (t == DType::kBFloat16)
     for (int64_t i = 0; i < n; ++i) r[i] = BFloat16ToFloat(FloatToBFloat16(r[i]));
 }
@@ -287,7 +287,10 @@ void LoadBlock(const Operand& op, const std::vector<int64_t>& dims, int64_t star
       LoadAs<float>(t.data, offs.data(), start, n, contiguous, r);
       break;
     case DType::kFloat16:
-      LoadAs<f16>(t.data, offs.data(), start, n, contiguous, r);
+      if (contiguous)
+        HalfToFloat(&t.as<f16>()[start].bits, r, n);
+      else
+        LoadAs<f16>(t.data, offs.data(), start, n, contiguous, r);
       break;
     case DType::kBFloat16:
       LoadAs<bf16>(t.data, offs.data(), start, n, contiguous, r);
@@ -303,7 +306,7 @@ void StoreBlock(const float* r, int64_t start, int64_t n, TensorRef& out) {
       std::memcpy(out.as<float>() + start, r, static_cast<size_t>(n) * sizeof(float));
       break;
     case DType::kFloat16:
-      for (int64_t i = 0; i < n; ++i) out.as<f16>()[start + i] = Store<f16>(r[i]);
+      FloatToHalf(r, &out.as<f16>()[start].bits, n);
       break;
     case DType::kBFloat16:
       for (int64_t i = 0; i < n; ++i) out.as<bf16>()[start + i] = Store<bf16>(r[i]);

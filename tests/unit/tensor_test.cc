@@ -73,6 +73,41 @@ TEST(HalfTest, EveryHalfRoundTrips) {
   }
 }
 
+// The array conversions (F16C where the CPU has it) are the scalar ones bit
+// for bit: every half, and floats around every half boundary (ties, the
+// subnormal and overflow edges), NaNs with payloads, at lengths that leave
+// a scalar tail.
+TEST(HalfTest, ArrayConversionsAreTheScalarOnesBitForBit) {
+  std::vector<uint16_t> halves(0x10000 + 3);
+  for (size_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<uint16_t>(i * 40503u);
+  for (uint32_t b = 0; b < 0x10000; ++b) halves[b] = static_cast<uint16_t>(b);
+  std::vector<float> f(halves.size());
+  HalfToFloat(halves.data(), f.data(), static_cast<int64_t>(halves.size()));
+  for (size_t i = 0; i < halves.size(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(f[i]), std::bit_cast<uint32_t>(HalfToFloat(halves[i])))
+        << "half 0x" << std::hex << halves[i];
+  std::vector<float> x;
+  std::mt19937 rng(3);
+  for (uint32_t b = 0; b < 0x10000; ++b) {
+    uint32_t bits = std::bit_cast<uint32_t>(HalfToFloat(static_cast<uint16_t>(b)));
+    for (int32_t d : {-4097, -4096, -4095, -1, 0, 1, 4095, 4096, 4097})
+      x.push_back(std::bit_cast<float>(bits + d));
+  }
+  for (int i = 0; i < 100000; ++i) x.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));
+  x.push_back(std::bit_cast<float>(0x7f800001u));  // signaling NaN, payload 1
+  x.push_back(std::bit_cast<float>(0xffc12345u));
+  std::vector<uint16_t> h(x.size());
+  FloatToHalf(x.data(), h.data(), static_cast<int64_t>(x.size()));
+  std::vector<float> r = x;
+  RoundToHalf(r.data(), static_cast<int64_t>(r.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(h[i], FloatToHalf(x[i])) << "float 0x" << std::hex << std::bit_cast<uint32_t>(x[i]);
+    ASSERT_EQ(std::bit_cast<uint32_t>(r[i]),
+              std::bit_cast<uint32_t>(HalfToFloat(FloatToHalf(x[i]))))
+        << "float 0x" << std::hex << std::bit_cast<uint32_t>(x[i]);
+  }
+}
+
 TEST(BFloat16Test, Conversions) {
   EXPECT_EQ(FloatToBFloat16(1.0f), 0x3f80);
   EXPECT_EQ(BFloat16ToFloat(0x3f80), 1.0f);
