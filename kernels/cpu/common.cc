@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include "kernels/cpu/kernel.h"
+#include "kernels/cpu/parallel.h"
 
 namespace amp::cpu {
 
@@ -35,33 +36,48 @@ double ReadDouble(const TensorRef& t, int64_t i) {
   return v;
 }
 
+// Conversions split over the threads in chunks of this many elements.
+constexpr int64_t kConvertGrain = int64_t{1} << 16;
+
+void WidenInto(const TensorRef& t, float* out) {
+  AMP_CHECK(IsFloat(t.dtype));
+  ParallelFor(t.numel(), kConvertGrain, [&](int64_t first, int64_t last) {
+    if (t.dtype == DType::kFloat16) {
+      HalfToFloat(&t.as<f16>()[first].bits, out + first, last - first);
+      return;
+    }
+    VisitFloat(t.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* p = t.as<T>();
+      for (int64_t i = first; i < last; ++i) out[i] = static_cast<float>(Load(p[i]));
+    });
+  });
+}
+
+void NarrowInto(const float* values, TensorRef& t) {
+  AMP_CHECK(IsFloat(t.dtype));
+  ParallelFor(t.numel(), kConvertGrain, [&](int64_t first, int64_t last) {
+    if (t.dtype == DType::kFloat16) {
+      FloatToHalf(values + first, &t.as<f16>()[first].bits, last - first);
+      return;
+    }
+    VisitFloat(t.dtype, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* p = t.as<T>();
+      for (int64_t i = first; i < last; ++i) p[i] = Store<T>(values[i]);
+    });
+  });
+}
+
 std::vector<float> ToFloat(const TensorRef& t) {
   std::vector<float> out(t.numel());
-  if (t.dtype == DType::kFloat16) {
-    HalfToFloat(&t.as<f16>()->bits, out.data(), t.numel());
-    return out;
-  }
-  bool ok = VisitFloat(t.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* p = t.as<T>();
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(Load(p[i]));
-  });
-  AMP_CHECK(ok);
+  WidenInto(t, out.data());
   return out;
 }
 
 void FromFloat(const std::vector<float>& values, TensorRef& t) {
   AMP_CHECK(static_cast<int64_t>(values.size()) == t.numel());
-  if (t.dtype == DType::kFloat16) {
-    FloatToHalf(values.data(), &t.as<f16>()->bits, t.numel());
-    return;
-  }
-  bool ok = VisitFloat(t.dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = t.as<T>();
-    for (size_t i = 0; i < values.size(); ++i) p[i] = Store<T>(values[i]);
-  });
-  AMP_CHECK(ok);
+  NarrowInto(values.data(), t);
 }
 
 void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

@@ -47,23 +47,26 @@ class Accumulator {
     if (direct) {
       ptr_ = y.as<S>();
     } else {
-      temp_.assign(static_cast<size_t>(n), S{0});
-      ptr_ = temp_.data();
+      // (Not zeroed: the GEMMs, or the bias, write every element first.)
+      temp_.reset(new S[static_cast<size_t>(n)]);
+      ptr_ = temp_.get();
+      n_ = n;
     }
   }
   S* data() { return ptr_; }
   void Store() {
-    if (temp_.empty()) return;
+    if (!temp_) return;
     if constexpr (std::is_same_v<S, double>)
-      std::copy(temp_.begin(), temp_.end(), y_.as<double>());
+      std::copy(temp_.get(), temp_.get() + n_, y_.as<double>());
     else
-      FromFloat(temp_, y_);
+      NarrowInto(temp_.get(), y_);
   }
 
  private:
   TensorRef& y_;
   S* ptr_ = nullptr;
-  std::vector<S> temp_;
+  std::unique_ptr<S[]> temp_;
+  int64_t n_ = 0;
 };
 
 template <typename S>
@@ -134,8 +137,9 @@ Status MatMulImpl(KernelContext& ctx) {
   S beta = 0;
   if (ctx.has_input(2)) {
     const TensorRef& bias = ctx.in(2);
-    for (int64_t r = 0; r < nbatch * m; ++r)
-      for (int64_t j = 0; j < n; ++j) acc.data()[r * n + j] = static_cast<S>(ReadDouble(bias, j));
+    std::vector<S> row(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) row[j] = static_cast<S>(ReadDouble(bias, j));
+    for (int64_t r = 0; r < nbatch * m; ++r) std::copy(row.begin(), row.end(), acc.data() + r * n);
     beta = 1;
   }
   auto finish = [&] {

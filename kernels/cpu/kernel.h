@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -170,24 +171,31 @@ int64_t ReadInt(const TensorRef& t, int64_t i);
 std::vector<int64_t> ReadInts(const TensorRef& t);
 // Element i of any numeric tensor as double.
 double ReadDouble(const TensorRef& t, int64_t i);
+// A float tensor's numel elements (any float type) widened into `out`, and
+// numel floats rounded into a float tensor; on the kernels' threads (each
+// element converts alone: the result does not depend on their count).
+void WidenInto(const TensorRef& t, float* out);
+void NarrowInto(const float* values, TensorRef& t);
 // A float32 copy of a float tensor (any float type).
 std::vector<float> ToFloat(const TensorRef& t);
-// A float32 view of a float tensor: the tensor itself, or a widened copy.
+// A float32 view of a float tensor: the tensor itself, or a widened copy
+// (in memory that is not first zeroed).
 class FloatView {
  public:
   explicit FloatView(const TensorRef& t) {
     if (t.dtype == DType::kFloat32) {
       ptr_ = t.as<float>();
     } else {
-      copy_ = ToFloat(t);
-      ptr_ = copy_.data();
+      copy_.reset(new float[static_cast<size_t>(t.numel())]);
+      WidenInto(t, copy_.get());
+      ptr_ = copy_.get();
     }
   }
   const float* data() const { return ptr_; }
 
  private:
   const float* ptr_;
-  std::vector<float> copy_;
+  std::unique_ptr<float[]> copy_;
 };
 
 // Stores `values` (numel of t) into a float tensor, rounding once.
