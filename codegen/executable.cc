@@ -82,6 +82,7 @@ StatusOr<Executable> Specialize(const Model& model, const SpecializeRequest& req
   pipelines::SpecializeOptions options;
   options.bindings = bindings;
   options.fuse_optimizer = request.fuse_optimizer;
+  options.guard_nonfinite = request.guard_nonfinite && backend.HasKernel("ai.amp", "AnyNonFinite");
   options.fuse_loss_scale =
       request.fuse_optimizer && backend.HasKernel("ai.amp", "LossScaleUpdate");
   options.fuse_elementwise = request.fuse_elementwise &&

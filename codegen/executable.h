@@ -92,8 +92,13 @@ struct SpecializeRequest {
   // Let an op that may (its record's `inplace`) write a piece of state's
   // new value over the old one, when nothing reads the old one later: no
   // arena bytes for it and no copy after the step. Off when the caller needs
-  // the old state after the step (the runtime's non-finite guard).
+  // the old state after the step (the runtime's non-finite guard, where the
+  // step cannot skip itself).
   bool in_place_updates = true;
+  // A step without loss scaling skips its own update when its loss or a
+  // gradient is not finite (guard-nonfinite), for a backend with the
+  // ai.amp AnyNonFinite kernel: Executable::model's skip_step is then set.
+  bool guard_nonfinite = false;
   // Passes of the specialization pipeline not to run, by name (to compare a
   // fusion against the unfused step, as ONNX Runtime's disable-by-name).
   std::set<std::string, std::less<>> disabled_passes;

@@ -111,6 +111,17 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp AnyNonFinite (guard-nonfinite): float tensors of any type and
+// shape; a bool scalar, true when an element of one is NaN or infinite.
+Status InferAnyNonFinite(InferenceContext& ctx) {
+  if (ctx.num_outputs() != 1) return ctx.Error("has one output");
+  for (size_t j = 0; j < ctx.num_inputs(); ++j)
+    if (!ctx.has_input(j) || !IsFloat(ctx.input_dtype(j)))
+      return ctx.Error("input ", j, " must be a float tensor");
+  ctx.SetOutput(0, DType::kBool, Shape{});
+  return Status::Ok();
+}
+
 // ai.amp LossScaleUpdate (fuse-loss-scale): GradScaler's update of the
 // scale S (float scalar) and growth tracker T (int64 scalar) from the
 // found-inf flag F (bool scalar), attributes growth_factor, backoff_factor,
@@ -253,6 +264,12 @@ std::vector<OpDef> TrainingOps() {
        .precision = {OpClass::kNone, "FP32 by construction (fuse-unscale)"},
        .no_grad = "made by fusion after autodiff: never differentiated",
        .inplace = InplaceUnscaleCheck},
+      {.domain = "ai.amp",
+       .op_type = "AnyNonFinite",
+       .arity = {1, -1, 1, 1},
+       .infer = InferAnyNonFinite,
+       .precision = {OpClass::kNone, "reads its inputs as they are (guard-nonfinite)"},
+       .no_grad = "made at specialization after autodiff: never differentiated"},
       {.domain = "ai.amp",
        .op_type = "LossScaleUpdate",
        .arity = {3, 4, 2, 3},

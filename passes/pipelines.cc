@@ -23,6 +23,7 @@
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
+#include "passes/guard_nonfinite.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
 #include "passes/link_attention_stats.h"
@@ -55,6 +56,9 @@ PassPipeline BindShapes(const std::map<std::string, int64_t>& bindings) {
 
 PassPipeline Specialize(const SpecializeOptions& options) {
   PassPipeline p;
+  // A step without loss scaling that must not apply a non-finite update
+  // skips itself, before its optimizer is fused (which then reads the flag).
+  if (options.guard_nonfinite) p.Add(std::make_unique<GuardNonfinite>());
   // With fuse_optimizer, one multi-tensor node replaces the per-gradient
   // unscale and another the per-parameter Adam update; then the shape
   // arithmetic folds away.

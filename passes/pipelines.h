@@ -60,8 +60,9 @@ struct SpecializeOptions {
   bool fuse_max_pool_grad = false;          // fuse-max-pool-grad after that
   bool fuse_elementwise = false;            // fuse-elementwise and batch-casts last
   std::set<std::string, std::less<>> keep;  // values read after the step (never fused away)
+  bool guard_nonfinite = false;             // guard-nonfinite first
 };
-// What specialization runs before planning: [fuse-unscale, fuse-optimizer,]
+// What specialization runs before planning: [guard-nonfinite,] [fuse-unscale, fuse-optimizer,]
 // [fuse-loss-scale,] transpose-folding, bind-dims, fold-shapes, dce, elide-dropout,
 // fold-into-gemm, [fuse-attention, fold-casts, fold-attention-views,
 // [link-attention-stats,]]

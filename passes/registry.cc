@@ -13,7 +13,6 @@
 #include "passes/fold_casts.h"
 #include "passes/fold_into_gemm.h"
 #include "passes/fold_output_casts.h"
-#include "passes/link_attention_stats.h"
 #include "passes/fold_shapes.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_conv_weight_grad.h"
@@ -25,8 +24,10 @@
 #include "passes/fuse_norm_grad.h"
 #include "passes/fuse_optimizer.h"
 #include "passes/fuse_unscale.h"
+#include "passes/guard_nonfinite.h"
 #include "passes/infer_shapes.h"
 #include "passes/insert_casts.h"
+#include "passes/link_attention_stats.h"
 #include "passes/loss_scaling.h"
 #include "passes/paint_precision.h"
 #include "passes/rematerialize.h"
@@ -74,6 +75,7 @@ const Entry kPasses[] = {
     {FoldAttentionViews::kName, Make<FoldAttentionViews>},
     {FoldOutputCasts::kName, Make<FoldOutputCasts>},
     {LinkAttentionStats::kName, Make<LinkAttentionStats>},
+    {GuardNonfinite::kName, Make<GuardNonfinite>},
     {FoldCasts::kName, Make<FoldCasts>},
     {FoldIntoGemm::kName, Make<FoldIntoGemm>},
     {FoldShapes::kName, Make<FoldShapes>},

@@ -204,9 +204,15 @@ StatusOr<Executor::Loaded*> Executor::Prepare() {
     r.keep = options_.extra_outputs;
     r.fuse_optimizer = options_.fuse_optimizer;
     r.disabled_passes = options_.disabled_passes;
-    // The non-finite guard restores nothing: it needs the old state intact.
-    r.in_place_updates =
-        !(options_.non_finite != NonFinitePolicy::kApply && base_->training.skip_step.empty());
+    // The non-finite guard: the step skips itself (guard-nonfinite) where the
+    // backend can check in the step; else the runtime checks the new state
+    // after it and restores nothing, so it needs the old state intact.
+    bool guard =
+        options_.non_finite != NonFinitePolicy::kApply && base_->training.skip_step.empty();
+    bool in_step =
+        guard && base_->training.has_optimizer && backend_->HasKernel("ai.amp", "AnyNonFinite");
+    r.guard_nonfinite = in_step;
+    r.in_place_updates = !guard || in_step;
     auto built = Specialize(*base_, r, *backend_);
     if (!built.ok() && built.status().code() == StatusCode::kUnimplemented &&
         options_.freeze_shape_inputs) {
@@ -298,6 +304,26 @@ Status Executor::Run() {
     }
   }
   guard_skipped_ = false;
+  // The guard the step itself ran (guard-nonfinite): a skipped step changed
+  // no state.
+  if (options_.non_finite != NonFinitePolicy::kApply && base_->training.skip_step.empty() &&
+      is_training() && !l->exe.model->training.skip_step.empty()) {
+    AMP_RETURN_IF_ERROR(backend_->Synchronize());
+    AMP_ASSIGN_OR_RETURN(Tensor flag, Fetch(l->exe.model->training.skip_step));
+    if (flag.GetInt(0) != 0) {
+      if (options_.non_finite == NonFinitePolicy::kError) {
+        AMP_ASSIGN_OR_RETURN(double loss, Loss());
+        std::string what =
+            std::isfinite(loss) ? std::string("a gradient") : StrCat("the loss (", loss, ")");
+        return InvalidArgument(what, " is not finite, so the step was not applied (the state is ",
+                               "as before it); pass --skip-nonfinite to skip such steps, or ",
+                               "compile with loss scaling");
+      }
+      guard_skipped_ = true;
+      ++step_;
+      return Status::Ok();
+    }
+  }
   if (Guarded()) {
     AMP_RETURN_IF_ERROR(backend_->Synchronize());
     AMP_ASSIGN_OR_RETURN(std::string bad, FirstNonFinite());

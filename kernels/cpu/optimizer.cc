@@ -193,6 +193,18 @@ Status FusedSgdKernel(KernelContext& ctx) {
   return Status::Ok();
 }
 
+// ai.amp AnyNonFinite: whether an element of any input is NaN or infinite.
+Status AnyNonFiniteKernel(KernelContext& ctx) {
+  bool any = false;
+  for (size_t k = 0; k < ctx.inputs.size() && !any; ++k) {
+    const TensorRef& t = ctx.in(k);
+    if (!IsFloat(t.dtype)) return ctx.Error("input ", k, " must be a float tensor");
+    any = FirstNonFinite(t.data, t.dtype, t.numel()) >= 0;
+  }
+  ctx.out(0).as<bool>()[0] = any;
+  return Status::Ok();
+}
+
 // ai.amp UnscaleCheck: g * (1/S) for every gradient, and whether any result
 // is not finite (what loss scaling's Mul-by-zero probes compute).
 Status UnscaleCheckKernel(KernelContext& ctx) {
@@ -255,6 +267,7 @@ Status LossScaleUpdateKernel(KernelContext& ctx) {
 void RegisterOptimizerKernels(KernelTable& t) {
   t["ai.amp:LossScaleUpdate"] = LossScaleUpdateKernel;
   t["ai.amp:UnscaleCheck"] = UnscaleCheckKernel;
+  t["ai.amp:AnyNonFinite"] = AnyNonFiniteKernel;
   t["ai.amp:FusedAdam"] = FusedAdamKernel;
   t["ai.amp:FusedSgd"] = FusedSgdKernel;
   t["ai.onnx.preview.training:Adagrad"] = AdagradKernel;

@@ -96,6 +96,7 @@ void RunTwice(const Case& c, const std::string& pass, bool* changed_first) {
       {"fuse-attention", "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding"},
       {"fold-attention-views",
        "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention"},
+      {"guard-nonfinite", "attach-loss,autodiff,optimizer"},
       {"link-attention-stats",
        "bind-dims,fold-shapes,attach-loss,autodiff,dce,transpose-folding,fuse-attention,"
        "fold-attention-views"},
