@@ -6,7 +6,6 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
-
 #include <map>
 #include <sstream>
 #include <unordered_map>
