@@ -114,7 +114,6 @@ Status InferUnscaleCheck(InferenceContext& ctx) {
 // ai.amp AnyNonFinite (guard-nonfinite): float tensors of any type and
 // shape; a bool scalar, true when an element of one is NaN or infinite.
 Status InferAnyNonFinite(InferenceContext& ctx) {
-  if (ctx.num_outputs() != 1) return ctx.Error("has one output");
   for (size_t j = 0; j < ctx.num_inputs(); ++j)
     if (!ctx.has_input(j) || !IsFloat(ctx.input_dtype(j)))
       return ctx.Error("input ", j, " must be a float tensor");

@@ -1838,6 +1838,8 @@ TEST(FusedKernelsTest, MalformedNodesAreErrors) {
       {"o, a = ai.amp.SoftmaxCrossEntropy (ti, l, s)", "logits must be float32, float16"},
       {"o, a = ai.amp.SoftmaxCrossEntropy (p, l, ti)", "scale must be float32"},
       {"o, a = ai.amp.SoftmaxCrossEntropy (p, p, s)", "labels must be int32 or int64"},
+      {"o = ai.amp.AnyNonFinite (x, ti)", "input 1 must be a float tensor"},
+      {"o, a = ai.amp.AnyNonFinite (x)", "AnyNonFinite gives 1 to 1"},
       {"o, a = ai.amp.SoftmaxCrossEntropy <reduction = \"none\"> (p, l, s)",
        "reduction must be mean or sum"},
       {"o, a = ai.amp.SoftmaxCrossEntropy <scale_divisor = 0.0> (p, l, s)", "scale_divisor is 0"},
